@@ -1,0 +1,27 @@
+//! What the server and the client share.
+//!
+//! - [`pb`]: generated code for the `mes_grpc` package (`messenger.proto`,
+//!   CONTRACT.md) and [`FILE_DESCRIPTOR_SET`] for reflection. The set includes
+//!   the imported well-known types, so grpcurl resolves every type without a
+//!   local `.proto`.
+//! - [`time`]: how a `sendTime` is built and rendered (9 fractional digits).
+//! - [`telemetry`]: log setup used by both binaries.
+//! - [`cli`]: config parsing that fails with one line and exit code 2, and the
+//!   SIGINT/SIGTERM shutdown signal.
+
+pub mod cli;
+pub mod telemetry;
+pub mod time;
+
+/// Generated `mes_grpc` messages, client and server.
+#[allow(unreachable_pub, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("mes_grpc");
+}
+
+/// Encoded `FileDescriptorSet` of `messenger.proto` and its imports.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/messenger_descriptor.bin"));
+
+/// Fully qualified service name, as used in health checks and logs.
+pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";

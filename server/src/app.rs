@@ -1,0 +1,171 @@
+//! Binding and serving: the messenger service, `grpc.health.v1` and
+//! reflection (v1 and v1alpha) on one port, and graceful shutdown.
+//!
+//! Shutdown order: health goes NOT_SERVING; the listener stops accepting and
+//! connections get GOAWAY; in-flight `SendMessage` calls finish; the hub ends
+//! every stream (after its queue drains) with UNAVAILABLE; the serve loop is
+//! given what is left of the grace period to close connections.
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::service::{Limits, MessengerService};
+use messenger_proto::pb::messenger_server_server::MessengerServerServer;
+use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("building reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A bound, not yet serving, messenger server.
+pub struct App {
+    config: Config,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    hub: Arc<Hub>,
+}
+
+impl App {
+    /// Binds the gRPC listener. Port 0 picks a free port; see [`App::local_addr`].
+    pub async fn bind(config: Config) -> Result<Self, AppError> {
+        let addr = SocketAddr::new(config.host, config.port);
+        let bind_err = |source| AppError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let hub = Hub::new(config.subscriber_queue);
+        Ok(Self {
+            config,
+            listener,
+            local_addr,
+            hub,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The fan-out hub, for inspection (subscriber count) by tests and tools.
+    pub fn hub(&self) -> Arc<Hub> {
+        Arc::clone(&self.hub)
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let Self {
+            config,
+            listener,
+            local_addr,
+            hub,
+        } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<MessengerServerServer<MessengerService>>()
+            .await;
+        let in_flight = TaskTracker::new();
+        let limits = Limits {
+            max_text_bytes: config.max_text_bytes,
+            max_author_bytes: config.max_author_bytes,
+        };
+        let messenger = MessengerServerServer::new(MessengerService::new(
+            Arc::clone(&hub),
+            limits,
+            in_flight.clone(),
+        ))
+        .max_decoding_message_size(config.max_decoding_bytes());
+        let stop_accepting = CancellationToken::new();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_builder().build_v1()?)
+            .add_service(reflection_builder().build_v1alpha()?)
+            .add_service(messenger)
+            .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
+        let mut server = tokio::spawn(server);
+        tracing::info!(
+            grpc_addr = %local_addr,
+            subscriber_queue = config.subscriber_queue,
+            max_text_bytes = config.max_text_bytes,
+            max_author_bytes = config.max_author_bytes,
+            shutdown_grace_secs = config.shutdown_grace_secs,
+            "messenger-server listening"
+        );
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => return flatten(result),
+        }
+        let deadline = Instant::now() + config.shutdown_grace();
+        set_not_serving(&health).await;
+        stop_accepting.cancel();
+        in_flight.close();
+        if timeout_at(deadline, in_flight.wait()).await.is_err() {
+            tracing::warn!("grace period ended with SendMessage calls still in flight");
+        }
+        hub.shutdown();
+        match timeout_at(deadline, &mut server).await {
+            Ok(result) => flatten(result)?,
+            Err(_) => {
+                server.abort();
+                tracing::warn!(
+                    grace_secs = config.shutdown_grace_secs,
+                    "grace period ended; closing remaining connections"
+                );
+            }
+        }
+        tracing::info!("messenger-server stopped");
+        Ok(())
+    }
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    // Both reflection versions are registered explicitly so `list` shows both,
+    // whichever version the caller speaks (grpcurl 1.8 speaks only v1alpha).
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_not_serving(health: &HealthReporter) {
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    tracing::info!("health set to NOT_SERVING");
+}
+
+fn flatten(
+    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), AppError> {
+    match result {
+        Ok(inner) => Ok(inner?),
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

@@ -1,0 +1,131 @@
+//! Server configuration: every setting is a flag and an environment variable
+//! (`ENV_*`), with a `DEFAULT_*`. [`Config::default`] never reads the
+//! environment, so tests build configs without `set_var`.
+
+use clap::Parser;
+use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+pub const ENV_HOST: &str = "MESSENGER_SERVER_HOST";
+pub const ENV_PORT: &str = "MESSENGER_SERVER_PORT";
+pub const ENV_SUBSCRIBER_QUEUE: &str = "MESSENGER_SUBSCRIBER_QUEUE";
+pub const ENV_MAX_TEXT_BYTES: &str = "MESSENGER_MAX_TEXT_BYTES";
+pub const ENV_MAX_AUTHOR_BYTES: &str = "MESSENGER_MAX_AUTHOR_BYTES";
+pub const ENV_SHUTDOWN_GRACE_SECS: &str = "MESSENGER_SHUTDOWN_GRACE_SECS";
+
+pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub const DEFAULT_PORT: u16 = 51075;
+pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_AUTHOR_BYTES: usize = 256;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+
+/// Room for protobuf framing around the two strings when sizing the gRPC
+/// decoding limit, so an oversized field is reported by validation (with the
+/// field's name) rather than by the codec.
+pub const DECODE_HEADROOM_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "messenger-server",
+    version,
+    about = "gRPC messenger server (mes_grpc.MessengerServer)"
+)]
+pub struct Config {
+    /// Address to listen on for gRPC, health and reflection.
+    #[arg(long, env = ENV_HOST, default_value_t = DEFAULT_HOST)]
+    pub host: IpAddr,
+
+    /// gRPC port; 0 picks a free one (logged as grpc_addr=...).
+    #[arg(long, env = ENV_PORT, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+
+    /// Messages each subscriber may have queued; a subscriber that falls this far
+    /// behind is disconnected with RESOURCE_EXHAUSTED.
+    #[arg(long, env = ENV_SUBSCRIBER_QUEUE, default_value_t = DEFAULT_SUBSCRIBER_QUEUE,
+          value_parser = parse_positive)]
+    pub subscriber_queue: usize,
+
+    /// Largest accepted `text`, in bytes (UTF-8); larger gets INVALID_ARGUMENT.
+    #[arg(long, env = ENV_MAX_TEXT_BYTES, default_value_t = DEFAULT_MAX_TEXT_BYTES,
+          value_parser = parse_field_limit)]
+    pub max_text_bytes: usize,
+
+    /// Largest accepted `author`, in bytes (UTF-8); larger gets INVALID_ARGUMENT.
+    #[arg(long, env = ENV_MAX_AUTHOR_BYTES, default_value_t = DEFAULT_MAX_AUTHOR_BYTES,
+          value_parser = parse_field_limit)]
+    pub max_author_bytes: usize,
+
+    /// Seconds that shutdown may take before the process exits anyway.
+    #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+
+    /// Log output format.
+    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: DEFAULT_HOST,
+            port: DEFAULT_PORT,
+            subscriber_queue: DEFAULT_SUBSCRIBER_QUEUE,
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+            max_author_bytes: DEFAULT_MAX_AUTHOR_BYTES,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    /// gRPC decoding limit for one request message.
+    pub fn max_decoding_bytes(&self) -> usize {
+        self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES
+    }
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        Ok(n) => Err(format!("{n} is out of range 1..=1000000")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn parse_field_limit(s: &str) -> Result<usize, String> {
+    const MAX: usize = 16 * 1024 * 1024;
+    match s.parse::<usize>() {
+        Ok(n) if n <= MAX => Ok(n),
+        Ok(n) => Err(format!("{n} is over the {MAX}-byte maximum")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_flags() {
+        let parsed = Config::try_parse_from(["messenger-server"]).unwrap();
+        let default = Config::default();
+        assert_eq!(parsed.port, default.port);
+        assert_eq!(parsed.subscriber_queue, default.subscriber_queue);
+        assert_eq!(parsed.max_text_bytes, default.max_text_bytes);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Config::try_parse_from(["s", "--port", "70000"]).is_err());
+        assert!(Config::try_parse_from(["s", "--subscriber-queue", "0"]).is_err());
+        assert!(Config::try_parse_from(["s", "--log-format", "xml"]).is_err());
+    }
+}

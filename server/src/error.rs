@@ -1,0 +1,48 @@
+//! The gRPC boundary's error type and its one conversion into `Status`.
+
+use crate::hub::{Disconnect, ShuttingDown};
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("`{field}` is {len} bytes; the limit is {max} bytes ({env})")]
+    FieldTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+        env: &'static str,
+    },
+    #[error(
+        "subscriber fell behind: its queue of {capacity} messages was full; \
+         read the stream faster and resubscribe (messages from the gap are not replayed)"
+    )]
+    FellBehind { capacity: usize },
+    #[error("server shutting down")]
+    ShuttingDown,
+}
+
+impl From<ShuttingDown> for ServiceError {
+    fn from(_: ShuttingDown) -> Self {
+        Self::ShuttingDown
+    }
+}
+
+impl ServiceError {
+    pub fn from_disconnect(d: Disconnect, capacity: usize) -> Self {
+        match d {
+            Disconnect::Slow => Self::FellBehind { capacity },
+            Disconnect::Shutdown => Self::ShuttingDown,
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ServiceError::FieldTooLong { .. } => Status::invalid_argument(msg),
+            ServiceError::FellBehind { .. } => Status::resource_exhausted(msg),
+            ServiceError::ShuttingDown => Status::unavailable(msg),
+        }
+    }
+}

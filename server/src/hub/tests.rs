@@ -1,0 +1,135 @@
+//! Unit tests of the hub's invariants, without gRPC.
+
+use super::*;
+use proptest::prelude::*;
+
+fn drain(sub: &mut Subscription) -> Vec<Arc<Message>> {
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    let mut out = Vec::new();
+    while let Poll::Ready(Ok(m)) = sub.poll_recv(&mut cx) {
+        out.push(m);
+    }
+    out
+}
+
+fn send(hub: &Hub, text: &str) -> Published {
+    hub.publish("a".into(), text.into()).unwrap()
+}
+
+#[test]
+fn subscriber_gets_only_messages_after_subscribing() {
+    let hub = Hub::new(16);
+    send(&hub, "before");
+    let mut sub = hub.subscribe().unwrap();
+    let p = send(&hub, "after");
+    assert_eq!(p.delivered_to, 1);
+    let got = drain(&mut sub);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].text, "after");
+}
+
+#[test]
+fn full_queue_disconnects_as_slow_and_others_keep_receiving() {
+    let hub = Hub::new(2);
+    let mut slow = hub.subscribe().unwrap();
+    let mut fast = hub.subscribe().unwrap();
+    for i in 0..2 {
+        send(&hub, &i.to_string());
+        assert_eq!(drain(&mut fast).len(), 1);
+    }
+    let p = send(&hub, "overflow");
+    assert_eq!((p.delivered_to, p.dropped_slow), (1, 1));
+    assert_eq!(hub.subscribers(), 1);
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert_eq!(slow.poll_recv(&mut cx), Poll::Ready(Err(Disconnect::Slow)));
+    assert_eq!(drain(&mut fast).len(), 1);
+}
+
+#[test]
+fn dropping_a_subscription_removes_it_at_once() {
+    let hub = Hub::new(4);
+    let subs: Vec<_> = (0..1000).map(|_| hub.subscribe().unwrap()).collect();
+    assert_eq!(hub.subscribers(), 1000);
+    drop(subs);
+    assert_eq!(hub.subscribers(), 0);
+}
+
+#[test]
+fn shutdown_drains_queued_then_ends() {
+    let hub = Hub::new(8);
+    let mut sub = hub.subscribe().unwrap();
+    send(&hub, "queued");
+    hub.shutdown();
+    assert!(hub.publish("a".into(), "late".into()).is_err());
+    assert!(hub.subscribe().is_err());
+    let waker = std::task::Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(Ok(m)) if m.text == "queued"));
+    assert_eq!(
+        sub.poll_recv(&mut cx),
+        Poll::Ready(Err(Disconnect::Shutdown))
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Subscribe,
+    Unsubscribe(usize),
+    Send,
+    Read(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => Just(Op::Subscribe),
+        1 => (0usize..8).prop_map(Op::Unsubscribe),
+        4 => Just(Op::Send),
+        2 => (0usize..8).prop_map(Op::Read),
+    ]
+}
+
+proptest! {
+    /// Under any interleaving, each live subscriber sees exactly the messages
+    /// published while it was subscribed, in publish order, with strictly
+    /// increasing sendTime; a subscriber overflowing its queue is told so.
+    #[test]
+    fn every_subscriber_sees_its_window_in_order(ops in proptest::collection::vec(op(), 1..200)) {
+        let hub = Hub::new(4);
+        // (subscription, expected texts not yet read, disconnected as slow)
+        let mut live: Vec<(Subscription, Vec<String>, bool)> = Vec::new();
+        let mut n = 0u32;
+        let mut last_time = 0i128;
+        for op in ops {
+            match op {
+                Op::Subscribe => live.push((hub.subscribe().unwrap(), Vec::new(), false)),
+                Op::Unsubscribe(i) if !live.is_empty() => { live.remove(i % live.len()); }
+                Op::Send => {
+                    n += 1;
+                    let p = send(&hub, &n.to_string());
+                    prop_assert!(p.message.send_time > last_time);
+                    last_time = p.message.send_time;
+                    for (_, expected, slow) in live.iter_mut().filter(|(_, _, slow)| !*slow) {
+                        if expected.len() == 4 { *slow = true } else { expected.push(n.to_string()) }
+                    }
+                }
+                Op::Read(i) if !live.is_empty() => {
+                    let idx = i % live.len();
+                    let (sub, expected, slow) = &mut live[idx];
+                    let got: Vec<String> = drain(sub).iter().map(|m| m.text.clone()).collect();
+                    if *slow {
+                        prop_assert!(got.is_empty());
+                        live.remove(idx);
+                    } else {
+                        prop_assert_eq!(&got, &*expected);
+                        expected.clear();
+                    }
+                }
+                _ => {}
+            }
+            let connected = live.iter().filter(|(_, _, slow)| !*slow).count();
+            prop_assert_eq!(hub.subscribers(), connected);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `messenger-server`: one chat, fanned out to every `ReadMessages` stream.
+//!
+//! - [`config`]: flags and environment (`ENV_*`, `DEFAULT_*`).
+//! - [`hub`]: the fan-out core: total order, `sendTime`, bounded queues, the
+//!   slow-subscriber policy. Knows nothing about gRPC.
+//! - [`service`]: `mes_grpc.MessengerServer`, mapping proto to the hub.
+//! - [`error`]: the service's error type and its one conversion to `Status`.
+//! - [`app`]: bind, serve (with health and reflection), shut down gracefully.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod service;
+
+pub use app::{App, AppError};
+pub use config::Config;

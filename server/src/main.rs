@@ -1,0 +1,18 @@
+use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
+use messenger_proto::telemetry::init_logging;
+use messenger_server::{App, AppError, Config};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = parse_or_exit();
+    init_logging(config.log_format);
+    exit_code(run(config).await)
+}
+
+async fn run(config: Config) -> Result<(), AppError> {
+    App::bind(config)
+        .await?
+        .run_until_stopped(shutdown_signal())
+        .await
+}
