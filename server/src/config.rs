@@ -3,6 +3,7 @@
 //! environment, so tests build configs without `set_var`.
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -21,10 +22,11 @@ pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_AUTHOR_BYTES: usize = 256;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 
-/// Room for protobuf framing around the two strings when sizing the gRPC
-/// decoding limit, so an oversized field is reported by validation (with the
-/// field's name) rather than by the codec.
-pub const DECODE_HEADROOM_BYTES: usize = 4096;
+/// Room above the two field limits when sizing the gRPC decoding limit, so a
+/// field that is too long by up to this much is reported by validation (with
+/// the field's name and limit) rather than by the codec's generic OUT_OF_RANGE.
+/// It matches the client's default 1 MiB body limit.
+pub const DECODE_HEADROOM_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -44,17 +46,17 @@ pub struct Config {
     /// Messages each subscriber may have queued; a subscriber that falls this far
     /// behind is disconnected with RESOURCE_EXHAUSTED.
     #[arg(long, env = ENV_SUBSCRIBER_QUEUE, default_value_t = DEFAULT_SUBSCRIBER_QUEUE,
-          value_parser = parse_positive)]
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub subscriber_queue: usize,
 
     /// Largest accepted `text`, in bytes (UTF-8); larger gets INVALID_ARGUMENT.
     #[arg(long, env = ENV_MAX_TEXT_BYTES, default_value_t = DEFAULT_MAX_TEXT_BYTES,
-          value_parser = parse_field_limit)]
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=16 * 1024 * 1024))]
     pub max_text_bytes: usize,
 
     /// Largest accepted `author`, in bytes (UTF-8); larger gets INVALID_ARGUMENT.
     #[arg(long, env = ENV_MAX_AUTHOR_BYTES, default_value_t = DEFAULT_MAX_AUTHOR_BYTES,
-          value_parser = parse_field_limit)]
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=16 * 1024 * 1024))]
     pub max_author_bytes: usize,
 
     /// Seconds that shutdown may take before the process exits anyway.
@@ -89,23 +91,6 @@ impl Config {
     /// gRPC decoding limit for one request message.
     pub fn max_decoding_bytes(&self) -> usize {
         self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES
-    }
-}
-
-fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-        Ok(n) => Err(format!("{n} is out of range 1..=1000000")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_field_limit(s: &str) -> Result<usize, String> {
-    const MAX: usize = 16 * 1024 * 1024;
-    match s.parse::<usize>() {
-        Ok(n) if n <= MAX => Ok(n),
-        Ok(n) => Err(format!("{n} is over the {MAX}-byte maximum")),
-        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -1,0 +1,200 @@
+//! The only module that sees proto types: the gRPC channel to the server,
+//! `SendMessage` with a deadline, and the `ReadMessages` subscriber loop.
+//!
+//! The subscriber keeps one stream open. It publishes "subscribed" on a watch
+//! channel once the response headers arrive (the server has registered it),
+//! and "not subscribed" as soon as the stream breaks. Between attempts it waits
+//! a capped, jittered exponential backoff. Messages go to the [`Buffer`] in
+//! stream order.
+
+use crate::buffer::{Buffer, BufferedMessage};
+use messenger_proto::pb::messenger_server_client::MessengerServerClient;
+use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};
+use messenger_proto::time::format_rfc3339;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Code, Request, Status};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+/// Placeholder for a message whose sendTime is missing or invalid (only a
+/// non-conforming server sends one); the message is kept, not lost.
+const INVALID_SEND_TIME: &str = "1970-01-01T00:00:00.000000000Z";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("messenger server at {addr} is unreachable: {message}")]
+    Unavailable { addr: String, message: String },
+    #[error("messenger server did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("messenger server answered {code:?}: {message}")]
+    Rejected { code: Code, message: String },
+    #[error("messenger server returned no valid sendTime")]
+    BadResponse,
+}
+
+/// A cloneable handle to the server.
+#[derive(Clone)]
+pub struct Backend {
+    client: MessengerServerClient<Channel>,
+    addr: String,
+    send_timeout: Duration,
+}
+
+impl Backend {
+    /// Creates the channel without connecting; calls connect (and reconnect) on demand.
+    pub fn new(uri: Uri, send_timeout: Duration) -> Self {
+        let addr = uri
+            .authority()
+            .map_or_else(|| uri.to_string(), ToString::to_string);
+        let channel = Endpoint::from(uri)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        Self {
+            client: MessengerServerClient::new(channel),
+            addr,
+            send_timeout,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends one message; returns its sendTime as RFC 3339 with 9 digits.
+    pub async fn send(&self, author: String, text: String) -> Result<String, BackendError> {
+        let mut request = Request::new(SendMessageRequest { author, text });
+        request.set_timeout(self.send_timeout);
+        let mut client = self.client.clone();
+        let response = tokio::time::timeout(self.send_timeout, client.send_message(request))
+            .await
+            .map_err(|_| BackendError::Timeout(self.send_timeout))?
+            .map_err(|status| self.classify(status))?;
+        let send_time = response.into_inner().send_time;
+        send_time
+            .as_ref()
+            .and_then(format_rfc3339)
+            .ok_or(BackendError::BadResponse)
+    }
+
+    fn classify(&self, status: Status) -> BackendError {
+        match status.code() {
+            Code::Unavailable => BackendError::Unavailable {
+                addr: self.addr.clone(),
+                message: status.message().to_owned(),
+            },
+            Code::DeadlineExceeded => BackendError::Timeout(self.send_timeout),
+            code => BackendError::Rejected {
+                code,
+                message: status.message().to_owned(),
+            },
+        }
+    }
+}
+
+fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
+    let send_time = m.send_time.as_ref().and_then(format_rfc3339);
+    if send_time.is_none() {
+        tracing::warn!("message without a valid sendTime from server; keeping it with the epoch");
+    }
+    BufferedMessage {
+        author: m.author,
+        text: m.text,
+        send_time: send_time.unwrap_or_else(|| INVALID_SEND_TIME.to_owned()),
+    }
+}
+
+/// Keeps a `ReadMessages` stream open until `stop`, feeding `buffer`.
+pub async fn run_subscriber(
+    backend: Backend,
+    buffer: Arc<Buffer>,
+    subscribed: watch::Sender<bool>,
+    max_backoff: Duration,
+    stop: CancellationToken,
+) {
+    let mut client = backend.client.clone();
+    let mut failures: u32 = 0;
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return,
+            r = client.read_messages(Request::new(())) => r,
+        };
+        match attempt {
+            Ok(response) => {
+                subscribed.send_replace(true);
+                tracing::info!(server = backend.addr(), "stream connected");
+                failures = 0;
+                let mut stream = response.into_inner();
+                let end = loop {
+                    let next = tokio::select! {
+                        () = stop.cancelled() => break None,
+                        r = stream.message() => r,
+                    };
+                    match next {
+                        Ok(Some(m)) => buffer.push(to_buffered(m)),
+                        Ok(None) => break Some(Status::unavailable("server ended the stream")),
+                        Err(status) => break Some(status),
+                    }
+                };
+                subscribed.send_replace(false);
+                match end {
+                    None => return,
+                    Some(s) => {
+                        tracing::warn!(code = ?s.code(), message = s.message(), "stream lost; resubscribing")
+                    }
+                }
+            }
+            Err(status) => {
+                failures = failures.saturating_add(1);
+                if failures == 1 {
+                    tracing::warn!(server = backend.addr(), code = ?status.code(), message = status.message(), "cannot subscribe; retrying with backoff");
+                } else {
+                    tracing::debug!(failures, code = ?status.code(), "subscribe attempt failed");
+                }
+            }
+        }
+        let delay = backoff(failures, max_backoff);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Equal-jitter exponential backoff: half the capped exponential delay, plus
+/// a random part up to the other half.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let exp = INITIAL_BACKOFF
+        .saturating_mul(1u32 << failures.min(16))
+        .min(max);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let max = Duration::from_millis(1000);
+        for failures in 0..40 {
+            let d = backoff(failures, max);
+            assert!(d <= max, "{d:?}");
+            let exp = INITIAL_BACKOFF
+                .saturating_mul(1u32 << failures.min(16))
+                .min(max);
+            assert!(d >= exp / 2, "{d:?} < half of {exp:?}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Client configuration: every setting is a flag and an environment variable
+//! (`ENV_*`), with a `DEFAULT_*`. [`Config::default`] never reads the
+//! environment, so tests build configs without `set_var`.
+
+use clap::Parser;
+use clap::builder::RangedU64ValueParser;
+use http::Uri;
+use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+pub const ENV_SERVER_ADDR: &str = "MESSENGER_SERVER_ADDR";
+pub const ENV_HTTP_HOST: &str = "MESSENGER_HTTP_HOST";
+pub const ENV_HTTP_PORT: &str = "MESSENGER_HTTP_PORT";
+pub const ENV_BUFFER_LIMIT: &str = "MESSENGER_CLIENT_BUFFER_LIMIT";
+pub const ENV_SEND_TIMEOUT_MS: &str = "MESSENGER_SEND_TIMEOUT_MS";
+pub const ENV_MAX_BODY_BYTES: &str = "MESSENGER_MAX_BODY_BYTES";
+pub const ENV_RECONNECT_MAX_BACKOFF_MS: &str = "MESSENGER_RECONNECT_MAX_BACKOFF_MS";
+pub const ENV_SHUTDOWN_GRACE_SECS: &str = "MESSENGER_SHUTDOWN_GRACE_SECS";
+
+pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
+pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+pub const DEFAULT_BUFFER_LIMIT: usize = 100_000;
+pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_RECONNECT_MAX_BACKOFF_MS: u64 = 1_000;
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "messenger-client",
+    version,
+    about = "HTTP front for the messenger: buffers the stream, forwards sends"
+)]
+pub struct Config {
+    /// Messenger server, as host:port or http://host:port.
+    #[arg(long, env = ENV_SERVER_ADDR, default_value = DEFAULT_SERVER_ADDR, value_parser = parse_server_addr)]
+    pub server_addr: Uri,
+
+    /// Address to serve HTTP on.
+    #[arg(long, env = ENV_HTTP_HOST, default_value_t = DEFAULT_HTTP_HOST)]
+    pub http_host: IpAddr,
+
+    /// HTTP port; 0 picks a free one (logged as http_addr=...).
+    #[arg(long, env = ENV_HTTP_PORT, default_value_t = DEFAULT_HTTP_PORT)]
+    pub http_port: u16,
+
+    /// Most messages buffered between flushes; past it the oldest are dropped.
+    #[arg(long, env = ENV_BUFFER_LIMIT, default_value_t = DEFAULT_BUFFER_LIMIT,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    pub buffer_limit: usize,
+
+    /// Deadline for one SendMessage call, in milliseconds.
+    #[arg(long, env = ENV_SEND_TIMEOUT_MS, default_value_t = DEFAULT_SEND_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub send_timeout_ms: u64,
+
+    /// Largest accepted HTTP request body, in bytes; larger gets 413.
+    #[arg(long, env = ENV_MAX_BODY_BYTES, default_value_t = DEFAULT_MAX_BODY_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64 * 1024 * 1024))]
+    pub max_body_bytes: usize,
+
+    /// Cap of the jittered exponential backoff between subscription attempts, in ms.
+    #[arg(long, env = ENV_RECONNECT_MAX_BACKOFF_MS, default_value_t = DEFAULT_RECONNECT_MAX_BACKOFF_MS,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub reconnect_max_backoff_ms: u64,
+
+    /// Seconds that shutdown may take before the process exits anyway.
+    #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_grace_secs: u64,
+
+    /// Log output format.
+    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_addr: parse_server_addr(DEFAULT_SERVER_ADDR).expect("default address is valid"),
+            http_host: DEFAULT_HTTP_HOST,
+            http_port: DEFAULT_HTTP_PORT,
+            buffer_limit: DEFAULT_BUFFER_LIMIT,
+            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            reconnect_max_backoff_ms: DEFAULT_RECONNECT_MAX_BACKOFF_MS,
+            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_millis(self.send_timeout_ms)
+    }
+    pub fn reconnect_max_backoff(&self) -> Duration {
+        Duration::from_millis(self.reconnect_max_backoff_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Accepts `host:port` (as the course's env var has it) or `http://host:port`.
+pub fn parse_server_addr(s: &str) -> Result<Uri, String> {
+    let with_scheme = if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("http://{s}")
+    };
+    let uri: Uri = with_scheme
+        .parse()
+        .map_err(|e| format!("{s:?} is not host:port: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{s:?}: only plaintext http:// is supported"));
+    }
+    if uri.port_u16().is_none() {
+        return Err(format!(
+            "{s:?} has no port; use host:port, e.g. localhost:51075"
+        ));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addr_forms() {
+        assert_eq!(
+            parse_server_addr("localhost:51075").unwrap().to_string(),
+            "http://localhost:51075/"
+        );
+        assert!(parse_server_addr("http://10.0.0.1:1").is_ok());
+        assert!(parse_server_addr("localhost").is_err());
+        assert!(parse_server_addr("ftp://x:1").is_err());
+        assert!(parse_server_addr("a b:1").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Config::try_parse_from(["c", "--http-port", "x"]).is_err());
+        assert!(Config::try_parse_from(["c", "--buffer-limit", "0"]).is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! `messenger-client`: subscribes to the server's stream, buffers messages,
+//! and serves the course's HTTP API.
+//!
+//! - [`config`]: flags and environment (`ENV_*`, `DEFAULT_*`).
+//! - [`backend`]: the only module that sees proto types: channel, sends with a
+//!   deadline, the subscriber loop with reconnect.
+//! - [`buffer`]: bounded, ordered, atomically flushed message buffer.
+//! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
+//!   `GET /healthz`, `GET /readyz`).
+//! - [`error`]: the HTTP error type and its one `IntoResponse`.
+//! - [`app`]: start-up order (subscribe, then bind), serving, shutdown.
+
+pub mod app;
+pub mod backend;
+pub mod buffer;
+pub mod config;
+pub mod error;
+pub mod routes;
+
+pub use app::{App, AppError};
+pub use config::Config;

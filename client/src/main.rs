@@ -1,0 +1,31 @@
+use messenger_client::{App, AppError, Config};
+use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
+use messenger_proto::telemetry::init_logging;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config: Config = parse_or_exit();
+    init_logging(config.log_format);
+    exit_code(run(config).await)
+}
+
+async fn run(config: Config) -> Result<(), AppError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_tx.send_replace(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    // Ctrl-C while still waiting for the server ends the process too.
+    let app = tokio::select! {
+        app = App::start(config) => app?,
+        () = stopped() => return Ok(()),
+    };
+    app.run_until_stopped(stopped()).await
+}

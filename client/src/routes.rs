@@ -1,0 +1,200 @@
+//! HTTP routes: JSON in, calls to the [`Backend`] and [`Buffer`], JSON out.
+//! Every failure is an [`AppError`]; nothing here panics on input.
+
+use crate::backend::Backend;
+use crate::buffer::{Buffer, BufferedMessage};
+use crate::error::AppError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Backend,
+    pub buffer: Arc<Buffer>,
+    /// True while the `ReadMessages` stream is open.
+    pub subscribed: watch::Receiver<bool>,
+    pub max_body_bytes: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/sendMessage", post(send_message))
+        .route("/getAndFlushMessages", post(get_and_flush_messages))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        // Failures are logged once, by AppError, with their reason.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct SendRequest {
+    author: String,
+    text: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SendResponse {
+    #[serde(rename = "sendTime")]
+    send_time: String,
+}
+
+/// The body is read as JSON whatever its Content-Type (`curl -d` sends a form type).
+async fn send_message(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SendResponse>, AppError> {
+    let body = body.map_err(|r| body_rejection(&r, state.max_body_bytes))?;
+    let request = parse_send_request(&body)?;
+    // A message sent through this client must land in its own buffer, which
+    // only holds while the stream is open.
+    if !*state.subscribed.borrow() {
+        return Err(AppError::NotSubscribed);
+    }
+    let send_time = state.backend.send(request.author, request.text).await?;
+    Ok(Json(SendResponse { send_time }))
+}
+
+fn body_rejection(rejection: &BytesRejection, limit: usize) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge { limit }
+    } else {
+        AppError::BadRequest(format!(
+            "cannot read request body: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
+fn parse_send_request(body: &[u8]) -> Result<SendRequest, AppError> {
+    // serde would also accept a JSON array for a struct; the contract wants an object.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(AppError::BadRequest("request body is empty".into())),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "request body is not a JSON object".into(),
+            ));
+        }
+    }
+    if let Some(depth) = nesting_over(body, MAX_NESTING) {
+        return Err(AppError::BadRequest(format!(
+            "JSON nesting is deeper than {depth} levels"
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("invalid request body: {e}")))
+}
+
+/// Deepest JSON nesting accepted anywhere in a request body.
+const MAX_NESTING: usize = 32;
+
+/// `Some(max)` if brackets outside strings nest deeper than `max`.
+fn nesting_over(body: &[u8], max: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Some(max);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+async fn get_and_flush_messages(State(state): State<AppState>) -> Json<Vec<BufferedMessage>> {
+    Json(state.buffer.take())
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    if *state.subscribed.borrow() {
+        Ok(Json(json!({ "status": "ready" })))
+    } else {
+        Err(AppError::NotSubscribed)
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> AppError {
+    AppError::NotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
+    AppError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_nesting_outside_strings() {
+        let deep = format!(
+            r#"{{"author":"a","text":"b","x":{}{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
+        assert!(
+            matches!(parse_send_request(deep.as_bytes()), Err(AppError::BadRequest(m)) if m.contains("nesting"))
+        );
+        let in_string = format!(r#"{{"author":"{}","text":"\\\"[["}}"#, "[".repeat(40));
+        assert!(parse_send_request(in_string.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn parses_objects_only() {
+        assert!(parse_send_request(br#" {"author":"a","text":"b","extra":1}"#).is_ok());
+        for bad in [
+            &b""[..],
+            b"  ",
+            br#"["a","b"]"#,
+            br#"{"author":"a"}"#,
+            br#"{"author":1,"text":"b"}"#,
+            b"{\"author\":\"\xff\",\"text\":\"b\"}",
+            br#"{"author":"a","text":null}"#,
+            b"{",
+        ] {
+            assert!(
+                matches!(parse_send_request(bad), Err(AppError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
