@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::watch;
 
 /// A message as accepted: immutable and shared by every subscriber's queue.
 #[derive(Debug, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct Published {
 pub struct Hub {
     queue_capacity: usize,
     inner: Mutex<Inner>,
+    /// Subscriber count, updated under the lock on every change, so watchers
+    /// (tests, metrics) wait on an event rather than poll.
+    count: watch::Sender<usize>,
 }
 
 struct Inner {
@@ -104,6 +108,7 @@ impl Hub {
                 subscribers: HashMap::new(),
                 shut_down: false,
             }),
+            count: watch::Sender::new(0),
         })
     }
 
@@ -114,6 +119,11 @@ impl Hub {
     /// Current number of registered subscribers.
     pub fn subscribers(&self) -> usize {
         self.inner.lock().subscribers.len()
+    }
+
+    /// Watches the number of registered subscribers.
+    pub fn watch_subscribers(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
     }
 
     /// Registers a subscriber. It receives every message published after this
@@ -133,6 +143,7 @@ impl Hub {
         };
         inner.subscribers.insert(id, sub);
         let count = inner.subscribers.len();
+        self.count.send_replace(count);
         drop(inner);
         tracing::info!(subscriber = id, subscribers = count, "subscriber joined");
         Ok(Subscription {
@@ -157,6 +168,7 @@ impl Hub {
             send_time,
         });
         let mut slow = Vec::new();
+        let before = inner.subscribers.len();
         inner
             .subscribers
             .retain(|&id, sub| match sub.tx.try_send(Arc::clone(&message)) {
@@ -170,6 +182,9 @@ impl Hub {
                 Err(TrySendError::Closed(_)) => false,
             });
         let delivered_to = inner.subscribers.len();
+        if delivered_to != before {
+            self.count.send_replace(delivered_to);
+        }
         drop(inner);
         for id in &slow {
             tracing::warn!(
@@ -191,6 +206,7 @@ impl Hub {
         let mut inner = self.inner.lock();
         inner.shut_down = true;
         let subscribers = std::mem::take(&mut inner.subscribers);
+        self.count.send_replace(0);
         drop(inner);
         for sub in subscribers.values() {
             sub.state.set(Disconnect::Shutdown);
@@ -205,6 +221,9 @@ impl Hub {
         let mut inner = self.inner.lock();
         let removed = inner.subscribers.remove(&id).is_some();
         let count = inner.subscribers.len();
+        if removed {
+            self.count.send_replace(count);
+        }
         drop(inner);
         if removed {
             tracing::info!(subscriber = id, subscribers = count, "subscriber left");
