@@ -1,0 +1,159 @@
+//! The HTTP client: start-up order, reconnect, errors as JSON with the right status.
+
+use messenger_tests::*;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::time::Duration;
+
+async fn wait_ready(client: &TestClient, want: u16) {
+    within(&format!("/readyz {want}"), async {
+        loop {
+            let r = client
+                .http
+                .get(format!("{}/readyz", client.base))
+                .send()
+                .await
+                .unwrap();
+            if r.status().as_u16() == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_waits_for_the_server_and_reconnects_after_a_restart() {
+    // Reserve a port, free it, and start the client before any server exists.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = tokio::spawn(TestClient::start(addr));
+    let server = TestServer::start_with(|c| c.port = port).await;
+    let client = within("client subscribes once the server is up", client)
+        .await
+        .unwrap();
+    server.wait_subscribers(1).await;
+
+    let first = client.send("a", "before restart").await;
+    assert_eq!(client.collect(1).await[0].send_time, first);
+
+    server.stop().await.unwrap();
+    wait_ready(&client, 503).await;
+    let (status, json) = client
+        .post("/sendMessage", r#"{"author":"a","text":"while down"}"#)
+        .await;
+    assert_eq!(status, 503, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("retry"), "{json}");
+
+    let server = TestServer::start_with(|c| c.port = port).await;
+    server.wait_subscribers(1).await;
+    wait_ready(&client, 200).await;
+    let second = client.send("a", "after restart").await;
+    let got = client.collect(1).await;
+    assert_eq!(
+        (got[0].text.as_str(), got[0].send_time.as_str()),
+        ("after restart", second.as_str())
+    );
+    client.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_with_the_right_status() {
+    let server = TestServer::start().await;
+    let client = TestClient::start(server.addr).await;
+    let deep = format!(
+        r#"{{"author":"a","text":"b","x":{}{}}}"#,
+        "[".repeat(1000),
+        "]".repeat(1000)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("empty", b"".to_vec(), 400),
+        ("malformed", b"{\"author\":".to_vec(), 400),
+        ("missing field", br#"{"author":"a"}"#.to_vec(), 400),
+        ("wrong type", br#"{"author":"a","text":5}"#.to_vec(), 400),
+        ("array", br#"["a","b"]"#.to_vec(), 400),
+        (
+            "invalid utf-8",
+            b"{\"author\":\"\xc3\x28\",\"text\":\"b\"}".to_vec(),
+            400,
+        ),
+        ("deep nesting", deep.into_bytes(), 400),
+        ("too large", vec![b' '; 2 << 20], 413),
+        (
+            "text over the server limit",
+            format!(r#"{{"author":"a","text":"{}"}}"#, "x".repeat(70_000)).into_bytes(),
+            400,
+        ),
+    ];
+    for (name, body, want) in cases {
+        let (status, json) = client.post("/sendMessage", body).await;
+        assert_eq!(status, want, "{name}: {json}");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{name}: {json}"
+        );
+    }
+    let r = client
+        .http
+        .get(format!("{}/sendMessage", client.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    let r = client
+        .http
+        .post(format!("{}/nope", client.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    // Nothing above reached the chat.
+    let ok = client.send("a", "fine").await;
+    assert_eq!(client.collect(1).await[0].send_time, ok);
+    client.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn form_content_type_is_read_as_json_and_flush_empties() {
+    let server = TestServer::start().await;
+    let client = TestClient::start(server.addr).await;
+    let r = client
+        .http
+        .post(format!("{}/sendMessage", client.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"author": "alice", "text": "hey"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let send_time = r.json::<Value>().await.unwrap()["sendTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = client.collect(1).await;
+    assert_eq!(
+        got[0],
+        Msg {
+            author: "alice".into(),
+            text: "hey".into(),
+            send_time
+        }
+    );
+    let (status, json) = client.post("/getAndFlushMessages", "").await;
+    assert_eq!(
+        (status, json),
+        (200, Value::Array(vec![])),
+        "empty buffer is [], never null"
+    );
+    client.stop().await;
+    server.stop().await.unwrap();
+}

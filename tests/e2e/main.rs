@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server and client libraries in-process on
+//! 127.0.0.1:0, spoken to over real gRPC and HTTP. Helpers live in
+//! `messenger_tests` (tests/src/lib.rs).
+
+mod churn;
+mod client;
+mod contract;
+mod ordering;
+mod shutdown;
+mod slow;

@@ -1,0 +1,90 @@
+//! Graceful shutdown: health goes NOT_SERVING, every acknowledged message is
+//! delivered, then every stream ends with UNAVAILABLE.
+
+use messenger_tests::*;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_delivers_acknowledged_messages_then_ends_streams_unavailable() {
+    let server = TestServer::start().await;
+    let mut streams = [server.subscribe().await, server.subscribe().await];
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = within("health", watch.message()).await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    // A sender keeps going until the server refuses it.
+    let mut sender = server.grpc().await;
+    let load = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        loop {
+            match grpc_send(&mut sender, "load", &acked.len().to_string()).await {
+                Ok(t) => acked.push(t),
+                Err(status) => return (acked, status),
+            }
+        }
+    });
+    // Let the load reach the streams before stopping.
+    let _ = read_n(&mut streams[0], 100).await;
+    let hub = server.hub.clone();
+    // Shutdown waits for clients to read what is queued, so read while it runs.
+    let stopping = tokio::spawn(server.stop());
+    let update = within("NOT_SERVING", watch.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        update.status,
+        ServingStatus::NotServing as i32,
+        "health flips first"
+    );
+    drop(watch);
+
+    let (acked, refusal) = within("load ends", load).await.unwrap();
+    // What an unacknowledged sender sees depends on where it raced shutdown:
+    // the hub's UNAVAILABLE, a closed connection, or tonic's client reporting a
+    // request caught by the graceful GOAWAY as INTERNAL.
+    let refused = matches!(refusal.code(), Code::Unavailable | Code::Cancelled)
+        || (refusal.code() == Code::Internal && format!("{refusal:?}").contains("GoAway"));
+    assert!(refused, "unexpected refusal {refusal:?}");
+
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let mut got = Vec::new();
+        let status = within("stream ends", async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(m)) => got.push(Msg::from(m).send_time),
+                    Ok(None) => panic!("stream {i} ended without a status"),
+                    Err(status) => break status,
+                }
+            }
+        })
+        .await;
+        assert_eq!(status.code(), Code::Unavailable, "stream {i}: {status:?}");
+        assert_eq!(status.message(), "server shutting down");
+        let skip = if i == 0 { 100 } else { 0 };
+        assert_eq!(
+            got.len() + skip,
+            acked.len(),
+            "stream {i} got every acknowledged message"
+        );
+        assert_eq!(got, acked[skip..], "stream {i}");
+    }
+    within("graceful shutdown", stopping)
+        .await
+        .unwrap()
+        .expect("graceful shutdown returns Ok");
+    assert_eq!(hub.subscribers(), 0);
+}
