@@ -10,6 +10,7 @@
 //!   SIGINT/SIGTERM shutdown signal.
 
 pub mod cli;
+pub mod metrics;
 pub mod telemetry;
 pub mod time;
 
@@ -25,3 +26,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Fully qualified service name, as used in health checks and logs.
 pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";
+
+/// `ReadMessages` request metadata by which a subscriber asks for each
+/// message's `traceparent` (value `1`). Callers that don't ask never see it.
+pub const TRACE_CONTEXT_METADATA: &str = "messenger-trace-context";

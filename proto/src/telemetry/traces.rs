@@ -1,0 +1,233 @@
+//! OTLP/gRPC trace export and the `tracing` → OpenTelemetry bridge.
+//!
+//! The SDK and the OTLP exporter read most of the standard env themselves:
+//! endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`),
+//! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` (resource detectors),
+//! `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_BSP_*`. This module only decides
+//! whether to export at all, supplies the default `service.name`, and warns
+//! about values the SDK would silently (or invisibly, see `logs`) ignore.
+
+use opentelemetry::{Key, global, trace::TracerProvider as _};
+use opentelemetry_otlp::{
+    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, SpanExporter,
+};
+use opentelemetry_sdk::{
+    Resource,
+    resource::{EnvResourceDetector, ResourceDetector as _},
+    trace::{SdkTracer, SdkTracerProvider},
+};
+use opentelemetry_semantic_conventions::resource::SERVICE_NAME;
+use std::env;
+use tokio::runtime::Runtime;
+use tracing::{Metadata, Subscriber};
+use tracing_opentelemetry::OpenTelemetryLayer;
+use tracing_subscriber::{
+    Layer,
+    filter::{FilterFn, Filtered, filter_fn},
+    registry::LookupSpan,
+};
+
+/// Instrumentation scope of every span we create.
+pub(super) const TRACER_NAME: &str = "messenger";
+
+/// Target prefix shared by our crates (`messenger_server`, `messenger_client`,
+/// `messenger_proto`); everything else stays out of OpenTelemetry.
+const OUR_TARGETS: &str = "messenger";
+
+/// Samplers the 0.33 SDK implements (it falls back to `parentbased_always_on`).
+const SAMPLERS: [&str; 6] = [
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+];
+
+/// Batch-processor env the SDK parses, ignoring values that are not numbers.
+/// (`OTEL_BSP_EXPORT_TIMEOUT` is parsed but unused by the SDK's default,
+/// thread-based processor; `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s, bounds an export.)
+const BSP_VARS: [&str; 5] = [
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+    "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
+];
+
+/// The `tracing` layer that turns our spans into OpenTelemetry spans.
+pub(super) type OtelLayer<S> =
+    Filtered<OpenTelemetryLayer<S, SdkTracer>, FilterFn<fn(&Metadata<'_>) -> bool>, S>;
+
+/// A running exporter: the tracer provider and the runtime its gRPC client
+/// lives on.
+#[derive(Debug)]
+pub(super) struct Tracing {
+    provider: SdkTracerProvider,
+    /// The batch processor exports from its own thread and blocks on the
+    /// export future; the tonic channel's I/O runs here. A private runtime
+    /// keeps that working whatever runtime flavour the caller uses, and even
+    /// while the caller blocks in `shutdown`.
+    runtime: Runtime,
+    endpoint: String,
+    service_name: String,
+}
+
+impl Tracing {
+    /// Builds the exporter when an OTLP endpoint is configured. Problems are
+    /// pushed to `warnings` and mean "no tracing", never a panic.
+    pub(super) fn from_env(
+        default_service_name: &'static str,
+        warnings: &mut Vec<String>,
+    ) -> Option<Self> {
+        let endpoint = configured_endpoint()?;
+        warnings.extend(sdk_env_warnings());
+        let runtime = match export_runtime() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                warnings.push(format!("OTLP trace export disabled: no runtime: {error}"));
+                return None;
+            }
+        };
+        let built = {
+            // connect_lazy spawns the channel's worker on the current runtime.
+            let _entered = runtime.enter();
+            SpanExporter::builder().with_tonic().build()
+        };
+        let exporter = match built {
+            Ok(exporter) => exporter,
+            Err(error) => {
+                warnings.push(format!("OTLP trace export disabled: {error}"));
+                runtime.shutdown_background();
+                return None;
+            }
+        };
+        let resource = resource(default_service_name);
+        let service_name = resource
+            .get(&Key::new(SERVICE_NAME))
+            .map(|name| name.to_string())
+            .unwrap_or_default();
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build();
+        Some(Self {
+            provider,
+            runtime,
+            endpoint,
+            service_name,
+        })
+    }
+
+    /// The bridge layer, restricted to our own targets so the exporter's
+    /// tonic/hyper/h2 spans can never be exported (or export themselves).
+    pub(super) fn layer<S>(&self) -> OtelLayer<S>
+    where
+        S: Subscriber + for<'span> LookupSpan<'span>,
+    {
+        otel_layer(self.provider.tracer(TRACER_NAME))
+    }
+
+    /// Makes the provider global so [`super::tracer`] uses it.
+    pub(super) fn install_global(&self) {
+        global::set_tracer_provider(self.provider.clone());
+        tracing::info!(
+            endpoint = %self.endpoint,
+            service_name = %self.service_name,
+            "exporting traces over OTLP/gRPC"
+        );
+    }
+
+    /// Exports what is buffered, then stops the exporter.
+    pub(super) fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown() {
+            tracing::warn!(%error, "trace export at shutdown failed; spans may be lost");
+        }
+        // Not a blocking drop: this may run inside the caller's runtime.
+        self.runtime.shutdown_background();
+    }
+}
+
+/// Bridges `tracing` spans to `tracer`; spans and events from other crates
+/// (tonic, hyper, h2, tower, opentelemetry*) are filtered out.
+pub(super) fn otel_layer<S>(tracer: SdkTracer) -> OtelLayer<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    let ours: fn(&Metadata<'_>) -> bool = is_ours;
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(filter_fn(ours))
+}
+
+fn is_ours(metadata: &Metadata<'_>) -> bool {
+    metadata.target().starts_with(OUR_TARGETS)
+}
+
+/// The endpoint the exporter will use, if any (the traces-specific one wins,
+/// as in the exporter itself).
+fn configured_endpoint() -> Option<String> {
+    [
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        OTEL_EXPORTER_OTLP_ENDPOINT,
+    ]
+    .into_iter()
+    .find_map(|name| env::var_os(name).filter(|value| !value.is_empty()))
+    .map(|value| value.to_string_lossy().into_owned())
+}
+
+fn export_runtime() -> std::io::Result<Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otel-export")
+        .enable_all()
+        .build()
+}
+
+/// The env resource plus our default name when the env names no service
+/// (otherwise the SDK would report `unknown_service:<exe>`).
+fn resource(default_service_name: &'static str) -> Resource {
+    let builder = Resource::builder();
+    if service_named_in_env() {
+        builder.build()
+    } else {
+        builder.with_service_name(default_service_name).build()
+    }
+}
+
+fn service_named_in_env() -> bool {
+    let named = env::var_os("OTEL_SERVICE_NAME").is_some_and(|name| !name.is_empty());
+    named
+        || EnvResourceDetector::new()
+            .detect()
+            .get(&Key::new(SERVICE_NAME))
+            .is_some()
+}
+
+/// What the SDK would ignore or replace without a visible trace.
+fn sdk_env_warnings() -> Vec<String> {
+    let mut warnings: Vec<String> = sampler_warning().into_iter().collect();
+    for name in BSP_VARS {
+        if let Ok(value) = env::var(name)
+            && value.parse::<u64>().is_err()
+        {
+            warnings.push(format!(
+                "{name}={value:?} is not a whole number; using the default"
+            ));
+        }
+    }
+    warnings
+}
+
+fn sampler_warning() -> Option<String> {
+    let sampler = env::var("OTEL_TRACES_SAMPLER").ok()?;
+    if !SAMPLERS.contains(&sampler.as_str()) {
+        return Some(format!(
+            "OTEL_TRACES_SAMPLER={sampler:?} is not supported; using parentbased_always_on"
+        ));
+    }
+    let arg = env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+    let ratio_ok = arg.as_deref().is_some_and(|a| a.parse::<f64>().is_ok());
+    (sampler.ends_with("traceidratio") && !ratio_ok)
+        .then(|| format!("OTEL_TRACES_SAMPLER_ARG={arg:?} is not a number; sampling ratio 1.0"))
+}
