@@ -5,9 +5,10 @@
 //! reaches its own buffer. Shutdown stops accepting HTTP, lets in-flight
 //! requests finish within the grace period, then closes the stream.
 
-use crate::backend::{Backend, run_subscriber};
+use crate::backend::{Backend, Subscriber};
 use crate::buffer::Buffer;
 use crate::config::Config;
+use crate::metrics::{self, Metrics};
 use crate::routes::{AppState, router};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,6 +26,8 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the stream subscriber stopped before subscribing")]
+    SubscriberStopped,
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -42,20 +45,27 @@ pub struct App {
 impl App {
     /// Subscribes (retrying with backoff until the server answers), then binds HTTP.
     pub async fn start(config: Config) -> Result<Self, AppError> {
+        let exporter = messenger_proto::metrics::install(&metrics::buckets());
+        let metrics = Metrics::new();
         let backend = Backend::new(config.server_addr.clone(), config.send_timeout());
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
         let stop_subscriber = CancellationToken::new();
-        let subscriber = tokio::spawn(run_subscriber(
-            backend.clone(),
-            Arc::clone(&buffer),
-            subscribed_tx,
-            config.reconnect_max_backoff(),
-            stop_subscriber.clone(),
-        ));
+        let subscriber = tokio::spawn(
+            Subscriber {
+                backend: backend.clone(),
+                buffer: Arc::clone(&buffer),
+                subscribed: subscribed_tx,
+                max_backoff: config.reconnect_max_backoff(),
+                stop: stop_subscriber.clone(),
+                metrics,
+            }
+            .run(),
+        );
         tracing::info!(server = backend.addr(), "subscribing before opening HTTP");
-        // The sender lives in the subscriber task, which only returns when stopped.
-        let _ = subscribed.wait_for(|s| *s).await;
+        if subscribed.wait_for(|s| *s).await.is_err() {
+            return Err(AppError::SubscriberStopped);
+        }
 
         let addr = SocketAddr::new(config.http_host, config.http_port);
         let bind_err = |source| AppError::Bind { addr, source };
@@ -66,6 +76,7 @@ impl App {
             buffer,
             subscribed,
             max_body_bytes: config.max_body_bytes,
+            exporter,
         };
         tracing::info!(
             http_addr = %local_addr,
@@ -87,6 +98,11 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Watches whether the `ReadMessages` stream is open (what `/readyz` reports).
+    pub fn subscribed(&self) -> watch::Receiver<bool> {
+        self.state.subscribed.clone()
     }
 
     /// Serves HTTP until `shutdown` completes, then drains and stops.
@@ -124,7 +140,9 @@ impl App {
             },
         };
         stop_subscriber.cancel();
-        let _ = subscriber.await;
+        if let Err(e) = subscriber.await {
+            tracing::error!(error = %e, "stream subscriber task failed");
+        }
         tracing::info!("messenger-client stopped");
         match result {
             Ok(r) => r.map_err(AppError::Serve),

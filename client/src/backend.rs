@@ -5,23 +5,31 @@
 //! channel once the response headers arrive (the server has registered it),
 //! and "not subscribed" as soon as the stream breaks. Between attempts it waits
 //! a capped, jittered exponential backoff. Messages go to the [`Buffer`] in
-//! stream order.
+//! stream order. It asks the server for each message's `traceparent` and
+//! records a CONSUMER `receive` span under it when the message is buffered.
 
 use crate::buffer::{Buffer, BufferedMessage};
+use crate::metrics::{self, Metrics};
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};
-use messenger_proto::time::format_rfc3339;
+use messenger_proto::telemetry::{context_from_traceparent, inject_metadata};
+use messenger_proto::time::{format_rfc3339, from_timestamp, unix_nanos_now};
+use messenger_proto::{SERVICE_NAME, TRACE_CONTEXT_METADATA};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_STREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 /// Placeholder for a message whose sendTime is missing or invalid (only a
 /// non-conforming server sends one); the message is kept, not lost.
@@ -60,8 +68,11 @@ impl Backend {
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
             .connect_lazy();
+        // The server may be configured for texts up to 16 MiB; never refuse its stream.
+        let client =
+            MessengerServerClient::new(channel).max_decoding_message_size(MAX_STREAM_MESSAGE_BYTES);
         Self {
-            client: MessengerServerClient::new(channel),
+            client,
             addr,
             send_timeout,
         }
@@ -73,8 +84,36 @@ impl Backend {
 
     /// Sends one message; returns its sendTime as RFC 3339 with 9 digits.
     pub async fn send(&self, author: String, text: String) -> Result<String, BackendError> {
+        let span = tracing::info_span!(
+            "mes_grpc.MessengerServer/SendMessage",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = SERVICE_NAME,
+            rpc.method = "SendMessage",
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty
+        );
+        let started = Instant::now();
+        let result = self.call_send(author, text).instrument(span.clone()).await;
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(BackendError::Timeout(_)) => Code::DeadlineExceeded,
+            Err(BackendError::Unavailable { .. }) => Code::Unavailable,
+            Err(BackendError::Rejected { code, .. }) => *code,
+            Err(BackendError::BadResponse) => Code::Internal,
+        };
+        span.record("rpc.grpc.status_code", code as i32);
+        if code != Code::Ok {
+            span.record("otel.status_code", "ERROR");
+        }
+        metrics::grpc_handled("SendMessage", code, started.elapsed());
+        result
+    }
+
+    async fn call_send(&self, author: String, text: String) -> Result<String, BackendError> {
         let mut request = Request::new(SendMessageRequest { author, text });
         request.set_timeout(self.send_timeout);
+        inject_metadata(&tracing::Span::current().context(), request.metadata_mut());
         let mut client = self.client.clone();
         let response = tokio::time::timeout(self.send_timeout, client.send_message(request))
             .await
@@ -88,8 +127,9 @@ impl Backend {
     }
 
     fn classify(&self, status: Status) -> BackendError {
+        let unreachable = status.code() == Code::Unavailable || from_transport(&status);
         match status.code() {
-            Code::Unavailable => BackendError::Unavailable {
+            _ if unreachable => BackendError::Unavailable {
                 addr: self.addr.clone(),
                 message: status.message().to_owned(),
             },
@@ -100,6 +140,12 @@ impl Backend {
             },
         }
     }
+}
+
+/// Whether tonic made this status from a connection failure (reset, GOAWAY
+/// race, refused) rather than receiving it from the server.
+fn from_transport(status: &Status) -> bool {
+    std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
 }
 
 fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
@@ -114,24 +160,71 @@ fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
     }
 }
 
-/// Keeps a `ReadMessages` stream open until `stop`, feeding `buffer`.
-pub async fn run_subscriber(
-    backend: Backend,
-    buffer: Arc<Buffer>,
-    subscribed: watch::Sender<bool>,
-    max_backoff: Duration,
-    stop: CancellationToken,
-) {
+/// Buffers one streamed message, with its metrics and, when the server sent a
+/// traceparent, a CONSUMER `receive` span continuing the sender's trace.
+fn receive(m: ServerMessageResponse, buffer: &Buffer, metrics: &Metrics) {
+    metrics.received.increment(1);
+    if let Some(ts) = &m.send_time {
+        let age_nanos = unix_nanos_now() - from_timestamp(ts);
+        metrics.end_to_end.record(age_nanos.max(0) as f64 / 1e9);
+    }
+    if m.traceparent.is_empty() {
+        return buffer.push(to_buffered(m));
+    }
+    let span = tracing::info_span!("receive", otel.kind = "consumer");
+    let _ = span.set_parent(context_from_traceparent(&m.traceparent));
+    span.in_scope(|| buffer.push(to_buffered(m)));
+}
+
+/// The subscriber loop's inputs.
+pub struct Subscriber {
+    pub backend: Backend,
+    pub buffer: Arc<Buffer>,
+    /// True while the stream is open.
+    pub subscribed: watch::Sender<bool>,
+    pub max_backoff: Duration,
+    pub stop: CancellationToken,
+    pub metrics: Metrics,
+}
+
+impl Subscriber {
+    /// Keeps a `ReadMessages` stream open until `stop`, feeding `buffer`.
+    pub async fn run(self) {
+        run_subscriber(self).await
+    }
+}
+
+async fn run_subscriber(sub: Subscriber) {
+    let Subscriber {
+        backend,
+        buffer,
+        subscribed,
+        max_backoff,
+        stop,
+        metrics,
+    } = sub;
     let mut client = backend.client.clone();
     let mut failures: u32 = 0;
+    let mut connections: u64 = 0;
     loop {
+        let mut request = Request::new(());
+        request.metadata_mut().insert(
+            TRACE_CONTEXT_METADATA,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
         let attempt = tokio::select! {
             () = stop.cancelled() => return,
-            r = client.read_messages(Request::new(())) => r,
+            r = client.read_messages(request) => r,
         };
         match attempt {
             Ok(response) => {
                 subscribed.send_replace(true);
+                metrics.connected.set(1.0);
+                if connections > 0 {
+                    metrics.reconnects.increment(1);
+                }
+                connections += 1;
+                let opened = Instant::now();
                 tracing::info!(server = backend.addr(), "stream connected");
                 failures = 0;
                 let mut stream = response.into_inner();
@@ -141,12 +234,15 @@ pub async fn run_subscriber(
                         r = stream.message() => r,
                     };
                     match next {
-                        Ok(Some(m)) => buffer.push(to_buffered(m)),
+                        Ok(Some(m)) => receive(m, &buffer, &metrics),
                         Ok(None) => break Some(Status::unavailable("server ended the stream")),
                         Err(status) => break Some(status),
                     }
                 };
                 subscribed.send_replace(false);
+                metrics.connected.set(0.0);
+                let code = end.as_ref().map_or(Code::Cancelled, Status::code);
+                metrics::grpc_handled("ReadMessages", code, opened.elapsed());
                 match end {
                     None => return,
                     Some(s) => {
@@ -155,6 +251,7 @@ pub async fn run_subscriber(
                 }
             }
             Err(status) => {
+                metrics::grpc_handled("ReadMessages", status.code(), Duration::ZERO);
                 failures = failures.saturating_add(1);
                 if failures == 1 {
                     tracing::warn!(server = backend.addr(), code = ?status.code(), message = status.message(), "cannot subscribe; retrying with backoff");

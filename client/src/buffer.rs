@@ -4,7 +4,11 @@
 //! atomically (a message is returned by exactly one flush); it never holds
 //! more than `limit` messages: on overflow the oldest are dropped, counted, and
 //! a warning is logged once per overflow episode (until the next flush).
+//! The `messenger_client_buffered_messages` gauge is set under the same lock
+//! as every change, so it always equals what a flush would return.
 
+use crate::metrics::{BUFFERED, DROPPED};
+use metrics::{Counter, Gauge};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -22,6 +26,8 @@ pub struct BufferedMessage {
 pub struct Buffer {
     limit: usize,
     inner: Mutex<Inner>,
+    buffered: Gauge,
+    dropped: Counter,
 }
 
 #[derive(Default)]
@@ -37,6 +43,8 @@ impl Buffer {
         Self {
             limit,
             inner: Mutex::new(Inner::default()),
+            buffered: metrics::gauge!(BUFFERED),
+            dropped: metrics::counter!(DROPPED),
         }
     }
 
@@ -47,9 +55,11 @@ impl Buffer {
         if inner.messages.len() >= self.limit {
             inner.messages.pop_front();
             inner.dropped_total += 1;
+            self.dropped.increment(1);
             started_overflow = !std::mem::replace(&mut inner.overflowing, true);
         }
         inner.messages.push_back(message);
+        self.buffered.set(inner.messages.len() as f64);
         drop(inner);
         if started_overflow {
             tracing::warn!(
@@ -63,6 +73,7 @@ impl Buffer {
     pub fn take(&self) -> Vec<BufferedMessage> {
         let mut inner = self.inner.lock();
         inner.overflowing = false;
+        self.buffered.set(0.0);
         std::mem::take(&mut inner.messages).into()
     }
 

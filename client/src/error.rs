@@ -60,7 +60,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = self.to_string();
-        if status.is_server_error() {
+        if matches!(self, Self::Backend(_)) {
             tracing::warn!(status = status.as_u16(), error = %message, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), error = %message, "request rejected");

@@ -8,6 +8,8 @@
 //! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
 //!   `GET /healthz`, `GET /readyz`).
 //! - [`error`]: the HTTP error type and its one `IntoResponse`.
+//! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
+//! - [`observe`]: per-request span, metrics and log line (axum middleware).
 //! - [`app`]: start-up order (subscribe, then bind), serving, shutdown.
 
 pub mod app;
@@ -15,6 +17,8 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod metrics;
+pub mod observe;
 pub mod routes;
 
 pub use app::{App, AppError};

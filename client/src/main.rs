@@ -1,19 +1,21 @@
 use messenger_client::{App, AppError, Config};
 use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
-use messenger_proto::telemetry::init_logging;
+use messenger_proto::telemetry;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
-    init_logging(config.log_format);
+    // Dropped last: flushes spans after the app has stopped.
+    let _telemetry = telemetry::init("messenger-client", config.log_format);
     exit_code(run(config).await)
 }
 
 async fn run(config: Config) -> Result<(), AppError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = shutdown_signal();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signal.await;
         stop_tx.send_replace(true);
     });
     let stopped = move || {

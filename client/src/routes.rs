@@ -8,14 +8,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use messenger_proto::metrics::Exporter;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::watch;
-use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use tracing::Level;
+use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +25,7 @@ pub struct AppState {
     /// True while the `ReadMessages` stream is open.
     pub subscribed: watch::Receiver<bool>,
     pub max_body_bytes: usize,
+    pub exporter: Arc<Exporter>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -32,11 +34,12 @@ pub fn router(state: AppState) -> Router {
         .route("/getAndFlushMessages", post(get_and_flush_messages))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
-        // Failures are logged once, by AppError, with their reason.
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
+        .layer(axum::middleware::from_fn(crate::observe::observe))
+        .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
 }
 
@@ -144,6 +147,19 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> 
     } else {
         Err(AppError::NotSubscribed)
     }
+}
+
+/// A handler panic still answers JSON (and is logged), never an empty 500.
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    let body = Json(
+        json!({ "error": "internal error while handling the request; it was logged, please report it" }),
+    );
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    state.exporter.render()
 }
 
 async fn not_found(method: Method, uri: Uri) -> AppError {

@@ -2,6 +2,8 @@
 //! configuration rejected with one line and exit code 2.
 
 use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_messenger-client");
 
@@ -42,4 +44,38 @@ fn invalid_values_exit_2_with_one_line() {
         );
         assert!(stderr.contains(value), "{stderr}");
     }
+}
+
+/// Still waiting for an absent server, the client stops cleanly on SIGTERM.
+#[test]
+fn sigterm_while_waiting_for_the_server_exits_zero() {
+    let mut child = Command::new(BIN)
+        .env("MESSENGER_SERVER_ADDR", "127.0.0.1:9")
+        .env("MESSENGER_HTTP_PORT", "0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // It logs this before its first subscription attempt, after installing its signal handler.
+    let stdout = child.stdout.take().unwrap();
+    let waiting = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .map_while(Result::ok)
+        .any(|l| l.contains("subscribing before opening HTTP"));
+    assert!(waiting, "client never logged that it is subscribing");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("exited within 10 s")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
 }

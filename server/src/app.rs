@@ -1,5 +1,6 @@
 //! Binding and serving: the messenger service, `grpc.health.v1` and
-//! reflection (v1 and v1alpha) on one port, and graceful shutdown.
+//! reflection (v1 and v1alpha) on one port, Prometheus `/metrics` on another,
+//! and graceful shutdown.
 //!
 //! Shutdown order: health goes NOT_SERVING; the listener stops accepting and
 //! connections get GOAWAY; in-flight `SendMessage` calls finish; the hub ends
@@ -8,7 +9,9 @@
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::{self, Metrics};
 use crate::service::{Limits, MessengerService};
+use messenger_proto::metrics::Exporter;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
 use std::future::Future;
@@ -18,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -40,23 +44,32 @@ pub struct App {
     config: Config,
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
     hub: Arc<Hub>,
 }
 
 impl App {
-    /// Binds the gRPC listener. Port 0 picks a free port; see [`App::local_addr`].
+    /// Binds the gRPC and metrics listeners. Port 0 picks a free port; see
+    /// [`App::local_addr`] and [`App::metrics_addr`].
     pub async fn bind(config: Config) -> Result<Self, AppError> {
-        let addr = SocketAddr::new(config.host, config.port);
-        let bind_err = |source| AppError::Bind { addr, source };
-        let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-        let local_addr = listener.local_addr().map_err(bind_err)?;
+        let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
+        let (metrics_listener, metrics_addr) =
+            bind(SocketAddr::new(config.host, config.metrics_port)).await?;
         let hub = Hub::new(config.subscriber_queue);
         Ok(Self {
             config,
             listener,
             local_addr,
+            metrics_listener,
+            metrics_addr,
             hub,
         })
+    }
+
+    /// Address of the Prometheus `/metrics` endpoint.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -77,8 +90,22 @@ impl App {
             config,
             listener,
             local_addr,
+            metrics_listener,
+            metrics_addr,
             hub,
         } = self;
+        let exporter = messenger_proto::metrics::install(&metrics::buckets());
+        let metrics = Arc::new(Metrics::new());
+        let stop_metrics = CancellationToken::new();
+        tokio::spawn(serve_metrics(
+            metrics_listener,
+            exporter,
+            stop_metrics.clone(),
+        ));
+        tokio::spawn(track_subscribers(
+            hub.watch_subscribers(),
+            Arc::clone(&metrics),
+        ));
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<MessengerServerServer<MessengerService>>()
@@ -91,9 +118,17 @@ impl App {
         let messenger = MessengerServerServer::new(MessengerService::new(
             Arc::clone(&hub),
             limits,
-            in_flight.clone(),
+            metrics,
+            config.trace_deliver_spans_max,
         ))
         .max_decoding_message_size(config.max_decoding_bytes());
+        // Counts a call as in flight from its headers on, before its body is decoded.
+        let tracker = in_flight.clone();
+        let messenger =
+            InterceptedService::new(messenger, move |mut request: tonic::Request<()>| {
+                request.extensions_mut().insert(tracker.token());
+                Ok(request)
+            });
         let stop_accepting = CancellationToken::new();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
@@ -105,6 +140,8 @@ impl App {
         let mut server = tokio::spawn(server);
         tracing::info!(
             grpc_addr = %local_addr,
+            metrics_addr = %metrics_addr,
+            trace_deliver_spans_max = config.trace_deliver_spans_max,
             subscriber_queue = config.subscriber_queue,
             max_text_bytes = config.max_text_bytes,
             max_author_bytes = config.max_author_bytes,
@@ -134,8 +171,41 @@ impl App {
                 );
             }
         }
+        stop_metrics.cancel();
         tracing::info!("messenger-server stopped");
         Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
+    let bind_err = |source| AppError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+    let local = listener.local_addr().map_err(bind_err)?;
+    Ok((listener, local))
+}
+
+/// Serves `GET /metrics` until `stop`.
+async fn serve_metrics(listener: TcpListener, exporter: Arc<Exporter>, stop: CancellationToken) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { exporter.render() }),
+    );
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "metrics endpoint failed");
+    }
+}
+
+/// Mirrors the hub's subscriber count into the `messenger_subscribers` gauge.
+/// Ends when the hub is dropped.
+async fn track_subscribers(mut count: tokio::sync::watch::Receiver<usize>, metrics: Arc<Metrics>) {
+    loop {
+        metrics.subscribers.set(*count.borrow_and_update() as f64);
+        if count.changed().await.is_err() {
+            return;
+        }
     }
 }
 

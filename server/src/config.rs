@@ -14,6 +14,8 @@ pub const ENV_SUBSCRIBER_QUEUE: &str = "MESSENGER_SUBSCRIBER_QUEUE";
 pub const ENV_MAX_TEXT_BYTES: &str = "MESSENGER_MAX_TEXT_BYTES";
 pub const ENV_MAX_AUTHOR_BYTES: &str = "MESSENGER_MAX_AUTHOR_BYTES";
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "MESSENGER_SHUTDOWN_GRACE_SECS";
+pub const ENV_METRICS_PORT: &str = "MESSENGER_METRICS_PORT";
+pub const ENV_TRACE_DELIVER_SPANS_MAX: &str = "MESSENGER_TRACE_DELIVER_SPANS_MAX";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -21,6 +23,8 @@ pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 1024;
 pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_AUTHOR_BYTES: usize = 256;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+pub const DEFAULT_METRICS_PORT: u16 = 9464;
+pub const DEFAULT_TRACE_DELIVER_SPANS_MAX: usize = 64;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
@@ -64,6 +68,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
 
+    /// Port of the Prometheus `/metrics` endpoint (same host); 0 picks a free one.
+    #[arg(long, env = ENV_METRICS_PORT, default_value_t = DEFAULT_METRICS_PORT)]
+    pub metrics_port: u16,
+
+    /// Most `deliver` spans per traced message; past it `fanout` keeps only aggregates.
+    #[arg(long, env = ENV_TRACE_DELIVER_SPANS_MAX, default_value_t = DEFAULT_TRACE_DELIVER_SPANS_MAX,
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
+    pub trace_deliver_spans_max: usize,
+
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -78,6 +91,8 @@ impl Default for Config {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_author_bytes: DEFAULT_MAX_AUTHOR_BYTES,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            metrics_port: DEFAULT_METRICS_PORT,
+            trace_deliver_spans_max: DEFAULT_TRACE_DELIVER_SPANS_MAX,
             log_format: LogFormat::Text,
         }
     }

@@ -16,6 +16,7 @@
 //! - **Shutdown drains.** After [`Hub::shutdown`], publishes fail; existing
 //!   subscriptions yield what is queued, then [`Disconnect::Shutdown`].
 
+use crate::trace::FanoutTrace;
 use messenger_proto::time::{next_send_time, unix_nanos_now};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -23,16 +24,20 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::watch;
 
 /// A message as accepted: immutable and shared by every subscriber's queue.
-#[derive(Debug, PartialEq, Eq)]
 pub struct Message {
     pub author: String,
     pub text: String,
     /// Nanoseconds since the Unix epoch, UTC.
     pub send_time: i128,
+    /// When the hub accepted it, for delivery latency.
+    pub accepted_at: Instant,
+    /// The `fanout` span, when this message's send is traced.
+    pub trace: Option<Arc<FanoutTrace>>,
 }
 
 /// Why a subscription ended.
@@ -50,7 +55,6 @@ pub enum Disconnect {
 pub struct ShuttingDown;
 
 /// The outcome of one publish.
-#[derive(Debug)]
 pub struct Published {
     pub message: Arc<Message>,
     /// Subscribers whose queue received the message.
@@ -155,7 +159,12 @@ impl Hub {
     }
 
     /// Stamps the message and hands it to every subscriber's queue.
-    pub fn publish(&self, author: String, text: String) -> Result<Published, ShuttingDown> {
+    pub fn publish(
+        &self,
+        author: String,
+        text: String,
+        trace: Option<Arc<FanoutTrace>>,
+    ) -> Result<Published, ShuttingDown> {
         let mut inner = self.inner.lock();
         if inner.shut_down {
             return Err(ShuttingDown);
@@ -166,6 +175,8 @@ impl Hub {
             author,
             text,
             send_time,
+            accepted_at: Instant::now(),
+            trace,
         });
         let mut slow = Vec::new();
         let before = inner.subscribers.len();

@@ -5,13 +5,17 @@
 //!   slow-subscriber policy. Knows nothing about gRPC.
 //! - [`service`]: `mes_grpc.MessengerServer`, mapping proto to the hub.
 //! - [`error`]: the service's error type and its one conversion to `Status`.
-//! - [`app`]: bind, serve (with health and reflection), shut down gracefully.
+//! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
+//! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
+//! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
 
 pub mod app;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod service;
+pub mod trace;
 
 pub use app::{App, AppError};
 pub use config::Config;

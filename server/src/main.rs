@@ -1,12 +1,13 @@
 use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
-use messenger_proto::telemetry::init_logging;
+use messenger_proto::telemetry;
 use messenger_server::{App, AppError, Config};
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
-    init_logging(config.log_format);
+    // Dropped last: flushes spans after the server has stopped.
+    let _telemetry = telemetry::init("messenger-server", config.log_format);
     exit_code(run(config).await)
 }
 

@@ -1,17 +1,25 @@
 //! `mes_grpc.MessengerServer`: maps proto requests to the [`Hub`] and hub
-//! messages back to proto. Validation lives here; ordering lives in the hub.
+//! messages back to proto, with per-call metrics and spans. Validation lives
+//! here; ordering lives in the hub.
 
 use crate::error::ServiceError;
 use crate::hub::{Hub, Message, Subscription};
+use crate::metrics::{DisconnectReason, Metrics};
+use crate::trace::FanoutTrace;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
+use messenger_proto::telemetry::extract_metadata;
 use messenger_proto::time::to_timestamp;
+use messenger_proto::{SERVICE_NAME, TRACE_CONTEXT_METADATA};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 use tokio_stream::Stream;
-use tokio_util::task::TaskTracker;
-use tonic::{Request, Response, Status};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tonic::{Code, Request, Response, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Field size limits enforced on `SendMessage`.
 #[derive(Debug, Clone, Copy)]
@@ -20,21 +28,16 @@ pub struct Limits {
     pub max_author_bytes: usize,
 }
 
-pub struct MessengerService {
-    hub: Arc<Hub>,
-    limits: Limits,
-    /// Counts `SendMessage` calls in progress, so shutdown can let them finish
-    /// before it ends the streams.
-    in_flight: TaskTracker,
-}
-
-impl MessengerService {
-    pub fn new(hub: Arc<Hub>, limits: Limits, in_flight: TaskTracker) -> Self {
-        Self {
-            hub,
-            limits,
-            in_flight,
-        }
+impl Limits {
+    fn check(&self, req: &SendMessageRequest) -> Result<(), ServiceError> {
+        use crate::config::{ENV_MAX_AUTHOR_BYTES, ENV_MAX_TEXT_BYTES};
+        check_len(
+            "author",
+            &req.author,
+            self.max_author_bytes,
+            ENV_MAX_AUTHOR_BYTES,
+        )?;
+        check_len("text", &req.text, self.max_text_bytes, ENV_MAX_TEXT_BYTES)
     }
 }
 
@@ -55,16 +58,80 @@ fn check_len(
     Ok(())
 }
 
-impl Limits {
-    fn check(&self, req: &SendMessageRequest) -> Result<(), ServiceError> {
-        use crate::config::{ENV_MAX_AUTHOR_BYTES, ENV_MAX_TEXT_BYTES};
-        check_len(
-            "author",
-            &req.author,
-            self.max_author_bytes,
-            ENV_MAX_AUTHOR_BYTES,
-        )?;
-        check_len("text", &req.text, self.max_text_bytes, ENV_MAX_TEXT_BYTES)
+pub struct MessengerService {
+    hub: Arc<Hub>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    deliver_spans_max: usize,
+}
+
+impl MessengerService {
+    pub fn new(
+        hub: Arc<Hub>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        deliver_spans_max: usize,
+    ) -> Self {
+        Self {
+            hub,
+            limits,
+            metrics,
+            deliver_spans_max,
+        }
+    }
+
+    fn accept(&self, req: SendMessageRequest) -> Result<TimeResponse, ServiceError> {
+        self.limits.check(&req)?;
+        let trace = FanoutTrace::start(self.deliver_spans_max);
+        let started = Instant::now();
+        let published = self.hub.publish(req.author, req.text, trace.clone())?;
+        self.metrics
+            .fanout_duration
+            .record(started.elapsed().as_secs_f64());
+        self.metrics.accepted.increment(1);
+        self.metrics
+            .disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
+        if let Some(trace) = trace {
+            trace.set_subscribers(published.delivered_to);
+        }
+        tracing::debug!(subscribers = published.delivered_to, "message accepted");
+        Ok(TimeResponse {
+            send_time: Some(to_timestamp(published.message.send_time)),
+        })
+    }
+}
+
+/// A SERVER span for one RPC, continuing the caller's trace from metadata.
+fn rpc_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
+    let span = match method {
+        "SendMessage" => tracing::info_span!(
+            "mes_grpc.MessengerServer/SendMessage",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = SERVICE_NAME,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty
+        ),
+        _ => tracing::info_span!(
+            "mes_grpc.MessengerServer/ReadMessages",
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = SERVICE_NAME,
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty
+        ),
+    };
+    // A missing or malformed traceparent just starts a new trace.
+    let _ = span.set_parent(extract_metadata(request.metadata()));
+    span
+}
+
+fn record_status(span: &tracing::Span, code: Code) {
+    span.record("rpc.grpc.status_code", code as i32);
+    if code != Code::Ok {
+        span.record("otel.status_code", "ERROR");
     }
 }
 
@@ -72,31 +139,59 @@ impl Limits {
 impl MessengerServer for MessengerService {
     async fn send_message(
         &self,
-        request: Request<SendMessageRequest>,
+        mut request: Request<SendMessageRequest>,
     ) -> Result<Response<TimeResponse>, Status> {
-        let _in_flight = self.in_flight.token();
-        let req = request.into_inner();
-        self.limits.check(&req)?;
-        let published = self
-            .hub
-            .publish(req.author, req.text)
-            .map_err(ServiceError::from)?;
-        let send_time = Some(to_timestamp(published.message.send_time));
-        Ok(Response::new(TimeResponse { send_time }))
+        // Put there by the app's interceptor before the body was decoded; held
+        // until the reply, so shutdown waits for this call.
+        let _in_flight = request.extensions_mut().remove::<TaskTrackerToken>();
+        let rpc = &self.metrics.send;
+        rpc.started.increment(1);
+        rpc.msg_received.increment(1);
+        let started = Instant::now();
+        let span = rpc_span("SendMessage", &request);
+        let result = async { self.accept(request.into_inner()).map_err(Status::from) }
+            .instrument(span.clone())
+            .await;
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        record_status(&span, code);
+        rpc.handled(code);
+        rpc.handling.record(started.elapsed().as_secs_f64());
+        if code == Code::Ok {
+            rpc.msg_sent.increment(1);
+        }
+        result.map(Response::new)
     }
 
     type ReadMessagesStream = MessageStream;
 
     async fn read_messages(
         &self,
-        _request: Request<()>,
+        request: Request<()>,
     ) -> Result<Response<Self::ReadMessagesStream>, Status> {
-        let subscription = self.hub.subscribe().map_err(ServiceError::from)?;
+        let rpc = &self.metrics.read;
+        rpc.started.increment(1);
+        rpc.msg_received.increment(1);
+        let wants_trace = request
+            .metadata()
+            .get(TRACE_CONTEXT_METADATA)
+            .is_some_and(|v| v == "1");
+        let subscription = match self.hub.subscribe() {
+            Ok(s) => s,
+            Err(e) => {
+                let status = Status::from(ServiceError::from(e));
+                rpc.handled(status.code());
+                return Err(status);
+            }
+        };
         let capacity = self.hub.queue_capacity();
+        let metrics = Arc::clone(&self.metrics);
         Ok(Response::new(MessageStream {
             subscription,
             capacity,
-            done: false,
+            metrics,
+            wants_trace,
+            started: Instant::now(),
+            end: None,
         }))
     }
 }
@@ -106,14 +201,30 @@ impl MessengerServer for MessengerService {
 pub struct MessageStream {
     subscription: Subscription,
     capacity: usize,
-    done: bool,
+    metrics: Arc<Metrics>,
+    /// The subscriber asked for `traceparent` on each message.
+    wants_trace: bool,
+    started: Instant,
+    /// Set once the stream has ended with a status.
+    end: Option<Code>,
 }
 
-fn to_proto(m: &Message) -> ServerMessageResponse {
-    ServerMessageResponse {
-        author: m.author.clone(),
-        text: m.text.clone(),
-        send_time: Some(to_timestamp(m.send_time)),
+impl MessageStream {
+    fn deliver(&self, m: &Message) -> ServerMessageResponse {
+        let latency = m.accepted_at.elapsed();
+        self.metrics.delivery_latency.record(latency.as_secs_f64());
+        self.metrics.delivered.increment(1);
+        self.metrics.read.msg_sent.increment(1);
+        let traceparent = m
+            .trace
+            .as_ref()
+            .and_then(|t| t.deliver(self.subscription.id(), latency));
+        ServerMessageResponse {
+            author: m.author.clone(),
+            text: m.text.clone(),
+            send_time: Some(to_timestamp(m.send_time)),
+            traceparent: traceparent.filter(|_| self.wants_trace).unwrap_or_default(),
+        }
     }
 }
 
@@ -121,16 +232,36 @@ impl Stream for MessageStream {
     type Item = Result<ServerMessageResponse, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+        if self.end.is_some() {
             return Poll::Ready(None);
         }
         match ready!(self.subscription.poll_recv(cx)) {
-            Ok(message) => Poll::Ready(Some(Ok(to_proto(&message)))),
+            Ok(message) => Poll::Ready(Some(Ok(self.deliver(&message)))),
             Err(disconnect) => {
-                self.done = true;
-                let error = ServiceError::from_disconnect(disconnect, self.capacity);
-                Poll::Ready(Some(Err(error.into())))
+                let status = Status::from(ServiceError::from_disconnect(disconnect, self.capacity));
+                self.end = Some(status.code());
+                Poll::Ready(Some(Err(status)))
             }
         }
+    }
+}
+
+impl Drop for MessageStream {
+    fn drop(&mut self) {
+        let code = match self.end {
+            Some(code) => code,
+            None => {
+                self.metrics.disconnected(DisconnectReason::Cancelled, 1);
+                Code::Cancelled
+            }
+        };
+        if code == Code::Unavailable {
+            self.metrics.disconnected(DisconnectReason::Shutdown, 1);
+        }
+        self.metrics.read.handled(code);
+        self.metrics
+            .read
+            .handling
+            .record(self.started.elapsed().as_secs_f64());
     }
 }

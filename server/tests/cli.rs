@@ -50,6 +50,7 @@ fn sigterm_exits_zero() {
     let mut child = Command::new(BIN)
         .env("MESSENGER_SERVER_HOST", "127.0.0.1")
         .env("MESSENGER_SERVER_PORT", "0")
+        .env("MESSENGER_METRICS_PORT", "0")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .spawn()

@@ -1,0 +1,157 @@
+//! Every metric the client exports: names (a contract with the dashboards and
+//! alerts), descriptions, buckets, and cached handles. [`Metrics::new`]
+//! registers every series at zero so it is visible before the first event.
+
+use messenger_proto::metrics::{exponential_buckets, grpc_code_name};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use std::sync::LazyLock;
+use std::time::Duration;
+use tonic::Code;
+
+pub const HTTP_REQUESTS: &str = "http_server_requests_total";
+pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
+pub const GRPC_HANDLED: &str = "grpc_client_handled_total";
+pub const GRPC_HANDLING: &str = "grpc_client_handling_seconds";
+pub const BUFFERED: &str = "messenger_client_buffered_messages";
+pub const RECEIVED: &str = "messenger_client_received_total";
+pub const DROPPED: &str = "messenger_client_dropped_total";
+pub const END_TO_END: &str = "messenger_client_end_to_end_latency_seconds";
+pub const STREAM_CONNECTED: &str = "messenger_client_stream_connected";
+pub const STREAM_RECONNECTS: &str = "messenger_client_stream_reconnects_total";
+
+/// The `route` label of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+/// Routes registered at zero, with the method each answers.
+const ROUTES: [(&str, &str); 4] = [
+    ("POST", "/sendMessage"),
+    ("POST", "/getAndFlushMessages"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// 50 µs .. ~3 s.
+static HTTP_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(5e-5, 2.0, 17));
+/// 100 µs .. ~100 s: unary calls are fast, streams live long.
+static GRPC_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(1e-4, 4.0, 11));
+/// 10 µs .. ~10 s.
+static E2E_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(1e-5, 2.0, 21));
+
+/// Buckets per histogram, for the exporter.
+pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
+    vec![
+        (HTTP_DURATION, HTTP_BUCKETS.as_slice()),
+        (GRPC_HANDLING, GRPC_BUCKETS.as_slice()),
+        (END_TO_END, E2E_BUCKETS.as_slice()),
+    ]
+}
+
+/// Cached handles to the client's stream and buffer metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub buffered: Gauge,
+    pub received: Counter,
+    pub dropped: Counter,
+    pub end_to_end: Histogram,
+    pub connected: Gauge,
+    pub reconnects: Counter,
+}
+
+impl Metrics {
+    /// Describes and registers every series (at zero).
+    pub fn new() -> Self {
+        describe();
+        for (method, route) in ROUTES {
+            counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => "200")
+                .absolute(0);
+            let _ = histogram!(HTTP_DURATION, "method" => method, "route" => route);
+        }
+        for method in ["SendMessage", "ReadMessages"] {
+            grpc_handled_counter(method, Code::Ok).absolute(0);
+            let _ = histogram!(GRPC_HANDLING, "grpc_method" => method);
+        }
+        let metrics = Self {
+            buffered: gauge!(BUFFERED),
+            received: counter!(RECEIVED),
+            dropped: counter!(DROPPED),
+            end_to_end: histogram!(END_TO_END),
+            connected: gauge!(STREAM_CONNECTED),
+            reconnects: counter!(STREAM_RECONNECTS),
+        };
+        metrics.buffered.set(0.0);
+        metrics.connected.set(0.0);
+        metrics.received.absolute(0);
+        metrics.dropped.absolute(0);
+        metrics.reconnects.absolute(0);
+        metrics
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn grpc_handled_counter(method: &'static str, code: Code) -> Counter {
+    counter!(GRPC_HANDLED, "grpc_method" => method, "grpc_code" => grpc_code_name(code))
+}
+
+/// Records one finished client call (a stream counts when it ends).
+pub fn grpc_handled(method: &'static str, code: Code, elapsed: Duration) {
+    grpc_handled_counter(method, code).increment(1);
+    histogram!(GRPC_HANDLING, "grpc_method" => method).record(elapsed.as_secs_f64());
+}
+
+/// Records one HTTP request.
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let (method, route) = (method.to_owned(), route.to_owned());
+    counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    histogram!(HTTP_DURATION, "method" => method, "route" => route).record(elapsed.as_secs_f64());
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests served, by method, matched route and status."
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request duration, by method and matched route."
+    );
+    describe_counter!(
+        GRPC_HANDLED,
+        "gRPC calls to the server completed, by method and status code."
+    );
+    describe_histogram!(
+        GRPC_HANDLING,
+        metrics::Unit::Seconds,
+        "gRPC call duration (stream lifetime for ReadMessages)."
+    );
+    describe_gauge!(
+        BUFFERED,
+        "Messages buffered now: what /getAndFlushMessages would return."
+    );
+    describe_counter!(RECEIVED, "Messages received on the ReadMessages stream.");
+    describe_counter!(
+        DROPPED,
+        "Oldest messages dropped because the buffer was full."
+    );
+    describe_histogram!(
+        END_TO_END,
+        metrics::Unit::Seconds,
+        "Receipt time minus the message's sendTime."
+    );
+    describe_gauge!(
+        STREAM_CONNECTED,
+        "1 while the ReadMessages stream is open, else 0."
+    );
+    describe_counter!(
+        STREAM_RECONNECTS,
+        "Times the stream was re-established after the first subscription."
+    );
+}

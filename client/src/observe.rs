@@ -1,0 +1,44 @@
+//! Per-request HTTP telemetry: a SERVER span continuing the caller's W3C
+//! trace, `http_server_*` metrics labelled by the matched route (bounded
+//! cardinality), and one debug log line per request inside the span.
+
+use crate::metrics::{UNMATCHED_ROUTE, http_request};
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use messenger_proto::telemetry::extract_http;
+use std::time::Instant;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = matched
+        .as_ref()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("HTTP request",
+        otel.name = %format_args!("{method} {route}"), otel.kind = "server",
+        http.request.method = %method, http.route = %route,
+        http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty);
+    // A missing or malformed traceparent just starts a new trace.
+    let _ = span.set_parent(extract_http(request.headers()));
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", i64::from(status));
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    http_request(method.as_str(), &route, status, elapsed);
+    // Inside the span, so the line carries its trace and span ids.
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            latency_us = elapsed.as_micros() as u64,
+            "request finished"
+        )
+    });
+    response
+}

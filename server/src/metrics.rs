@@ -1,0 +1,194 @@
+//! Every metric the server exports: names (a contract with the dashboards and
+//! alerts), descriptions, buckets, and cached handles. [`Metrics::new`]
+//! registers every series at zero so it is visible before the first event.
+
+use messenger_proto::metrics::{exponential_buckets, grpc_code_name};
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use std::sync::LazyLock;
+use tonic::Code;
+
+pub const GRPC_STARTED: &str = "grpc_server_started_total";
+pub const GRPC_HANDLED: &str = "grpc_server_handled_total";
+pub const GRPC_MSG_SENT: &str = "grpc_server_msg_sent_total";
+pub const GRPC_MSG_RECEIVED: &str = "grpc_server_msg_received_total";
+pub const GRPC_HANDLING: &str = "grpc_server_handling_seconds";
+pub const ACCEPTED: &str = "messenger_messages_accepted_total";
+pub const SUBSCRIBERS: &str = "messenger_subscribers";
+pub const FANOUT_DURATION: &str = "messenger_fanout_duration_seconds";
+pub const DELIVERY_LATENCY: &str = "messenger_delivery_latency_seconds";
+pub const DELIVERED: &str = "messenger_messages_delivered_total";
+pub const DISCONNECTS: &str = "messenger_subscriber_disconnects_total";
+
+const SERVICE: &str = messenger_proto::SERVICE_NAME;
+
+/// 1 µs .. ~1 s.
+static FANOUT_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(1e-6, 2.0, 21));
+/// 10 µs .. ~10 s.
+static DELIVERY_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(1e-5, 2.0, 21));
+/// 100 µs .. ~100 s: unary calls are fast, streams live long.
+static HANDLING_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(1e-4, 4.0, 11));
+
+/// Buckets per histogram, for the exporter.
+pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
+    vec![
+        (FANOUT_DURATION, FANOUT_BUCKETS.as_slice()),
+        (DELIVERY_LATENCY, DELIVERY_BUCKETS.as_slice()),
+        (GRPC_HANDLING, HANDLING_BUCKETS.as_slice()),
+    ]
+}
+
+/// Why a subscriber's stream ended, as the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    Slow,
+    Cancelled,
+    Shutdown,
+    Error,
+}
+
+impl DisconnectReason {
+    const ALL: [Self; 4] = [Self::Slow, Self::Cancelled, Self::Shutdown, Self::Error];
+    fn label(self) -> &'static str {
+        match self {
+            Self::Slow => "slow",
+            Self::Cancelled => "cancelled",
+            Self::Shutdown => "shutdown",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// go-grpc-prometheus style series for one method.
+pub struct RpcMetrics {
+    method: &'static str,
+    grpc_type: &'static str,
+    pub started: Counter,
+    pub msg_received: Counter,
+    pub msg_sent: Counter,
+    pub handling: Histogram,
+    handled_ok: Counter,
+}
+
+impl RpcMetrics {
+    fn new(method: &'static str, grpc_type: &'static str) -> Self {
+        let labels = [
+            ("grpc_type", grpc_type),
+            ("grpc_service", SERVICE),
+            ("grpc_method", method),
+        ];
+        Self {
+            method,
+            grpc_type,
+            started: counter!(GRPC_STARTED, &labels),
+            msg_received: counter!(GRPC_MSG_RECEIVED, &labels),
+            msg_sent: counter!(GRPC_MSG_SENT, &labels),
+            handling: histogram!(GRPC_HANDLING, &labels),
+            handled_ok: Self::handled_counter(method, grpc_type, Code::Ok),
+        }
+    }
+
+    fn handled_counter(method: &'static str, grpc_type: &'static str, code: Code) -> Counter {
+        counter!(GRPC_HANDLED, "grpc_type" => grpc_type, "grpc_service" => SERVICE,
+                 "grpc_method" => method, "grpc_code" => grpc_code_name(code))
+    }
+
+    /// Counts one finished call with its status code.
+    pub fn handled(&self, code: Code) {
+        match code {
+            Code::Ok => self.handled_ok.increment(1),
+            code => Self::handled_counter(self.method, self.grpc_type, code).increment(1),
+        }
+    }
+}
+
+/// Cached handles to every server metric.
+pub struct Metrics {
+    pub send: RpcMetrics,
+    pub read: RpcMetrics,
+    pub accepted: Counter,
+    pub delivered: Counter,
+    pub subscribers: Gauge,
+    pub fanout_duration: Histogram,
+    pub delivery_latency: Histogram,
+    disconnects: [Counter; 4],
+}
+
+impl Metrics {
+    /// Describes and registers every series (at zero).
+    pub fn new() -> Self {
+        describe();
+        let disconnects =
+            DisconnectReason::ALL.map(|r| counter!(DISCONNECTS, "reason" => r.label()));
+        let metrics = Self {
+            send: RpcMetrics::new("SendMessage", "unary"),
+            read: RpcMetrics::new("ReadMessages", "server_stream"),
+            accepted: counter!(ACCEPTED),
+            delivered: counter!(DELIVERED),
+            subscribers: gauge!(SUBSCRIBERS),
+            fanout_duration: histogram!(FANOUT_DURATION),
+            delivery_latency: histogram!(DELIVERY_LATENCY),
+            disconnects,
+        };
+        for c in [
+            &metrics.accepted,
+            &metrics.delivered,
+            &metrics.send.handled_ok,
+            &metrics.read.handled_ok,
+        ] {
+            c.absolute(0);
+        }
+        metrics.subscribers.set(0.0);
+        metrics
+    }
+
+    pub fn disconnected(&self, reason: DisconnectReason, count: u64) {
+        self.disconnects[reason as usize].increment(count);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn describe() {
+    describe_counter!(GRPC_STARTED, "RPCs started on the server.");
+    describe_counter!(
+        GRPC_HANDLED,
+        "RPCs completed on the server, by status code."
+    );
+    describe_counter!(GRPC_MSG_SENT, "gRPC stream messages sent by the server.");
+    describe_counter!(
+        GRPC_MSG_RECEIVED,
+        "gRPC stream messages received by the server."
+    );
+    describe_histogram!(
+        GRPC_HANDLING,
+        metrics::Unit::Seconds,
+        "Time from RPC start to completion (stream lifetime for ReadMessages)."
+    );
+    describe_counter!(ACCEPTED, "Messages accepted by SendMessage.");
+    describe_gauge!(SUBSCRIBERS, "Open ReadMessages streams.");
+    describe_histogram!(
+        FANOUT_DURATION,
+        metrics::Unit::Seconds,
+        "Time for one SendMessage to hand its message to every subscriber queue."
+    );
+    describe_histogram!(
+        DELIVERY_LATENCY,
+        metrics::Unit::Seconds,
+        "Per subscriber and message: acceptance until the message is written to the subscriber's stream."
+    );
+    describe_counter!(
+        DELIVERED,
+        "Messages written to subscriber streams (one per subscriber per message)."
+    );
+    describe_counter!(
+        DISCONNECTS,
+        "Subscriber streams ended by the server or the peer, by reason (slow|cancelled|shutdown|error)."
+    );
+}
