@@ -24,7 +24,8 @@ run: build
 test: test-rust test-course
 
 ## Unit, property and end-to-end tests (release profile: shares the build with the binaries).
-test-rust:
+## The observability tests run the release binaries, so they are built first.
+test-rust: build
 	$(CARGO) test --release --workspace
 
 ## Course-compatible suite: real release binaries, real grpcurl.

@@ -218,8 +218,9 @@ async fn run_subscriber(sub: Subscriber) {
         };
         match attempt {
             Ok(response) => {
-                subscribed.send_replace(true);
+                // Gauge first: whoever sees "subscribed" must also see it in /metrics.
                 metrics.connected.set(1.0);
+                subscribed.send_replace(true);
                 if connections > 0 {
                     metrics.reconnects.increment(1);
                 }
@@ -239,8 +240,8 @@ async fn run_subscriber(sub: Subscriber) {
                         Err(status) => break Some(status),
                     }
                 };
-                subscribed.send_replace(false);
                 metrics.connected.set(0.0);
+                subscribed.send_replace(false);
                 let code = end.as_ref().map_or(Code::Cancelled, Status::code);
                 metrics::grpc_handled("ReadMessages", code, opened.elapsed());
                 match end {

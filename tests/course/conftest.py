@@ -130,7 +130,7 @@ def start_binary(name, label, env):
 
 
 def start_server():
-    server = start_binary("messenger-server", "server", {"MESSENGER_SERVER_PORT": "0"})
+    server = start_binary("messenger-server", "server", {"MESSENGER_SERVER_PORT": "0", "MESSENGER_METRICS_PORT": "0"})
     try:
         return server, f"127.0.0.1:{server.wait_port('grpc_addr')}"
     except BaseException:
@@ -159,10 +159,11 @@ def stack():
         ports = [c.wait_port("http_addr") for c in clients]
         yield Stack(server_addr, *(f"127.0.0.1:{p}" for p in ports))
     finally:
-        for client in clients:
-            client.stop()
+        client_codes = [client.stop() for client in clients]
         code = server.stop()
     assert code == 0, f"server did not exit 0 on SIGTERM: {server.describe()}"
+    for client, client_code in zip(clients, client_codes):
+        assert client_code == 0, f"client did not exit 0 on SIGTERM: {client.describe()}"
 
 
 # ---------------------------------------------------------------- grpcurl

@@ -5,6 +5,9 @@
 mod churn;
 mod client;
 mod contract;
+mod logs;
+mod metrics;
 mod ordering;
 mod shutdown;
 mod slow;
+mod traces;

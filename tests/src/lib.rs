@@ -5,6 +5,10 @@
 //! subscribed, a stream's response headers have arrived, or the hub's
 //! subscriber count has changed. Every wait is bounded by [`WAIT`].
 
+pub mod otlp;
+pub mod procs;
+pub mod prom;
+
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};
 use messenger_proto::time::format_rfc3339;
@@ -70,6 +74,7 @@ impl TestServer {
         let mut config = messenger_server::Config {
             host: Ipv4Addr::LOCALHOST.into(),
             port: 0,
+            metrics_port: 0,
             ..Default::default()
         };
         tweak(&mut config);
@@ -162,6 +167,8 @@ pub async fn read_n(stream: &mut Streaming<ServerMessageResponse>, n: usize) -> 
 pub struct TestClient {
     pub base: String,
     pub http: reqwest::Client,
+    /// Whether the client's stream is open (what its `/readyz` reports).
+    pub subscribed: tokio::sync::watch::Receiver<bool>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), messenger_client::AppError>>,
 }
@@ -187,6 +194,7 @@ impl TestClient {
             .await
             .expect("client starts");
         let base = format!("http://{}", app.local_addr());
+        let subscribed = app.subscribed();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -194,6 +202,7 @@ impl TestClient {
         Self {
             base,
             http: reqwest::Client::new(),
+            subscribed,
             stop: Some(stop),
             task,
         }

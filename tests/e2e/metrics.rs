@@ -1,0 +1,207 @@
+//! Prometheus metrics of the real binaries, scraped over HTTP: every name is
+//! registered with HELP before any traffic, histograms use our own buckets,
+//! the counters agree exactly with the traffic sent, the client's buffer
+//! gauge equals what a flush returns, and a slow subscriber is counted.
+
+use messenger_tests::procs::{ClientProc, spawn_client, spawn_server};
+use messenger_tests::prom::{Metrics, scrape, wait_metrics};
+use messenger_tests::{grpc_send, read_n};
+
+const SERVER_METRICS: [(&str, &str); 11] = [
+    ("grpc_server_started_total", "counter"),
+    ("grpc_server_handled_total", "counter"),
+    ("grpc_server_msg_sent_total", "counter"),
+    ("grpc_server_msg_received_total", "counter"),
+    ("grpc_server_handling_seconds", "histogram"),
+    ("messenger_messages_accepted_total", "counter"),
+    ("messenger_subscribers", "gauge"),
+    ("messenger_fanout_duration_seconds", "histogram"),
+    ("messenger_delivery_latency_seconds", "histogram"),
+    ("messenger_messages_delivered_total", "counter"),
+    ("messenger_subscriber_disconnects_total", "counter"),
+];
+
+const PROCESS_METRICS: [&str; 4] = [
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "process_cpu_seconds_total",
+    "process_threads",
+];
+
+const CLIENT_METRICS: [(&str, &str); 10] = [
+    ("http_server_requests_total", "counter"),
+    ("http_server_request_duration_seconds", "histogram"),
+    ("grpc_client_handled_total", "counter"),
+    ("grpc_client_handling_seconds", "histogram"),
+    ("messenger_client_buffered_messages", "gauge"),
+    ("messenger_client_received_total", "counter"),
+    ("messenger_client_dropped_total", "counter"),
+    ("messenger_client_end_to_end_latency_seconds", "histogram"),
+    ("messenger_client_stream_connected", "gauge"),
+    ("messenger_client_stream_reconnects_total", "counter"),
+];
+
+/// The Prometheus exporter's defaults, which a latency histogram here must not use.
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_metric_is_registered_with_help_before_any_traffic() {
+    let server = spawn_server(&[]).await;
+    let fresh = scrape(&server.metrics_url()).await;
+    assert_registered(&fresh, &SERVER_METRICS, "server");
+    for name in PROCESS_METRICS {
+        assert!(fresh.has_metric(name), "server lacks {name}");
+    }
+    for reason in ["slow", "cancelled", "shutdown", "error"] {
+        let labels = [("reason", reason)];
+        let value = fresh.value("messenger_subscriber_disconnects_total", &labels);
+        assert_eq!(value, Some(0.0), "disconnects{{reason={reason}}} at start");
+    }
+    assert_eq!(fresh.value("messenger_subscribers", &[]), Some(0.0));
+    let delivery = fresh.bucket_bounds("messenger_delivery_latency_seconds");
+    assert!(delivery.iter().any(|le| *le < 0.0001), "{delivery:?}");
+    let fanout = fresh.bucket_bounds("messenger_fanout_duration_seconds");
+    assert!(fanout.iter().any(|le| *le <= 0.00001), "{fanout:?}");
+
+    let client = spawn_client(server.grpc_addr, &[]).await;
+    let fresh = scrape(&client.metrics_url()).await;
+    assert_registered(&fresh, &CLIENT_METRICS, "client");
+    assert_eq!(
+        fresh.value("messenger_client_stream_connected", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        fresh.value("messenger_client_buffered_messages", &[]),
+        Some(0.0)
+    );
+}
+
+/// Each name has HELP text, its TYPE, at least one sample, and a histogram
+/// has buckets of its own.
+fn assert_registered(metrics: &Metrics, names: &[(&str, &str)], who: &str) {
+    for (name, kind) in names {
+        let help = metrics.help.get(*name).map(String::as_str);
+        assert!(
+            help.is_some_and(|h| !h.is_empty()),
+            "{who}: {name} has no HELP"
+        );
+        let actual = metrics.types.get(*name).map(String::as_str);
+        assert_eq!(actual, Some(*kind), "{who}: TYPE of {name}");
+        assert!(metrics.has_metric(name), "{who}: {name} has no sample");
+        if *kind == "histogram" {
+            let mut finite = metrics.bucket_bounds(name);
+            finite.retain(|le| le.is_finite());
+            assert!(!finite.is_empty(), "{who}: {name} has no buckets");
+            assert_ne!(
+                finite, DEFAULT_BUCKETS,
+                "{who}: {name} uses default buckets"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_and_gauges_match_the_traffic() {
+    const N: usize = 50;
+    const M: usize = 7;
+    let server = spawn_server(&[]).await;
+    let clients = [
+        spawn_client(server.grpc_addr, &[]).await,
+        spawn_client(server.grpc_addr, &[]).await,
+    ];
+    let mut raw = server.subscribe().await;
+    for i in 0..N {
+        clients[i % 2].send("metrics", &format!("{i}")).await;
+    }
+    for client in &clients {
+        client.collect(N).await;
+    }
+    read_n(&mut raw, N).await;
+
+    let delivered = (N * 3) as f64;
+    let s = wait_metrics(&server.metrics_url(), "all deliveries counted", |m| {
+        m.sum("messenger_messages_delivered_total", &[]) >= delivered
+    })
+    .await;
+    assert_eq!(s.sum("messenger_messages_accepted_total", &[]), N as f64);
+    assert_eq!(s.sum("messenger_messages_delivered_total", &[]), delivered);
+    assert_eq!(
+        s.sum("messenger_delivery_latency_seconds_count", &[]),
+        delivered
+    );
+    assert_eq!(s.value("messenger_subscribers", &[]), Some(3.0));
+    let ok_sends = [("grpc_method", "SendMessage"), ("grpc_code", "OK")];
+    assert_eq!(s.sum("grpc_server_handled_total", &ok_sends), N as f64);
+
+    let sent_via_client1 = N.div_ceil(2) as f64;
+    let c = scrape(&clients[0].metrics_url()).await;
+    let ok_route = [("route", "/sendMessage"), ("status", "200")];
+    assert_eq!(
+        c.sum("http_server_requests_total", &ok_route),
+        sent_via_client1
+    );
+    for client in &clients {
+        let c = scrape(&client.metrics_url()).await;
+        assert_eq!(
+            c.value("messenger_client_received_total", &[]),
+            Some(N as f64)
+        );
+        assert_eq!(c.value("messenger_client_stream_connected", &[]), Some(1.0));
+        assert_eq!(
+            c.value("messenger_client_buffered_messages", &[]),
+            Some(0.0)
+        );
+    }
+
+    for i in 0..M {
+        clients[0].send("more", &format!("{i}")).await;
+    }
+    for client in &clients {
+        assert_buffered_gauge_equals_flush(client, N + M, M).await;
+    }
+    read_n(&mut raw, M).await;
+}
+
+/// Once `received` messages have arrived, the gauge says `buffered` and a
+/// flush returns exactly that many.
+async fn assert_buffered_gauge_equals_flush(client: &ClientProc, received: usize, buffered: usize) {
+    let url = client.metrics_url();
+    let m = wait_metrics(&url, &format!("received_total reaches {received}"), |m| {
+        m.value("messenger_client_received_total", &[]) >= Some(received as f64)
+    })
+    .await;
+    let gauge = m.value("messenger_client_buffered_messages", &[]);
+    assert_eq!(gauge, Some(buffered as f64), "{}", client.proc.name());
+    assert_eq!(client.flush().await.len(), buffered);
+    let after = scrape(&url).await;
+    let gauge = after.value("messenger_client_buffered_messages", &[]);
+    assert_eq!(gauge, Some(0.0), "after a flush");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_subscriber_is_counted_as_a_slow_disconnect() {
+    const MESSAGES: usize = 200;
+    let server = spawn_server(&[("MESSENGER_SUBSCRIBER_QUEUE", "4")]).await;
+    // Never polled: HTTP/2 flow control stops the server's writes and its queue fills.
+    let _stalled = server.subscribe().await;
+    let mut sender = server.grpc().await;
+    let text = "x".repeat(16 * 1024);
+    for i in 0..MESSAGES {
+        grpc_send(&mut sender, &format!("{i}"), &text)
+            .await
+            .unwrap();
+    }
+    let slow = [("reason", "slow")];
+    wait_metrics(&server.metrics_url(), "a slow disconnect counted", |m| {
+        m.sum("messenger_subscriber_disconnects_total", &slow) >= 1.0
+    })
+    .await;
+    wait_metrics(
+        &server.metrics_url(),
+        "the subscriber gauge back at 0",
+        |m| m.value("messenger_subscribers", &[]) == Some(0.0),
+    )
+    .await;
+}
