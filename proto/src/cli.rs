@@ -34,6 +34,15 @@ pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     }
 }
 
+/// Raises the soft open-files limit to the hard limit: every subscriber is a
+/// socket, and the usual soft default (1024) caps a server far too low.
+/// Returns the soft limit before and after.
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+    let raised = rlimit::increase_nofile_limit(hard)?;
+    Ok((soft, raised))
+}
+
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are
 /// installed when this is called, not when first polled, so a signal that
 /// arrives before the caller starts waiting is not lost (nor fatal). Must be

@@ -32,7 +32,7 @@ pub const DEFAULT_TRACE_DELIVER_SPANS_MAX: usize = 64;
 /// It matches the client's default 1 MiB body limit.
 pub const DECODE_HEADROOM_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(
     name = "messenger-server",
     version,
@@ -115,11 +115,13 @@ mod tests {
 
     #[test]
     fn defaults_match_flags() {
+        // clap also reads MESSENGER_* from the environment; the comparison
+        // means something only when none is set (as in CI).
         let parsed = Config::try_parse_from(["messenger-server"]).unwrap();
-        let default = Config::default();
-        assert_eq!(parsed.port, default.port);
-        assert_eq!(parsed.subscriber_queue, default.subscriber_queue);
-        assert_eq!(parsed.max_text_bytes, default.max_text_bytes);
+        let from_env = std::env::vars().any(|(k, _)| k.starts_with("MESSENGER_"));
+        if !from_env {
+            assert_eq!(parsed, Config::default());
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
+use messenger_proto::cli::{exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal};
 use messenger_proto::telemetry;
 use messenger_server::{App, AppError, Config};
 use std::process::ExitCode;
@@ -8,6 +8,10 @@ async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
     // Dropped last: flushes spans after the server has stopped.
     let _telemetry = telemetry::init("messenger-server", config.log_format);
+    match raise_nofile_limit() {
+        Ok((before, after)) => tracing::info!(before, after, "open-files soft limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    }
     exit_code(run(config).await)
 }
 
