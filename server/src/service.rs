@@ -101,28 +101,17 @@ impl MessengerService {
     }
 }
 
-/// A SERVER span for one RPC, continuing the caller's trace from metadata.
-fn rpc_span<T>(method: &'static str, request: &Request<T>) -> tracing::Span {
-    let span = match method {
-        "SendMessage" => tracing::info_span!(
-            "mes_grpc.MessengerServer/SendMessage",
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = SERVICE_NAME,
-            rpc.method = method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty
-        ),
-        _ => tracing::info_span!(
-            "mes_grpc.MessengerServer/ReadMessages",
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = SERVICE_NAME,
-            rpc.method = method,
-            rpc.grpc.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty
-        ),
-    };
+/// The SERVER span of one `SendMessage`, continuing the caller's trace from metadata.
+fn send_span<T>(request: &Request<T>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "mes_grpc.MessengerServer/SendMessage",
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.service = SERVICE_NAME,
+        rpc.method = "SendMessage",
+        rpc.grpc.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty
+    );
     // A missing or malformed traceparent just starts a new trace.
     let _ = span.set_parent(extract_metadata(request.metadata()));
     span
@@ -148,7 +137,7 @@ impl MessengerServer for MessengerService {
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         let started = Instant::now();
-        let span = rpc_span("SendMessage", &request);
+        let span = send_span(&request);
         let result = async { self.accept(request.into_inner()).map_err(Status::from) }
             .instrument(span.clone())
             .await;

@@ -106,21 +106,12 @@ impl TestServer {
 
     /// A gRPC client on a fresh HTTP/2 connection.
     pub async fn grpc(&self) -> MessengerServerClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to server");
-        MessengerServerClient::new(channel)
+        connect(self.addr).await
     }
 
     /// Opens `ReadMessages` on its own connection; returns once headers arrived.
     pub async fn subscribe(&self) -> Streaming<ServerMessageResponse> {
-        let mut client = self.grpc().await;
-        within("ReadMessages headers", client.read_messages(()))
-            .await
-            .expect("subscribe")
-            .into_inner()
+        subscribe_at(self.addr).await
     }
 
     /// Waits until the hub holds exactly `n` subscribers.
@@ -130,6 +121,24 @@ impl TestServer {
             .await
             .expect("hub alive");
     }
+}
+
+/// A gRPC client for the server at `addr`, on a fresh HTTP/2 connection.
+pub async fn connect(addr: SocketAddr) -> MessengerServerClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("valid URI");
+    let channel = within("connect to server", channel.connect())
+        .await
+        .expect("connect to server");
+    MessengerServerClient::new(channel)
+}
+
+/// Opens `ReadMessages` on its own connection; returns once headers arrived.
+pub async fn subscribe_at(addr: SocketAddr) -> Streaming<ServerMessageResponse> {
+    let mut client = connect(addr).await;
+    within("ReadMessages headers", client.read_messages(()))
+        .await
+        .expect("subscribe")
+        .into_inner()
 }
 
 /// Sends one message over gRPC and returns its sendTime string.

@@ -276,23 +276,12 @@ impl ServerProc {
 
     /// A gRPC client on a fresh HTTP/2 connection.
     pub async fn grpc(&self) -> MessengerServerClient<Channel> {
-        let url = format!("http://{}", self.grpc_addr);
-        let channel = within(
-            "connect to server",
-            Channel::from_shared(url).unwrap().connect(),
-        )
-        .await
-        .expect("connect to server");
-        MessengerServerClient::new(channel)
+        crate::connect(self.grpc_addr).await
     }
 
     /// Opens `ReadMessages` on its own connection; returns once headers arrived.
     pub async fn subscribe(&self) -> Streaming<ServerMessageResponse> {
-        let mut client = self.grpc().await;
-        within("ReadMessages headers", client.read_messages(()))
-            .await
-            .expect("subscribe")
-            .into_inner()
+        crate::subscribe_at(self.grpc_addr).await
     }
 }
 
