@@ -113,7 +113,7 @@ impl Backend {
     async fn call_send(&self, author: String, text: String) -> Result<String, BackendError> {
         let mut request = Request::new(SendMessageRequest { author, text });
         request.set_timeout(self.send_timeout);
-        inject_metadata(&tracing::Span::current().context(), request.metadata_mut());
+        inject_metadata(&outgoing_context(), request.metadata_mut());
         let mut client = self.client.clone();
         let response = tokio::time::timeout(self.send_timeout, client.send_message(request))
             .await
@@ -139,6 +139,18 @@ impl Backend {
                 message: status.message().to_owned(),
             },
         }
+    }
+}
+
+/// The context to propagate: our CLIENT span's when we trace, else whatever
+/// the HTTP caller sent (kept current by the observe middleware).
+fn outgoing_context() -> opentelemetry::Context {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        opentelemetry::Context::current()
     }
 }
 

@@ -7,6 +7,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use messenger_proto::telemetry::extract_http;
+use opentelemetry::trace::FutureExt;
 use std::time::Instant;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -22,9 +23,17 @@ pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next)
         http.request.method = %method, http.route = %route,
         http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty);
     // A missing or malformed traceparent just starts a new trace.
-    let _ = span.set_parent(extract_http(request.headers()));
+    let parent = extract_http(request.headers());
+    let _ = span.set_parent(parent.clone());
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
+    // The caller's context also rides along as the current OpenTelemetry
+    // context, so it still reaches the server when this client exports nothing.
+    // It wraps the span (outermost), so the span's own context wins when it has one.
+    let response = next
+        .run(request)
+        .instrument(span.clone())
+        .with_context(parent)
+        .await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.record("http.response.status_code", i64::from(status));

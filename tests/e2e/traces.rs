@@ -348,3 +348,41 @@ fn transport_and_exporter_spans_are_not_ours() {
     assert!(!is_ours(&span("fanout", "tower-http", "")));
     assert!(is_ours(&span("fanout", "messenger", "h2o_app")));
 }
+
+/// A client that exports nothing still passes the caller's trace context on,
+/// so a tracing server continues the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_non_tracing_client_still_propagates_the_callers_context() {
+    let otlp = OtlpReceiver::start().await;
+    let endpoint = otlp.endpoint();
+    let server_env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", SERVER),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let server = spawn_server(&server_env).await;
+    let client = spawn_client(server.grpc_addr, &[]).await;
+    let upstream = TraceParent::random();
+    let header = upstream.header();
+    client
+        .send_with(
+            "frank",
+            "untraced client",
+            &[("traceparent", header.as_str())],
+        )
+        .await;
+    let spans = otlp
+        .wait_for("the server's SendMessage span", |s| {
+            s.iter()
+                .any(|s| s.name == "mes_grpc.MessengerServer/SendMessage" && s.service == SERVER)
+        })
+        .await;
+    let send = spans
+        .iter()
+        .find(|s| s.name == "mes_grpc.MessengerServer/SendMessage")
+        .unwrap();
+    assert_eq!(send.trace_id, upstream.trace_id, "{}", send.summary());
+    assert_eq!(send.parent_span_id, upstream.span_id, "{}", send.summary());
+    assert_eq!(client.proc.sigterm_and_wait().await, Some(0));
+    assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
+}
