@@ -47,3 +47,13 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV)
+
+## Benchmark suite against fresh release binaries: JSON, chart.svg and a
+## markdown table of every figure against its target, in target/bench/.
+.PHONY: bench bench-smoke
+bench: build
+	$(BIN)/messenger-bench suite --bin-dir $(BIN) --out target/bench
+
+## The bench's CI smoke test only (about 10 s).
+bench-smoke: build
+	$(CARGO) test --release -p messenger-bench

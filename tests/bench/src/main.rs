@@ -1,0 +1,64 @@
+//! `messenger-bench`: a load generator that speaks only the messenger wire
+//! contract, so it can drive any implementation.
+//!
+//! - [`cli`]: subcommands and flags.
+//! - [`fanout`] ([`publisher`], [`subscriber`], [`message`]): throughput,
+//!   delivery latency and per-stream loss/duplicate/order checks.
+//! - [`idle`]: server memory per idle subscriber.
+//! - [`http`]: `POST /sendMessage` load on a messenger-client.
+//! - [`suite`] ([`procs`], [`chart`], [`targets`]): `make bench`, the standard runs
+//!   against freshly started binaries, with a summary, chart and targets.
+//! - [`otlp_sink`]: a span-counting OTLP receiver for the telemetry run.
+//! - [`conn`], [`report`], [`procfs`]: connections and probes, report
+//!   output, process figures.
+
+mod chart;
+mod cli;
+mod conn;
+mod fanout;
+mod http;
+mod idle;
+mod message;
+mod otlp_sink;
+mod procfs;
+mod procs;
+mod publisher;
+mod report;
+mod subscriber;
+mod suite;
+mod targets;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Suite(args) = cli.command {
+        return exit(suite::run(args));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Fanout(args) => fanout::run(args).await,
+            Command::Idle(args) => idle::run(args).await,
+            Command::Http(args) => http::run(args).await,
+            Command::Suite(_) => unreachable!("handled above"),
+            Command::OtlpSink(args) => otlp_sink::run(args).await,
+        }
+    });
+    exit(result)
+}
+
+fn exit(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("messenger-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

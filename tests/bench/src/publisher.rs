@@ -1,0 +1,95 @@
+//! One fan-out publisher: sends numbered messages on its own connection, one
+//! request in flight at a time, paced to a rate or as fast as the server
+//! accepts, until a deadline. With one request in flight, the server's total
+//! order must deliver each publisher's messages in sequence order.
+
+use crate::message;
+use crate::report;
+use hdrhistogram::Histogram;
+use messenger_proto::pb::SendMessageRequest;
+use messenger_proto::pb::messenger_server_client::MessengerServerClient;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+/// Author of measured messages.
+pub(crate) const AUTHOR: &str = "bench";
+
+/// What one publisher sent and was acknowledged for.
+#[derive(Debug)]
+pub(crate) struct PubStats {
+    /// Sequence numbers used: `0..sent`.
+    pub(crate) sent: u64,
+    /// Sequence numbers whose `SendMessage` failed (not acknowledged).
+    pub(crate) failed: Vec<u64>,
+    /// `SendMessage` round trip, µs, acknowledged sends only.
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) first_error: Option<String>,
+}
+
+impl PubStats {
+    pub(crate) fn acked(&self) -> u64 {
+        self.sent - self.failed.len() as u64
+    }
+}
+
+/// How a publisher paces itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
+    /// Gap between this publisher's sends; `None` = back to back.
+    pub(crate) interval: Option<Duration>,
+    pub(crate) payload: usize,
+}
+
+pub(crate) async fn run(
+    id: usize,
+    channel: Channel,
+    plan: Plan,
+    accepted: Arc<AtomicU64>,
+) -> PubStats {
+    let mut client = MessengerServerClient::new(channel);
+    let mut stats = PubStats {
+        sent: 0,
+        failed: Vec::new(),
+        latency: report::histogram(),
+        first_error: None,
+    };
+    let mut text = String::with_capacity(plan.payload.max(message::HEADER_LEN));
+    loop {
+        if let Some(interval) = plan.interval {
+            let due = plan.start + interval.mul_f64(stats.sent as f64);
+            if due >= plan.end {
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+        } else if Instant::now() >= plan.end {
+            break;
+        }
+        let seq = stats.sent;
+        message::encode(id, seq, plan.payload, &mut text);
+        let request = SendMessageRequest {
+            author: AUTHOR.to_owned(),
+            text: text.clone(),
+        };
+        let t0 = Instant::now();
+        let result = client.send_message(request).await;
+        stats.sent += 1;
+        match result {
+            Ok(_) => {
+                report::record(&mut stats.latency, t0.elapsed().as_micros() as u64);
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(status) => {
+                stats.failed.push(seq);
+                stats.first_error.get_or_insert_with(|| status.to_string());
+                // A failing server answers at once; don't spin on it.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    stats
+}

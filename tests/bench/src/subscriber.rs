@@ -1,0 +1,198 @@
+//! One fan-out subscriber: reads its stream and checks it as it goes.
+//!
+//! Per message the work is kept tiny: one clock read, the sendTime order
+//! check, a fixed-width id parse, one bit in a per-publisher bitset (exact
+//! duplicate detection), one HDR record and one relaxed atomic store. Lost
+//! messages are counted at the end against what the publishers were
+//! acknowledged for ([`SubStats::received_of`]).
+
+use crate::conn::{PROBE_AUTHOR, Readiness};
+use crate::message;
+use crate::report;
+use hdrhistogram::Histogram;
+use messenger_proto::pb::messenger_server_client::MessengerServerClient;
+use messenger_proto::time::{from_timestamp, unix_nanos_now};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// What the orchestrator can see of a running subscriber, on its own cache line.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub(crate) struct Progress {
+    /// Distinct measured messages received so far.
+    pub(crate) distinct: AtomicU64,
+    /// The stream has ended (error or end of stream).
+    pub(crate) ended: AtomicBool,
+}
+
+/// A subscriber's verdict on its stream.
+#[derive(Debug)]
+pub(crate) struct SubStats {
+    /// Delivery latency (receipt minus sendTime), µs, measured messages only.
+    pub(crate) latency: Histogram<u64>,
+    /// Per publisher: bit `seq` set once message `seq` arrived.
+    seen: Vec<Vec<u64>>,
+    max_seq: Vec<Option<u64>>,
+    pub(crate) distinct: u64,
+    pub(crate) duplicated: u64,
+    pub(crate) reordered: u64,
+    /// Measured-looking messages whose text did not parse (another sender?).
+    pub(crate) foreign: u64,
+    /// Why the stream ended before the orchestrator stopped it.
+    pub(crate) ended: Option<String>,
+    /// Unix nanos of the last measured message received.
+    pub(crate) last_receipt: i128,
+}
+
+impl SubStats {
+    fn new(publishers: usize) -> Self {
+        Self {
+            latency: report::histogram(),
+            seen: vec![Vec::new(); publishers],
+            max_seq: vec![None; publishers],
+            distinct: 0,
+            duplicated: 0,
+            reordered: 0,
+            foreign: 0,
+            ended: None,
+            last_receipt: 0,
+        }
+    }
+
+    /// Whether message `seq` of publisher `p` arrived.
+    pub(crate) fn has(&self, p: usize, seq: u64) -> bool {
+        let word = (seq / 64) as usize;
+        self.seen[p]
+            .get(word)
+            .is_some_and(|w| w & (1 << (seq % 64)) != 0)
+    }
+
+    /// How many of publisher `p`'s sequence numbers below `end` arrived.
+    pub(crate) fn received_of(&self, p: usize, end: u64) -> u64 {
+        let bits = &self.seen[p];
+        let full = (end / 64) as usize;
+        let mut n: u64 = bits
+            .iter()
+            .take(full)
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        let rem = end % 64;
+        if let Some(w) = bits.get(full).filter(|_| rem > 0) {
+            n += u64::from((w & ((1u64 << rem) - 1)).count_ones());
+        }
+        n
+    }
+
+    fn on_message(&mut self, publisher: usize, seq: u64) {
+        let bits = &mut self.seen[publisher];
+        let word = (seq / 64) as usize;
+        if word >= bits.len() {
+            bits.resize((word + 1).next_power_of_two(), 0);
+        }
+        let mask = 1u64 << (seq % 64);
+        if bits[word] & mask != 0 {
+            self.duplicated += 1;
+            return;
+        }
+        bits[word] |= mask;
+        self.distinct += 1;
+        let max = &mut self.max_seq[publisher];
+        match *max {
+            Some(m) if seq < m => self.reordered += 1,
+            _ => *max = Some(seq),
+        }
+    }
+}
+
+/// Reads one `ReadMessages` stream until `stop` is cancelled or it ends.
+pub(crate) async fn run(
+    channel: Channel,
+    publishers: usize,
+    ready: Arc<Readiness>,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+) -> SubStats {
+    let mut stats = SubStats::new(publishers);
+    let mut confirmed = false;
+    let mut client = MessengerServerClient::new(channel);
+    let mut stop = pin!(stop.cancelled_owned());
+    let mut stream = tokio::select! {
+        () = &mut stop => return stats,
+        r = client.read_messages(()) => match r {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                let why = format!("ReadMessages refused: {status}");
+                ready.fail(why.clone());
+                stats.ended = Some(why);
+                progress.ended.store(true, Ordering::Release);
+                return stats;
+            }
+        },
+    };
+    let mut last_send_time = i128::MIN;
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            next = stream.message() => next,
+        };
+        let msg = match next {
+            Ok(Some(msg)) => msg,
+            Ok(None) => {
+                stats.ended = Some("stream ended by the server".to_owned());
+                break;
+            }
+            Err(status) => {
+                stats.ended = Some(format!("stream failed: {status}"));
+                break;
+            }
+        };
+        let now = unix_nanos_now();
+        let sent = msg.send_time.as_ref().map_or(0, from_timestamp);
+        if sent <= last_send_time {
+            stats.reordered += 1;
+        }
+        last_send_time = sent;
+        if msg.author == PROBE_AUTHOR {
+            if !confirmed {
+                confirmed = true;
+                ready.confirm();
+            }
+            continue;
+        }
+        match message::decode(&msg.text).filter(|(p, _)| *p < publishers) {
+            Some((p, seq)) => stats.on_message(p, seq),
+            None => stats.foreign += 1,
+        }
+        report::record(&mut stats.latency, ((now - sent).max(0) / 1000) as u64);
+        stats.last_receipt = now;
+        progress.distinct.store(stats.distinct, Ordering::Relaxed);
+    }
+    if let (false, Some(why)) = (confirmed, &stats.ended) {
+        ready.fail(why.clone());
+    }
+    progress.ended.store(true, Ordering::Release);
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_duplicates_reorders_and_received() {
+        let mut s = SubStats::new(2);
+        for seq in [0, 1, 3, 2, 3, 70] {
+            s.on_message(0, seq);
+        }
+        s.on_message(1, 5);
+        assert_eq!((s.distinct, s.duplicated, s.reordered), (6, 1, 1));
+        assert_eq!(s.received_of(0, 4), 4);
+        assert_eq!(s.received_of(0, 71), 5);
+        assert_eq!(s.received_of(0, 70), 4);
+        assert!(s.has(1, 5) && !s.has(1, 4) && !s.has(1, 6400));
+    }
+}

@@ -1,0 +1,296 @@
+//! `suite` (`make bench`): the standard runs, each against a freshly started
+//! release server (and client, for `http`), each as a child
+//! `messenger-bench` process so its CPU figure is its own.
+//!
+//! Runs: fanout K = 1, 8, 100, 1000 at max rate; K = 1000 at half the rate
+//! found; idle with 10,000 subscribers; http with 10 connections; fanout
+//! K = 100 with the OTLP exporter on (into `otlp-sink`) and off ("off" is no
+//! trace export: the server's metrics recorder is always on). A failed run is
+//! recorded in the summary and the suite goes on.
+
+use crate::chart;
+use crate::cli::SuiteArgs;
+use crate::procs::Proc;
+use crate::targets;
+use serde_json::{Map, Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Subscriber counts of the max-rate fan-out runs (the chart's x axis).
+pub(crate) const FANOUT_KS: [usize; 4] = [1, 8, 100, 1000];
+
+struct Bins {
+    server: PathBuf,
+    client: PathBuf,
+    bench: PathBuf,
+}
+
+pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
+    let bins = binaries(&args.bin_dir)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| format!("create {}: {e}", args.out.display()))?;
+    let mut runs = Map::new();
+    let secs = args.duration.to_string();
+    let pubs = args.publishers.to_string();
+    for k in FANOUT_KS {
+        let ks = k.to_string();
+        let name = format!("fanout-k{k}");
+        let result = with_server(&bins, &[], |addr, pid| {
+            bench(
+                &bins,
+                &args.out,
+                &name,
+                &[
+                    "fanout",
+                    "--server",
+                    addr,
+                    "--server-pid",
+                    pid,
+                    "--subscribers",
+                    &ks,
+                    "--publishers",
+                    &pubs,
+                    "--duration",
+                    &secs,
+                ],
+            )
+        });
+        runs.insert(name, result);
+    }
+    let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
+    let half = match max_rate {
+        Some(rate) if rate > 0.0 => {
+            let half = format!("{:.1}", rate / 2.0);
+            with_server(&bins, &[], |addr, pid| {
+                bench(
+                    &bins,
+                    &args.out,
+                    "fanout-k1000-half",
+                    &[
+                        "fanout",
+                        "--server",
+                        addr,
+                        "--server-pid",
+                        pid,
+                        "--subscribers",
+                        "1000",
+                        "--publishers",
+                        &pubs,
+                        "--duration",
+                        &secs,
+                        "--rate",
+                        &half,
+                    ],
+                )
+            })
+        }
+        _ => json!({ "error": "skipped: the K=1000 max-rate run found no rate" }),
+    };
+    runs.insert("fanout-k1000-half".to_owned(), half);
+    let n = args.idle_subscribers.to_string();
+    let idle_name = format!("idle-{n}");
+    let idle = with_server(&bins, &[], |addr, pid| {
+        bench(
+            &bins,
+            &args.out,
+            &idle_name,
+            &[
+                "idle",
+                "--server",
+                addr,
+                "--server-pid",
+                pid,
+                "--subscribers",
+                &n,
+            ],
+        )
+    });
+    runs.insert("idle".to_owned(), idle);
+    runs.insert("http-c10".to_owned(), http_run(&bins, &args.out, &secs));
+    let (on, spans) = telemetry_on(&bins, &args.out, &secs, &pubs);
+    runs.insert("telemetry-on".to_owned(), on);
+    let off = with_server(&bins, &[], |addr, pid| {
+        bench(
+            &bins,
+            &args.out,
+            "telemetry-off",
+            &[
+                "fanout",
+                "--server",
+                addr,
+                "--server-pid",
+                pid,
+                "--subscribers",
+                "100",
+                "--publishers",
+                &pubs,
+                "--duration",
+                &secs,
+            ],
+        )
+    });
+    runs.insert("telemetry-off".to_owned(), off);
+
+    let runs = Value::Object(runs);
+    let chart_path = args.out.join("chart.svg");
+    let chart_note = match chart::draw(&chart_path, &runs) {
+        Ok(()) => chart_path.display().to_string(),
+        Err(e) => format!("chart failed: {e}"),
+    };
+    let summary = targets::summary(&runs, spans);
+    let markdown = targets::markdown(&summary, &runs);
+    let text = serde_json::to_string_pretty(
+        &json!({ "runs": runs, "targets": summary, "spans_exported": spans }),
+    )
+    .expect("a Value serializes");
+    let path = args.out.join("summary.json");
+    std::fs::write(&path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))?;
+    println!(
+        "\n{markdown}\nJSON: {}/*.json, summary: {}, chart: {chart_note}",
+        args.out.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn binaries(dir: &Path) -> Result<Bins, String> {
+    let find = |name: &str| {
+        let path = dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "{} is missing: run `cargo build --release --bins` first",
+                path.display()
+            ))
+        }
+    };
+    Ok(Bins {
+        server: find("messenger-server")?,
+        client: find("messenger-client")?,
+        bench: std::env::current_exe().map_err(|e| format!("own path: {e}"))?,
+    })
+}
+
+/// Runs `f(grpc_addr, pid)` against a fresh server with extra `env`.
+fn with_server(bins: &Bins, env: &[(&str, &str)], f: impl FnOnce(&str, &str) -> Value) -> Value {
+    let mut all = vec![
+        ("MESSENGER_SERVER_HOST", "127.0.0.1"),
+        ("MESSENGER_SERVER_PORT", "0"),
+        ("MESSENGER_METRICS_PORT", "0"),
+    ];
+    all.extend_from_slice(env);
+    let server = match Proc::spawn("messenger-server", &bins.server, &[], &all) {
+        Ok(server) => server,
+        Err(e) => return json!({ "error": e }),
+    };
+    let value = match server.wait_addr("grpc_addr") {
+        Ok(addr) => f(&addr.to_string(), &server.pid().to_string()),
+        Err(e) => json!({ "error": e }),
+    };
+    server.stop();
+    value
+}
+
+/// Runs one `messenger-bench` child writing `out/name.json`; its JSON, or
+/// `{"error": ...}`.
+fn bench(bins: &Bins, out: &Path, name: &str, args: &[&str]) -> Value {
+    let json_path = out.join(format!("{name}.json"));
+    let _stale = std::fs::remove_file(&json_path);
+    eprintln!("--- {name}: messenger-bench {}", args.join(" "));
+    let status = Command::new(&bins.bench)
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .status();
+    match status {
+        Ok(s) if s.success() => std::fs::read_to_string(&json_path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| json!({ "error": format!("{}: {e}", json_path.display()) })),
+        Ok(s) => json!({ "error": format!("messenger-bench {} exited with {s}", args[0]) }),
+        Err(e) => json!({ "error": format!("spawn messenger-bench: {e}") }),
+    }
+}
+
+fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
+    with_server(bins, &[], |addr, server_pid| {
+        let env = [
+            ("MESSENGER_SERVER_ADDR", addr),
+            ("MESSENGER_HTTP_HOST", "127.0.0.1"),
+            ("MESSENGER_HTTP_PORT", "0"),
+        ];
+        let client = match Proc::spawn("messenger-client", &bins.client, &[], &env) {
+            Ok(client) => client,
+            Err(e) => return json!({ "error": e }),
+        };
+        let value = match client.wait_addr("http_addr") {
+            Ok(http) => bench(
+                bins,
+                out,
+                "http-c10",
+                &[
+                    "http",
+                    "--client",
+                    &http.to_string(),
+                    "--connections",
+                    "10",
+                    "--client-pid",
+                    &client.pid().to_string(),
+                    "--server-pid",
+                    server_pid,
+                    "--duration",
+                    secs,
+                ],
+            ),
+            Err(e) => json!({ "error": e }),
+        };
+        client.stop();
+        value
+    })
+}
+
+/// The K=100 run with the server exporting every span to an `otlp-sink`;
+/// also returns how many spans the sink received.
+fn telemetry_on(bins: &Bins, out: &Path, secs: &str, pubs: &str) -> (Value, Option<u64>) {
+    let sink = match Proc::spawn("otlp-sink", &bins.bench, &["otlp-sink"], &[]) {
+        Ok(sink) => sink,
+        Err(e) => return (json!({ "error": e }), None),
+    };
+    let endpoint = match sink.wait_addr("otlp_addr") {
+        Ok(addr) => format!("http://{addr}"),
+        Err(e) => return (json!({ "error": e }), None),
+    };
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let value = with_server(bins, &env, |addr, pid| {
+        bench(
+            bins,
+            out,
+            "telemetry-on",
+            &[
+                "fanout",
+                "--server",
+                addr,
+                "--server-pid",
+                pid,
+                "--subscribers",
+                "100",
+                "--publishers",
+                pubs,
+                "--duration",
+                secs,
+            ],
+        )
+    });
+    // The server exports its last batch on shutdown, before `stop` returns.
+    let spans = sink_spans(sink);
+    (value, spans)
+}
+
+fn sink_spans(sink: Proc) -> Option<u64> {
+    // SAFETY: kill(2) has no memory effects; the sink is our unreaped child.
+    unsafe { libc::kill(sink.pid() as libc::pid_t, libc::SIGTERM) };
+    let spans = sink.wait_value("spans_received").ok()?.parse().ok();
+    sink.stop();
+    spans
+}
