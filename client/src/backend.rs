@@ -84,7 +84,7 @@ impl Backend {
 
     /// Sends one message; returns its sendTime as RFC 3339 with 9 digits.
     pub async fn send(&self, author: String, text: String) -> Result<String, BackendError> {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "mes_grpc.MessengerServer/SendMessage",
             otel.kind = "client",
             rpc.system = "grpc",
@@ -183,7 +183,7 @@ fn receive(m: ServerMessageResponse, buffer: &Buffer, metrics: &Metrics) {
     if m.traceparent.is_empty() {
         return buffer.push(to_buffered(m));
     }
-    let span = tracing::info_span!("receive", otel.kind = "consumer");
+    let span = tracing::debug_span!("receive", otel.kind = "consumer");
     let _ = span.set_parent(context_from_traceparent(&m.traceparent));
     span.in_scope(|| buffer.push(to_buffered(m)));
 }

@@ -3,7 +3,7 @@ use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
 use messenger_proto::telemetry;
 use std::process::ExitCode;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
     // Dropped last: flushes spans after the app has stopped.

@@ -18,7 +18,7 @@ pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next)
         .as_ref()
         .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
         .to_owned();
-    let span = tracing::info_span!("HTTP request",
+    let span = tracing::debug_span!("HTTP request",
         otel.name = %format_args!("{method} {route}"), otel.kind = "server",
         http.request.method = %method, http.route = %route,
         http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty);

@@ -103,7 +103,7 @@ impl MessengerService {
 
 /// The SERVER span of one `SendMessage`, continuing the caller's trace from metadata.
 fn send_span<T>(request: &Request<T>) -> tracing::Span {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "mes_grpc.MessengerServer/SendMessage",
         otel.kind = "server",
         rpc.system = "grpc",
@@ -207,12 +207,12 @@ impl MessageStream {
         let traceparent = m
             .trace
             .as_ref()
-            .and_then(|t| t.deliver(self.subscription.id(), latency));
+            .and_then(|t| t.deliver(self.subscription.id(), latency, self.wants_trace));
         ServerMessageResponse {
             author: m.author.clone(),
             text: m.text.clone(),
             send_time: Some(to_timestamp(m.send_time)),
-            traceparent: traceparent.filter(|_| self.wants_trace).unwrap_or_default(),
+            traceparent: traceparent.unwrap_or_default(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! `deliver_spans_max` is reached; past the cap only the aggregates grow.
 
 use messenger_proto::telemetry::{traceparent, tracer};
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub struct FanoutTrace {
     /// Context whose span is `fanout`.
     cx: Context,
+    /// Looked up once per message, not per delivery (the global lookup locks and allocates).
+    tracer: BoxedTracer,
     accepted: SystemTime,
     delivered: AtomicU64,
     max_latency_nanos: AtomicU64,
@@ -39,6 +42,7 @@ impl FanoutTrace {
             .start_with_context(&tracer, &parent);
         Some(Arc::new(Self {
             cx: parent.with_span(span),
+            tracer,
             accepted: SystemTime::now(),
             delivered: AtomicU64::new(0),
             max_latency_nanos: AtomicU64::new(0),
@@ -52,16 +56,22 @@ impl FanoutTrace {
             .set_attribute(KeyValue::new("messenger.subscribers", subscribers as i64));
     }
 
-    /// Records one delivery and returns the traceparent a receiving client
-    /// should continue from: its `deliver` span, or `fanout` past the cap.
-    pub fn deliver(&self, subscriber_id: u64, latency: Duration) -> Option<String> {
+    /// Records one delivery. If `want_traceparent`, returns the traceparent
+    /// the receiving client should continue from: its `deliver` span, or
+    /// `fanout` past the cap.
+    pub fn deliver(
+        &self,
+        subscriber_id: u64,
+        latency: Duration,
+        want_traceparent: bool,
+    ) -> Option<String> {
         let n = self.delivered.fetch_add(1, Relaxed);
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.max_latency_nanos.fetch_max(nanos, Relaxed);
         if n >= self.deliver_spans_max {
-            return traceparent(&self.cx);
+            return want_traceparent.then(|| traceparent(&self.cx)).flatten();
         }
-        let tracer = tracer();
+        let tracer = &self.tracer;
         let mut span = tracer
             .span_builder("deliver")
             .with_kind(SpanKind::Internal)
@@ -70,10 +80,14 @@ impl FanoutTrace {
                 KeyValue::new("messenger.subscriber_id", subscriber_id as i64),
                 KeyValue::new("messenger.delivery_latency_seconds", latency.as_secs_f64()),
             ])
-            .start_with_context(&tracer, &self.cx);
-        let cx = Context::new().with_remote_span_context(span.span_context().clone());
+            .start_with_context(tracer, &self.cx);
+        let traceparent = want_traceparent
+            .then(|| {
+                traceparent(&Context::new().with_remote_span_context(span.span_context().clone()))
+            })
+            .flatten();
         span.end();
-        traceparent(&cx)
+        traceparent
     }
 }
 

@@ -149,7 +149,9 @@ impl Tracing {
 }
 
 /// Bridges `tracing` spans to `tracer`; spans and events from other crates
-/// (tonic, hyper, h2, tower, opentelemetry*) are filtered out.
+/// (tonic, hyper, h2, tower, opentelemetry*) are filtered out. The filter
+/// ignores levels on purpose: our per-request spans are `debug_span!`, so the
+/// log layer (`RUST_LOG=info`) never formats them, yet they are exported.
 pub(super) fn otel_layer<S>(tracer: SdkTracer) -> OtelLayer<S>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
