@@ -32,57 +32,36 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
     let mut runs = Map::new();
     let secs = args.duration.to_string();
     let pubs = args.publishers.to_string();
-    for k in FANOUT_KS {
-        let ks = k.to_string();
-        let name = format!("fanout-k{k}");
-        let result = with_server(&bins, &[], |addr, pid| {
-            bench(
-                &bins,
-                &args.out,
-                &name,
+    let fanout = |name: &str, env: &[(&str, &str)], k: &str, extra: &[&str]| {
+        fanout_run(
+            &bins,
+            &args.out,
+            name,
+            env,
+            &[
                 &[
-                    "fanout",
-                    "--server",
-                    addr,
-                    "--server-pid",
-                    pid,
                     "--subscribers",
-                    &ks,
+                    k,
                     "--publishers",
                     &pubs,
                     "--duration",
                     &secs,
                 ],
-            )
-        });
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    for k in FANOUT_KS {
+        let name = format!("fanout-k{k}");
+        let result = fanout(&name, &[], &k.to_string(), &[]);
         runs.insert(name, result);
     }
     let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
     let half = match max_rate {
         Some(rate) if rate > 0.0 => {
             let half = format!("{:.1}", rate / 2.0);
-            with_server(&bins, &[], |addr, pid| {
-                bench(
-                    &bins,
-                    &args.out,
-                    "fanout-k1000-half",
-                    &[
-                        "fanout",
-                        "--server",
-                        addr,
-                        "--server-pid",
-                        pid,
-                        "--subscribers",
-                        "1000",
-                        "--publishers",
-                        &pubs,
-                        "--duration",
-                        &secs,
-                        "--rate",
-                        &half,
-                    ],
-                )
-            })
+            fanout("fanout-k1000-half", &[], "1000", &["--rate", &half])
         }
         _ => json!({ "error": "skipped: the K=1000 max-rate run found no rate" }),
     };
@@ -107,28 +86,9 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
     });
     runs.insert("idle".to_owned(), idle);
     runs.insert("http-c10".to_owned(), http_run(&bins, &args.out, &secs));
-    let (on, spans) = telemetry_on(&bins, &args.out, &secs, &pubs);
+    let (on, spans) = telemetry_on(&bins, |env| fanout("telemetry-on", env, "100", &[]));
     runs.insert("telemetry-on".to_owned(), on);
-    let off = with_server(&bins, &[], |addr, pid| {
-        bench(
-            &bins,
-            &args.out,
-            "telemetry-off",
-            &[
-                "fanout",
-                "--server",
-                addr,
-                "--server-pid",
-                pid,
-                "--subscribers",
-                "100",
-                "--publishers",
-                &pubs,
-                "--duration",
-                &secs,
-            ],
-        )
-    });
+    let off = fanout("telemetry-off", &[], "100", &[]);
     runs.insert("telemetry-off".to_owned(), off);
 
     let runs = Value::Object(runs);
@@ -213,6 +173,14 @@ fn bench(bins: &Bins, out: &Path, name: &str, args: &[&str]) -> Value {
     }
 }
 
+/// One `fanout` run against a fresh server started with `env`.
+fn fanout_run(bins: &Bins, out: &Path, name: &str, env: &[(&str, &str)], args: &[&str]) -> Value {
+    with_server(bins, env, |addr, pid| {
+        let common = ["fanout", "--server", addr, "--server-pid", pid];
+        bench(bins, out, name, &[&common[..], args].concat())
+    })
+}
+
 fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
     with_server(bins, &[], |addr, server_pid| {
         let env = [
@@ -252,7 +220,10 @@ fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
 
 /// The K=100 run with the server exporting every span to an `otlp-sink`;
 /// also returns how many spans the sink received.
-fn telemetry_on(bins: &Bins, out: &Path, secs: &str, pubs: &str) -> (Value, Option<u64>) {
+fn telemetry_on(
+    bins: &Bins,
+    fanout: impl FnOnce(&[(&str, &str)]) -> Value,
+) -> (Value, Option<u64>) {
     let sink = match Proc::spawn("otlp-sink", &bins.bench, &["otlp-sink"], &[]) {
         Ok(sink) => sink,
         Err(e) => return (json!({ "error": e }), None),
@@ -261,27 +232,7 @@ fn telemetry_on(bins: &Bins, out: &Path, secs: &str, pubs: &str) -> (Value, Opti
         Ok(addr) => format!("http://{addr}"),
         Err(e) => return (json!({ "error": e }), None),
     };
-    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
-    let value = with_server(bins, &env, |addr, pid| {
-        bench(
-            bins,
-            out,
-            "telemetry-on",
-            &[
-                "fanout",
-                "--server",
-                addr,
-                "--server-pid",
-                pid,
-                "--subscribers",
-                "100",
-                "--publishers",
-                pubs,
-                "--duration",
-                secs,
-            ],
-        )
-    });
+    let value = fanout(&[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
     // The server exports its last batch on shutdown, before `stop` returns.
     let spans = sink_spans(sink);
     (value, spans)
