@@ -88,3 +88,33 @@ async fn shutdown_delivers_acknowledged_messages_then_ends_streams_unavailable()
         .expect("graceful shutdown returns Ok");
     assert_eq!(hub.subscribers(), 0);
 }
+
+/// A subscriber that never reads cannot hold shutdown past the grace period:
+/// its queue cannot drain, so the server gives up on it when grace ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_ends_within_the_grace_period_despite_a_stuck_subscriber() {
+    let grace = std::time::Duration::from_secs(1);
+    let server = TestServer::start_with(|c| c.shutdown_grace_secs = grace.as_secs()).await;
+    let _stuck = server.subscribe().await;
+    let mut sender = server.grpc().await;
+    // More than HTTP/2 flow control lets through, less than the queue (1024)
+    // holds: the subscriber stays connected with messages it will never read.
+    let text = "x".repeat(16 * 1024);
+    for i in 0..300 {
+        grpc_send(&mut sender, "a", &format!("{i}{text}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(server.hub.subscribers(), 1, "not disconnected as slow");
+    let started = std::time::Instant::now();
+    server.stop().await.expect("shutdown still returns Ok");
+    let took = started.elapsed();
+    assert!(
+        took >= grace,
+        "it waited for the stuck subscriber ({took:?})"
+    );
+    assert!(
+        took < grace * 3,
+        "it stopped soon after the grace period ({took:?})"
+    );
+}
