@@ -7,6 +7,7 @@
 //! every stream (after its queue drains) with UNAVAILABLE; the serve loop is
 //! given what is left of the grace period to close connections.
 
+use crate::admission::Admission;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
@@ -21,7 +22,6 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -56,7 +56,7 @@ impl App {
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
-        let hub = Hub::new(config.subscriber_queue);
+        let hub = Hub::with_max_subscribers(config.subscriber_queue, config.max_subscribers);
         Ok(Self {
             config,
             listener,
@@ -118,20 +118,23 @@ impl App {
         let messenger = MessengerServerServer::new(MessengerService::new(
             Arc::clone(&hub),
             limits,
-            metrics,
+            Arc::clone(&metrics),
             config.trace_deliver_spans_max,
         ))
         .max_decoding_message_size(config.max_decoding_bytes());
-        // Counts a call as in flight from its headers on, before its body is decoded.
-        let tracker = in_flight.clone();
-        let messenger =
-            InterceptedService::new(messenger, move |mut request: tonic::Request<()>| {
-                request.extensions_mut().insert(tracker.token());
-                Ok(request)
-            });
+        let messenger = Admission::new(
+            messenger,
+            in_flight.clone(),
+            config.max_concurrent_sends,
+            metrics,
+        );
         let stop_accepting = CancellationToken::new();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(config.keepalive_interval()));
         let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(config.keepalive_interval()))
+            .http2_keepalive_timeout(Some(config.keepalive_timeout()))
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
             .add_service(reflection_builder().build_v1alpha()?)
@@ -145,6 +148,10 @@ impl App {
             subscriber_queue = config.subscriber_queue,
             max_text_bytes = config.max_text_bytes,
             max_author_bytes = config.max_author_bytes,
+            max_subscribers = config.max_subscribers,
+            max_concurrent_sends = config.max_concurrent_sends,
+            keepalive_interval_ms = config.keepalive_interval_ms,
+            keepalive_timeout_ms = config.keepalive_timeout_ms,
             shutdown_grace_secs = config.shutdown_grace_secs,
             "messenger-server listening"
         );

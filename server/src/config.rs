@@ -16,6 +16,10 @@ pub const ENV_MAX_AUTHOR_BYTES: &str = "MESSENGER_MAX_AUTHOR_BYTES";
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "MESSENGER_SHUTDOWN_GRACE_SECS";
 pub const ENV_METRICS_PORT: &str = "MESSENGER_METRICS_PORT";
 pub const ENV_TRACE_DELIVER_SPANS_MAX: &str = "MESSENGER_TRACE_DELIVER_SPANS_MAX";
+pub const ENV_MAX_SUBSCRIBERS: &str = "MESSENGER_MAX_SUBSCRIBERS";
+pub const ENV_MAX_CONCURRENT_SENDS: &str = "MESSENGER_MAX_CONCURRENT_SENDS";
+pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
+pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -25,6 +29,10 @@ pub const DEFAULT_MAX_AUTHOR_BYTES: usize = 256;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_METRICS_PORT: u16 = 9464;
 pub const DEFAULT_TRACE_DELIVER_SPANS_MAX: usize = 64;
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 10_000;
+pub const DEFAULT_MAX_CONCURRENT_SENDS: usize = 1024;
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 20_000;
+pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
@@ -77,6 +85,29 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub trace_deliver_spans_max: usize,
 
+    /// Most concurrent `ReadMessages` streams; past it new ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = ENV_MAX_SUBSCRIBERS, default_value_t = DEFAULT_MAX_SUBSCRIBERS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    pub max_subscribers: usize,
+
+    /// Most `SendMessage` calls in flight (counted from their headers); past it
+    /// new ones are shed at once with RESOURCE_EXHAUSTED instead of queueing.
+    #[arg(long, env = ENV_MAX_CONCURRENT_SENDS, default_value_t = DEFAULT_MAX_CONCURRENT_SENDS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub max_concurrent_sends: usize,
+
+    /// Milliseconds between HTTP/2 keepalive PINGs (and the TCP keepalive
+    /// idle time) on every connection; a peer that vanished without a FIN is
+    /// dropped, with its subscriptions, within interval + timeout.
+    #[arg(long, env = ENV_KEEPALIVE_INTERVAL_MS, default_value_t = DEFAULT_KEEPALIVE_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub keepalive_interval_ms: u64,
+
+    /// Milliseconds to wait for a keepalive PING's acknowledgement.
+    #[arg(long, env = ENV_KEEPALIVE_TIMEOUT_MS, default_value_t = DEFAULT_KEEPALIVE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub keepalive_timeout_ms: u64,
+
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -93,6 +124,10 @@ impl Default for Config {
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             metrics_port: DEFAULT_METRICS_PORT,
             trace_deliver_spans_max: DEFAULT_TRACE_DELIVER_SPANS_MAX,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
+            max_concurrent_sends: DEFAULT_MAX_CONCURRENT_SENDS,
+            keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
+            keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             log_format: LogFormat::Text,
         }
     }
@@ -101,6 +136,14 @@ impl Default for Config {
 impl Config {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn keepalive_interval(&self) -> Duration {
+        Duration::from_millis(self.keepalive_interval_ms)
+    }
+
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_timeout_ms)
     }
 
     /// gRPC decoding limit for one request message.
@@ -129,5 +172,8 @@ mod tests {
         assert!(Config::try_parse_from(["s", "--port", "70000"]).is_err());
         assert!(Config::try_parse_from(["s", "--subscriber-queue", "0"]).is_err());
         assert!(Config::try_parse_from(["s", "--log-format", "xml"]).is_err());
+        assert!(Config::try_parse_from(["s", "--max-subscribers", "0"]).is_err());
+        assert!(Config::try_parse_from(["s", "--max-concurrent-sends", "0"]).is_err());
+        assert!(Config::try_parse_from(["s", "--keepalive-interval-ms", "5"]).is_err());
     }
 }

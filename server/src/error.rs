@@ -1,6 +1,6 @@
 //! The gRPC boundary's error type and its one conversion into `Status`.
 
-use crate::hub::{Disconnect, ShuttingDown};
+use crate::hub::{Disconnect, ShuttingDown, SubscribeError};
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,11 +19,28 @@ pub enum ServiceError {
     FellBehind { capacity: usize },
     #[error("server shutting down")]
     ShuttingDown,
+    #[error(
+        "the server already has its maximum of {max} subscribers ({env}); \
+         retry later or raise the limit"
+    )]
+    TooManySubscribers { max: usize, env: &'static str },
 }
 
 impl From<ShuttingDown> for ServiceError {
     fn from(_: ShuttingDown) -> Self {
         Self::ShuttingDown
+    }
+}
+
+impl From<SubscribeError> for ServiceError {
+    fn from(e: SubscribeError) -> Self {
+        match e {
+            SubscribeError::ShuttingDown(_) => Self::ShuttingDown,
+            SubscribeError::Full { max } => Self::TooManySubscribers {
+                max,
+                env: crate::config::ENV_MAX_SUBSCRIBERS,
+            },
+        }
     }
 }
 
@@ -41,7 +58,9 @@ impl From<ServiceError> for Status {
         let msg = e.to_string();
         match e {
             ServiceError::FieldTooLong { .. } => Status::invalid_argument(msg),
-            ServiceError::FellBehind { .. } => Status::resource_exhausted(msg),
+            ServiceError::FellBehind { .. } | ServiceError::TooManySubscribers { .. } => {
+                Status::resource_exhausted(msg)
+            }
             ServiceError::ShuttingDown => Status::unavailable(msg),
         }
     }

@@ -13,6 +13,9 @@
 //!   [`Disconnect::Slow`] at its next poll; it is never silently skipped.
 //! - **Prompt removal.** Dropping a [`Subscription`] (a cancelled RPC) removes
 //!   it from the set at once, with no message needed to notice.
+//! - **Bounded membership.** At most `max_subscribers` are registered; past
+//!   it [`Hub::subscribe`] fails with [`SubscribeError::Full`] and existing
+//!   subscriptions are untouched. The check and the insert share the lock.
 //! - **Shutdown drains.** After [`Hub::shutdown`], publishes fail; existing
 //!   subscriptions yield what is queued, then [`Disconnect::Shutdown`].
 
@@ -54,6 +57,15 @@ pub enum Disconnect {
 #[error("server shutting down")]
 pub struct ShuttingDown;
 
+/// Why [`Hub::subscribe`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error(transparent)]
+    ShuttingDown(#[from] ShuttingDown),
+    #[error("subscriber limit of {max} reached")]
+    Full { max: usize },
+}
+
 /// The outcome of one publish.
 pub struct Published {
     pub message: Arc<Message>,
@@ -65,6 +77,7 @@ pub struct Published {
 
 pub struct Hub {
     queue_capacity: usize,
+    max_subscribers: usize,
     inner: Mutex<Inner>,
     /// Subscriber count, updated under the lock on every change, so watchers
     /// (tests, metrics) wait on an event rather than poll.
@@ -101,11 +114,18 @@ impl State {
 }
 
 impl Hub {
-    /// A hub whose subscribers each queue at most `queue_capacity` messages.
+    /// A hub whose subscribers each queue at most `queue_capacity` messages,
+    /// with no limit on their number.
     pub fn new(queue_capacity: usize) -> Arc<Self> {
+        Self::with_max_subscribers(queue_capacity, usize::MAX)
+    }
+
+    /// A hub that also refuses subscribers past `max_subscribers`.
+    pub fn with_max_subscribers(queue_capacity: usize, max_subscribers: usize) -> Arc<Self> {
         assert!(queue_capacity > 0, "queue capacity must be positive");
         Arc::new(Self {
             queue_capacity,
+            max_subscribers,
             inner: Mutex::new(Inner {
                 last_send_time: 0,
                 next_id: 1,
@@ -132,12 +152,17 @@ impl Hub {
 
     /// Registers a subscriber. It receives every message published after this
     /// returns, and none from before.
-    pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, ShuttingDown> {
+    pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, SubscribeError> {
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let state = Arc::new(State::default());
         let mut inner = self.inner.lock();
         if inner.shut_down {
-            return Err(ShuttingDown);
+            return Err(ShuttingDown.into());
+        }
+        if inner.subscribers.len() >= self.max_subscribers {
+            return Err(SubscribeError::Full {
+                max: self.max_subscribers,
+            });
         }
         let id = inner.next_id;
         inner.next_id += 1;

@@ -9,6 +9,7 @@
 //! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
 //! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
 
+pub mod admission;
 pub mod app;
 pub mod config;
 pub mod error;

@@ -51,6 +51,23 @@ fn full_queue_disconnects_as_slow_and_others_keep_receiving() {
 }
 
 #[test]
+fn subscriber_cap_refuses_the_next_and_leaves_the_rest_alone() {
+    let hub = Hub::with_max_subscribers(4, 2);
+    let mut a = hub.subscribe().unwrap();
+    let b = hub.subscribe().unwrap();
+    assert!(matches!(
+        hub.subscribe(),
+        Err(SubscribeError::Full { max: 2 })
+    ));
+    assert_eq!(send(&hub, "still flowing").delivered_to, 2);
+    assert_eq!(drain(&mut a).len(), 1);
+    drop(b);
+    let _c = hub
+        .subscribe()
+        .expect("a slot freed by a leaving subscriber is reusable");
+}
+
+#[test]
 fn dropping_a_subscription_removes_it_at_once() {
     let hub = Hub::new(4);
     let subs: Vec<_> = (0..1000).map(|_| hub.subscribe().unwrap()).collect();
