@@ -8,6 +8,8 @@
 pub mod otlp;
 pub mod procs;
 pub mod prom;
+pub mod proxy;
+pub mod raw;
 
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};

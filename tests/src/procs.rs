@@ -190,7 +190,33 @@ impl Proc {
         out.exit.expect("finished").code()
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    /// Sends SIGKILL and waits (bounded) until the process is reaped.
+    pub async fn kill9_and_wait(&self) {
+        self.signal(libc::SIGKILL);
+        let mut rx = self.output.clone();
+        let what = format!("{} to die after SIGKILL", self.name);
+        within(&what, rx.wait_for(|o| o.exit.is_some()))
+            .await
+            .expect("sender lives until exit is recorded");
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Resident set size in bytes, from `/proc/<pid>/status` (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        rss_of(self.pid).unwrap_or_else(|| panic!("{}: no VmRSS in /proc", self.name))
+    }
+
+    /// Open file descriptors, from `/proc/<pid>/fd`.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .unwrap_or_else(|e| panic!("{}: read /proc fd: {e}", self.name))
+            .count()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
         if self.output.borrow().exit.is_none() {
             // SAFETY: kill(2) has no memory effects; the pid is our own child,
             // not yet reaped (its exit is not recorded), so it was not reused.
@@ -203,6 +229,20 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.signal(libc::SIGKILL);
     }
+}
+
+/// Resident set size of `pid` in bytes (VmRSS); `None` once it is gone.
+pub fn rss_of(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Copies `pipe` into the shared output line by line until EOF.

@@ -99,6 +99,71 @@ impl Metrics {
     }
 }
 
+/// Cumulative `(le, count)` pairs of histogram `name` summed over the series
+/// matching `subset`, ascending by `le`.
+pub fn cumulative_buckets(m: &Metrics, name: &str, subset: &[(&str, &str)]) -> Vec<(f64, f64)> {
+    let bucket = format!("{name}_bucket");
+    m.bucket_bounds(name)
+        .into_iter()
+        .map(|le| {
+            let count: f64 = m
+                .samples(&bucket, subset)
+                .filter(|s| {
+                    s.labels
+                        .get("le")
+                        .and_then(|v| parse_value(v).ok())
+                        .is_some_and(|v| v == le)
+                })
+                .map(|s| s.value)
+                .sum();
+            (le, count)
+        })
+        .collect()
+}
+
+/// The `q` quantile of what histogram `name` observed between scrapes
+/// `before` and `after`, interpolated linearly inside the bucket as
+/// Prometheus' `histogram_quantile` does. `None` if nothing was observed.
+pub fn quantile_between(
+    before: &Metrics,
+    after: &Metrics,
+    name: &str,
+    subset: &[(&str, &str)],
+    q: f64,
+) -> Option<f64> {
+    let old = cumulative_buckets(before, name, subset);
+    let new = cumulative_buckets(after, name, subset);
+    let delta: Vec<(f64, f64)> = new
+        .iter()
+        .map(|&(le, n)| {
+            let was = old.iter().find(|(l, _)| *l == le).map_or(0.0, |(_, c)| *c);
+            (le, n - was)
+        })
+        .collect();
+    let total = delta.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in &delta {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let in_bucket = count - below;
+            let frac = if in_bucket > 0.0 {
+                (rank - below) / in_bucket
+            } else {
+                1.0
+            };
+            return Some(lower + (le - lower) * frac);
+        }
+        (lower, below) = (le, count);
+    }
+    Some(lower)
+}
+
 /// The family a sample belongs to: strips `_bucket`, `_sum` and `_count`.
 fn family(sample: &str) -> &str {
     ["_bucket", "_sum", "_count"]
