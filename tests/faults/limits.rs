@@ -9,8 +9,8 @@ use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_cap_refuses_the_next_stream_and_keeps_the_others() {
-    let _heavy = HEAVY.lock().await;
     const CAP: usize = 3;
+    let _heavy = HEAVY.lock().await;
     let server = TestServer::start_with(|c| c.max_subscribers = CAP).await;
     let mut streams = Vec::new();
     for _ in 0..CAP {
@@ -47,8 +47,8 @@ async fn subscriber_cap_refuses_the_next_stream_and_keeps_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_past_the_concurrency_limit_are_shed_not_queued() {
-    let _heavy = HEAVY.lock().await;
     const LIMIT: usize = 2;
+    let _heavy = HEAVY.lock().await;
     let server = TestServer::start_with(|c| c.max_concurrent_sends = LIMIT).await;
     let mut sub = server.subscribe().await;
     // Hold LIMIT calls open mid-body: admitted, not yet decoded.
