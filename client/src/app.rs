@@ -47,7 +47,11 @@ impl App {
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let exporter = messenger_proto::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();
-        let backend = Backend::new(config.server_addr.clone(), config.send_timeout());
+        let backend = Backend::new(
+            config.server_addr.clone(),
+            config.send_timeout(),
+            config.keepalive(),
+        );
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
         let stop_subscriber = CancellationToken::new();
@@ -77,6 +81,8 @@ impl App {
             subscribed,
             max_body_bytes: config.max_body_bytes,
             exporter,
+            http_timeout: config.http_timeout(),
+            max_in_flight: config.http_max_concurrency,
         };
         tracing::info!(
             http_addr = %local_addr,
@@ -84,6 +90,10 @@ impl App {
             buffer_limit = config.buffer_limit,
             send_timeout_ms = config.send_timeout_ms,
             max_body_bytes = config.max_body_bytes,
+            http_timeout_ms = config.http_timeout_ms,
+            http_max_concurrency = config.http_max_concurrency,
+            keepalive_interval_ms = config.keepalive_interval_ms,
+            keepalive_timeout_ms = config.keepalive_timeout_ms,
             "messenger-client listening"
         );
         Ok(Self {

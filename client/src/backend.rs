@@ -27,8 +27,6 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_STREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 /// Placeholder for a message whose sendTime is missing or invalid (only a
@@ -47,6 +45,15 @@ pub enum BackendError {
     BadResponse,
 }
 
+/// HTTP/2 keepalive of the channel: a PING every `interval`, also while no
+/// call is open, so a dead peer under an idle subscription is noticed within
+/// `interval + timeout` and the subscriber reconnects.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
 /// A cloneable handle to the server.
 #[derive(Clone)]
 pub struct Backend {
@@ -57,15 +64,15 @@ pub struct Backend {
 
 impl Backend {
     /// Creates the channel without connecting; calls connect (and reconnect) on demand.
-    pub fn new(uri: Uri, send_timeout: Duration) -> Self {
+    pub fn new(uri: Uri, send_timeout: Duration, keepalive: Keepalive) -> Self {
         let addr = uri
             .authority()
             .map_or_else(|| uri.to_string(), ToString::to_string);
         let channel = Endpoint::from(uri)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .http2_keep_alive_interval(keepalive.interval)
+            .keep_alive_timeout(keepalive.timeout)
             .keep_alive_while_idle(true)
             .connect_lazy();
         // The server may be configured for texts up to 16 MiB; never refuse its stream.
@@ -160,7 +167,9 @@ fn from_transport(status: &Status) -> bool {
     std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
 }
 
-fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
+/// A streamed message as `/getAndFlushMessages` returns it; never fails (a
+/// missing or invalid sendTime becomes the epoch, with a warning).
+pub fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
     let send_time = m.send_time.as_ref().and_then(format_rfc3339);
     if send_time.is_none() {
         tracing::warn!("message without a valid sendTime from server; keeping it with the epoch");

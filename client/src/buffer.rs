@@ -14,12 +14,13 @@ use serde::Serialize;
 use std::collections::VecDeque;
 
 /// A message as `/getAndFlushMessages` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BufferedMessage {
     pub author: String,
     pub text: String,
-    /// RFC 3339, 9 fractional digits, `Z`.
+    /// RFC 3339 UTC, exactly 9 fractional digits and `Z`, e.g. `2021-09-12T10:25:22.454093428Z`.
     #[serde(rename = "sendTime")]
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")]
     pub send_time: String,
 }
 

@@ -17,6 +17,10 @@ pub const ENV_SEND_TIMEOUT_MS: &str = "MESSENGER_SEND_TIMEOUT_MS";
 pub const ENV_MAX_BODY_BYTES: &str = "MESSENGER_MAX_BODY_BYTES";
 pub const ENV_RECONNECT_MAX_BACKOFF_MS: &str = "MESSENGER_RECONNECT_MAX_BACKOFF_MS";
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "MESSENGER_SHUTDOWN_GRACE_SECS";
+pub const ENV_HTTP_TIMEOUT_MS: &str = "MESSENGER_HTTP_TIMEOUT_MS";
+pub const ENV_HTTP_MAX_CONCURRENCY: &str = "MESSENGER_HTTP_MAX_CONCURRENCY";
+pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
+pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
 
 pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
 pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -26,6 +30,11 @@ pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_RECONNECT_MAX_BACKOFF_MS: u64 = 1_000;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Above the default send deadline, so a slow server still gets its own 504.
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_HTTP_MAX_CONCURRENCY: usize = 1024;
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
+pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -71,6 +80,26 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_grace_secs: u64,
 
+    /// Deadline for a whole HTTP request (body included), in ms; past it the answer is 504.
+    #[arg(long, env = ENV_HTTP_TIMEOUT_MS, default_value_t = DEFAULT_HTTP_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub http_timeout_ms: u64,
+
+    /// Most API requests in flight; past it requests are shed with 503 and Retry-After.
+    #[arg(long, env = ENV_HTTP_MAX_CONCURRENCY, default_value_t = DEFAULT_HTTP_MAX_CONCURRENCY,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub http_max_concurrency: usize,
+
+    /// HTTP/2 PING interval on the connection to the server, in ms (also while idle).
+    #[arg(long, env = ENV_KEEPALIVE_INTERVAL_MS, default_value_t = DEFAULT_KEEPALIVE_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub keepalive_interval_ms: u64,
+
+    /// How long a PING may go unanswered before the connection is dropped, in ms.
+    #[arg(long, env = ENV_KEEPALIVE_TIMEOUT_MS, default_value_t = DEFAULT_KEEPALIVE_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub keepalive_timeout_ms: u64,
+
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -87,6 +116,10 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             reconnect_max_backoff_ms: DEFAULT_RECONNECT_MAX_BACKOFF_MS,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            http_timeout_ms: DEFAULT_HTTP_TIMEOUT_MS,
+            http_max_concurrency: DEFAULT_HTTP_MAX_CONCURRENCY,
+            keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
+            keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             log_format: LogFormat::Text,
         }
     }
@@ -101,6 +134,15 @@ impl Config {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_timeout_ms)
+    }
+    pub fn keepalive(&self) -> crate::backend::Keepalive {
+        crate::backend::Keepalive {
+            interval: Duration::from_millis(self.keepalive_interval_ms),
+            timeout: Duration::from_millis(self.keepalive_timeout_ms),
+        }
     }
 }
 

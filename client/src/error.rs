@@ -1,12 +1,24 @@
 //! The HTTP boundary's error type and its one conversion into a response:
-//! a status code and `{"error": "<what is wrong and what to do>"}`.
+//! a status code and `{"error": "<what is wrong and what to do>"}` ([`ErrorBody`]).
+//! Every 503 carries `Retry-After`, because each one is temporary.
 
 use crate::backend::BackendError;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use std::time::Duration;
 use tonic::Code;
+
+/// Seconds a caller should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong and what to do about it.
+    pub error: String,
+}
 
 pub const EXPECTED_BODY: &str = r#"expected a JSON object {"author": string, "text": string}"#;
 
@@ -24,6 +36,16 @@ pub enum AppError {
     MethodNotAllowed { method: String, path: String },
     #[error("not subscribed to the messenger server's stream yet (reconnecting); retry shortly")]
     NotSubscribed,
+    #[error(
+        "too many requests in flight (limit {limit}, MESSENGER_HTTP_MAX_CONCURRENCY); retry shortly"
+    )]
+    Overloaded { limit: usize },
+    #[error(
+        "request did not finish within {0:?} (MESSENGER_HTTP_TIMEOUT_MS); a send may or may not have been accepted"
+    )]
+    TimedOut(Duration),
+    #[error("internal error: {0}; it was logged, please report it")]
+    Internal(String),
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -35,7 +57,9 @@ impl AppError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotSubscribed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotSubscribed | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backend(e) => backend_status(e),
         }
     }
@@ -60,11 +84,20 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = self.to_string();
-        if matches!(self, Self::Backend(_)) {
+        if matches!(
+            self,
+            Self::Backend(_) | Self::TimedOut(_) | Self::Internal(_)
+        ) {
             tracing::warn!(status = status.as_u16(), error = %message, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), error = %message, "request rejected");
         }
-        (status, Json(json!({ "error": message }))).into_response()
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }

@@ -6,7 +6,9 @@
 //!   deadline, the subscriber loop with reconnect.
 //! - [`buffer`]: bounded, ordered, atomically flushed message buffer.
 //! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
-//!   `GET /healthz`, `GET /readyz`).
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`).
+//! - [`limits`]: request deadline and load shedding.
+//! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`error`]: the HTTP error type and its one `IntoResponse`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
 //! - [`observe`]: per-request span, metrics and log line (axum middleware).
@@ -17,8 +19,10 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod openapi;
 pub mod routes;
 
 pub use app::{App, AppError};

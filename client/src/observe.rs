@@ -1,9 +1,12 @@
 //! Per-request HTTP telemetry: a SERVER span continuing the caller's W3C
-//! trace, `http_server_*` metrics labelled by the matched route (bounded
-//! cardinality), and one debug log line per request inside the span.
+//! trace, `http_server_*` metrics labelled by the matched route and a known
+//! method (bounded cardinality: any other method is `_OTHER`, as OpenTelemetry
+//! names it, so a caller inventing methods cannot grow the series without bound),
+//! and one debug log line per request inside the span.
 
 use crate::metrics::{UNMATCHED_ROUTE, http_request};
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use messenger_proto::telemetry::extract_http;
@@ -12,8 +15,19 @@ use std::time::Instant;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+/// The `method` label: a standard method's name, else `_OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("_OTHER")
+}
+
 pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = matched
         .as_ref()
         .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
@@ -40,7 +54,7 @@ pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next)
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    http_request(method.as_str(), &route, status, elapsed);
+    http_request(method, &route, status, elapsed);
     // Inside the span, so the line carries its trace and span ids.
     span.in_scope(|| {
         tracing::debug!(

@@ -1,9 +1,11 @@
 //! HTTP routes: JSON in, calls to the [`Backend`] and [`Buffer`], JSON out.
-//! Every failure is an [`AppError`]; nothing here panics on input.
+//! Every failure is an [`AppError`]; nothing here panics on input. Each
+//! handler's `#[utoipa::path]` is its entry in `/openapi.json` ([`crate::openapi`]).
 
 use crate::backend::Backend;
 use crate::buffer::{Buffer, BufferedMessage};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
+use crate::limits::{with_deadline, with_shedding};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
@@ -13,8 +15,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use messenger_proto::metrics::Exporter;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -26,37 +28,68 @@ pub struct AppState {
     pub subscribed: watch::Receiver<bool>,
     pub max_body_bytes: usize,
     pub exporter: Arc<Exporter>,
+    /// Deadline of a whole request.
+    pub http_timeout: Duration,
+    /// Most message-route requests in flight before shedding.
+    pub max_in_flight: usize,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let messages = Router::new()
         .route("/sendMessage", post(send_message))
-        .route("/getAndFlushMessages", post(get_and_flush_messages))
+        .route("/getAndFlushMessages", post(get_and_flush_messages));
+    let routes = Router::new()
+        .merge(with_shedding(messages, state.max_in_flight))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    with_deadline(routes, state.http_timeout)
         .layer(axum::middleware::from_fn(crate::observe::observe))
         .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
-struct SendRequest {
+/// A message to send to the chat.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub(crate) struct SendRequest {
+    /// Up to 256 bytes by the server's default limit.
     author: String,
+    /// Up to 64 KiB by the server's default limit.
     text: String,
 }
 
-#[derive(Debug, Serialize)]
-struct SendResponse {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct SendResponse {
+    /// RFC 3339 UTC, exactly 9 fractional digits, e.g. `2021-09-12T10:25:22.454093428Z`.
     #[serde(rename = "sendTime")]
+    #[schema(pattern = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{9}Z$")]
     send_time: String,
 }
 
+/// `{"status": ...}` of the probes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Status {
+    status: String,
+}
+
 /// The body is read as JSON whatever its Content-Type (`curl -d` sends a form type).
-async fn send_message(
+#[utoipa::path(post, path = "/sendMessage", operation_id = "sendMessage", tag = "messages",
+    description = "Sends a message to the chat. The body is read as JSON whatever its Content-Type. \
+        The returned sendTime is byte-for-byte the one `/getAndFlushMessages` shows later.",
+    request_body(content = SendRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Accepted by the server", body = SendResponse),
+        (status = 400, description = "Not a JSON object with string `author` and `text`, or a field over the server's limit", body = ErrorBody),
+        (status = 413, description = "Body larger than MESSENGER_MAX_BODY_BYTES", body = ErrorBody),
+        (status = 503, description = "Not subscribed, server unreachable, or overloaded; retry", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "The server or the request timed out", body = ErrorBody),
+    ))]
+pub(crate) async fn send_message(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SendResponse>, AppError> {
@@ -133,17 +166,40 @@ fn nesting_over(body: &[u8], max: usize) -> Option<usize> {
     None
 }
 
-async fn get_and_flush_messages(State(state): State<AppState>) -> Json<Vec<BufferedMessage>> {
+#[utoipa::path(post, path = "/getAndFlushMessages", operation_id = "getAndFlushMessages", tag = "messages",
+    description = "Returns every message received since the last call, in stream order \
+        (ascending sendTime), and empties the buffer.",
+    responses(
+        (status = 200, description = "Buffered messages, oldest first", body = Vec<BufferedMessage>),
+        (status = 503, description = "Overloaded; retry", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        (status = 504, description = "The request timed out", body = ErrorBody),
+    ))]
+pub(crate) async fn get_and_flush_messages(
+    State(state): State<AppState>,
+) -> Json<Vec<BufferedMessage>> {
     Json(state.buffer.take())
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Status)))]
+pub(crate) async fn healthz() -> Json<Status> {
+    Json(Status {
+        status: "ok".into(),
+    })
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Subscribed to the server's stream", body = Status),
+        (status = 503, description = "Not subscribed (reconnecting)", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+    ))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     if *state.subscribed.borrow() {
-        Ok(Json(json!({ "status": "ready" })))
+        Ok(Json(Status {
+            status: "ready".into(),
+        }))
     } else {
         Err(AppError::NotSubscribed)
     }
@@ -152,13 +208,12 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> 
 /// A handler panic still answers JSON (and is logged), never an empty 500.
 fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
-    let body = Json(
-        json!({ "error": "internal error while handling the request; it was logged, please report it" }),
-    );
-    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+    AppError::Internal("the request handler panicked".into()).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> String {
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> String {
     state.exporter.render()
 }
 

@@ -21,6 +21,10 @@ fn help_documents_every_variable() {
         "MESSENGER_MAX_BODY_BYTES",
         "MESSENGER_RECONNECT_MAX_BACKOFF_MS",
         "MESSENGER_SHUTDOWN_GRACE_SECS",
+        "MESSENGER_HTTP_TIMEOUT_MS",
+        "MESSENGER_HTTP_MAX_CONCURRENCY",
+        "MESSENGER_KEEPALIVE_INTERVAL_MS",
+        "MESSENGER_KEEPALIVE_TIMEOUT_MS",
         "MESSENGER_LOG_FORMAT",
     ] {
         assert!(help.contains(var), "--help lacks {var}:\n{help}");
@@ -33,6 +37,9 @@ fn invalid_values_exit_2_with_one_line() {
         ("MESSENGER_SERVER_ADDR", "localhost"),
         ("MESSENGER_HTTP_PORT", "99999"),
         ("MESSENGER_CLIENT_BUFFER_LIMIT", "0"),
+        ("MESSENGER_HTTP_TIMEOUT_MS", "0"),
+        ("MESSENGER_HTTP_MAX_CONCURRENCY", "0"),
+        ("MESSENGER_KEEPALIVE_INTERVAL_MS", "5"),
     ] {
         let out = Command::new(BIN).env(var, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}={value}");

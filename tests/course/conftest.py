@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -143,6 +143,8 @@ class Stack:
     server: str
     client1: str
     client2: str
+    # The started processes by label, empty when the stack is external.
+    procs: dict = field(default_factory=dict)
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +159,8 @@ def stack():
             env = {"MESSENGER_SERVER_ADDR": server_addr, "MESSENGER_HTTP_PORT": "0"}
             clients.append(start_binary("messenger-client", label, env))
         ports = [c.wait_port("http_addr") for c in clients]
-        yield Stack(server_addr, *(f"127.0.0.1:{p}" for p in ports))
+        procs = {"server": server, "client1": clients[0], "client2": clients[1]}
+        yield Stack(server_addr, *(f"127.0.0.1:{p}" for p in ports), procs=procs)
     finally:
         client_codes = [client.stop() for client in clients]
         code = server.stop()

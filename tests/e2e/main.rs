@@ -8,6 +8,7 @@ mod contract;
 mod logs;
 mod metrics;
 mod ordering;
+mod overload;
 mod shutdown;
 mod slow;
 mod traces;
