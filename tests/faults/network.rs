@@ -152,3 +152,40 @@ async fn slow_link_keeps_the_client_working_with_bounded_memory() {
     );
     assert!(peak < CLIENT_RSS_BOUND, "client RSS {peak}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_detects_a_stalled_server_connection_and_resubscribes() {
+    let _heavy = HEAVY.lock().await;
+    // The server's own keepalive is left at its 20 s default: the client must
+    // notice by itself.
+    let server = spawn_server(&[]).await;
+    let proxy = Proxy::start(server.grpc_addr).await;
+    let client = spawn_client(
+        proxy.addr,
+        &[
+            ("MESSENGER_KEEPALIVE_INTERVAL_MS", "500"),
+            ("MESSENGER_KEEPALIVE_TIMEOUT_MS", "500"),
+        ],
+    )
+    .await;
+    let sent = client.send("before", "stall").await;
+    assert_eq!(client.collect(1).await[0].send_time, sent);
+
+    proxy.stall_existing().await;
+    let stalled = Instant::now();
+    let (_, took) = poll_until("client re-subscribed", Duration::from_secs(10), || async {
+        let m = scrape(&client.metrics_url()).await;
+        let back = m.value("messenger_client_stream_reconnects_total", &[]) >= Some(1.0)
+            && m.value("messenger_client_stream_connected", &[]) == Some(1.0);
+        back.then_some(())
+    })
+    .await;
+    let sent = client.send("after", "stall").await;
+    assert_eq!(client.collect(1).await[0].send_time, sent);
+    assert!(*proxy.accepted().borrow() >= 2, "a new connection was made");
+    println!(
+        "client noticed a stalled server connection and re-subscribed in {took:?} \
+         (keepalive 500 ms + 500 ms); {:?} until it delivered again",
+        stalled.elapsed()
+    );
+}
