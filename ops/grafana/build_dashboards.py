@@ -32,7 +32,11 @@ def explore_jaeger(service, operation=None):
     if operation:
         query["operation"] = operation
     panes = {"a": {"datasource": "jaeger", "queries": [query], "range": {"from": "${__from}", "to": "${__to}"}}}
-    return "/explore?schemaVersion=1&orgId=1&panes=" + urllib.parse.quote(json.dumps(panes, separators=(",", ":")))
+    encoded = urllib.parse.quote(json.dumps(panes, separators=(",", ":")))
+    # Grafana interpolates ${__from}/${__to} (the panel's time range) in links before opening them.
+    for var in ("__from", "__to"):
+        encoded = encoded.replace(urllib.parse.quote("${%s}" % var), "${%s}" % var)
+    return "/explore?schemaVersion=1&orgId=1&panes=" + encoded
 
 
 TRACE_LINKS = [
