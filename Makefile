@@ -8,6 +8,7 @@ BIN     := target/release
 SERVER_PORT ?= 51075
 
 .PHONY: build run test test-rust test-course lint fmt clean
+.PHONY: ops-check up up-secure down logs ps compose-test
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -21,7 +22,7 @@ run: build
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8081 $(BIN)/messenger-client & c2=$$!; \
 	wait
 
-test: test-rust test-course
+test: test-rust test-course ops-check
 
 ## Unit, property and end-to-end tests (release profile: shares the build with the binaries).
 ## The observability tests run the release binaries, so they are built first.
@@ -36,6 +37,71 @@ $(VENV)/.installed: tests/course/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/course/requirements.txt
 	touch $@
+
+## hadolint and PyYAML for ops-check, into the same .venv.
+$(VENV)/.ops-installed: ops/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r ops/requirements.txt
+	touch $@
+
+# ---------------------------------------------------------------- ops
+
+# `docker compose` (v2) when the plugin is there, else docker-compose (v1).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+SECURE  := -f docker-compose.yml -f ops/compose/secure.yml
+DOCKERFILES := server/Dockerfile client/Dockerfile tests/course/Dockerfile
+
+## Proves the deployment configs without a container engine: compose files
+## (docker-compose 1.29), Dockerfiles (hadolint), Prometheus config, rules and
+## rule unit tests (promtool), Grafana provisioning and collector pipelines, and
+## every dashboard and alert query against a real Prometheus scraping the
+## release binaries. Needs the Debian packages docker-compose and prometheus.
+ops-check: build $(VENV)/.ops-installed
+	ops/check/compose.sh
+	$(VENV)/bin/hadolint $(DOCKERFILES)
+	promtool check config ops/prometheus/prometheus.yml
+	promtool check rules ops/prometheus/rules/*.yml
+	promtool test rules ops/prometheus/tests/*.yml
+	$(VENV)/bin/python ops/check/static.py
+	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN)
+
+## Grafana's admin password lives here, never in git: made once from the example.
+ops/grafana/grafana.env:
+	@umask 077; sed "s/^GF_SECURITY_ADMIN_PASSWORD=.*/GF_SECURITY_ADMIN_PASSWORD=$$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')/" \
+		ops/grafana/grafana.env.example > $@
+	@echo "created $@ with a random Grafana admin password"
+
+define STACK_URLS
+	@echo "Grafana     http://localhost:3000   (messenger overview; anonymous viewer, admin password in ops/grafana/grafana.env)"
+	@echo "Jaeger      http://localhost:16686  (traces: service messenger-server / messenger-client)"
+	@echo "Prometheus  http://localhost:9090   (targets, alerts)"
+	@echo "client1     http://localhost:8080   (POST /sendMessage, /getAndFlushMessages)"
+	@echo "client2     http://localhost:8081"
+	@echo "server      localhost:51075 (gRPC), http://localhost:9464/metrics"
+endef
+
+## The full stack: server, two clients, collector, Jaeger, Prometheus, Grafana.
+up: ops/grafana/grafana.env
+	$(COMPOSE) up -d --build
+	$(STACK_URLS)
+
+## The same with TLS and tokens, from the files `make certs` writes to ops/secure/.
+up-secure: ops/grafana/grafana.env
+	@test -f ops/secure/ca.pem || { echo "ops/secure/ is missing: run make certs first" >&2; exit 1; }
+	$(COMPOSE) $(SECURE) up -d --build
+	$(STACK_URLS)
+
+down:
+	$(COMPOSE) --profile test down --remove-orphans
+
+logs:
+	$(COMPOSE) logs -f --tail=100
+
+ps:
+	$(COMPOSE) ps
+
+## The course-compatible suite in a container against the running stack.
+compose-test: ops/grafana/grafana.env
+	$(COMPOSE) --profile test run --rm tests
 
 lint:
 	$(CARGO) fmt --all -- --check

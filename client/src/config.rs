@@ -103,6 +103,17 @@ pub struct Config {
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Without a subcommand, the client runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// GET /readyz on this host's MESSENGER_HTTP_PORT; exit 0 on 200, 1
+    /// otherwise. For container health checks.
+    Healthcheck,
 }
 
 impl Default for Config {
@@ -121,6 +132,7 @@ impl Default for Config {
             keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             log_format: LogFormat::Text,
+            command: None,
         }
     }
 }

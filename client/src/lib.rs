@@ -12,6 +12,7 @@
 //! - [`error`]: the HTTP error type and its one `IntoResponse`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
 //! - [`observe`]: per-request span, metrics and log line (axum middleware).
+//! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
 //! - [`app`]: start-up order (subscribe, then bind), serving, shutdown.
 
 pub mod app;
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod observe;

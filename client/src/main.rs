@@ -1,4 +1,5 @@
-use messenger_client::{App, AppError, Config};
+use messenger_client::config::Command;
+use messenger_client::{App, AppError, Config, healthcheck};
 use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
 use messenger_proto::telemetry;
 use std::process::ExitCode;
@@ -6,6 +7,9 @@ use std::process::ExitCode;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
+    if config.command == Some(Command::Healthcheck) {
+        return healthcheck::run(&config);
+    }
     // Dropped last: flushes spans after the app has stopped.
     let _telemetry = telemetry::init("messenger-client", config.log_format);
     exit_code(run(config).await)

@@ -111,6 +111,17 @@ pub struct Config {
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Without a subcommand, the server runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Ask the server on this host (MESSENGER_SERVER_PORT) for grpc.health.v1
+    /// status; exit 0 when SERVING, 1 otherwise. For container health checks.
+    Healthcheck,
 }
 
 impl Default for Config {
@@ -129,6 +140,7 @@ impl Default for Config {
             keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             log_format: LogFormat::Text,
+            command: None,
         }
     }
 }

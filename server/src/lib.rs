@@ -7,12 +7,14 @@
 //! - [`error`]: the service's error type and its one conversion to `Status`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
 //! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
+//! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
 //! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
 
 pub mod admission;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod healthcheck;
 pub mod hub;
 pub mod metrics;
 pub mod service;

@@ -1,11 +1,15 @@
 use messenger_proto::cli::{exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal};
 use messenger_proto::telemetry;
-use messenger_server::{App, AppError, Config};
+use messenger_server::config::Command;
+use messenger_server::{App, AppError, Config, healthcheck};
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
+    if config.command == Some(Command::Healthcheck) {
+        return healthcheck::run(&config).await;
+    }
     // Dropped last: flushes spans after the server has stopped.
     let _telemetry = telemetry::init("messenger-server", config.log_format);
     match raise_nofile_limit() {

@@ -5,6 +5,7 @@
 mod churn;
 mod client;
 mod contract;
+mod healthcheck;
 mod logs;
 mod metrics;
 mod ordering;

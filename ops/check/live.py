@@ -1,0 +1,309 @@
+#!/usr/bin/env python3
+"""The dashboards and alert rules against a real Prometheus scraping the real binaries.
+
+1. Starts messenger-server and two messenger-clients (release binaries, free ports, a small
+   MESSENGER_SUBSCRIBER_QUEUE) and the Debian `prometheus` binary (free port, temp storage),
+   scraping them every second. Its config is ops/prometheus/prometheus.yml with each compose
+   target rewritten to the native process standing in for that service; the collector's jobs
+   have no native stand-in and are dropped (and said so).
+2. Drives traffic through both clients, plus a raw HTTP/2 subscriber that never reads, so the
+   server disconnects it as slow, and one oversized author (InvalidArgument).
+3. Runs every PromQL expression of every dashboard panel, template variable and alert rule
+   through the HTTP API, with Grafana's variables substituted.
+4. Fails if a query errors, if a metric it names was not scraped (span-metric names, which only
+   the collector exports, are checked against ops/otel-collector/spanmetrics-series.txt), if a
+   core panel returns no data, or if the SlowConsumerDisconnects alert does not fire.
+
+Every wait is on an event (a log line, /-/ready, target health, a series value), bounded by a
+timeout. Usage: live.py [--bin-dir target/release] [--prometheus prometheus]
+"""
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+import promql
+from slow_subscriber import SlowSubscriber
+
+CORE_PANELS = {"Send rate by gRPC code", "Delivery latency p50 / p95 / p99", "Subscribers",
+               "Accepted × subscribers vs delivered"}
+TIMEOUT = 60.0
+SUBSCRIBER_QUEUE = "16"
+# compose target -> native stand-in key (see NativeStack.targets)
+COMPOSE_TARGETS = {"server:9464": "server", "client1:8080": "client1", "client2:8081": "client2",
+                   "localhost:9090": "prometheus"}
+
+
+def wait_for(what, predicate, timeout=TIMEOUT, interval=0.2):
+    """Polls predicate() until it returns something truthy; fails after timeout."""
+    deadline, last_error = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except (OSError, ValueError, KeyError) as e:
+            last_error = e
+        time.sleep(interval)
+    raise SystemExit(f"FAIL: timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, timeout=10):
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class Proc:
+    """A child process whose output is collected; wait_line blocks until a pattern appears."""
+
+    def __init__(self, name, argv, env=None, cwd=None):
+        self.name, self.lines, self.cond = name, [], threading.Condition()
+        self.popen = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for raw in self.popen.stdout:
+            with self.cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip())
+                self.cond.notify_all()
+
+    def wait_line(self, pattern, timeout=TIMEOUT):
+        regex, deadline = re.compile(pattern), time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines:
+                    if m := regex.search(line):
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.popen.poll() is not None:
+                    tail = "\n".join(self.lines[-20:])
+                    raise SystemExit(f"FAIL: {self.name}: no line matching {pattern!r}\n{tail}")
+                self.cond.wait(min(remaining, 0.5))
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+class NativeStack:
+    def __init__(self, bin_dir, prometheus_bin, workdir):
+        self.procs, self.workdir = [], workdir
+        base = {"NO_COLOR": "1", "RUST_LOG": "info"}
+        for key in list(os.environ):
+            if key.startswith(("MESSENGER_", "OTEL_")):
+                base[key] = ""  # the stack is configured only by what follows
+        server = self._spawn("server", [bin_dir / "messenger-server"], {
+            **base, "MESSENGER_SERVER_HOST": "127.0.0.1", "MESSENGER_SERVER_PORT": "0",
+            "MESSENGER_METRICS_PORT": "0", "MESSENGER_SUBSCRIBER_QUEUE": SUBSCRIBER_QUEUE})
+        m = server.wait_line(r"grpc_addr=([\d.]+):(\d+) metrics_addr=[\d.]+:(\d+)")
+        self.grpc = ("127.0.0.1", int(m.group(2)))
+        self.targets = {"server": f"127.0.0.1:{m.group(3)}"}
+        for name in ("client1", "client2"):
+            client = self._spawn(name, [bin_dir / "messenger-client"], {
+                **base, "MESSENGER_SERVER_ADDR": f"127.0.0.1:{self.grpc[1]}",
+                "MESSENGER_HTTP_HOST": "127.0.0.1", "MESSENGER_HTTP_PORT": "0"})
+            port = client.wait_line(r"http_addr=[\d.]+:(\d+)").group(1)
+            self.targets[name] = f"127.0.0.1:{port}"
+        self.targets["prometheus"] = f"127.0.0.1:{free_port()}"
+        self.prom_url = f"http://{self.targets['prometheus']}"
+        config = self.native_config()
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self.prometheus = self._spawn("prometheus", [
+            prometheus_bin, f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={self.targets['prometheus']}"])
+
+    def _spawn(self, name, argv, env=None):
+        proc = Proc(name, argv, env, cwd=self.workdir)
+        self.procs.append(proc)
+        return proc
+
+    def native_config(self):
+        """The compose prometheus.yml, scraping every second, with each target rewritten."""
+        config = yaml.safe_load((promql.OPS / "prometheus" / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        config["rule_files"] = [str(p) for p in promql.RULES]
+        jobs = []
+        for job in config["scrape_configs"]:
+            statics = []
+            for sc in job.get("static_configs", []):
+                native = [self.targets[COMPOSE_TARGETS[t]] for t in sc["targets"] if t in COMPOSE_TARGETS]
+                if native:
+                    statics.append({**sc, "targets": native})
+            if statics:
+                jobs.append({**job, "static_configs": statics})
+            else:
+                print(f"  job {job['job_name']}: no native stand-in for {job['static_configs']}, not scraped")
+        config["scrape_configs"] = jobs
+        return config
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+class Prometheus:
+    def __init__(self, url):
+        self.url = url
+
+    def api(self, path, **params):
+        status, body = http("GET", f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
+        data = json.loads(body)
+        if status != 200 or data.get("status") != "success":
+            raise ValueError(f"{path} {params}: HTTP {status}: {data.get('error', body[:200])}")
+        return data["data"]
+
+    def value(self, expr):
+        """The first sample of an instant query, or None."""
+        result = self.api("query", query=expr)["result"]
+        return float(result[0]["value"][1]) if result else None
+
+
+def drive_traffic(stack, prom):
+    c1, c2 = (f"http://{stack.targets[c]}" for c in ("client1", "client2"))
+    send = lambda base, author, text: http("POST", f"{base}/sendMessage",
+                                           json.dumps({"author": author, "text": text}).encode())
+    slow = SlowSubscriber(*stack.grpc)
+    wait_for("3 subscribers in Prometheus", lambda: prom.value("messenger_subscribers") == 3)
+    accepted = 0
+    # Enough messages to fill the slow subscriber's queue (its window is 0, so nothing drains it).
+    for i in range(4 * int(SUBSCRIBER_QUEUE)):
+        status, body = send(c1 if i % 2 else c2, "loader", "x" * 2048)
+        assert status == 200, (status, body)
+        accepted += 1
+    wait_for('messenger_subscriber_disconnects_total{reason="slow"} >= 1 in Prometheus',
+             lambda: (prom.value('messenger_subscriber_disconnects_total{reason="slow"}') or 0) >= 1)
+    slow.close()
+    status, _ = send(c1, "a" * 300, "author over the 256-byte limit")
+    assert status == 400, status  # the server's InvalidArgument, mapped by the client
+    # Steady traffic for a few scrape intervals, flushing the buffers as a user would.
+    end = time.monotonic() + 6
+    while time.monotonic() < end:
+        for base in (c1, c2):
+            assert send(base, "steady", "hello")[0] == 200
+            accepted += 1
+            assert http("POST", f"{base}/getAndFlushMessages")[0] == 200
+        time.sleep(0.05)  # pacing of the load, not a readiness wait
+    wait_for(f"messenger_messages_accepted_total == {accepted} in Prometheus",
+             lambda: prom.value("messenger_messages_accepted_total") == accepted)
+    return accepted
+
+
+def has_data(result):
+    for series in result:
+        for _, v in series.get("values", []):
+            if not math.isnan(float(v)):
+                return True
+    return False
+
+
+def without_threshold(expr):
+    """An alert expression without its final comparison with a constant: the quantity it watches."""
+    m = re.fullmatch(r"(.*?)\s*(?:>|<|==|!=|>=|<=)\s*[0-9.]+\s*", expr, re.S)
+    return m.group(1) if m else None
+
+
+def run_queries(prom, start, scraped):
+    spanmetrics = promql.spanmetrics_series()
+    queries = promql.all_queries(CORE_PANELS)
+    # An alert is quiet on a healthy stack, so its condition returns nothing; the quantity it
+    # compares must still return data, which proves the expression watches real series.
+    for q in [q for q in queries if q.source.startswith("rule ")]:
+        inner = without_threshold(q.expr)
+        if inner is None:
+            raise SystemExit(f"FAIL: {q.source}: no final comparison with a constant in {q.expr!r}")
+        queries.append(promql.Query(f"{q.source} (without threshold)", inner, core=True,
+                                    metrics=promql.metric_names(inner)))
+    failures, with_data, empty = [], 0, []
+    for q in queries:
+        try:
+            result = prom.api("query_range", query=q.expr, start=f"{start:.3f}", end=f"{time.time():.3f}", step="1")
+        except ValueError as e:
+            failures.append(f"{q.source}: query failed: {e}")
+            continue
+        for name in sorted(q.metrics):
+            known = spanmetrics if name.startswith("traces_span_metrics_") else scraped
+            if name not in known:
+                where = "the collector's spanmetrics list" if known is spanmetrics else "what Prometheus scraped"
+                failures.append(f"{q.source}: metric {name} is not in {where}")
+        if has_data(result["result"]):
+            with_data += 1
+        else:
+            empty.append(q)
+            if q.core:
+                failures.append(f"{q.source}: core panel returned no data: {q.expr}")
+    return queries, with_data, empty, failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    repo = promql.OPS.parent
+    parser.add_argument("--bin-dir", type=Path, default=repo / "target" / "release")
+    parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="ops-check-"))
+    stack = None
+    try:
+        print("dashboard check: native server, 2 clients and Prometheus")
+        stack = NativeStack(args.bin_dir.resolve(), args.prometheus, workdir)
+        prom = Prometheus(stack.prom_url)
+        wait_for("Prometheus /-/ready", lambda: http("GET", f"{stack.prom_url}/-/ready", timeout=2)[0] == 200)
+        expected = len([t for t in stack.targets])
+        wait_for(f"{expected} scrape targets up",
+                 lambda: [t["health"] for t in prom.api("targets")["activeTargets"]].count("up") == expected)
+        start = time.time() - 2
+        accepted = drive_traffic(stack, prom)
+        wait_for("alert SlowConsumerDisconnects firing",
+                 lambda: any(a["labels"]["alertname"] == "SlowConsumerDisconnects" and a["state"] == "firing"
+                             for a in prom.api("alerts")["alerts"]))
+        scraped = set(prom.api("label/__name__/values"))
+        queries, with_data, empty, failures = run_queries(prom, start, scraped)
+        print(f"  traffic: {accepted} messages accepted, 1 slow subscriber disconnected, 1 InvalidArgument")
+        print(f"  {len(queries)} queries ran (dashboard panels, template variables, alert rules and "
+              f"their thresholdless quantities); "
+              f"{with_data} returned data, {len(empty)} empty:")
+        for q in empty:
+            print(f"    empty: {q.source}")
+        if failures:
+            print("FAIL:", *failures, sep="\n  ")
+            sys.exit(1)
+        print("dashboard check: OK")
+    finally:
+        if stack:
+            stack.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

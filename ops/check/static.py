@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Static checks of the ops configs that no tool here validates by itself.
+
+- Grafana provisioning: every YAML and dashboard JSON parses; datasource uids and names are
+  unique; every datasource a panel, target or variable names exists; dashboard uids and titles
+  are unique, panel ids unique per dashboard, every panel has a description; the provider path
+  and the home dashboard path match the compose mounts; the dashboards are what
+  build_dashboards.py writes.
+- Collector: every pipeline names receivers, processors, exporters and connectors that are
+  defined; each connector is an exporter in one pipeline and a receiver in another; every
+  defined component is used; exporters point at compose services that exist.
+- Compose: every bind-mounted ./ops path exists.
+
+Usage: static.py (exits 1 listing every problem)
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+OPS = Path(__file__).resolve().parents[1]
+REPO = OPS.parent
+GRAFANA = OPS / "grafana"
+errors = []
+
+
+def check(ok, message):
+    if not ok:
+        errors.append(message)
+
+
+def load_yaml(path):
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        errors.append(f"{path}: invalid YAML: {e}")
+        return {}
+
+
+def compose():
+    return load_yaml(REPO / "docker-compose.yml")
+
+
+def grafana(services):
+    datasources = {}
+    for path in sorted((GRAFANA / "provisioning").rglob("*.y*ml")):
+        doc = load_yaml(path) or {}
+        for ds in doc.get("datasources", []):
+            check(ds.get("uid") and ds["uid"] not in datasources, f"{path}: missing or duplicate uid {ds.get('uid')}")
+            datasources[ds.get("uid")] = ds
+            host = re.match(r"https?://([^:/]+)", ds.get("url", ""))
+            check(host and host.group(1) in services, f"{path}: datasource {ds.get('name')} url {ds.get('url')} "
+                                                      "is not a compose service")
+        for provider in doc.get("providers", []):
+            check(provider["options"]["path"] == "/etc/grafana/dashboards",
+                  f"{path}: provider path {provider['options']['path']} is not the compose mount")
+    names = [ds["name"] for ds in datasources.values()]
+    check(len(names) == len(set(names)), f"duplicate datasource names: {names}")
+    for ds in datasources.values():
+        for dest in ds.get("jsonData", {}).get("exemplarTraceIdDestinations", []):
+            check(dest["datasourceUid"] in datasources, f"exemplar destination {dest} names no datasource")
+
+    uids, titles = set(), set()
+    for path in sorted((GRAFANA / "dashboards").glob("*.json")):
+        try:
+            board = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            errors.append(f"{path}: invalid JSON: {e}")
+            continue
+        check(board.get("uid") not in uids, f"{path}: duplicate dashboard uid {board.get('uid')}")
+        check(board.get("title") not in titles, f"{path}: duplicate dashboard title {board.get('title')}")
+        uids.add(board.get("uid"))
+        titles.add(board.get("title"))
+        ids, panel_titles = set(), set()
+        for var in board.get("templating", {}).get("list", []):
+            uid = (var.get("datasource") or {}).get("uid")
+            check(uid in datasources, f"{path}: variable {var['name']}: datasource uid {uid} not provisioned")
+        for panel in board["panels"]:
+            where = f"{path.name}: panel {panel.get('title')!r}"
+            check(panel.get("id") not in ids, f"{where}: duplicate id {panel.get('id')}")
+            ids.add(panel.get("id"))
+            if panel["type"] == "row":
+                continue
+            check(panel["title"] not in panel_titles, f"{where}: duplicate title")
+            panel_titles.add(panel["title"])
+            check(len(panel.get("description", "")) > 20, f"{where}: no description of what normal looks like")
+            for ds in [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]:
+                uid = (ds or {}).get("uid")
+                check(uid in datasources, f"{where}: datasource uid {uid} not provisioned")
+    env = services.get("grafana", {}).get("environment", {})
+    home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", "")
+    check(home.startswith("/etc/grafana/dashboards/") and (GRAFANA / "dashboards" / Path(home).name).exists(),
+          f"home dashboard {home!r} is not one of ops/grafana/dashboards")
+    built = subprocess.run([sys.executable, str(GRAFANA / "build_dashboards.py"), "--check"],
+                           capture_output=True, text=True)
+    check(built.returncode == 0, f"dashboards are stale: {built.stderr.strip()}")
+    return len(uids)
+
+
+def collector(services):
+    path = OPS / "otel-collector" / "config.yaml"
+    config = load_yaml(path)
+    defined = {kind: set((config.get(kind) or {}).keys())
+               for kind in ("receivers", "processors", "exporters", "connectors")}
+    used = {kind: set() for kind in defined}
+    as_exporter, as_receiver = set(), set()
+    pipelines = config["service"]["pipelines"]
+    for name, pipeline in pipelines.items():
+        signal = name.split("/")[0]
+        check(signal in ("traces", "metrics", "logs"), f"{path}: pipeline {name}: unknown signal")
+        for r in pipeline.get("receivers", []):
+            check(r in defined["receivers"] | defined["connectors"], f"{path}: pipeline {name}: receiver {r} undefined")
+            (as_receiver if r in defined["connectors"] else used["receivers"]).add(r)
+        for p in pipeline.get("processors", []):
+            check(p in defined["processors"], f"{path}: pipeline {name}: processor {p} undefined")
+            used["processors"].add(p)
+        for e in pipeline.get("exporters", []):
+            check(e in defined["exporters"] | defined["connectors"], f"{path}: pipeline {name}: exporter {e} undefined")
+            (as_exporter if e in defined["connectors"] else used["exporters"]).add(e)
+        procs = pipeline.get("processors", [])
+        if procs:
+            check(procs[0] == "memory_limiter", f"{path}: pipeline {name}: memory_limiter must come first")
+    for c in defined["connectors"]:
+        check(c in as_exporter and c in as_receiver, f"{path}: connector {c} must be an exporter and a receiver")
+    for kind in ("receivers", "processors", "exporters"):
+        unused = defined[kind] - used[kind]
+        check(not unused, f"{path}: {kind} defined but unused: {sorted(unused)}")
+    for name, exporter in (config.get("exporters") or {}).items():
+        endpoint = (exporter or {}).get("endpoint", "")
+        host = re.sub(r"^\w+://", "", endpoint).split(":")[0]
+        check(host in services or host in ("0.0.0.0", ""), f"{path}: exporter {name} endpoint {endpoint!r} "
+                                                           "is not a compose service")
+    return len(pipelines)
+
+
+def compose_mounts(services):
+    for name, svc in services.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith("./"):
+                check((REPO / source).exists(), f"docker-compose.yml: {name} mounts missing {source}")
+
+
+def main():
+    services = compose().get("services", {})
+    boards = grafana(services)
+    pipelines = collector(services)
+    compose_mounts(services)
+    if errors:
+        print("FAIL:", *errors, sep="\n  ")
+        sys.exit(1)
+    print(f"static ops checks OK: {boards} dashboards, {pipelines} collector pipelines, {len(services)} services")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+//! `messenger-server healthcheck`: one `grpc.health.v1.Health/Check` for the
+//! messenger service on this host's server, for container `HEALTHCHECK`s, so the
+//! image needs no probe binary.
+//!
+//! Exit 0 when the service answers `SERVING`; 1 for anything else (refused,
+//! timed out, `NOT_SERVING` during shutdown, unknown service). The whole probe
+//! is bounded by [`TIMEOUT`]. The channel is built in one place,
+//! [`endpoint`], so transport security is added there and nowhere else.
+
+use crate::config::Config;
+use messenger_proto::SERVICE_NAME;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+use tonic::transport::Endpoint;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Upper bound of the whole probe: connect, call, answer.
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("invalid address {0}: {1}")]
+    Address(String, tonic::transport::Error),
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, tonic::transport::Error),
+    #[error("health check failed: {0}")]
+    Call(#[from] tonic::Status),
+    #[error("service {SERVICE_NAME} is {0:?}")]
+    NotServing(ServingStatus),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Runs the probe against the configured port and maps the outcome to the
+/// exit code, printing one line.
+pub async fn run(config: &Config) -> ExitCode {
+    let addr = probe_addr(config);
+    match check(addr, TIMEOUT).await {
+        Ok(()) => {
+            println!("{SERVICE_NAME} at {addr}: SERVING");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{SERVICE_NAME} at {addr}: unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The listen address, with a wildcard host replaced by loopback.
+pub fn probe_addr(config: &Config) -> SocketAddr {
+    let host = match config.host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(host, config.port)
+}
+
+/// The one place the probe's channel is configured.
+pub fn endpoint(addr: SocketAddr, timeout: Duration) -> Result<Endpoint, HealthcheckError> {
+    let uri = format!("http://{addr}");
+    Endpoint::from_shared(uri.clone())
+        .map(|e| e.connect_timeout(timeout).timeout(timeout))
+        .map_err(|e| HealthcheckError::Address(uri, e))
+}
+
+/// `Ok` when the messenger service reports `SERVING` within `timeout`.
+pub async fn check(addr: SocketAddr, timeout: Duration) -> Result<(), HealthcheckError> {
+    let probe = async {
+        let endpoint = endpoint(addr, timeout)?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| HealthcheckError::Connect(addr.to_string(), e))?;
+        let request = HealthCheckRequest {
+            service: SERVICE_NAME.to_owned(),
+        };
+        let response = HealthClient::new(channel).check(request).await?;
+        match response.into_inner().status() {
+            ServingStatus::Serving => Ok(()),
+            other => Err(HealthcheckError::NotServing(other)),
+        }
+    };
+    tokio::time::timeout(timeout, probe)
+        .await
+        .map_err(|_| HealthcheckError::Timeout(timeout))?
+}
