@@ -54,8 +54,9 @@ DOCKERFILES := server/Dockerfile client/Dockerfile tests/course/Dockerfile
 ## (docker-compose 1.29), Dockerfiles (hadolint), Prometheus config, rules and
 ## rule unit tests (promtool), Grafana provisioning and collector pipelines, and
 ## every dashboard and alert query against a real Prometheus scraping the
-## release binaries. Needs the Debian packages docker-compose and prometheus.
+## release binaries. Installs the Debian packages docker-compose and prometheus if missing.
 ops-check: build $(VENV)/.ops-installed
+	ops/check/install-tools.sh
 	ops/check/compose.sh
 	$(VENV)/bin/hadolint $(DOCKERFILES)
 	promtool check config ops/prometheus/prometheus.yml
