@@ -39,7 +39,11 @@ fn check_request(req: &SendMessageRequest) {
             assert!(over, "rejected a request within limits: {e}");
             let status = tonic::Status::from(e);
             assert_eq!(status.code(), tonic::Code::InvalidArgument);
-            let field = if req.author.len() > LIMITS.max_author_bytes { "author" } else { "text" };
+            let field = if req.author.len() > LIMITS.max_author_bytes {
+                "author"
+            } else {
+                "text"
+            };
             assert!(status.message().contains(field), "{}", status.message());
         }
     }

@@ -52,5 +52,8 @@ fn check_format(ts: &Timestamp) {
         (ts.seconds, ts.nanos),
         "{s}"
     );
-    assert_eq!(from_timestamp(&to_timestamp(from_timestamp(ts))), from_timestamp(ts));
+    assert_eq!(
+        from_timestamp(&to_timestamp(from_timestamp(ts))),
+        from_timestamp(ts)
+    );
 }
