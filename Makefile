@@ -22,7 +22,7 @@ run: build
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8081 $(BIN)/messenger-client & c2=$$!; \
 	wait
 
-test: test-rust test-course ops-check
+test: test-rust test-course ops-check soak-ci
 
 ## Unit, property and end-to-end tests (release profile: shares the build with the binaries).
 ## The observability tests run the release binaries, so they are built first.
@@ -124,3 +124,30 @@ bench: build
 ## The bench's CI smoke test only (about 10 s).
 bench-smoke: build
 	$(CARGO) test --release -p messenger-bench
+
+## Soak: mixed load against the release binaries (two real clients), then a
+## verdict on loss, duplicates, order, RSS and fds; non-zero exit on a violation.
+## `make soak` runs 10 minutes; `make soak-ci` (part of `make test`) 60 s.
+.PHONY: soak soak-ci fuzz
+SOAK_SECS ?= 600
+soak: build
+	$(BIN)/messenger-bench soak --bin-dir $(BIN) --duration $(SOAK_SECS) --json target/soak/soak-$(SOAK_SECS)s.json
+
+soak-ci: build
+	$(BIN)/messenger-bench soak --bin-dir $(BIN) --duration 60 --json target/soak/soak-60s.json
+
+## Fuzz: each cargo-fuzz target in tests/fuzz for FUZZ_SECS (stable Rust with
+## RUSTC_BOOTSTRAP=1 for the sanitizer flags); corpus and crashes in target/fuzz/.
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := grpc_request send_time
+FUZZ := RUSTC_BOOTSTRAP=1 $(CARGO) fuzz
+fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@total=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz/corpus/$$t target/fuzz/artifacts/$$t; \
+	  $(FUZZ) run --fuzz-dir tests/fuzz --target-dir target/fuzz $$t target/fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECS) -artifact_prefix=target/fuzz/artifacts/$$t/ > target/fuzz/$$t.log 2>&1 \
+	    || { tail -n 60 target/fuzz/$$t.log; echo "fuzz $$t FAILED: input in target/fuzz/artifacts/$$t/"; exit 1; }; \
+	  runs=$$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' target/fuzz/$$t.log); \
+	  echo "fuzz $$t: $$runs executions in $(FUZZ_SECS) s, no crash"; total=$$((total + runs)); \
+	done; echo "fuzz: $$total executions in total, no crash"

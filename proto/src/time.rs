@@ -40,10 +40,19 @@ pub fn from_timestamp(ts: &Timestamp) -> i128 {
     i128::from(ts.seconds) * NANOS_PER_SEC + i128::from(ts.nanos)
 }
 
+/// Seconds of `0001-01-01T00:00:00Z` and `9999-12-31T23:59:59Z`: the range
+/// of a valid protobuf `Timestamp`, and of 4-digit RFC 3339 years.
+const MIN_SECONDS: i64 = -62_135_596_800;
+const MAX_SECONDS: i64 = 253_402_300_799;
+
 /// RFC 3339 UTC with exactly 9 fractional digits and a `Z`, e.g.
-/// `2021-09-12T10:25:22.454093428Z`. `None` if the timestamp is out of the
-/// representable range or its nanos are invalid.
+/// `2021-09-12T10:25:22.454093428Z`: always 30 characters. `None` if the
+/// timestamp is outside protobuf's valid range (years 1..=9999, which chrono
+/// would print as `+36812-...`) or its nanos are invalid.
 pub fn format_rfc3339(ts: &Timestamp) -> Option<String> {
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) {
+        return None;
+    }
     let nanos = u32::try_from(ts.nanos)
         .ok()
         .filter(|n| *n < 1_000_000_000)?;
@@ -92,6 +101,18 @@ mod tests {
             })
             .is_none()
         );
+    }
+
+    #[test]
+    fn rejects_years_outside_1_to_9999() {
+        let at = |seconds| format_rfc3339(&Timestamp { seconds, nanos: 1 });
+        assert_eq!(at(MIN_SECONDS).unwrap(), "0001-01-01T00:00:00.000000001Z");
+        assert_eq!(at(MAX_SECONDS).unwrap(), "9999-12-31T23:59:59.000000001Z");
+        // Found by the send_time fuzz target: chrono prints `+36812-02-20T...`.
+        assert!(at(MAX_SECONDS + 1).is_none());
+        assert!(at(1_099_511_687_424).is_none());
+        assert!(at(MIN_SECONDS - 1).is_none());
+        assert!(at(i64::MIN).is_none());
     }
 
     /// Edge nanos: exact seconds, exact micros and millis, the last nano of a second.

@@ -29,7 +29,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn check(&self, req: &SendMessageRequest) -> Result<(), ServiceError> {
+    /// Checks a request's field sizes (public for the fuzz target in tests/fuzz).
+    pub fn check(&self, req: &SendMessageRequest) -> Result<(), ServiceError> {
         use crate::config::{ENV_MAX_AUTHOR_BYTES, ENV_MAX_TEXT_BYTES};
         check_len(
             "author",

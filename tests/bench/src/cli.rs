@@ -27,6 +27,9 @@ pub(crate) enum Command {
     Http(HttpArgs),
     /// The standard suite against freshly started release binaries.
     Suite(SuiteArgs),
+    /// Long mixed load against fresh release binaries; fails on any lost,
+    /// duplicated or reordered message, or growing RSS or fds.
+    Soak(SoakArgs),
     /// An OTLP/gRPC trace receiver that accepts and counts spans.
     #[command(hide = true)]
     OtlpSink(OtlpSinkArgs),
@@ -121,6 +124,37 @@ pub(crate) struct SuiteArgs {
     /// Idle subscribers.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) idle_subscribers: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SoakArgs {
+    /// Directory holding messenger-server and messenger-client.
+    #[arg(long, default_value = "target/release")]
+    pub(crate) bin_dir: PathBuf,
+    /// Seconds of load (warm-up is the first quarter).
+    #[arg(long, default_value_t = 600.0)]
+    pub(crate) duration: f64,
+    /// gRPC publishers.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) publishers: usize,
+    /// Total gRPC messages per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub(crate) rate: f64,
+    /// `POST /sendMessage` per second through each of the two clients.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) http_rate: f64,
+    /// Stable gRPC subscribers, each on its own connection.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) subscribers: usize,
+    /// Tasks opening and dropping short-lived streams.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) churners: usize,
+    /// Bytes of `text` per gRPC message.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) payload: usize,
+    /// Write the report JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -231,7 +231,7 @@ fn summarize(
 }
 
 /// Acknowledged messages that subscriber `s` never received.
-fn missed_by(s: &SubStats, pubs: &[PubStats]) -> u64 {
+pub(crate) fn missed_by(s: &SubStats, pubs: &[PubStats]) -> u64 {
     pubs.iter()
         .enumerate()
         .map(|(p, ps)| {

@@ -166,9 +166,9 @@ impl ConnStats {
     }
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn handshake(addr: SocketAddr) -> Result<Sender, String> {
+pub(crate) async fn handshake(addr: SocketAddr) -> Result<Sender, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;

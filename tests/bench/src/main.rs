@@ -8,6 +8,8 @@
 //! - [`http`]: `POST /sendMessage` load on a messenger-client.
 //! - [`suite`] ([`procs`], [`chart`], [`targets`]): `make bench`, the standard runs
 //!   against freshly started binaries, with a summary, chart and targets.
+//! - [`soak`] ([`soak_load`], [`soak_watch`]): `make soak`, long mixed load
+//!   with loss/order checks and RSS/fd trends, non-zero exit on a violation.
 //! - [`otlp_sink`]: a span-counting OTLP receiver for the telemetry run.
 //! - [`conn`], [`report`], [`procfs`]: connections and probes, report
 //!   output, process figures.
@@ -24,6 +26,9 @@ mod procfs;
 mod procs;
 mod publisher;
 mod report;
+mod soak;
+mod soak_load;
+mod soak_watch;
 mod subscriber;
 mod suite;
 mod targets;
@@ -34,8 +39,10 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Suite(args) = cli.command {
-        return exit(suite::run(args));
+    match cli.command {
+        Command::Suite(args) => return exit(suite::run(args)),
+        Command::Soak(args) => return exit(soak::run(args)),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -46,7 +53,7 @@ fn main() -> ExitCode {
             Command::Fanout(args) => fanout::run(args).await,
             Command::Idle(args) => idle::run(args).await,
             Command::Http(args) => http::run(args).await,
-            Command::Suite(_) => unreachable!("handled above"),
+            Command::Suite(_) | Command::Soak(_) => unreachable!("handled above"),
             Command::OtlpSink(args) => otlp_sink::run(args).await,
         }
     });

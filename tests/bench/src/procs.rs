@@ -118,17 +118,27 @@ impl Proc {
     }
 
     /// SIGTERM, then up to [`WAIT`] for the exit; SIGKILL after that.
-    pub(crate) fn stop(mut self) {
+    /// Returns the exit status, or `None` if it had to be killed.
+    pub(crate) fn stop(mut self) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
         // SAFETY: kill(2) has no memory effects; the child is not reaped yet.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         eprintln!("{} ignored SIGTERM for {WAIT:?}; killing it", self.name);
+        None
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 

@@ -48,7 +48,7 @@ pub(crate) struct SubStats {
 }
 
 impl SubStats {
-    fn new(publishers: usize) -> Self {
+    pub(crate) fn new(publishers: usize) -> Self {
         Self {
             latency: report::histogram(),
             seen: vec![Vec::new(); publishers],
@@ -86,7 +86,7 @@ impl SubStats {
         n
     }
 
-    fn on_message(&mut self, publisher: usize, seq: u64) {
+    pub(crate) fn on_message(&mut self, publisher: usize, seq: u64) {
         let bits = &mut self.seen[publisher];
         let word = (seq / 64) as usize;
         if word >= bits.len() {

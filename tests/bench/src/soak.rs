@@ -1,0 +1,398 @@
+//! `soak` (`make soak`, `make soak-ci`): mixed load for a long time against
+//! the release server and two release clients, then a verdict.
+//!
+//! Load: P gRPC publishers at a moderate total rate; one HTTP sender per
+//! client; K stable gRPC subscribers and both clients' buffers (flushed every
+//! 100 ms) as checked subscribers; churning streams on fresh connections; one
+//! slow subscriber that never reads, is disconnected, checks its prefix and
+//! comes back ([`crate::soak_load`]). RSS and fds of the three processes are
+//! sampled every second ([`crate::soak_watch`]).
+//!
+//! Invariants (any failure exits non-zero): no send fails; every subscriber
+//! that stayed connected got every acknowledged message once and in order;
+//! churned streams are in order without duplicates; each slow round ends in
+//! `RESOURCE_EXHAUSTED` after a gap-free prefix (and there is at least one
+//! round in runs of 30 s or more); RSS and fds are flat after warm-up; every
+//! process is alive at the end and exits 0 on SIGTERM.
+
+use crate::cli::{SoakArgs, duration};
+use crate::conn::{self, Readiness};
+use crate::fanout::missed_by;
+use crate::procs::Proc;
+use crate::publisher::{self, Plan, PubStats};
+use crate::soak_load::{self, ChurnStats, SlowStats, metric, scrape};
+use crate::soak_watch::{TrendReport, Watch};
+use crate::subscriber::{self, Progress, SubStats};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Default, Serialize)]
+struct Checked {
+    name: String,
+    received: u64,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+    stayed_connected: bool,
+    note: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SoakReport {
+    duration_secs: f64,
+    accepted_grpc: u64,
+    accepted_http: u64,
+    send_errors: u64,
+    send_error: Option<String>,
+    /// Deliveries compared against the acknowledged messages.
+    messages_checked: u64,
+    lost: u64,
+    duplicated: u64,
+    reordered: u64,
+    subscribers: Vec<Checked>,
+    churn: ChurnStats,
+    slow: SlowStats,
+    resources: Vec<TrendReport>,
+    violations: Vec<String>,
+}
+
+struct Procs {
+    server: Proc,
+    clients: Vec<Proc>,
+    grpc: SocketAddr,
+    metrics: SocketAddr,
+    http: Vec<SocketAddr>,
+}
+
+pub(crate) fn run(args: SoakArgs) -> Result<(), String> {
+    let run_for = duration(args.duration)?;
+    let mut procs = start(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let pids = (
+        procs.server.pid(),
+        procs.clients.iter().map(Proc::pid).collect::<Vec<_>>(),
+    );
+    let mut report = runtime.block_on(soak(&args, run_for, &procs, pids))?;
+    for (name, p) in [("server", &mut procs.server)]
+        .into_iter()
+        .chain(procs.clients.iter_mut().map(|c| ("client", c)))
+    {
+        if !p.alive() {
+            report
+                .violations
+                .push(format!("{name} {} exited during the soak", p.pid()));
+        }
+    }
+    let mut exits = Vec::new();
+    for c in procs.clients {
+        exits.push(("client", c.stop()));
+    }
+    exits.push(("server", procs.server.stop()));
+    for (name, status) in exits {
+        if !status.is_some_and(|s| s.success()) {
+            report
+                .violations
+                .push(format!("{name} did not exit 0 on SIGTERM: {status:?}"));
+        }
+    }
+    crate::report::emit("soak", &report, args.json.as_deref())?;
+    if report.violations.is_empty() {
+        println!(
+            "soak passed: {} messages checked, 0 lost, 0 duplicated, 0 reordered",
+            report.messages_checked
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "soak failed:\n  {}",
+            report.violations.join("\n  ")
+        ))
+    }
+}
+
+fn start(args: &SoakArgs) -> Result<Procs, String> {
+    let bin = |name: &str| args.bin_dir.join(name);
+    let server_env = [
+        ("MESSENGER_SERVER_HOST", "127.0.0.1"),
+        ("MESSENGER_SERVER_PORT", "0"),
+        ("MESSENGER_METRICS_PORT", "0"),
+    ];
+    let server = Proc::spawn(
+        "messenger-server",
+        &bin("messenger-server"),
+        &[],
+        &server_env,
+    )?;
+    let grpc = server.wait_addr("grpc_addr")?;
+    let metrics = server.wait_addr("metrics_addr")?;
+    let grpc_str = grpc.to_string();
+    let mut clients = Vec::new();
+    let mut http = Vec::new();
+    for i in 0..2 {
+        let env = [
+            ("MESSENGER_SERVER_ADDR", grpc_str.as_str()),
+            ("MESSENGER_HTTP_HOST", "127.0.0.1"),
+            ("MESSENGER_HTTP_PORT", "0"),
+        ];
+        let client = Proc::spawn(
+            &format!("client{}", i + 1),
+            &bin("messenger-client"),
+            &[],
+            &env,
+        )?;
+        http.push(client.wait_addr("http_addr")?);
+        clients.push(client);
+    }
+    Ok(Procs {
+        server,
+        clients,
+        grpc,
+        metrics,
+        http,
+    })
+}
+
+async fn soak(
+    args: &SoakArgs,
+    run_for: Duration,
+    p: &Procs,
+    pids: (u32, Vec<u32>),
+) -> Result<SoakReport, String> {
+    let (pubs_n, k) = (args.publishers.max(1), args.subscribers.max(1));
+    let publishers = pubs_n + p.http.len();
+    let mut watches = vec![Watch::start("server", pids.0)];
+    watches.extend(
+        pids.1
+            .iter()
+            .enumerate()
+            .map(|(i, pid)| Watch::start(&format!("client{}", i + 1), *pid)),
+    );
+
+    let stop = CancellationToken::new();
+    let ready = Arc::new(Readiness::default());
+    let progress: Vec<Arc<Progress>> = (0..k + p.http.len()).map(|_| Arc::default()).collect();
+    let subs: Vec<_> = {
+        let channels = conn::connect_many(p.grpc, k).await?;
+        channels
+            .into_iter()
+            .enumerate()
+            .map(|(i, ch)| {
+                tokio::spawn(subscriber::run(
+                    ch,
+                    publishers,
+                    ready.clone(),
+                    progress[i].clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect()
+    };
+    let probe = conn::connect(p.grpc).await?;
+    conn::probe_until_confirmed(probe, &ready, k, Duration::from_secs(30)).await?;
+
+    let start = Instant::now();
+    let end = start + run_for;
+    let interval = Duration::from_secs_f64(pubs_n as f64 / args.rate.max(1e-3));
+    let plan = Plan {
+        start,
+        end,
+        interval: Some(interval),
+        payload: args.payload,
+    };
+    let accepted = Arc::new(AtomicU64::new(0));
+    let mut senders: Vec<_> = conn::connect_many(p.grpc, pubs_n)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(id, ch)| tokio::spawn(publisher::run(id, ch, plan, accepted.clone())))
+        .collect();
+    for (i, addr) in p.http.iter().enumerate() {
+        senders.push(tokio::spawn(soak_load::http_sender(
+            *addr,
+            pubs_n + i,
+            args.http_rate,
+            end,
+        )));
+    }
+    let flushers: Vec<_> = p
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            tokio::spawn(soak_load::client_flusher(
+                *addr,
+                publishers,
+                progress[k + i].clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let churners: Vec<_> = (0..args.churners as u64)
+        .map(|i| tokio::spawn(soak_load::churner(p.grpc, i + 1, publishers, stop.clone())))
+        .collect();
+    let slow = tokio::spawn(soak_load::slow_subscriber(p.grpc, p.metrics, stop.clone()));
+
+    let mut last_line = Instant::now();
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if last_line.elapsed() >= Duration::from_secs(10) {
+            last_line = Instant::now();
+            let rss: Vec<String> = watches
+                .iter()
+                .map(|w| format!("{:.1}", w.rss_mib()))
+                .collect();
+            println!(
+                "soak {:>5.0}s/{:.0}s: {} accepted over gRPC, RSS MiB server/client1/client2 {}",
+                start.elapsed().as_secs_f64(),
+                run_for.as_secs_f64(),
+                accepted.load(Ordering::Relaxed),
+                rss.join("/")
+            );
+        }
+    }
+    let warmup = run_for.as_secs_f64() / 4.0;
+    let resources: Vec<TrendReport> = watches.iter().map(|w| w.report(warmup)).collect();
+    let mut pub_stats = Vec::new();
+    for s in senders {
+        pub_stats.push(s.await.map_err(|e| format!("sender task: {e}"))?);
+    }
+    let acked: u64 = pub_stats.iter().map(PubStats::acked).sum();
+    let drain = Instant::now();
+    while drain.elapsed() < DRAIN_LIMIT
+        && progress
+            .iter()
+            .any(|s| !s.ended.load(Ordering::Acquire) && s.distinct.load(Ordering::Relaxed) < acked)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    let mut checked = Vec::new();
+    for (i, task) in subs.into_iter().enumerate() {
+        let s = task.await.map_err(|e| format!("subscriber task: {e}"))?;
+        checked.push(check(
+            format!("grpc-subscriber-{}", i + 1),
+            &s,
+            &pub_stats,
+            s.ended.clone(),
+        ));
+    }
+    for (i, task) in flushers.into_iter().enumerate() {
+        let s = task.await.map_err(|e| format!("flusher task: {e}"))?;
+        let text = scrape(p.http[i]).await?;
+        let reconnects = metric(&text, "messenger_client_stream_reconnects_total").unwrap_or(0.0);
+        let dropped = metric(&text, "messenger_client_dropped_total").unwrap_or(0.0);
+        let note = s.ended.clone().or_else(|| {
+            (reconnects > 0.0 || dropped > 0.0).then(|| {
+                format!("{reconnects} stream reconnects, {dropped} dropped from the buffer")
+            })
+        });
+        checked.push(check(
+            format!("client{}-buffer", i + 1),
+            &s,
+            &pub_stats,
+            note,
+        ));
+    }
+    let mut churn = ChurnStats::default();
+    for task in churners {
+        let c = task.await.map_err(|e| format!("churn task: {e}"))?;
+        churn.streams += c.streams;
+        churn.messages += c.messages;
+        churn.duplicated += c.duplicated;
+        churn.reordered += c.reordered;
+        churn.errors += c.errors;
+        churn.first_error = churn.first_error.or(c.first_error);
+    }
+    let slow = slow.await.map_err(|e| format!("slow task: {e}"))?;
+    Ok(verdict(
+        run_for, &pub_stats, pubs_n, checked, churn, slow, resources,
+    ))
+}
+
+fn check(name: String, s: &SubStats, pubs: &[PubStats], note: Option<String>) -> Checked {
+    Checked {
+        name,
+        received: s.distinct,
+        lost: missed_by(s, pubs),
+        duplicated: s.duplicated,
+        reordered: s.reordered,
+        stayed_connected: note.is_none(),
+        note,
+    }
+}
+
+fn verdict(
+    run_for: Duration,
+    pubs: &[PubStats],
+    grpc_publishers: usize,
+    subscribers: Vec<Checked>,
+    churn: ChurnStats,
+    slow: SlowStats,
+    resources: Vec<TrendReport>,
+) -> SoakReport {
+    let mut violations = Vec::new();
+    let send_errors: u64 = pubs.iter().map(|s| s.failed.len() as u64).sum();
+    let send_error = pubs.iter().find_map(|s| s.first_error.clone());
+    if send_errors > 0 {
+        violations.push(format!("{send_errors} sends failed: {send_error:?}"));
+    }
+    let stayed: Vec<&Checked> = subscribers.iter().filter(|c| c.stayed_connected).collect();
+    for c in &subscribers {
+        if !c.stayed_connected {
+            violations.push(format!("{} did not stay connected: {:?}", c.name, c.note));
+        } else if c.lost + c.duplicated + c.reordered > 0 {
+            violations.push(format!(
+                "{}: {} lost, {} duplicated, {} reordered",
+                c.name, c.lost, c.duplicated, c.reordered
+            ));
+        }
+    }
+    if churn.duplicated + churn.reordered > 0 || churn.errors > 0 {
+        violations.push(format!(
+            "churned streams: {} duplicated, {} reordered, {} errors ({:?})",
+            churn.duplicated, churn.reordered, churn.errors, churn.first_error
+        ));
+    }
+    if slow.bad_cycles > 0 || (run_for >= Duration::from_secs(30) && slow.cycles == 0) {
+        violations.push(format!(
+            "slow subscriber: {} good rounds, {} bad ({:?})",
+            slow.cycles, slow.bad_cycles, slow.first_error
+        ));
+    }
+    for r in &resources {
+        if !r.flat {
+            violations.push(format!(
+                "{}: not flat after warm-up: RSS {} -> {} MiB (limit {}), fds {} -> {}",
+                r.process, r.rss_warm_mib, r.rss_end_mib, r.rss_limit_mib, r.fds_warm, r.fds_end
+            ));
+        }
+    }
+    let acked =
+        |range: std::ops::Range<usize>| pubs[range].iter().map(PubStats::acked).sum::<u64>();
+    SoakReport {
+        duration_secs: run_for.as_secs_f64(),
+        accepted_grpc: acked(0..grpc_publishers),
+        accepted_http: acked(grpc_publishers..pubs.len()),
+        send_errors,
+        send_error,
+        messages_checked: stayed.iter().map(|c| c.received).sum::<u64>() + churn.messages,
+        lost: stayed.iter().map(|c| c.lost).sum(),
+        duplicated: stayed.iter().map(|c| c.duplicated).sum(),
+        reordered: stayed.iter().map(|c| c.reordered).sum(),
+        subscribers,
+        churn,
+        slow,
+        resources,
+        violations,
+    }
+}
