@@ -6,6 +6,8 @@
 //!   local `.proto`.
 //! - [`time`]: how a `sendTime` is built and rendered (9 fractional digits).
 //! - [`telemetry`]: log setup used by both binaries.
+//! - [`tls`]: PEM files to TLS identities and trust roots; the client side of
+//!   TLS (an endpoint from an address and optional CA / client cert / key).
 //! - [`cli`]: config parsing that fails with one line and exit code 2, and the
 //!   SIGINT/SIGTERM shutdown signal.
 
@@ -13,6 +15,7 @@ pub mod cli;
 pub mod metrics;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 /// Generated `mes_grpc` messages, client and server.
 #[allow(unreachable_pub, clippy::all)]

@@ -6,12 +6,18 @@
 //! connections get GOAWAY; in-flight `SendMessage` calls finish; the hub ends
 //! every stream (after its queue drains) with UNAVAILABLE; the serve loop is
 //! given what is left of the grace period to close connections.
+//!
+//! Security is opt-in: TLS on the whole port ([`crate::tls`]) and token auth
+//! on the messenger service only ([`crate::auth`]), never on health or
+//! reflection.
 
+use crate::auth::{self, Auth, AuthError};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::service::{Limits, MessengerService};
 use messenger_proto::metrics::Exporter;
+use messenger_proto::tls::TlsError;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
 use std::future::Future;
@@ -37,6 +43,12 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("cannot install the SIGHUP handler for token reload: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A bound, not yet serving, messenger server.
@@ -47,12 +59,16 @@ pub struct App {
     metrics_listener: TcpListener,
     metrics_addr: SocketAddr,
     hub: Arc<Hub>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    auth: Option<Auth>,
 }
 
 impl App {
     /// Binds the gRPC and metrics listeners. Port 0 picks a free port; see
     /// [`App::local_addr`] and [`App::metrics_addr`].
     pub async fn bind(config: Config) -> Result<Self, AppError> {
+        let tls = crate::tls::server_config(&config)?;
+        let auth = config.auth_tokens_file.as_deref().map(Auth::load).transpose()?;
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
@@ -64,7 +80,14 @@ impl App {
             metrics_listener,
             metrics_addr,
             hub,
+            tls,
+            auth,
         })
+    }
+
+    /// The token table, when auth is on (tests reload it directly).
+    pub fn auth(&self) -> Option<Auth> {
+        self.auth.clone()
     }
 
     /// Address of the Prometheus `/metrics` endpoint.
@@ -93,7 +116,14 @@ impl App {
             metrics_listener,
             metrics_addr,
             hub,
+            tls,
+            auth,
         } = self;
+        let reloader = auth
+            .clone()
+            .map(auth::reload_on_sighup)
+            .transpose()
+            .map_err(AppError::Signal)?;
         let exporter = messenger_proto::metrics::install(&metrics::buckets());
         let metrics = Arc::new(Metrics::new());
         let stop_metrics = CancellationToken::new();
@@ -124,14 +154,20 @@ impl App {
         .max_decoding_message_size(config.max_decoding_bytes());
         // Counts a call as in flight from its headers on, before its body is decoded.
         let tracker = in_flight.clone();
+        let authenticator = auth.clone();
         let messenger =
             InterceptedService::new(messenger, move |mut request: tonic::Request<()>| {
+                auth::intercept(authenticator.as_ref(), &mut request)?;
                 request.extensions_mut().insert(tracker.token());
                 Ok(request)
             });
         let stop_accepting = CancellationToken::new();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls.clone() {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
             .add_service(reflection_builder().build_v1alpha()?)
@@ -146,6 +182,9 @@ impl App {
             max_text_bytes = config.max_text_bytes,
             max_author_bytes = config.max_author_bytes,
             shutdown_grace_secs = config.shutdown_grace_secs,
+            tls = tls.is_some(),
+            mtls = tls.is_some() && config.tls_client_ca.is_some(),
+            auth_tokens = auth.as_ref().map(Auth::tokens),
             "messenger-server listening"
         );
 
@@ -172,6 +211,9 @@ impl App {
             }
         }
         stop_metrics.cancel();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         tracing::info!("messenger-server stopped");
         Ok(())
     }

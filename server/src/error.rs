@@ -19,6 +19,10 @@ pub enum ServiceError {
     FellBehind { capacity: usize },
     #[error("server shutting down")]
     ShuttingDown,
+    #[error("this bearer token may not post as the given author; post as the token's own author")]
+    NotTokenAuthor,
+    #[error("the bearer token was revoked")]
+    TokenRevoked,
 }
 
 impl From<ShuttingDown> for ServiceError {
@@ -43,6 +47,9 @@ impl From<ServiceError> for Status {
             ServiceError::FieldTooLong { .. } => Status::invalid_argument(msg),
             ServiceError::FellBehind { .. } => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
+            ServiceError::NotTokenAuthor | ServiceError::TokenRevoked => {
+                Status::permission_denied(msg)
+            }
         }
     }
 }

@@ -7,14 +7,19 @@
 //! - [`error`]: the service's error type and its one conversion to `Status`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
 //! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
+//! - [`tls`]: the gRPC port's TLS identity and optional client CA (mTLS).
+//! - [`auth`]: bearer-token auth of the messenger service: token table,
+//!   constant-time lookup, SIGHUP reload.
 //! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
 pub mod metrics;
 pub mod service;
+pub mod tls;
 pub mod trace;
 
 pub use app::{App, AppError};

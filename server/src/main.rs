@@ -1,4 +1,6 @@
-use messenger_proto::cli::{exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal};
+use messenger_proto::cli::{
+    exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal, usage_exit,
+};
 use messenger_proto::telemetry;
 use messenger_server::{App, AppError, Config};
 use std::process::ExitCode;
@@ -6,6 +8,9 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
+    if let Err(e) = config.check_files() {
+        usage_exit(e);
+    }
     // Dropped last: flushes spans after the server has stopped.
     let _telemetry = telemetry::init("messenger-server", config.log_format);
     match raise_nofile_limit() {
