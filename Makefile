@@ -7,7 +7,7 @@ VENV    := .venv
 BIN     := target/release
 SERVER_PORT ?= 51075
 
-.PHONY: build run test test-rust test-course lint fmt clean
+.PHONY: build run test test-rust test-course lint fmt clean certs
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -20,6 +20,14 @@ run: build
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8080 $(BIN)/messenger-client & c1=$$!; \
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8081 $(BIN)/messenger-client & c2=$$!; \
 	wait
+
+## Dev CA, server/client certificates and tokens for the secure setup, in
+## ops/secure/ (gitignored). Keeps an existing set unless FORCE=1;
+## SHARED_KEYS=1 makes keys readable by all (containers running as another uid).
+CERTS_DIR ?= ops/secure
+certs:
+	$(CARGO) build --release -p messenger-tests --bin gen-certs
+	$(BIN)/gen-certs $(CERTS_DIR) $(if $(FORCE),--force) $(if $(SHARED_KEYS),--shared-keys)
 
 test: test-rust test-course
 

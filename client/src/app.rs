@@ -30,6 +30,10 @@ pub enum AppError {
     SubscriberStopped,
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] messenger_proto::tls::TlsError),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// A subscribed client with its HTTP listener bound, not yet serving.
@@ -47,7 +51,21 @@ impl App {
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let exporter = messenger_proto::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();
-        let backend = Backend::new(config.server_addr.clone(), config.send_timeout());
+        let tls = config.tls_files().load()?;
+        let tls_on = tls.is_some() || config.server_addr.scheme_str() == Some("https");
+        let authorization = config
+            .client_token
+            .as_ref()
+            .map(crate::config::Token::metadata)
+            .transpose()
+            .map_err(AppError::Token)?;
+        let token_on = authorization.is_some();
+        let backend = Backend::new(
+            config.server_addr.clone(),
+            config.send_timeout(),
+            tls,
+            authorization,
+        )?;
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
         let stop_subscriber = CancellationToken::new();
@@ -84,6 +102,8 @@ impl App {
             buffer_limit = config.buffer_limit,
             send_timeout_ms = config.send_timeout_ms,
             max_body_bytes = config.max_body_bytes,
+            tls = tls_on,
+            token = token_on,
             "messenger-client listening"
         );
         Ok(Self {

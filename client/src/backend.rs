@@ -7,6 +7,11 @@
 //! a capped, jittered exponential backoff. Messages go to the [`Buffer`] in
 //! stream order. It asks the server for each message's `traceparent` and
 //! records a CONSUMER `receive` span under it when the message is buffered.
+//!
+//! With TLS files the channel speaks TLS; with a token, both RPCs carry
+//! `authorization: Bearer <token>` as sensitive metadata, which nothing here
+//! logs. A subscribe refused for the token is logged as such (once per change
+//! of status code) and retried with the same backoff as any other failure.
 
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::metrics::{self, Metrics};
@@ -20,8 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::watch;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::ClientTlsConfig;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::{Channel, Uri};
 use tonic::{Code, Request, Status};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -53,15 +60,27 @@ pub struct Backend {
     client: MessengerServerClient<Channel>,
     addr: String,
     send_timeout: Duration,
+    /// `Bearer <token>`, marked sensitive.
+    authorization: Option<AsciiMetadataValue>,
 }
 
 impl Backend {
-    /// Creates the channel without connecting; calls connect (and reconnect) on demand.
-    pub fn new(uri: Uri, send_timeout: Duration) -> Self {
+    /// Creates the channel without connecting; calls connect (and reconnect)
+    /// on demand. With `tls`, an `http` address is upgraded to `https`.
+    pub fn new(
+        uri: Uri,
+        send_timeout: Duration,
+        tls: Option<ClientTlsConfig>,
+        authorization: Option<AsciiMetadataValue>,
+    ) -> Result<Self, messenger_proto::tls::TlsError> {
         let addr = uri
             .authority()
             .map_or_else(|| uri.to_string(), ToString::to_string);
-        let channel = Endpoint::from(uri)
+        let uri = match tls {
+            Some(_) => messenger_proto::tls::with_https(&uri),
+            None => uri,
+        };
+        let channel = messenger_proto::tls::endpoint(uri, tls)?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
@@ -71,10 +90,18 @@ impl Backend {
         // The server may be configured for texts up to 16 MiB; never refuse its stream.
         let client =
             MessengerServerClient::new(channel).max_decoding_message_size(MAX_STREAM_MESSAGE_BYTES);
-        Self {
+        Ok(Self {
             client,
             addr,
             send_timeout,
+            authorization,
+        })
+    }
+
+    /// Adds the bearer token, if any, to an outgoing call.
+    fn authorize(&self, metadata: &mut MetadataMap) {
+        if let Some(value) = &self.authorization {
+            metadata.insert(messenger_proto::AUTHORIZATION_METADATA, value.clone());
         }
     }
 
@@ -114,6 +141,7 @@ impl Backend {
         let mut request = Request::new(SendMessageRequest { author, text });
         request.set_timeout(self.send_timeout);
         inject_metadata(&outgoing_context(), request.metadata_mut());
+        self.authorize(request.metadata_mut());
         let mut client = self.client.clone();
         let response = tokio::time::timeout(self.send_timeout, client.send_message(request))
             .await
@@ -217,6 +245,7 @@ async fn run_subscriber(sub: Subscriber) {
     } = sub;
     let mut client = backend.client.clone();
     let mut failures: u32 = 0;
+    let mut last_failure = Code::Ok;
     let mut connections: u64 = 0;
     loop {
         let mut request = Request::new(());
@@ -224,6 +253,7 @@ async fn run_subscriber(sub: Subscriber) {
             TRACE_CONTEXT_METADATA,
             tonic::metadata::MetadataValue::from_static("1"),
         );
+        backend.authorize(request.metadata_mut());
         let attempt = tokio::select! {
             () = stop.cancelled() => return,
             r = client.read_messages(request) => r,
@@ -266,11 +296,9 @@ async fn run_subscriber(sub: Subscriber) {
             Err(status) => {
                 metrics::grpc_handled("ReadMessages", status.code(), Duration::ZERO);
                 failures = failures.saturating_add(1);
-                if failures == 1 {
-                    tracing::warn!(server = backend.addr(), code = ?status.code(), message = status.message(), "cannot subscribe; retrying with backoff");
-                } else {
-                    tracing::debug!(failures, code = ?status.code(), "subscribe attempt failed");
-                }
+                let changed = failures == 1 || status.code() != last_failure;
+                last_failure = status.code();
+                log_subscribe_failure(&backend, &status, failures, changed);
             }
         }
         let delay = backoff(failures, max_backoff);
@@ -278,6 +306,24 @@ async fn run_subscriber(sub: Subscriber) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// Logs a refused subscribe: loudly when its status code is new, at debug
+/// level while it repeats.
+fn log_subscribe_failure(backend: &Backend, status: &Status, failures: u32, changed: bool) {
+    let code = status.code();
+    let auth = matches!(code, Code::Unauthenticated | Code::PermissionDenied);
+    match (changed, auth) {
+        (true, true) => tracing::error!(
+            server = backend.addr(), ?code, message = status.message(),
+            "the server refused this client's credentials (check MESSENGER_CLIENT_TOKEN); retrying with backoff"
+        ),
+        (true, false) => tracing::warn!(
+            server = backend.addr(), ?code, message = status.message(),
+            "cannot subscribe; retrying with backoff"
+        ),
+        (false, _) => tracing::debug!(failures, ?code, "subscribe attempt failed"),
     }
 }
 

@@ -1,11 +1,14 @@
 use messenger_client::{App, AppError, Config};
-use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
+use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal, usage_exit};
 use messenger_proto::telemetry;
 use std::process::ExitCode;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
+    if let Err(e) = config.check_files() {
+        usage_exit(e);
+    }
     // Dropped last: flushes spans after the app has stopped.
     let _telemetry = telemetry::init("messenger-client", config.log_format);
     exit_code(run(config).await)

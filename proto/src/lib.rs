@@ -33,3 +33,7 @@ pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";
 /// `ReadMessages` request metadata by which a subscriber asks for each
 /// message's `traceparent` (value `1`). Callers that don't ask never see it.
 pub const TRACE_CONTEXT_METADATA: &str = "messenger-trace-context";
+
+/// Request metadata that carries `Bearer <token>` when the server requires
+/// token auth. Sensitive: never logged.
+pub const AUTHORIZATION_METADATA: &str = "authorization";

@@ -31,7 +31,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 /// Metadata key of the credentials, as in HTTP.
-pub const AUTHORIZATION: &str = "authorization";
+pub const AUTHORIZATION: &str = messenger_proto::AUTHORIZATION_METADATA;
 
 type TokenDigest = [u8; 32];
 

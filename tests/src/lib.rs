@@ -5,6 +5,7 @@
 //! subscribed, a stream's response headers have arrived, or the hub's
 //! subscriber count has changed. Every wait is bounded by [`WAIT`].
 
+pub mod certs;
 pub mod otlp;
 pub mod procs;
 pub mod prom;
