@@ -10,4 +10,5 @@ mod metrics;
 mod ordering;
 mod shutdown;
 mod slow;
+mod tls;
 mod traces;

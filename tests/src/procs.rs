@@ -190,6 +190,11 @@ impl Proc {
         out.exit.expect("finished").code()
     }
 
+    /// Sends SIGHUP (the server reloads its tokens file).
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     fn signal(&self, signal: libc::c_int) {
         if self.output.borrow().exit.is_none() {
             // SAFETY: kill(2) has no memory effects; the pid is our own child,
