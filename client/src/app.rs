@@ -68,12 +68,14 @@ impl App {
         )?;
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
+        let (refused_tx, refused) = watch::channel(None);
         let stop_subscriber = CancellationToken::new();
         let subscriber = tokio::spawn(
             Subscriber {
                 backend: backend.clone(),
                 buffer: Arc::clone(&buffer),
                 subscribed: subscribed_tx,
+                refused: refused_tx,
                 max_backoff: config.reconnect_max_backoff(),
                 stop: stop_subscriber.clone(),
                 metrics,
@@ -93,6 +95,7 @@ impl App {
             backend,
             buffer,
             subscribed,
+            refused,
             max_body_bytes: config.max_body_bytes,
             exporter,
         };

@@ -216,12 +216,19 @@ fn receive(m: ServerMessageResponse, buffer: &Buffer, metrics: &Metrics) {
     span.in_scope(|| buffer.push(to_buffered(m)));
 }
 
+/// The status of the server's last refusal of this client's credentials
+/// (UNAUTHENTICATED or PERMISSION_DENIED), while it is the latest outcome.
+pub type Refusal = Option<(Code, String)>;
+
 /// The subscriber loop's inputs.
 pub struct Subscriber {
     pub backend: Backend,
     pub buffer: Arc<Buffer>,
     /// True while the stream is open.
     pub subscribed: watch::Sender<bool>,
+    /// Set while subscribing fails for the credentials, so that HTTP callers
+    /// get 401/403 rather than "retry shortly".
+    pub refused: watch::Sender<Refusal>,
     pub max_backoff: Duration,
     pub stop: CancellationToken,
     pub metrics: Metrics,
@@ -239,6 +246,7 @@ async fn run_subscriber(sub: Subscriber) {
         backend,
         buffer,
         subscribed,
+        refused,
         max_backoff,
         stop,
         metrics,
@@ -263,6 +271,7 @@ async fn run_subscriber(sub: Subscriber) {
                 // Gauge first: whoever sees "subscribed" must also see it in /metrics.
                 metrics.connected.set(1.0);
                 subscribed.send_replace(true);
+                refused.send_replace(None);
                 if connections > 0 {
                     metrics.reconnects.increment(1);
                 }
@@ -298,6 +307,8 @@ async fn run_subscriber(sub: Subscriber) {
                 failures = failures.saturating_add(1);
                 let changed = failures == 1 || status.code() != last_failure;
                 last_failure = status.code();
+                let auth = matches!(last_failure, Code::Unauthenticated | Code::PermissionDenied);
+                refused.send_replace(auth.then(|| (last_failure, status.message().to_owned())));
                 log_subscribe_failure(&backend, &status, failures, changed);
             }
         }

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, spoken to over real gRPC and HTTP. Helpers live in
 //! `messenger_tests` (tests/src/lib.rs).
 
+mod auth;
 mod churn;
 mod client;
 mod contract;
