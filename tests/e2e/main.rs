@@ -9,6 +9,7 @@ mod contract;
 mod logs;
 mod metrics;
 mod ordering;
+mod secrets;
 mod shutdown;
 mod slow;
 mod tls;
