@@ -7,7 +7,7 @@ VENV    := .venv
 BIN     := target/release
 SERVER_PORT ?= 51075
 
-.PHONY: build run test test-rust test-course lint fmt clean
+.PHONY: build run test test-rust test-course lint fmt clean certs
 .PHONY: ops-check up up-secure down logs ps compose-test
 
 build:
@@ -21,6 +21,14 @@ run: build
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8080 $(BIN)/messenger-client & c1=$$!; \
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8081 $(BIN)/messenger-client & c2=$$!; \
 	wait
+
+## Dev CA, server/client certificates and tokens for the secure setup, in
+## ops/secure/ (gitignored). Keeps an existing set unless FORCE=1;
+## SHARED_KEYS=1 makes keys readable by all (containers running as another uid).
+CERTS_DIR ?= ops/secure
+certs:
+	$(CARGO) build --release -p messenger-tests --bin gen-certs
+	$(BIN)/gen-certs $(CERTS_DIR) $(if $(FORCE),--force) $(if $(SHARED_KEYS),--shared-keys)
 
 test: test-rust test-course ops-check soak-ci
 
@@ -86,8 +94,10 @@ up: ops/grafana/grafana.env
 	$(STACK_URLS)
 
 ## The same with TLS and tokens, from the files `make certs` writes to ops/secure/.
+## Makes the certificates first if ops/secure/ has none (keys readable by the
+## containers' uid: SHARED_KEYS=1).
 up-secure: ops/grafana/grafana.env
-	@test -f ops/secure/ca.pem || { echo "ops/secure/ is missing: run make certs first" >&2; exit 1; }
+	@test -f $(CERTS_DIR)/ca.pem || $(MAKE) certs SHARED_KEYS=1
 	$(COMPOSE) $(SECURE) up -d --build
 	$(STACK_URLS)
 

@@ -30,6 +30,10 @@ pub enum AppError {
     SubscriberStopped,
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] messenger_proto::tls::TlsError),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// A subscribed client with its HTTP listener bound, not yet serving.
@@ -47,19 +51,32 @@ impl App {
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let exporter = messenger_proto::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();
+        let tls = config.tls_files().load()?;
+        let tls_on = tls.is_some() || config.server_addr.scheme_str() == Some("https");
+        let authorization = config
+            .client_token
+            .as_ref()
+            .map(crate::config::Token::metadata)
+            .transpose()
+            .map_err(AppError::Token)?;
+        let token_on = authorization.is_some();
         let backend = Backend::new(
             config.server_addr.clone(),
             config.send_timeout(),
             config.keepalive(),
-        );
+            tls,
+            authorization,
+        )?;
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
+        let (refused_tx, refused) = watch::channel(None);
         let stop_subscriber = CancellationToken::new();
         let subscriber = tokio::spawn(
             Subscriber {
                 backend: backend.clone(),
                 buffer: Arc::clone(&buffer),
                 subscribed: subscribed_tx,
+                refused: refused_tx,
                 max_backoff: config.reconnect_max_backoff(),
                 stop: stop_subscriber.clone(),
                 metrics,
@@ -79,6 +96,7 @@ impl App {
             backend,
             buffer,
             subscribed,
+            refused,
             max_body_bytes: config.max_body_bytes,
             exporter,
             http_timeout: config.http_timeout(),
@@ -94,6 +112,8 @@ impl App {
             http_max_concurrency = config.http_max_concurrency,
             keepalive_interval_ms = config.keepalive_interval_ms,
             keepalive_timeout_ms = config.keepalive_timeout_ms,
+            tls = tls_on,
+            token = token_on,
             "messenger-client listening"
         );
         Ok(Self {

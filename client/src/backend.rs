@@ -7,6 +7,11 @@
 //! a capped, jittered exponential backoff. Messages go to the [`Buffer`] in
 //! stream order. It asks the server for each message's `traceparent` and
 //! records a CONSUMER `receive` span under it when the message is buffered.
+//!
+//! With TLS files the channel speaks TLS; with a token, both RPCs carry
+//! `authorization: Bearer <token>` as sensitive metadata, which nothing here
+//! logs. A subscribe refused for the token is logged as such (once per change
+//! of status code) and retried with the same backoff as any other failure.
 
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::metrics::{self, Metrics};
@@ -21,7 +26,9 @@ use std::time::Duration;
 use std::time::Instant;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::ClientTlsConfig;
+use tonic::transport::{Channel, Uri};
 use tonic::{Code, Request, Status};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -60,15 +67,28 @@ pub struct Backend {
     client: MessengerServerClient<Channel>,
     addr: String,
     send_timeout: Duration,
+    /// `Bearer <token>`, marked sensitive.
+    authorization: Option<AsciiMetadataValue>,
 }
 
 impl Backend {
-    /// Creates the channel without connecting; calls connect (and reconnect) on demand.
-    pub fn new(uri: Uri, send_timeout: Duration, keepalive: Keepalive) -> Self {
+    /// Creates the channel without connecting; calls connect (and reconnect)
+    /// on demand. With `tls`, an `http` address is upgraded to `https`.
+    pub fn new(
+        uri: Uri,
+        send_timeout: Duration,
+        keepalive: Keepalive,
+        tls: Option<ClientTlsConfig>,
+        authorization: Option<AsciiMetadataValue>,
+    ) -> Result<Self, messenger_proto::tls::TlsError> {
         let addr = uri
             .authority()
             .map_or_else(|| uri.to_string(), ToString::to_string);
-        let channel = Endpoint::from(uri)
+        let uri = match tls {
+            Some(_) => messenger_proto::tls::with_https(&uri),
+            None => uri,
+        };
+        let channel = messenger_proto::tls::endpoint(uri, tls)?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(keepalive.interval)
@@ -78,10 +98,18 @@ impl Backend {
         // The server may be configured for texts up to 16 MiB; never refuse its stream.
         let client =
             MessengerServerClient::new(channel).max_decoding_message_size(MAX_STREAM_MESSAGE_BYTES);
-        Self {
+        Ok(Self {
             client,
             addr,
             send_timeout,
+            authorization,
+        })
+    }
+
+    /// Adds the bearer token, if any, to an outgoing call.
+    fn authorize(&self, metadata: &mut MetadataMap) {
+        if let Some(value) = &self.authorization {
+            metadata.insert(messenger_proto::AUTHORIZATION_METADATA, value.clone());
         }
     }
 
@@ -121,6 +149,7 @@ impl Backend {
         let mut request = Request::new(SendMessageRequest { author, text });
         request.set_timeout(self.send_timeout);
         inject_metadata(&outgoing_context(), request.metadata_mut());
+        self.authorize(request.metadata_mut());
         let mut client = self.client.clone();
         let response = tokio::time::timeout(self.send_timeout, client.send_message(request))
             .await
@@ -197,12 +226,19 @@ fn receive(m: ServerMessageResponse, buffer: &Buffer, metrics: &Metrics) {
     span.in_scope(|| buffer.push(to_buffered(m)));
 }
 
+/// The status of the server's last refusal of this client's credentials
+/// (UNAUTHENTICATED or PERMISSION_DENIED), while it is the latest outcome.
+pub type Refusal = Option<(Code, String)>;
+
 /// The subscriber loop's inputs.
 pub struct Subscriber {
     pub backend: Backend,
     pub buffer: Arc<Buffer>,
     /// True while the stream is open.
     pub subscribed: watch::Sender<bool>,
+    /// Set while subscribing fails for the credentials, so that HTTP callers
+    /// get 401/403 rather than "retry shortly".
+    pub refused: watch::Sender<Refusal>,
     pub max_backoff: Duration,
     pub stop: CancellationToken,
     pub metrics: Metrics,
@@ -220,12 +256,14 @@ async fn run_subscriber(sub: Subscriber) {
         backend,
         buffer,
         subscribed,
+        refused,
         max_backoff,
         stop,
         metrics,
     } = sub;
     let mut client = backend.client.clone();
     let mut failures: u32 = 0;
+    let mut last_failure = Code::Ok;
     let mut connections: u64 = 0;
     loop {
         let mut request = Request::new(());
@@ -233,6 +271,7 @@ async fn run_subscriber(sub: Subscriber) {
             TRACE_CONTEXT_METADATA,
             tonic::metadata::MetadataValue::from_static("1"),
         );
+        backend.authorize(request.metadata_mut());
         let attempt = tokio::select! {
             () = stop.cancelled() => return,
             r = client.read_messages(request) => r,
@@ -242,6 +281,7 @@ async fn run_subscriber(sub: Subscriber) {
                 // Gauge first: whoever sees "subscribed" must also see it in /metrics.
                 metrics.connected.set(1.0);
                 subscribed.send_replace(true);
+                refused.send_replace(None);
                 if connections > 0 {
                     metrics.reconnects.increment(1);
                 }
@@ -275,11 +315,11 @@ async fn run_subscriber(sub: Subscriber) {
             Err(status) => {
                 metrics::grpc_handled("ReadMessages", status.code(), Duration::ZERO);
                 failures = failures.saturating_add(1);
-                if failures == 1 {
-                    tracing::warn!(server = backend.addr(), code = ?status.code(), message = status.message(), "cannot subscribe; retrying with backoff");
-                } else {
-                    tracing::debug!(failures, code = ?status.code(), "subscribe attempt failed");
-                }
+                let changed = failures == 1 || status.code() != last_failure;
+                last_failure = status.code();
+                let auth = matches!(last_failure, Code::Unauthenticated | Code::PermissionDenied);
+                refused.send_replace(auth.then(|| (last_failure, status.message().to_owned())));
+                log_subscribe_failure(&backend, &status, failures, changed);
             }
         }
         let delay = backoff(failures, max_backoff);
@@ -287,6 +327,28 @@ async fn run_subscriber(sub: Subscriber) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// Logs a refused subscribe: loudly when its status code is new, at debug
+/// level while it repeats.
+fn log_subscribe_failure(backend: &Backend, status: &Status, failures: u32, changed: bool) {
+    let code = status.code();
+    let auth = matches!(code, Code::Unauthenticated | Code::PermissionDenied);
+    match (changed, auth) {
+        (true, true) => tracing::error!(
+            server = backend.addr(),
+            ?code,
+            message = status.message(),
+            "the server refused this client's credentials (check MESSENGER_CLIENT_TOKEN); retrying with backoff"
+        ),
+        (true, false) => tracing::warn!(
+            server = backend.addr(),
+            ?code,
+            message = status.message(),
+            "cannot subscribe; retrying with backoff"
+        ),
+        (false, _) => tracing::debug!(failures, ?code, "subscribe attempt failed"),
     }
 }
 

@@ -6,8 +6,11 @@ use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use http::Uri;
 use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
+use messenger_proto::tls::{ClientTlsFiles, ENV_CLIENT_CERT, ENV_CLIENT_KEY, ENV_SERVER_CA};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 
 pub const ENV_SERVER_ADDR: &str = "MESSENGER_SERVER_ADDR";
 pub const ENV_HTTP_HOST: &str = "MESSENGER_HTTP_HOST";
@@ -21,6 +24,7 @@ pub const ENV_HTTP_TIMEOUT_MS: &str = "MESSENGER_HTTP_TIMEOUT_MS";
 pub const ENV_HTTP_MAX_CONCURRENCY: &str = "MESSENGER_HTTP_MAX_CONCURRENCY";
 pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
 pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
+pub const ENV_CLIENT_TOKEN: &str = "MESSENGER_CLIENT_TOKEN";
 
 pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
 pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -43,7 +47,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
     about = "HTTP front for the messenger: buffers the stream, forwards sends"
 )]
 pub struct Config {
-    /// Messenger server, as host:port or http://host:port.
+    /// Messenger server, as host:port, http://host:port or https://host:port
+    /// (https, or any TLS file below, means TLS).
     #[arg(long, env = ENV_SERVER_ADDR, default_value = DEFAULT_SERVER_ADDR, value_parser = parse_server_addr)]
     pub server_addr: Uri,
 
@@ -104,6 +109,24 @@ pub struct Config {
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// CA bundle (PEM) that signed the server's certificate; connects with TLS.
+    /// Without it, https:// trusts the webpki roots.
+    #[arg(long, env = ENV_SERVER_CA)]
+    pub server_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present when the server asks (mTLS).
+    #[arg(long, env = ENV_CLIENT_CERT)]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = ENV_CLIENT_KEY)]
+    pub client_key: Option<PathBuf>,
+
+    /// Bearer token sent on every call to the server. Prefer the variable:
+    /// a flag shows in `ps`.
+    #[arg(long, env = ENV_CLIENT_TOKEN, hide_env_values = true, value_parser = parse_token)]
+    pub client_token: Option<Token>,
+
     /// Without a subcommand, the client runs.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -133,6 +156,10 @@ impl Default for Config {
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             log_format: LogFormat::Text,
             command: None,
+            server_ca: None,
+            client_cert: None,
+            client_key: None,
+            client_token: None,
         }
     }
 }
@@ -156,9 +183,64 @@ impl Config {
             timeout: Duration::from_millis(self.keepalive_timeout_ms),
         }
     }
+    pub fn tls_files(&self) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca: self.server_ca.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
+        }
+    }
+
+    /// Reads the TLS files and checks the token once, so that a bad one is a
+    /// usage error at start-up (exit 2). Never shows the token.
+    pub fn check_files(&self) -> Result<(), String> {
+        self.tls_files().load().map_err(|e| e.to_string())?;
+        if let Some(token) = &self.client_token {
+            token.metadata()?;
+        }
+        Ok(())
+    }
 }
 
-/// Accepts `host:port` (as the course's env var has it) or `http://host:port`.
+/// A bearer token. Its `Debug` never shows it, and neither does any error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The `authorization` metadata value, marked sensitive (HPACK never
+    /// indexes it, `Debug` hides it).
+    pub fn metadata(&self) -> Result<AsciiMetadataValue, String> {
+        let token = self.0.trim();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "{ENV_CLIENT_TOKEN} must be printable ASCII without spaces (value not shown)"
+            ));
+        }
+        let mut value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| format!("{ENV_CLIENT_TOKEN} is not valid metadata (value not shown)"))?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Accepts any string, so that clap never echoes a token in an error;
+/// [`Token::metadata`] validates it.
+fn parse_token(s: &str) -> Result<Token, std::convert::Infallible> {
+    Ok(Token::new(s))
+}
+
+/// Accepts `host:port` (as the course's env var has it), `http://host:port`
+/// or `https://host:port`.
 pub fn parse_server_addr(s: &str) -> Result<Uri, String> {
     let with_scheme = if s.contains("://") {
         s.to_owned()
@@ -168,8 +250,8 @@ pub fn parse_server_addr(s: &str) -> Result<Uri, String> {
     let uri: Uri = with_scheme
         .parse()
         .map_err(|e| format!("{s:?} is not host:port: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{s:?}: only plaintext http:// is supported"));
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{s:?}: the scheme must be http:// or https://"));
     }
     if uri.port_u16().is_none() {
         return Err(format!(
@@ -190,6 +272,7 @@ mod tests {
             "http://localhost:51075/"
         );
         assert!(parse_server_addr("http://10.0.0.1:1").is_ok());
+        assert!(parse_server_addr("https://server:51075").is_ok());
         assert!(parse_server_addr("localhost").is_err());
         assert!(parse_server_addr("ftp://x:1").is_err());
         assert!(parse_server_addr("a b:1").is_err());
@@ -199,5 +282,20 @@ mod tests {
     fn rejects_bad_values() {
         assert!(Config::try_parse_from(["c", "--http-port", "x"]).is_err());
         assert!(Config::try_parse_from(["c", "--buffer-limit", "0"]).is_err());
+    }
+
+    #[test]
+    fn token_is_validated_and_never_shown() {
+        let secret = "s3cret-t0ken";
+        let token = Token::new(secret);
+        assert_eq!(token.metadata().unwrap(), "Bearer s3cret-t0ken");
+        assert!(!format!("{token:?}").contains(secret));
+        assert!(!format!("{:?}", token.metadata().unwrap()).contains(secret));
+        for bad in ["", "two words", "tökén"] {
+            let e = Token::new(bad).metadata().unwrap_err();
+            assert!(bad.is_empty() || !e.contains(bad), "{e}");
+        }
+        let config = Config::try_parse_from(["c", "--client-token", secret]).unwrap();
+        assert!(!format!("{config:?}").contains(secret));
     }
 }

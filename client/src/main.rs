@@ -1,12 +1,15 @@
 use messenger_client::config::Command;
 use messenger_client::{App, AppError, Config, healthcheck};
-use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal};
+use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal, usage_exit};
 use messenger_proto::telemetry;
 use std::process::ExitCode;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
+    if let Err(e) = config.check_files() {
+        usage_exit(e);
+    }
     if config.command == Some(Command::Healthcheck) {
         return healthcheck::run(&config);
     }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub buffer: Arc<Buffer>,
     /// True while the `ReadMessages` stream is open.
     pub subscribed: watch::Receiver<bool>,
+    /// Why subscribing fails, when the server refuses the credentials.
+    pub refused: watch::Receiver<crate::backend::Refusal>,
     pub max_body_bytes: usize,
     pub exporter: Arc<Exporter>,
     /// Deadline of a whole request.
@@ -98,6 +100,9 @@ pub(crate) async fn send_message(
     // A message sent through this client must land in its own buffer, which
     // only holds while the stream is open.
     if !*state.subscribed.borrow() {
+        if let Some((code, message)) = state.refused.borrow().clone() {
+            return Err(crate::backend::BackendError::Rejected { code, message }.into());
+        }
         return Err(AppError::NotSubscribed);
     }
     let send_time = state.backend.send(request.author, request.text).await?;

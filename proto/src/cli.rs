@@ -22,6 +22,13 @@ pub fn parse_or_exit<T: Parser>() -> T {
     }
 }
 
+/// Prints one line to stderr and exits with [`EXIT_USAGE`]: for configuration
+/// found invalid after parsing (a file that cannot be used).
+pub fn usage_exit(line: impl std::fmt::Display) -> ! {
+    eprintln!("{line}");
+    std::process::exit(i32::from(EXIT_USAGE));
+}
+
 /// Maps a top-level result to the process exit code, logging the error.
 pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     match result {

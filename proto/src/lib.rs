@@ -6,6 +6,8 @@
 //!   local `.proto`.
 //! - [`time`]: how a `sendTime` is built and rendered (9 fractional digits).
 //! - [`telemetry`]: log setup used by both binaries.
+//! - [`tls`]: PEM files to TLS identities and trust roots; the client side of
+//!   TLS (an endpoint from an address and optional CA / client cert / key).
 //! - [`cli`]: config parsing that fails with one line and exit code 2, and the
 //!   SIGINT/SIGTERM shutdown signal.
 
@@ -13,6 +15,7 @@ pub mod cli;
 pub mod metrics;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 
 /// Generated `mes_grpc` messages, client and server.
 #[allow(unreachable_pub, clippy::all)]
@@ -30,3 +33,7 @@ pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";
 /// `ReadMessages` request metadata by which a subscriber asks for each
 /// message's `traceparent` (value `1`). Callers that don't ask never see it.
 pub const TRACE_CONTEXT_METADATA: &str = "messenger-trace-context";
+
+/// Request metadata that carries `Bearer <token>` when the server requires
+/// token auth. Sensitive: never logged.
+pub const AUTHORIZATION_METADATA: &str = "authorization";

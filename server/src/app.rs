@@ -6,14 +6,20 @@
 //! connections get GOAWAY; in-flight `SendMessage` calls finish; the hub ends
 //! every stream (after its queue drains) with UNAVAILABLE; the serve loop is
 //! given what is left of the grace period to close connections.
+//!
+//! Security is opt-in: TLS on the whole port ([`crate::tls`]) and token auth
+//! on the messenger service only ([`crate::auth`]), never on health or
+//! reflection.
 
 use crate::admission::Admission;
+use crate::auth::{self, Auth, AuthError};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::service::{Limits, MessengerService};
 use messenger_proto::metrics::Exporter;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
+use messenger_proto::tls::TlsError;
 use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -37,6 +44,12 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("cannot install the SIGHUP handler for token reload: {0}")]
+    Signal(std::io::Error),
 }
 
 /// A bound, not yet serving, messenger server.
@@ -47,12 +60,20 @@ pub struct App {
     metrics_listener: TcpListener,
     metrics_addr: SocketAddr,
     hub: Arc<Hub>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    auth: Option<Auth>,
 }
 
 impl App {
     /// Binds the gRPC and metrics listeners. Port 0 picks a free port; see
     /// [`App::local_addr`] and [`App::metrics_addr`].
     pub async fn bind(config: Config) -> Result<Self, AppError> {
+        let tls = crate::tls::server_config(&config)?;
+        let auth = config
+            .auth_tokens_file
+            .as_deref()
+            .map(Auth::load)
+            .transpose()?;
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
@@ -64,7 +85,14 @@ impl App {
             metrics_listener,
             metrics_addr,
             hub,
+            tls,
+            auth,
         })
+    }
+
+    /// The token table, when auth is on (tests reload it directly).
+    pub fn auth(&self) -> Option<Auth> {
+        self.auth.clone()
     }
 
     /// Address of the Prometheus `/metrics` endpoint.
@@ -93,7 +121,14 @@ impl App {
             metrics_listener,
             metrics_addr,
             hub,
+            tls,
+            auth,
         } = self;
+        let reloader = auth
+            .clone()
+            .map(auth::reload_on_sighup)
+            .transpose()
+            .map_err(AppError::Signal)?;
         let exporter = messenger_proto::metrics::install(&metrics::buckets());
         let metrics = Arc::new(Metrics::new());
         let stop_metrics = CancellationToken::new();
@@ -122,19 +157,32 @@ impl App {
             config.trace_deliver_spans_max,
         ))
         .max_decoding_message_size(config.max_decoding_bytes());
+        // Admission counts a call as in flight from its headers on, before its
+        // body is decoded, and sheds SendMessage past the limit; the token
+        // check runs before it, so a refused caller never takes a permit.
         let messenger = Admission::new(
             messenger,
             in_flight.clone(),
             config.max_concurrent_sends,
             metrics,
         );
+        let authenticator = auth.clone();
+        let messenger =
+            InterceptedService::new(messenger, move |mut request: tonic::Request<()>| {
+                auth::intercept(authenticator.as_ref(), &mut request)?;
+                Ok(request)
+            });
         let stop_accepting = CancellationToken::new();
         let incoming = TcpIncoming::from(listener)
             .with_nodelay(Some(true))
             .with_keepalive(Some(config.keepalive_interval()));
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(config.keepalive_interval()))
-            .http2_keepalive_timeout(Some(config.keepalive_timeout()))
+            .http2_keepalive_timeout(Some(config.keepalive_timeout()));
+        if let Some(tls) = tls.clone() {
+            builder = builder.tls_config(tls)?;
+        }
+        let server = builder
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
             .add_service(reflection_builder().build_v1alpha()?)
@@ -153,6 +201,9 @@ impl App {
             keepalive_interval_ms = config.keepalive_interval_ms,
             keepalive_timeout_ms = config.keepalive_timeout_ms,
             shutdown_grace_secs = config.shutdown_grace_secs,
+            tls = tls.is_some(),
+            mtls = tls.is_some() && config.tls_client_ca.is_some(),
+            auth_tokens = auth.as_ref().map(Auth::tokens),
             "messenger-server listening"
         );
 
@@ -179,6 +230,9 @@ impl App {
             }
         }
         stop_metrics.cancel();
+        if let Some(reloader) = reloader {
+            reloader.abort();
+        }
         tracing::info!("messenger-server stopped");
         Ok(())
     }

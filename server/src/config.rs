@@ -6,6 +6,7 @@ use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub const ENV_HOST: &str = "MESSENGER_SERVER_HOST";
@@ -20,6 +21,10 @@ pub const ENV_MAX_SUBSCRIBERS: &str = "MESSENGER_MAX_SUBSCRIBERS";
 pub const ENV_MAX_CONCURRENT_SENDS: &str = "MESSENGER_MAX_CONCURRENT_SENDS";
 pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
 pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
+pub const ENV_TLS_CERT: &str = "MESSENGER_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "MESSENGER_TLS_KEY";
+pub const ENV_TLS_CLIENT_CA: &str = "MESSENGER_TLS_CLIENT_CA";
+pub const ENV_AUTH_TOKENS_FILE: &str = "MESSENGER_AUTH_TOKENS_FILE";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -112,6 +117,23 @@ pub struct Config {
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Server certificate chain (PEM); with --tls-key, serves gRPC over TLS only.
+    #[arg(long, env = ENV_TLS_CERT)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = ENV_TLS_KEY)]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA bundle (PEM) for client certificates; when set, clients must present one (mTLS).
+    #[arg(long, env = ENV_TLS_CLIENT_CA)]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// File of `token author` lines; when set, both RPCs need `authorization: Bearer <token>`.
+    /// Reloaded on SIGHUP.
+    #[arg(long, env = ENV_AUTH_TOKENS_FILE)]
+    pub auth_tokens_file: Option<PathBuf>,
+
     /// Without a subcommand, the server runs.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -141,6 +163,10 @@ impl Default for Config {
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             log_format: LogFormat::Text,
             command: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            auth_tokens_file: None,
         }
     }
 }
@@ -161,6 +187,18 @@ impl Config {
     /// gRPC decoding limit for one request message.
     pub fn max_decoding_bytes(&self) -> usize {
         self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES
+    }
+}
+
+impl Config {
+    /// Reads the TLS and token files once, so that a missing half of a pair or
+    /// a bad file is a usage error at start-up (exit 2), naming the file.
+    pub fn check_files(&self) -> Result<(), String> {
+        crate::tls::check(self).map_err(|e| e.to_string())?;
+        if let Some(path) = &self.auth_tokens_file {
+            crate::auth::TokenTable::load(path).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 

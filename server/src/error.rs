@@ -24,6 +24,10 @@ pub enum ServiceError {
          retry later or raise the limit"
     )]
     TooManySubscribers { max: usize, env: &'static str },
+    #[error("this bearer token may not post as the given author; post as the token's own author")]
+    NotTokenAuthor,
+    #[error("the bearer token was revoked")]
+    TokenRevoked,
 }
 
 impl From<ShuttingDown> for ServiceError {
@@ -62,6 +66,9 @@ impl From<ServiceError> for Status {
                 Status::resource_exhausted(msg)
             }
             ServiceError::ShuttingDown => Status::unavailable(msg),
+            ServiceError::NotTokenAuthor | ServiceError::TokenRevoked => {
+                Status::permission_denied(msg)
+            }
         }
     }
 }

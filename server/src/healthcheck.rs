@@ -6,19 +6,29 @@
 //! timed out, `NOT_SERVING` during shutdown, unknown service). The whole probe
 //! is bounded by [`TIMEOUT`]. The channel is built in one place,
 //! [`endpoint`], so transport security is added there and nowhere else.
+//!
+//! When the server serves TLS (`MESSENGER_TLS_CERT` is set) the probe speaks
+//! TLS too, as a client would: it verifies the certificate for the name
+//! [`TLS_NAME`] against `MESSENGER_SERVER_CA` (the webpki roots without it)
+//! and, for mTLS, presents `MESSENGER_CLIENT_CERT`/`MESSENGER_CLIENT_KEY`:
+//! the same variables the messenger client reads.
 
 use crate::config::Config;
 use messenger_proto::SERVICE_NAME;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
-use tonic::transport::Endpoint;
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 /// Upper bound of the whole probe: connect, call, answer.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The name the probe checks the server certificate for (`make certs` puts it
+/// in the server certificate's SANs).
+pub const TLS_NAME: &str = "localhost";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealthcheckError {
@@ -32,13 +42,22 @@ pub enum HealthcheckError {
     NotServing(ServingStatus),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error(transparent)]
+    Tls(#[from] messenger_proto::tls::TlsError),
 }
 
 /// Runs the probe against the configured port and maps the outcome to the
 /// exit code, printing one line.
 pub async fn run(config: &Config) -> ExitCode {
     let addr = probe_addr(config);
-    match check(addr, TIMEOUT).await {
+    let tls = match probe_tls(config) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("{SERVICE_NAME} at {addr}: unhealthy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match check(addr, tls, TIMEOUT).await {
         Ok(()) => {
             println!("{SERVICE_NAME} at {addr}: SERVING");
             ExitCode::SUCCESS
@@ -60,18 +79,45 @@ pub fn probe_addr(config: &Config) -> SocketAddr {
     SocketAddr::new(host, config.port)
 }
 
+/// The probe's TLS config: `None` when the server speaks plaintext; else the
+/// client TLS variables of this process, checked for [`TLS_NAME`].
+pub fn probe_tls(config: &Config) -> Result<Option<ClientTlsConfig>, HealthcheckError> {
+    if config.tls_cert.is_none() {
+        return Ok(None);
+    }
+    let tls = messenger_proto::tls::ClientTlsFiles::from_env()
+        .load()?
+        .unwrap_or_else(|| ClientTlsConfig::new().with_webpki_roots());
+    Ok(Some(tls.domain_name(TLS_NAME)))
+}
+
 /// The one place the probe's channel is configured.
-pub fn endpoint(addr: SocketAddr, timeout: Duration) -> Result<Endpoint, HealthcheckError> {
-    let uri = format!("http://{addr}");
-    Endpoint::from_shared(uri.clone())
+pub fn endpoint(
+    addr: SocketAddr,
+    tls: Option<ClientTlsConfig>,
+    timeout: Duration,
+) -> Result<Endpoint, HealthcheckError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let uri = format!("{scheme}://{addr}");
+    let endpoint = Endpoint::from_shared(uri.clone())
         .map(|e| e.connect_timeout(timeout).timeout(timeout))
-        .map_err(|e| HealthcheckError::Address(uri, e))
+        .map_err(|e| HealthcheckError::Address(uri.clone(), e))?;
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls)
+            .map_err(|e| HealthcheckError::Address(uri, e)),
+        None => Ok(endpoint),
+    }
 }
 
 /// `Ok` when the messenger service reports `SERVING` within `timeout`.
-pub async fn check(addr: SocketAddr, timeout: Duration) -> Result<(), HealthcheckError> {
+pub async fn check(
+    addr: SocketAddr,
+    tls: Option<ClientTlsConfig>,
+    timeout: Duration,
+) -> Result<(), HealthcheckError> {
     let probe = async {
-        let endpoint = endpoint(addr, timeout)?;
+        let endpoint = endpoint(addr, tls, timeout)?;
         let channel = endpoint
             .connect()
             .await

@@ -8,16 +8,21 @@
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
 //! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
 //! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
+//! - [`tls`]: the gRPC port's TLS identity and optional client CA (mTLS).
+//! - [`auth`]: bearer-token auth of the messenger service: token table,
+//!   constant-time lookup, SIGHUP reload.
 //! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
 
 pub mod admission;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod healthcheck;
 pub mod hub;
 pub mod metrics;
 pub mod service;
+pub mod tls;
 pub mod trace;
 
 pub use app::{App, AppError};

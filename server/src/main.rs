@@ -1,4 +1,6 @@
-use messenger_proto::cli::{exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal};
+use messenger_proto::cli::{
+    exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal, usage_exit,
+};
 use messenger_proto::telemetry;
 use messenger_server::config::Command;
 use messenger_server::{App, AppError, Config, healthcheck};
@@ -7,6 +9,9 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
+    if let Err(e) = config.check_files() {
+        usage_exit(e);
+    }
     if config.command == Some(Command::Healthcheck) {
         return healthcheck::run(&config).await;
     }

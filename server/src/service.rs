@@ -2,6 +2,7 @@
 //! messages back to proto, with per-call metrics and spans. Validation lives
 //! here; ordering lives in the hub.
 
+use crate::auth::Principal;
 use crate::error::ServiceError;
 use crate::hub::{Hub, Message, Subscription};
 use crate::metrics::{DisconnectReason, Metrics};
@@ -81,8 +82,15 @@ impl MessengerService {
         }
     }
 
-    fn accept(&self, req: SendMessageRequest) -> Result<TimeResponse, ServiceError> {
+    fn accept(
+        &self,
+        req: SendMessageRequest,
+        principal: Option<Principal>,
+    ) -> Result<TimeResponse, ServiceError> {
         self.limits.check(&req)?;
+        if principal.is_some_and(|p| !p.may_post_as(&req.author)) {
+            return Err(ServiceError::NotTokenAuthor);
+        }
         let trace = FanoutTrace::start(self.deliver_spans_max);
         let started = Instant::now();
         let published = self.hub.publish(req.author, req.text, trace.clone())?;
@@ -134,14 +142,19 @@ impl MessengerServer for MessengerService {
         // Put there by the app's interceptor before the body was decoded; held
         // until the reply, so shutdown waits for this call.
         let _in_flight = request.extensions_mut().remove::<TaskTrackerToken>();
+        // Put there by the same interceptor when token auth is on.
+        let principal = request.extensions_mut().remove::<Principal>();
         let rpc = &self.metrics.send;
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         let started = Instant::now();
         let span = send_span(&request);
-        let result = async { self.accept(request.into_inner()).map_err(Status::from) }
-            .instrument(span.clone())
-            .await;
+        let result = async {
+            self.accept(request.into_inner(), principal)
+                .map_err(Status::from)
+        }
+        .instrument(span.clone())
+        .await;
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
         record_status(&span, code);
         rpc.handled(code);
@@ -156,8 +169,9 @@ impl MessengerServer for MessengerService {
 
     async fn read_messages(
         &self,
-        request: Request<()>,
+        mut request: Request<()>,
     ) -> Result<Response<Self::ReadMessagesStream>, Status> {
+        let principal = request.extensions_mut().remove::<Principal>();
         let rpc = &self.metrics.read;
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
@@ -180,6 +194,7 @@ impl MessengerServer for MessengerService {
             capacity,
             metrics,
             wants_trace,
+            principal,
             started: Instant::now(),
             end: None,
         }))
@@ -194,6 +209,8 @@ pub struct MessageStream {
     metrics: Arc<Metrics>,
     /// The subscriber asked for `traceparent` on each message.
     wants_trace: bool,
+    /// With token auth: the subscriber's token, re-checked after each reload.
+    principal: Option<Principal>,
     started: Instant,
     /// Set once the stream has ended with a status.
     end: Option<Code>,
@@ -225,14 +242,16 @@ impl Stream for MessageStream {
         if self.end.is_some() {
             return Poll::Ready(None);
         }
-        match ready!(self.subscription.poll_recv(cx)) {
-            Ok(message) => Poll::Ready(Some(Ok(self.deliver(&message)))),
-            Err(disconnect) => {
-                let status = Status::from(ServiceError::from_disconnect(disconnect, self.capacity));
-                self.end = Some(status.code());
-                Poll::Ready(Some(Err(status)))
-            }
-        }
+        let received = ready!(self.subscription.poll_recv(cx));
+        let revoked = self.principal.as_mut().is_some_and(|p| !p.still_valid());
+        let error = match received {
+            _ if revoked => ServiceError::TokenRevoked,
+            Ok(message) => return Poll::Ready(Some(Ok(self.deliver(&message)))),
+            Err(disconnect) => ServiceError::from_disconnect(disconnect, self.capacity),
+        };
+        let status = Status::from(error);
+        self.end = Some(status.code());
+        Poll::Ready(Some(Err(status)))
     }
 }
 

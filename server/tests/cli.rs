@@ -84,3 +84,63 @@ fn sigterm_exits_zero() {
     let stopped = rx.iter().any(|l| l.contains("messenger-server stopped"));
     assert!(stopped, "shutdown was logged");
 }
+
+/// Runs the server with `env` (and a free port), expecting a usage error:
+/// exit 2 and one line of stderr, which is returned.
+fn usage_error(env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .env("MESSENGER_SERVER_HOST", "127.0.0.1")
+        .env("MESSENGER_SERVER_PORT", "0")
+        .env("MESSENGER_METRICS_PORT", "0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{env:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn tls_and_token_file_errors_exit_2_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("messenger-server-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    let missing = "/nonexistent/server.key";
+
+    let e = usage_error(&[("MESSENGER_TLS_CERT", not_pem)]);
+    assert!(e.contains("MESSENGER_TLS_KEY"), "{e}");
+    let e = usage_error(&[("MESSENGER_TLS_KEY", missing)]);
+    assert!(e.contains("MESSENGER_TLS_CERT"), "{e}");
+    let e = usage_error(&[("MESSENGER_TLS_CLIENT_CA", not_pem)]);
+    assert!(e.contains("MESSENGER_TLS_CERT"), "{e}");
+    let e = usage_error(&[
+        ("MESSENGER_TLS_CERT", not_pem),
+        ("MESSENGER_TLS_KEY", missing),
+    ]);
+    assert!(
+        e.contains(not_pem) && e.contains("no PEM certificate"),
+        "{e}"
+    );
+    let e = usage_error(&[("MESSENGER_AUTH_TOKENS_FILE", missing)]);
+    assert!(e.contains(missing), "{e}");
+    let e = usage_error(&[("MESSENGER_AUTH_TOKENS_FILE", not_pem)]);
+    assert!(e.contains("line 1") && !e.contains("hello"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn help_documents_the_security_variables() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in [
+        "MESSENGER_TLS_CERT",
+        "MESSENGER_TLS_KEY",
+        "MESSENGER_TLS_CLIENT_CA",
+        "MESSENGER_AUTH_TOKENS_FILE",
+    ] {
+        assert!(help.contains(var), "--help lacks {var}:\n{help}");
+    }
+}

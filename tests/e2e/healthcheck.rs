@@ -87,3 +87,46 @@ async fn client_healthcheck_is_0_when_ready_and_1_on_a_closed_port() {
     assert_eq!(client.proc.sigterm_and_wait().await, Some(0));
     assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
 }
+
+#[tokio::test]
+async fn server_healthcheck_speaks_mtls_to_a_tls_server() {
+    let pki = messenger_tests::certs::TestPki::generate();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let server = spawn_server(&[
+        ("MESSENGER_TLS_CERT", &path(&pki.server_cert)),
+        ("MESSENGER_TLS_KEY", &path(&pki.server_key)),
+        ("MESSENGER_TLS_CLIENT_CA", &path(&pki.ca)),
+    ])
+    .await;
+    let base = vec![
+        ("MESSENGER_SERVER_HOST", "127.0.0.1".to_owned()),
+        ("MESSENGER_SERVER_PORT", server.grpc_addr.port().to_string()),
+        ("MESSENGER_TLS_CERT", path(&pki.server_cert)),
+        ("MESSENGER_TLS_KEY", path(&pki.server_key)),
+        ("MESSENGER_TLS_CLIENT_CA", path(&pki.ca)),
+        ("MESSENGER_SERVER_CA", path(&pki.ca)),
+    ];
+    let with_identity = [
+        base.clone(),
+        vec![
+            ("MESSENGER_CLIENT_CERT", path(&pki.client_cert)),
+            ("MESSENGER_CLIENT_KEY", path(&pki.client_key)),
+        ],
+    ]
+    .concat();
+
+    let live = healthcheck("messenger-server", &with_identity).await;
+    assert_eq!(live.status.code(), Some(0), "{}", report(&live));
+
+    // No client certificate: the mTLS handshake fails, so the probe does too.
+    let anonymous = healthcheck("messenger-server", &base).await;
+    assert_eq!(anonymous.status.code(), Some(1), "{}", report(&anonymous));
+
+    // Trusting another CA: the server's certificate is refused.
+    let mut wrong_ca = with_identity.clone();
+    wrong_ca[5].1 = path(&pki.other_ca);
+    let refused = healthcheck("messenger-server", &wrong_ca).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", report(&refused));
+
+    assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
+}

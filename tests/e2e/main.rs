@@ -2,6 +2,7 @@
 //! 127.0.0.1:0, spoken to over real gRPC and HTTP. Helpers live in
 //! `messenger_tests` (tests/src/lib.rs).
 
+mod auth;
 mod churn;
 mod client;
 mod contract;
@@ -10,6 +11,8 @@ mod logs;
 mod metrics;
 mod ordering;
 mod overload;
+mod secrets;
 mod shutdown;
 mod slow;
+mod tls;
 mod traces;

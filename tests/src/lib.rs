@@ -5,6 +5,7 @@
 //! subscribed, a stream's response headers have arrived, or the hub's
 //! subscriber count has changed. Every wait is bounded by [`WAIT`].
 
+pub mod certs;
 pub mod otlp;
 pub mod procs;
 pub mod prom;
@@ -62,6 +63,8 @@ pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
+    /// The token table, when the config enables token auth.
+    pub auth: Option<messenger_server::auth::Auth>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), messenger_server::AppError>>,
 }
@@ -83,7 +86,7 @@ impl TestServer {
         let app = messenger_server::App::bind(config)
             .await
             .expect("server binds");
-        let (addr, hub) = (app.local_addr(), app.hub());
+        let (addr, hub, auth) = (app.local_addr(), app.hub(), app.auth());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -91,6 +94,7 @@ impl TestServer {
         Self {
             addr,
             hub,
+            auth,
             stop: Some(stop),
             task,
         }
@@ -141,6 +145,28 @@ pub async fn subscribe_at(addr: SocketAddr) -> Streaming<ServerMessageResponse> 
         .await
         .expect("subscribe")
         .into_inner()
+}
+
+/// A channel to `addr` over TLS with `files` (CA, optional client identity),
+/// connected; the error is the handshake's or the connection's.
+pub async fn tls_channel(
+    addr: SocketAddr,
+    files: &messenger_proto::tls::ClientTlsFiles,
+) -> Result<Channel, tonic::transport::Error> {
+    let tls = files.load().expect("test TLS files load");
+    let uri = format!("https://{addr}").parse().expect("valid URI");
+    let endpoint = messenger_proto::tls::endpoint(uri, tls).expect("TLS endpoint");
+    within("TLS connect", endpoint.connect()).await
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}").parse().expect("ASCII token");
+    request
+        .metadata_mut()
+        .insert(messenger_proto::AUTHORIZATION_METADATA, value);
+    request
 }
 
 /// Sends one message over gRPC and returns its sendTime string.

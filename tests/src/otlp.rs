@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -95,6 +96,7 @@ pub fn summarize(spans: &[FlatSpan]) -> String {
 
 struct Collector {
     spans: watch::Sender<Vec<FlatSpan>>,
+    raw: Arc<Mutex<String>>,
 }
 
 #[tonic::async_trait]
@@ -103,7 +105,9 @@ impl TraceService for Collector {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let flat = flatten(request.into_inner());
+        let request = request.into_inner();
+        let _ = writeln!(lock(&self.raw), "{request:?}");
+        let flat = flatten(request);
         self.spans.send_modify(|all| all.extend(flat));
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -115,6 +119,7 @@ impl TraceService for Collector {
 pub struct OtlpReceiver {
     addr: SocketAddr,
     spans: watch::Receiver<Vec<FlatSpan>>,
+    raw: Arc<Mutex<String>>,
     task: JoinHandle<()>,
 }
 
@@ -124,7 +129,11 @@ impl OtlpReceiver {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP");
         let addr = listener.local_addr().expect("local addr");
         let (tx, spans) = watch::channel(Vec::new());
-        let service = TraceServiceServer::new(Collector { spans: tx });
+        let raw = Arc::default();
+        let service = TraceServiceServer::new(Collector {
+            spans: tx,
+            raw: Arc::clone(&raw),
+        });
         let task = tokio::spawn(async move {
             Server::builder()
                 .add_service(service)
@@ -132,7 +141,18 @@ impl OtlpReceiver {
                 .await
                 .expect("OTLP receiver serves");
         });
-        Self { addr, spans, task }
+        Self {
+            addr,
+            spans,
+            raw,
+            task,
+        }
+    }
+
+    /// Every export request received so far, debug-printed in full (span
+    /// events and all attributes included), for scanning.
+    pub fn raw_exports(&self) -> String {
+        lock(&self.raw).clone()
     }
 
     /// The value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -224,6 +244,11 @@ fn attr(value: Option<AnyValue>) -> Attr {
         Some(any_value::Value::BoolValue(b)) => Attr::Bool(b),
         other => Attr::Other(format!("{other:?}")),
     }
+}
+
+fn lock(raw: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    raw.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A W3C trace context to send in a `traceparent` header, as an upstream

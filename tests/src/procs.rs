@@ -190,6 +190,11 @@ impl Proc {
         out.exit.expect("finished").code()
     }
 
+    /// Sends SIGHUP (the server reloads its tokens file).
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
     /// Sends SIGKILL and waits (bounded) until the process is reaped.
     pub async fn kill9_and_wait(&self) {
         self.signal(libc::SIGKILL);

@@ -1,0 +1,274 @@
+//! TLS material from PEM files, and the client side of TLS, shared by every
+//! gRPC caller (the HTTP client, tests, bench, a health-check command).
+//!
+//! Owns: reading and validating PEM certificates and keys (each error names
+//! the file and the variable it came from), and turning a server address plus
+//! optional CA / client certificate / key into a `tonic` [`Endpoint`].
+//!
+//! Invariants:
+//! - A file that is unreadable, holds no PEM item of the expected kind, or
+//!   holds malformed PEM is an error here, not a silent empty trust store.
+//! - TLS is used exactly when a TLS file is given or the address is
+//!   `https://`; `https://` without a CA file trusts the webpki roots.
+//!   An explicit `http://` address together with TLS files is an error, never
+//!   a silent downgrade to plaintext.
+//! - Nothing here logs, and no key material appears in an error message.
+
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Uri};
+
+/// CA bundle (PEM) the client trusts for the server's certificate.
+pub const ENV_SERVER_CA: &str = "MESSENGER_SERVER_CA";
+/// Client certificate chain (PEM) presented to a server that asks (mTLS).
+pub const ENV_CLIENT_CERT: &str = "MESSENGER_CLIENT_CERT";
+/// Private key (PEM) of [`ENV_CLIENT_CERT`].
+pub const ENV_CLIENT_KEY: &str = "MESSENGER_CLIENT_KEY";
+
+/// Bound on one TLS handshake, client or server side.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {var} file {path}: {source}")]
+    Read {
+        var: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{var} file {path} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)")]
+    NoCertificate { var: &'static str, path: PathBuf },
+    #[error("{var} file {path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    NoKey { var: &'static str, path: PathBuf },
+    #[error("{var} file {path} is not valid PEM: {reason}")]
+    InvalidPem {
+        var: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{set} is set but {missing} is not; set both or neither")]
+    Incomplete {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error(
+        "the server address {addr} is plaintext http:// but TLS files are set; use https:// or host:port"
+    )]
+    PlaintextAddress { addr: String },
+    #[error("TLS configuration rejected: {0}")]
+    Config(#[from] tonic::transport::Error),
+}
+
+/// Reads a PEM file of one or more certificates (a CA bundle or a chain).
+pub fn read_certificates(var: &'static str, path: &Path) -> Result<Certificate, TlsError> {
+    let pem_bytes = read(var, path)?;
+    let mut found = false;
+    for item in CertificateDer::pem_slice_iter(&pem_bytes) {
+        item.map_err(|e| invalid(var, path, e))?;
+        found = true;
+    }
+    if !found {
+        return Err(TlsError::NoCertificate {
+            var,
+            path: path.to_owned(),
+        });
+    }
+    Ok(Certificate::from_pem(pem_bytes))
+}
+
+/// Reads a certificate chain and its private key.
+pub fn read_identity(
+    (cert_var, cert): (&'static str, &Path),
+    (key_var, key): (&'static str, &Path),
+) -> Result<Identity, TlsError> {
+    let chain = read_certificates(cert_var, cert)?;
+    let key_bytes = read(key_var, key)?;
+    match PrivateKeyDer::from_pem_slice(&key_bytes) {
+        Ok(_) => Ok(Identity::from_pem(chain, key_bytes)),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
+            var: key_var,
+            path: key.to_owned(),
+        }),
+        Err(e) => Err(invalid(key_var, key, e)),
+    }
+}
+
+/// Both or neither of a cert/key pair; names the variable that is missing.
+pub fn pair<'a>(
+    (cert_var, cert): (&'static str, Option<&'a Path>),
+    (key_var, key): (&'static str, Option<&'a Path>),
+) -> Result<Option<(&'a Path, &'a Path)>, TlsError> {
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(TlsError::Incomplete {
+            set: cert_var,
+            missing: key_var,
+        }),
+        (None, Some(_)) => Err(TlsError::Incomplete {
+            set: key_var,
+            missing: cert_var,
+        }),
+    }
+}
+
+/// The client's TLS files: [`ENV_SERVER_CA`], [`ENV_CLIENT_CERT`], [`ENV_CLIENT_KEY`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTlsFiles {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl ClientTlsFiles {
+    /// Reads the files named by the three variables in the process environment.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var_os(name).map(PathBuf::from);
+        Self {
+            ca: var(ENV_SERVER_CA),
+            cert: var(ENV_CLIENT_CERT),
+            key: var(ENV_CLIENT_KEY),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ca.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+
+    /// The TLS config these files describe, `None` when none is set. Without
+    /// a CA file the webpki roots are trusted.
+    pub fn load(&self) -> Result<Option<ClientTlsConfig>, TlsError> {
+        let identity = pair(
+            (ENV_CLIENT_CERT, self.cert.as_deref()),
+            (ENV_CLIENT_KEY, self.key.as_deref()),
+        )?;
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let mut config = ClientTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
+        config = match &self.ca {
+            Some(ca) => config.ca_certificate(read_certificates(ENV_SERVER_CA, ca)?),
+            None => config.with_webpki_roots(),
+        };
+        if let Some((cert, key)) = identity {
+            config = config.identity(read_identity(
+                (ENV_CLIENT_CERT, cert),
+                (ENV_CLIENT_KEY, key),
+            )?);
+        }
+        Ok(Some(config))
+    }
+}
+
+/// An endpoint for `uri` (scheme `http` or `https`): TLS with `tls` when
+/// given (a `http` scheme that came from a bare `host:port` must already be
+/// rewritten by the caller, see [`with_https`]), TLS with the webpki roots
+/// for `https` without `tls`, plaintext otherwise.
+pub fn endpoint(uri: Uri, tls: Option<ClientTlsConfig>) -> Result<Endpoint, TlsError> {
+    let https = uri.scheme_str() == Some("https");
+    if tls.is_some() && !https {
+        return Err(TlsError::PlaintextAddress {
+            addr: uri.to_string(),
+        });
+    }
+    let endpoint = Endpoint::from(uri);
+    match (tls, https) {
+        (Some(tls), _) => Ok(endpoint.tls_config(tls)?),
+        (None, true) => Ok(endpoint.tls_config(
+            ClientTlsConfig::new()
+                .timeout(HANDSHAKE_TIMEOUT)
+                .with_webpki_roots(),
+        )?),
+        (None, false) => Ok(endpoint),
+    }
+}
+
+/// `uri` with its scheme replaced by `https`.
+pub fn with_https(uri: &Uri) -> Uri {
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTPS);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        var,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid(var: &'static str, path: &Path, e: pem::Error) -> TlsError {
+    TlsError::InvalidPem {
+        var,
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_file(name: &str, contents: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("messenger-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn errors_name_the_file_and_variable() {
+        let missing = Path::new("/nonexistent/ca.pem");
+        let e = read_certificates(ENV_SERVER_CA, missing).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, TlsError::Read { .. }), "{msg}");
+        assert!(
+            msg.contains(ENV_SERVER_CA) && msg.contains("/nonexistent/ca.pem"),
+            "{msg}"
+        );
+
+        let empty = temp_file("empty.pem", "not pem at all\n");
+        let e = read_certificates(ENV_SERVER_CA, &empty).unwrap_err();
+        assert!(matches!(e, TlsError::NoCertificate { .. }), "{e}");
+
+        let broken = temp_file(
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        );
+        let e = read_certificates(ENV_SERVER_CA, &broken).unwrap_err();
+        assert!(matches!(e, TlsError::InvalidPem { .. }), "{e}");
+    }
+
+    #[test]
+    fn half_a_pair_is_an_error() {
+        let p = Path::new("x");
+        assert!(pair(("C", None), ("K", None)).unwrap().is_none());
+        assert!(pair(("C", Some(p)), ("K", Some(p))).unwrap().is_some());
+        let e = pair(("C", Some(p)), ("K", None)).unwrap_err().to_string();
+        assert_eq!(e, "C is set but K is not; set both or neither");
+        let e = pair(("C", None), ("K", Some(p))).unwrap_err().to_string();
+        assert_eq!(e, "K is set but C is not; set both or neither");
+    }
+
+    #[test]
+    fn plaintext_endpoint_unless_tls_or_https() {
+        let none = ClientTlsFiles::default();
+        assert!(none.load().unwrap().is_none());
+        let plain: Uri = "http://127.0.0.1:1".parse().unwrap();
+        assert!(endpoint(plain.clone(), None).is_ok());
+        let tls = ClientTlsConfig::new();
+        assert!(matches!(
+            endpoint(plain.clone(), Some(tls.clone())),
+            Err(TlsError::PlaintextAddress { .. })
+        ));
+        assert_eq!(with_https(&plain).to_string(), "https://127.0.0.1:1/");
+        assert!(endpoint(with_https(&plain), Some(tls)).is_ok());
+    }
+}

@@ -1,0 +1,214 @@
+//! Unit tests of the token table: file format, statuses, reload, and the
+//! length-independent shape of the lookup.
+
+use super::*;
+use std::cell::Cell;
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+thread_local! {
+    static COMPARISONS: Cell<usize> = const { Cell::new(0) };
+}
+
+pub(super) fn count_comparison() {
+    COMPARISONS.with(|c| c.set(c.get() + 1));
+}
+
+/// Digest comparisons made by `f` on this thread.
+fn comparisons<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    COMPARISONS.with(|c| c.set(0));
+    let out = f();
+    (out, COMPARISONS.with(Cell::get))
+}
+
+const FILE: &str = "\
+# comment, then a blank line
+
+tok-alice alice
+  tok-bob\t Bob the Builder  \n\
+tok-carol carol
+";
+
+fn metadata(value: Option<&str>) -> MetadataMap {
+    let mut m = MetadataMap::new();
+    if let Some(v) = value {
+        m.insert(AUTHORIZATION, MetadataValue::try_from(v).unwrap());
+    }
+    m
+}
+
+fn temp_tokens(contents: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "messenger-auth-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
+}
+
+#[test]
+fn parses_authors_with_spaces_comments_and_blank_lines() {
+    let table = TokenTable::parse(FILE).unwrap();
+    assert_eq!(table.len(), 3);
+    assert_eq!(table.author(b"tok-alice").as_deref(), Some("alice"));
+    assert_eq!(table.author(b"tok-bob").as_deref(), Some("Bob the Builder"));
+    assert_eq!(table.author(b"tok-carol").as_deref(), Some("carol"));
+    assert_eq!(table.author(b"tok-dave"), None);
+    assert_eq!(table.author(b""), None);
+}
+
+#[test]
+fn syntax_errors_give_the_line_but_not_its_text() {
+    assert_eq!(TokenTable::parse("a b\nlonely\n").err().unwrap().0, 2);
+    assert_eq!(TokenTable::parse("a b\na c\n").err().unwrap().0, 2);
+    assert_eq!(TokenTable::parse("tökén x\n").err().unwrap().0, 1);
+    let path = temp_tokens("# x\nsecret-token-without-author\n");
+    let e = TokenTable::load(&path).err().unwrap().to_string();
+    assert!(
+        e.contains("line 2") && e.contains(ENV_AUTH_TOKENS_FILE),
+        "{e}"
+    );
+    assert!(!e.contains("secret-token"), "{e}");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn statuses_for_missing_malformed_and_wrong_tokens() {
+    let path = temp_tokens(FILE);
+    let auth = Auth::load(&path).unwrap();
+    let code = |v| {
+        auth.authenticate(&metadata(v))
+            .map(|_| ())
+            .unwrap_err()
+            .code()
+    };
+    assert_eq!(code(None), Code::Unauthenticated);
+    assert_eq!(code(Some("Basic dG9rLWFsaWNl")), Code::Unauthenticated);
+    assert_eq!(code(Some("Bearer ")), Code::Unauthenticated);
+    assert_eq!(code(Some("tok-alice")), Code::Unauthenticated);
+    assert_eq!(code(Some("Bearer tok-alicf")), Code::PermissionDenied);
+    assert_eq!(
+        code(Some("Bearer tok-alice-and-more")),
+        Code::PermissionDenied
+    );
+    let message = auth
+        .authenticate(&metadata(Some("Bearer tok-alicf")))
+        .unwrap_err()
+        .message()
+        .to_owned();
+    assert!(!message.contains("tok-"), "{message}");
+
+    let alice = auth
+        .authenticate(&metadata(Some("Bearer tok-alice")))
+        .unwrap();
+    assert!(alice.may_post_as("alice"));
+    assert!(!alice.may_post_as("carol"));
+    assert!(!alice.may_post_as("alice "));
+    let bob = auth
+        .authenticate(&metadata(Some("bearer tok-bob")))
+        .unwrap();
+    assert!(bob.may_post_as("Bob the Builder"));
+    assert!(!format!("{bob:?}").contains("tok-bob"));
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn reload_revokes_and_a_failed_reload_keeps_the_table() {
+    let path = temp_tokens(FILE);
+    let auth = Auth::load(&path).unwrap();
+    let mut alice = auth
+        .authenticate(&metadata(Some("Bearer tok-alice")))
+        .unwrap();
+    let mut carol = auth
+        .authenticate(&metadata(Some("Bearer tok-carol")))
+        .unwrap();
+
+    std::fs::write(&path, "tok-carol carol\ntok-new dave\n").unwrap();
+    assert_eq!(auth.reload().unwrap(), 2);
+    assert!(!alice.still_valid());
+    assert!(carol.still_valid());
+    let denied = auth.authenticate(&metadata(Some("Bearer tok-alice")));
+    assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);
+    assert!(auth.authenticate(&metadata(Some("Bearer tok-new"))).is_ok());
+
+    std::fs::write(&path, "broken\n").unwrap();
+    assert!(auth.reload().is_err());
+    assert_eq!(auth.tokens(), 2);
+    assert!(auth.authenticate(&metadata(Some("Bearer tok-new"))).is_ok());
+    std::fs::remove_file(path).unwrap();
+}
+
+/// The timing property, shown by structure: whatever the presented token's
+/// length or how early it matches, the lookup hashes it to 32 bytes and makes
+/// exactly one 32-byte constant-time comparison per entry, with no early exit.
+#[test]
+fn lookup_path_is_independent_of_token_length_and_position() {
+    let lines: String = (0..16)
+        .map(|i| format!("token-{i:02} author{i}\n"))
+        .collect();
+    let table = TokenTable::parse(&lines).unwrap();
+    assert_eq!(digest(b"x").len(), 32);
+    assert_eq!(digest(&[b'x'; 10_000]).len(), 32);
+    let cases: [(&[u8], bool); 6] = [
+        (b"token-00", true),    // first entry
+        (b"token-15", true),    // last entry
+        (b"token-99", false),   // wrong token, right length
+        (b"t", false),          // wrong length, shorter
+        (&[b'x'; 4096], false), // wrong length, much longer
+        (b"", false),
+    ];
+    for (token, known) in cases {
+        let (author, n) = comparisons(|| table.author(token));
+        assert_eq!(
+            author.is_some(),
+            known,
+            "{:?}",
+            String::from_utf8_lossy(token)
+        );
+        assert_eq!(
+            n,
+            table.len(),
+            "comparisons for a {}-byte token",
+            token.len()
+        );
+    }
+}
+
+/// Reports (does not assert) median lookup times for a wrong token of the
+/// right and of the wrong length. Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "timing report, not a check"]
+fn report_lookup_timing() {
+    let lines: String = (0..64).map(|i| format!("token-{i:026} a{i}\n")).collect();
+    let table = TokenTable::parse(&lines).unwrap();
+    let median = |token: &[u8]| {
+        let mut samples: Vec<u128> = (0..20_001)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                std::hint::black_box(table.author(std::hint::black_box(token)));
+                started.elapsed().as_nanos()
+            })
+            .collect();
+        samples.sort_unstable();
+        samples[samples.len() / 2]
+    };
+    let right_length = format!("token-{:026}", 999);
+    eprintln!(
+        "median lookup, wrong token of the right length: {} ns",
+        median(right_length.as_bytes())
+    );
+    eprintln!(
+        "median lookup, wrong token of length 3:         {} ns",
+        median(b"abc")
+    );
+    eprintln!(
+        "median lookup, the first entry's token:         {} ns",
+        median(b"token-00000000000000000000000000")
+    );
+}
