@@ -279,6 +279,23 @@ pub(crate) async fn slow_subscriber(
     out
 }
 
+/// The slow subscriber's stream window stays 64 KiB, so it stalls after
+/// about 400 messages; its connection window is larger because h2 (0.4.20+)
+/// budgets unread small DATA frames by half the connection window, and a
+/// receiver holding more than that many small frames unread sends GOAWAY
+/// ENHANCE_YOUR_CALM itself: the stream would die quietly instead of being
+/// cut off as slow by the server.
+const SLOW_CONNECTION_WINDOW: u32 = 4 << 20;
+
+/// Bound of one step of a slow round (a scrape, a connect, a subscribe).
+const STEP_LIMIT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(STEP_LIMIT, f)
+        .await
+        .map_err(|_| format!("{what}: no answer within {STEP_LIMIT:?}"))
+}
+
 const SLOW_SERIES: &str = "messenger_subscriber_disconnects_total{reason=\"slow\"}";
 
 async fn slow_cycle(
@@ -287,17 +304,18 @@ async fn slow_cycle(
     stop: &CancellationToken,
     out: &mut SlowStats,
 ) -> Result<(), String> {
-    let before = metric(&scrape(metrics).await?, SLOW_SERIES).unwrap_or(0.0);
-    let channel = Endpoint::from_shared(format!("http://{server}"))
+    let before = metric(&bounded("scrape", scrape(metrics)).await??, SLOW_SERIES).unwrap_or(0.0);
+    let endpoint = Endpoint::from_shared(format!("http://{server}"))
         .map_err(|e| e.to_string())?
         .initial_stream_window_size(65_535)
-        .initial_connection_window_size(65_535)
-        .connect()
-        .await
+        .initial_connection_window_size(SLOW_CONNECTION_WINDOW)
+        .http2_adaptive_window(false);
+    let channel = bounded("slow subscriber connect", endpoint.connect())
+        .await?
         .map_err(|e| format!("slow subscriber connect: {e}"))?;
-    let mut stream = MessengerServerClient::new(channel)
-        .read_messages(())
-        .await
+    let mut client = MessengerServerClient::new(channel);
+    let mut stream = bounded("slow subscriber ReadMessages", client.read_messages(()))
+        .await?
         .map_err(|s| format!("slow subscriber refused: {s}"))?
         .into_inner();
     let deadline = Instant::now() + SLOW_DISCONNECT_LIMIT;
@@ -306,7 +324,8 @@ async fn slow_cycle(
             () = stop.cancelled() => return Ok(()),
             () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
-        if metric(&scrape(metrics).await?, SLOW_SERIES).unwrap_or(0.0) > before {
+        if metric(&bounded("scrape", scrape(metrics)).await??, SLOW_SERIES).unwrap_or(0.0) > before
+        {
             break;
         }
         if Instant::now() > deadline {
