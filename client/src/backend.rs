@@ -317,7 +317,7 @@ async fn run_subscriber(sub: Subscriber) {
                 failures = failures.saturating_add(1);
                 let changed = failures == 1 || status.code() != last_failure;
                 last_failure = status.code();
-                let auth = matches!(last_failure, Code::Unauthenticated | Code::PermissionDenied);
+                let auth = is_credentials_refusal(last_failure);
                 refused.send_replace(auth.then(|| (last_failure, status.message().to_owned())));
                 log_subscribe_failure(&backend, &status, failures, changed);
             }
@@ -330,12 +330,16 @@ async fn run_subscriber(sub: Subscriber) {
     }
 }
 
+/// The server refused this client's token (or its lack of one).
+fn is_credentials_refusal(code: Code) -> bool {
+    matches!(code, Code::Unauthenticated | Code::PermissionDenied)
+}
+
 /// Logs a refused subscribe: loudly when its status code is new, at debug
 /// level while it repeats.
 fn log_subscribe_failure(backend: &Backend, status: &Status, failures: u32, changed: bool) {
     let code = status.code();
-    let auth = matches!(code, Code::Unauthenticated | Code::PermissionDenied);
-    match (changed, auth) {
+    match (changed, is_credentials_refusal(code)) {
         (true, true) => tracing::error!(
             server = backend.addr(),
             ?code,

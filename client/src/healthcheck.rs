@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,12 +33,7 @@ pub fn run(config: &Config) -> ExitCode {
 
 /// The HTTP listen address, with a wildcard host replaced by loopback.
 pub fn probe_addr(config: &Config) -> SocketAddr {
-    let host = match config.http_host {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(host, config.http_port)
+    messenger_proto::cli::local_probe_addr(config.http_host, config.http_port)
 }
 
 /// `Ok` when `GET /readyz` answers 200; the error says what came back instead.

@@ -1,7 +1,8 @@
 //! Process plumbing shared by both binaries: config parsing with a usage exit,
-//! and the shutdown signal.
+//! the shutdown signal, and where a local health probe finds a listener.
 
 use clap::Parser;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
 /// Exit code for an invalid configuration (`EX_USAGE`-style, as clap uses).
@@ -75,4 +76,15 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
             () = recv(&mut terminate) => tracing::info!(signal = "SIGTERM", "shutdown requested"),
         }
     }
+}
+
+/// Where a probe on this host reaches a listener bound to `host:port`: a
+/// wildcard host (`0.0.0.0`, `::`) becomes the loopback address of its family.
+pub fn local_probe_addr(host: IpAddr, port: u16) -> SocketAddr {
+    let host = match host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(host, port)
 }

@@ -188,9 +188,7 @@ impl Config {
     pub fn max_decoding_bytes(&self) -> usize {
         self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES
     }
-}
 
-impl Config {
     /// Reads the TLS and token files once, so that a missing half of a pair or
     /// a bad file is a usage error at start-up (exit 2), naming the file.
     pub fn check_files(&self) -> Result<(), String> {

@@ -20,10 +20,11 @@ pub enum ServiceError {
     #[error("server shutting down")]
     ShuttingDown,
     #[error(
-        "the server already has its maximum of {max} subscribers ({env}); \
-         retry later or raise the limit"
+        "the server already has its maximum of {max} subscribers ({}); \
+         retry later or raise the limit",
+        crate::config::ENV_MAX_SUBSCRIBERS
     )]
-    TooManySubscribers { max: usize, env: &'static str },
+    TooManySubscribers { max: usize },
     #[error("this bearer token may not post as the given author; post as the token's own author")]
     NotTokenAuthor,
     #[error("the bearer token was revoked")]
@@ -40,10 +41,7 @@ impl From<SubscribeError> for ServiceError {
     fn from(e: SubscribeError) -> Self {
         match e {
             SubscribeError::ShuttingDown(_) => Self::ShuttingDown,
-            SubscribeError::Full { max } => Self::TooManySubscribers {
-                max,
-                env: crate::config::ENV_MAX_SUBSCRIBERS,
-            },
+            SubscribeError::Full { max } => Self::TooManySubscribers { max },
         }
     }
 }

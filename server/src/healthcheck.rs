@@ -15,7 +15,7 @@
 
 use crate::config::Config;
 use messenger_proto::SERVICE_NAME;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use tonic::transport::{ClientTlsConfig, Endpoint};
@@ -71,12 +71,7 @@ pub async fn run(config: &Config) -> ExitCode {
 
 /// The listen address, with a wildcard host replaced by loopback.
 pub fn probe_addr(config: &Config) -> SocketAddr {
-    let host = match config.host {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(host, config.port)
+    messenger_proto::cli::local_probe_addr(config.host, config.port)
 }
 
 /// The probe's TLS config: `None` when the server speaks plaintext; else the
