@@ -209,19 +209,7 @@ impl Proc {
         self.pid
     }
 
-    /// Resident set size in bytes, from `/proc/<pid>/status` (VmRSS).
-    pub fn rss_bytes(&self) -> u64 {
-        rss_of(self.pid).unwrap_or_else(|| panic!("{}: no VmRSS in /proc", self.name))
-    }
-
-    /// Open file descriptors, from `/proc/<pid>/fd`.
-    pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .unwrap_or_else(|e| panic!("{}: read /proc fd: {e}", self.name))
-            .count()
-    }
-
-    pub fn signal(&self, signal: libc::c_int) {
+    fn signal(&self, signal: libc::c_int) {
         if self.output.borrow().exit.is_none() {
             // SAFETY: kill(2) has no memory effects; the pid is our own child,
             // not yet reaped (its exit is not recorded), so it was not reused.

@@ -187,6 +187,15 @@ pub(crate) struct ChurnStats {
     pub(crate) first_error: Option<String>,
 }
 
+/// After a failed attempt: a short wait (ended early by `stop`), so a refused
+/// connection is not retried in a hot loop.
+async fn pause(stop: &CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(Duration::from_millis(10)) => {}
+    }
+}
+
 /// Streams of 100..1600 ms, each on a fresh connection, until `stop`.
 pub(crate) async fn churner(
     server: SocketAddr,
@@ -206,6 +215,7 @@ pub(crate) async fn churner(
             Err(e) => {
                 out.errors += 1;
                 out.first_error.get_or_insert(e);
+                pause(&stop).await;
                 continue;
             }
         };
@@ -215,6 +225,7 @@ pub(crate) async fn churner(
             Err(s) => {
                 out.errors += 1;
                 out.first_error.get_or_insert(s.to_string());
+                pause(&stop).await;
                 continue;
             }
         };

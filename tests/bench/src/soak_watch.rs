@@ -2,10 +2,11 @@
 //! file descriptors (`/proc/PID/fd`) sampled every second.
 //!
 //! "Flat" is judged after warm-up (the first quarter of the run), comparing
-//! the mean of the first five samples after warm-up with the mean of the last
-//! five: RSS may grow by at most [`RSS_GROWTH_RATIO`] plus [`RSS_GROWTH_SLACK`]
-//! (allocator retention, histogram growth), fds by at most [`FD_GROWTH`]
-//! (connections being churned at the moment of a sample). The least-squares
+//! the first five samples after warm-up with the last five: the mean RSS may
+//! grow by at most [`RSS_GROWTH_RATIO`] plus [`RSS_GROWTH_SLACK`] (allocator
+//! retention, histogram growth); the fewest fds at the end may exceed the most
+//! in the first window by at most [`FD_GROWTH`] (connections being churned at
+//! the moment of a sample). The least-squares
 //! slope after warm-up is reported too.
 
 use crate::procfs::rss_bytes;

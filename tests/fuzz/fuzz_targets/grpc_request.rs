@@ -11,13 +11,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};
-use messenger_server::config::{DEFAULT_MAX_AUTHOR_BYTES, DEFAULT_MAX_TEXT_BYTES};
 use messenger_server::service::Limits;
 use prost::Message;
 
+/// Limits well inside libFuzzer's default 4096-byte inputs, so that both the
+/// "text too long" and the "author too long" branches are reached (the
+/// defaults, 64 KiB of text, never would be).
 const LIMITS: Limits = Limits {
-    max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
-    max_author_bytes: DEFAULT_MAX_AUTHOR_BYTES,
+    max_text_bytes: 1024,
+    max_author_bytes: 64,
 };
 
 fuzz_target!(|data: &[u8]| {
