@@ -31,7 +31,7 @@ pub enum AppError {
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
     #[error(transparent)]
-    Tls(#[from] messenger_proto::tls::TlsError),
+    Tls(#[from] messenger_runtime::tls::TlsError),
     #[error("{0}")]
     Token(String),
 }
@@ -49,7 +49,7 @@ pub struct App {
 impl App {
     /// Subscribes (retrying with backoff until the server answers), then binds HTTP.
     pub async fn start(config: Config) -> Result<Self, AppError> {
-        let exporter = messenger_proto::metrics::install(&metrics::buckets());
+        let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();
         let tls = config.tls_files().load()?;
         let tls_on = tls.is_some() || config.server_addr.scheme_str() == Some("https");

@@ -17,9 +17,9 @@ use crate::buffer::{Buffer, BufferedMessage};
 use crate::metrics::{self, Metrics};
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};
-use messenger_proto::telemetry::{context_from_traceparent, inject_metadata};
 use messenger_proto::time::{format_rfc3339, from_timestamp, unix_nanos_now};
 use messenger_proto::{SERVICE_NAME, TRACE_CONTEXT_METADATA};
+use messenger_runtime::telemetry::{context_from_traceparent, inject_metadata};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,15 +80,15 @@ impl Backend {
         keepalive: Keepalive,
         tls: Option<ClientTlsConfig>,
         authorization: Option<AsciiMetadataValue>,
-    ) -> Result<Self, messenger_proto::tls::TlsError> {
+    ) -> Result<Self, messenger_runtime::tls::TlsError> {
         let addr = uri
             .authority()
             .map_or_else(|| uri.to_string(), ToString::to_string);
         let uri = match tls {
-            Some(_) => messenger_proto::tls::with_https(&uri),
+            Some(_) => messenger_runtime::tls::with_https(&uri),
             None => uri,
         };
-        let channel = messenger_proto::tls::endpoint(uri, tls)?
+        let channel = messenger_runtime::tls::endpoint(uri, tls)?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(keepalive.interval)

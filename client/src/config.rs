@@ -5,8 +5,8 @@
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use http::Uri;
-use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
-use messenger_proto::tls::{ClientTlsFiles, ENV_CLIENT_CERT, ENV_CLIENT_KEY, ENV_SERVER_CA};
+use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
+use messenger_runtime::tls::{ClientTlsFiles, ENV_CLIENT_CERT, ENV_CLIENT_KEY, ENV_SERVER_CA};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;

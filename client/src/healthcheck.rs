@@ -33,7 +33,7 @@ pub fn run(config: &Config) -> ExitCode {
 
 /// The HTTP listen address, with a wildcard host replaced by loopback.
 pub fn probe_addr(config: &Config) -> SocketAddr {
-    messenger_proto::cli::local_probe_addr(config.http_host, config.http_port)
+    messenger_runtime::cli::local_probe_addr(config.http_host, config.http_port)
 }
 
 /// `Ok` when `GET /readyz` answers 200; the error says what came back instead.

@@ -1,7 +1,7 @@
 use messenger_client::config::Command;
 use messenger_client::{App, AppError, Config, healthcheck};
-use messenger_proto::cli::{exit_code, parse_or_exit, shutdown_signal, usage_exit};
-use messenger_proto::telemetry;
+use messenger_runtime::cli::{exit_code, parse_or_exit, shutdown_signal, usage_exit};
+use messenger_runtime::telemetry;
 use std::process::ExitCode;
 
 #[tokio::main(flavor = "current_thread")]

@@ -9,7 +9,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use messenger_proto::telemetry::extract_http;
+use messenger_runtime::telemetry::extract_http;
 use opentelemetry::trace::FutureExt;
 use std::time::Instant;
 use tracing::Instrument;

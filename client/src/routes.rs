@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use messenger_proto::metrics::Exporter;
+use messenger_runtime::metrics::Exporter;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,21 +1,18 @@
-//! What the server and the client share.
+//! The `mes_grpc` wire crate: what travels between callers and the server,
+//! and nothing else (no telemetry, exporter, CLI or TLS; those live in
+//! `messenger-runtime`, `proto/runtime/`).
 //!
 //! - [`pb`]: generated code for the `mes_grpc` package (`messenger.proto`,
 //!   CONTRACT.md) and [`FILE_DESCRIPTOR_SET`] for reflection. The set includes
 //!   the imported well-known types, so grpcurl resolves every type without a
 //!   local `.proto`.
+//! - [`SERVICE_NAME`] and the request metadata keys of the opt-in extensions.
 //! - [`time`]: how a `sendTime` is built and rendered (9 fractional digits).
-//! - [`telemetry`]: log setup used by both binaries.
-//! - [`tls`]: PEM files to TLS identities and trust roots; the client side of
-//!   TLS (an endpoint from an address and optional CA / client cert / key).
-//! - [`cli`]: config parsing that fails with one line and exit code 2, and the
-//!   SIGINT/SIGTERM shutdown signal.
+//!
+//! Its normal dependency tree is tonic (no TLS), prost and chrono, so the
+//! bench and the fuzz targets, which need only these, build quickly.
 
-pub mod cli;
-pub mod metrics;
-pub mod telemetry;
 pub mod time;
-pub mod tls;
 
 /// Generated `mes_grpc` messages, client and server.
 #[allow(unreachable_pub, clippy::all)]

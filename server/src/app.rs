@@ -17,10 +17,10 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::service::{Limits, MessengerService};
-use messenger_proto::metrics::Exporter;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
-use messenger_proto::tls::TlsError;
 use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
+use messenger_runtime::metrics::Exporter;
+use messenger_runtime::tls::TlsError;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,7 +129,7 @@ impl App {
             .map(auth::reload_on_sighup)
             .transpose()
             .map_err(AppError::Signal)?;
-        let exporter = messenger_proto::metrics::install(&metrics::buckets());
+        let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Arc::new(Metrics::new());
         let stop_metrics = CancellationToken::new();
         tokio::spawn(serve_metrics(

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
-use messenger_proto::telemetry::{ENV_LOG_FORMAT, LogFormat};
+use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -43,7 +43,7 @@ pub enum HealthcheckError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error(transparent)]
-    Tls(#[from] messenger_proto::tls::TlsError),
+    Tls(#[from] messenger_runtime::tls::TlsError),
 }
 
 /// Runs the probe against the configured port and maps the outcome to the
@@ -71,7 +71,7 @@ pub async fn run(config: &Config) -> ExitCode {
 
 /// The listen address, with a wildcard host replaced by loopback.
 pub fn probe_addr(config: &Config) -> SocketAddr {
-    messenger_proto::cli::local_probe_addr(config.host, config.port)
+    messenger_runtime::cli::local_probe_addr(config.host, config.port)
 }
 
 /// The probe's TLS config: `None` when the server speaks plaintext; else the
@@ -80,7 +80,7 @@ pub fn probe_tls(config: &Config) -> Result<Option<ClientTlsConfig>, Healthcheck
     if config.tls_cert.is_none() {
         return Ok(None);
     }
-    let tls = messenger_proto::tls::ClientTlsFiles::from_env()
+    let tls = messenger_runtime::tls::ClientTlsFiles::from_env()
         .load()?
         .unwrap_or_else(|| ClientTlsConfig::new().with_webpki_roots());
     Ok(Some(tls.domain_name(TLS_NAME)))

@@ -1,7 +1,7 @@
-use messenger_proto::cli::{
+use messenger_runtime::cli::{
     exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal, usage_exit,
 };
-use messenger_proto::telemetry;
+use messenger_runtime::telemetry;
 use messenger_server::config::Command;
 use messenger_server::{App, AppError, Config, healthcheck};
 use std::process::ExitCode;

@@ -2,7 +2,7 @@
 //! alerts), descriptions, buckets, and cached handles. [`Metrics::new`]
 //! registers every series at zero so it is visible before the first event.
 
-use messenger_proto::metrics::{exponential_buckets, grpc_code_name};
+use messenger_runtime::metrics::{exponential_buckets, grpc_code_name};
 use metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,

@@ -9,10 +9,10 @@
 //! - With a client CA, a client that presents no certificate, or one that does
 //!   not chain to it, fails the handshake.
 //! - Every PEM problem is reported with the file and variable it came from
-//!   ([`messenger_proto::tls`]).
+//!   ([`messenger_runtime::tls`]).
 
 use crate::config::{Config, ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY};
-use messenger_proto::tls::{HANDSHAKE_TIMEOUT, TlsError, pair, read_certificates, read_identity};
+use messenger_runtime::tls::{HANDSHAKE_TIMEOUT, TlsError, pair, read_certificates, read_identity};
 use tonic::transport::ServerTlsConfig;
 
 /// The server's TLS config, `None` for plaintext.

@@ -8,7 +8,7 @@
 //! `deliver` span (child of `fanout`, from acceptance to the write) until
 //! `deliver_spans_max` is reached; past the cap only the aggregates grow.
 
-use messenger_proto::telemetry::{traceparent, tracer};
+use messenger_runtime::telemetry::{traceparent, tracer};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use messenger_proto::pb::SendMessageRequest;
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
-use messenger_proto::tls::ClientTlsFiles;
+use messenger_runtime::tls::ClientTlsFiles;
 use messenger_tests::certs::{TestPki, random_token};
 use messenger_tests::otlp::{OtlpReceiver, TraceParent};
 use messenger_tests::procs::{Line, Proc, spawn_client, spawn_server};

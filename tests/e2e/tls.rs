@@ -4,7 +4,7 @@
 
 use futures_util::StreamExt;
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
-use messenger_proto::tls::ClientTlsFiles;
+use messenger_runtime::tls::ClientTlsFiles;
 use messenger_tests::certs::TestPki;
 use messenger_tests::*;
 use std::path::Path;

@@ -151,11 +151,11 @@ pub async fn subscribe_at(addr: SocketAddr) -> Streaming<ServerMessageResponse> 
 /// connected; the error is the handshake's or the connection's.
 pub async fn tls_channel(
     addr: SocketAddr,
-    files: &messenger_proto::tls::ClientTlsFiles,
+    files: &messenger_runtime::tls::ClientTlsFiles,
 ) -> Result<Channel, tonic::transport::Error> {
     let tls = files.load().expect("test TLS files load");
     let uri = format!("https://{addr}").parse().expect("valid URI");
-    let endpoint = messenger_proto::tls::endpoint(uri, tls).expect("TLS endpoint");
+    let endpoint = messenger_runtime::tls::endpoint(uri, tls).expect("TLS endpoint");
     within("TLS connect", endpoint.connect()).await
 }
 

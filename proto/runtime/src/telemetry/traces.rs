@@ -31,7 +31,7 @@ use tracing_subscriber::{
 pub(super) const TRACER_NAME: &str = "messenger";
 
 /// Target prefix shared by our crates (`messenger_server`, `messenger_client`,
-/// `messenger_proto`); everything else stays out of OpenTelemetry.
+/// `messenger_runtime`); everything else stays out of OpenTelemetry.
 const OUR_TARGETS: &str = "messenger";
 
 /// Samplers the 0.33 SDK implements (it falls back to `parentbased_always_on`).
