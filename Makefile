@@ -73,14 +73,8 @@ ops-check: build $(VENV)/.ops-installed
 	$(VENV)/bin/python ops/check/static.py
 	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN)
 
-## Grafana's admin password lives here, never in git: made once from the example.
-ops/grafana/grafana.env:
-	@umask 077; sed "s/^GF_SECURITY_ADMIN_PASSWORD=.*/GF_SECURITY_ADMIN_PASSWORD=$$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')/" \
-		ops/grafana/grafana.env.example > $@
-	@echo "created $@ with a random Grafana admin password"
-
 define STACK_URLS
-	@echo "Grafana     http://localhost:3000   (messenger overview; anonymous viewer, admin password in ops/grafana/grafana.env)"
+	@echo "Grafana     http://localhost:3000   (messenger overview; anonymous viewer; admin password: $(COMPOSE) exec grafana cat /var/lib/grafana/admin-password, or $$GRAFANA_ADMIN_PASSWORD if you set it)"
 	@echo "Jaeger      http://localhost:16686  (traces: service messenger-server / messenger-client)"
 	@echo "Prometheus  http://localhost:9090   (targets, alerts)"
 	@echo "client1     http://localhost:8080   (POST /sendMessage, /getAndFlushMessages)"
@@ -89,14 +83,14 @@ define STACK_URLS
 endef
 
 ## The full stack: server, two clients, collector, Jaeger, Prometheus, Grafana.
-up: ops/grafana/grafana.env
+up:
 	$(COMPOSE) up -d --build
 	$(STACK_URLS)
 
 ## The same with TLS and tokens, from the files `make certs` writes to ops/secure/.
 ## Makes the certificates first if ops/secure/ has none (keys readable by the
 ## containers' uid: SHARED_KEYS=1).
-up-secure: ops/grafana/grafana.env
+up-secure:
 	@test -f $(CERTS_DIR)/ca.pem || $(MAKE) certs SHARED_KEYS=1
 	$(COMPOSE) $(SECURE) up -d --build
 	$(STACK_URLS)
@@ -111,7 +105,7 @@ ps:
 	$(COMPOSE) ps
 
 ## The course-compatible suite in a container against the running stack.
-compose-test: ops/grafana/grafana.env
+compose-test:
 	$(COMPOSE) --profile test run --rm tests
 
 lint:

@@ -10,14 +10,21 @@
   defined; each connector is an exporter in one pipeline and a receiver in another; every
   defined component is used; exporters point at compose services that exist.
 - Compose: every bind-mounted ./ops path exists.
+- Grafana's entrypoint (ops/grafana/entrypoint.sh, run here with sh): without a password it
+  makes a random one at first start, mode 0600 in the data dir, and keeps it across restarts;
+  a password the operator sets (even the empty one compose passes when unset counts as unset)
+  is used as it is and nothing is written.
 
 Usage: static.py (exits 1 listing every problem)
 """
 
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -145,11 +152,37 @@ def compose_mounts(services):
                 check((REPO / source).exists(), f"docker-compose.yml: {name} mounts missing {source}")
 
 
+def grafana_entrypoint(services):
+    script = GRAFANA / "entrypoint.sh"
+    grafana_svc = services.get("grafana", {})
+    check(grafana_svc.get("entrypoint") == ["/bin/sh", "/etc/grafana/messenger-entrypoint.sh"]
+          and "./ops/grafana/entrypoint.sh:/etc/grafana/messenger-entrypoint.sh:ro" in grafana_svc.get("volumes", []),
+          "docker-compose.yml: grafana does not run ops/grafana/entrypoint.sh")
+    check("env_file" not in grafana_svc, "docker-compose.yml: grafana needs an env file a fresh clone lacks")
+    show = ["sh", "-c", 'printf %s "$GF_SECURITY_ADMIN_PASSWORD"']
+    with tempfile.TemporaryDirectory() as data:
+        def run(**env):
+            base = {k: v for k, v in os.environ.items() if not k.startswith("GF_")}
+            done = subprocess.run(["sh", str(script), *show], env={**base, "GF_PATHS_DATA": data, **env},
+                                  capture_output=True, text=True)
+            check(done.returncode == 0, f"{script}: exit {done.returncode}: {done.stderr.strip()}")
+            return done.stdout.splitlines()[-1] if done.stdout else ""
+        kept = Path(data) / "admin-password"
+        first = run(GF_SECURITY_ADMIN_PASSWORD="")
+        check(re.fullmatch(r"[0-9a-f]{36}", first or "") is not None, f"{script}: generated password {first!r}")
+        check(kept.exists() and stat.S_IMODE(kept.stat().st_mode) == 0o600, f"{script}: {kept} is not mode 0600")
+        check(run() == first, f"{script}: the password changed across restarts")
+        kept.unlink()
+        check(run(GF_SECURITY_ADMIN_PASSWORD="s3cret") == "s3cret" and not kept.exists(),
+              f"{script}: an operator's password is not used as it is")
+
+
 def main():
     services = compose().get("services", {})
     boards = grafana(services)
     pipelines = collector(services)
     compose_mounts(services)
+    grafana_entrypoint(services)
     if errors:
         print("FAIL:", *errors, sep="\n  ")
         sys.exit(1)
