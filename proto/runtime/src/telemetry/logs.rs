@@ -5,7 +5,11 @@
 //! top-level `"trace_id"` (32 hex) and `"span_id"` (16 hex) keys in JSON,
 //! ` trace_id=… span_id=…` at the end in text. The ids come from the current
 //! OpenTelemetry context, which the `tracing-opentelemetry` layer activates on
-//! span entry, so they are exactly the ids of the exported span.
+//! span entry, so they are exactly the ids of the exported span. Where the
+//! current context is only a caller's (remote) parent, as in a process that
+//! exports nothing, the line carries that `trace_id` alone: the span id is
+//! the caller's, not one of ours. Remote parents only get there through the
+//! strict parser in `w3c`, so a malformed header never shows up as an id.
 
 use clap::ValueEnum;
 use opentelemetry::{
@@ -149,19 +153,20 @@ where
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TraceIds {
     trace_id: TraceId,
-    span_id: SpanId,
+    /// `None` for a remote parent.
+    span_id: Option<SpanId>,
 }
 
 impl TraceIds {
-    /// `None` outside a span, and for a bare remote parent: its span id is the
-    /// caller's, not one of ours.
+    /// `None` outside a span; no span id for a bare remote parent (its span
+    /// id is the caller's, not one of ours).
     fn current() -> Option<Self> {
         Context::map_current(|cx| {
             let span = cx.span();
             let context = span.span_context();
-            (context.is_valid() && !context.is_remote()).then(|| Self {
+            context.is_valid().then(|| Self {
                 trace_id: context.trace_id(),
-                span_id: context.span_id(),
+                span_id: (!context.is_remote()).then(|| context.span_id()),
             })
         })
     }
@@ -172,11 +177,11 @@ impl TraceIds {
             return writer.write_str(line);
         };
         let comma = if rest.starts_with('}') { "" } else { "," };
-        write!(
-            writer,
-            r#"{{"trace_id":"{}","span_id":"{}"{comma}{rest}"#,
-            self.trace_id, self.span_id
-        )
+        write!(writer, r#"{{"trace_id":"{}""#, self.trace_id)?;
+        if let Some(span_id) = self.span_id {
+            write!(writer, r#","span_id":"{span_id}""#)?;
+        }
+        write!(writer, "{comma}{rest}")
     }
 
     /// `<line> trace_id=… span_id=…`, keeping the newline last.
@@ -185,11 +190,11 @@ impl TraceIds {
             Some(body) => (body, "\n"),
             None => (line, ""),
         };
-        write!(
-            writer,
-            "{body} trace_id={} span_id={}{newline}",
-            self.trace_id, self.span_id
-        )
+        write!(writer, "{body} trace_id={}", self.trace_id)?;
+        if let Some(span_id) = self.span_id {
+            write!(writer, " span_id={span_id}")?;
+        }
+        writer.write_str(newline)
     }
 }
 
@@ -199,7 +204,7 @@ mod tests {
 
     const IDS: TraceIds = TraceIds {
         trace_id: TraceId::from_bytes([0xab; 16]),
-        span_id: SpanId::from_bytes([0xcd; 8]),
+        span_id: Some(SpanId::from_bytes([0xcd; 8])),
     };
 
     fn json(line: &str) -> String {
@@ -238,5 +243,31 @@ mod tests {
     #[test]
     fn no_ids_outside_a_span() {
         assert_eq!(TraceIds::current(), None);
+    }
+
+    #[test]
+    fn a_remote_parent_gives_its_trace_id_alone() {
+        let remote = TraceIds {
+            span_id: None,
+            ..IDS
+        };
+        let mut json = String::new();
+        remote
+            .write_json(&mut json, "{\"level\":\"INFO\"}\n")
+            .unwrap();
+        let trace = "ab".repeat(16);
+        assert_eq!(
+            json,
+            format!("{{\"trace_id\":\"{trace}\",\"level\":\"INFO\"}}\n")
+        );
+        let mut text = String::new();
+        remote.write_text(&mut text, "INFO x: hi\n").unwrap();
+        assert_eq!(text, format!("INFO x: hi trace_id={trace}\n"));
+        let cx = crate::telemetry::context_from_traceparent(&format!(
+            "00-{trace}-{}-00",
+            "cd".repeat(8)
+        ));
+        let _attached = cx.attach();
+        assert_eq!(TraceIds::current(), Some(remote));
     }
 }

@@ -2,7 +2,8 @@
 //! propagation.
 //!
 //! Owns the process-wide `tracing` subscriber, the OpenTelemetry tracer
-//! provider and the global text-map propagator (W3C `traceparent`/`tracestate`).
+//! provider and the global text-map propagator (W3C `traceparent`/`tracestate`,
+//! parsed strictly by [`w3c`], never by the SDK).
 //!
 //! Invariants:
 //! - Installed at most once per process: the first [`init`] or [`init_logging`]
@@ -20,14 +21,15 @@
 mod logs;
 mod propagation;
 mod traces;
+pub mod w3c;
 
 pub use logs::{ENV_LOG_FORMAT, LogFormat};
 pub use propagation::{
-    context_from_traceparent, extract_http, extract_metadata, inject_metadata, traceparent,
+    context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,
+    traceparent,
 };
 
 use opentelemetry::global;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
@@ -83,7 +85,7 @@ fn install(
         }
         return TelemetryGuard { tracing: None };
     }
-    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_text_map_propagator(w3c::W3cPropagator);
     // Only now is there a subscriber to show them.
     for warning in warnings {
         tracing::warn!("{warning}");

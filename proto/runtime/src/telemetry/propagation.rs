@@ -1,54 +1,66 @@
-//! W3C trace-context propagation over HTTP headers and gRPC metadata.
+//! W3C trace-context propagation over HTTP headers and gRPC metadata, always
+//! through our strict [`W3cPropagator`] (never the SDK's).
 //!
-//! Header and metadata helpers go through the global propagator (installed by
-//! `init`/`init_logging`); the `traceparent` string helpers always speak W3C.
 //! Extraction never inherits the caller's current context: no or invalid
 //! headers give a context without a span, so a request is never parented to
-//! whatever span happens to be active.
+//! whatever span happens to be active. Every header line is seen (a repeated
+//! `traceparent` is invalid; `tracestate` lines are combined).
+//!
+//! What a process passes on is decided by [`outgoing`]: our own span when it
+//! is sampled (we participate), otherwise the caller's context unchanged,
+//! sampled flag and `tracestate` included (we forward). So a process that
+//! exports nothing, or a request whose caller did not sample, still carries
+//! the caller's trace to everything it causes.
 
+use super::w3c::{TRACEPARENT, TraceParent, W3cPropagator};
 use opentelemetry::{
-    Context, global,
+    Context,
     propagation::{Extractor, Injector, TextMapPropagator as _},
+    trace::TraceContextExt as _,
 };
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::collections::HashMap;
 use tonic::metadata::{KeyRef, MetadataKey, MetadataMap, MetadataValue};
 
-const TRACEPARENT: &str = "traceparent";
-
 /// The remote parent carried by an HTTP request's headers.
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
-    global::get_text_map_propagator(|propagator| {
-        propagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
-    })
+    W3cPropagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
 }
 
-/// Writes `cx`'s span into outgoing gRPC metadata (nothing if it has none).
+/// Writes `cx`'s span into outgoing gRPC metadata (nothing if it has none;
+/// `tracestate` only when non-empty, at most 512 characters).
 pub fn inject_metadata(cx: &Context, metadata: &mut MetadataMap) {
-    global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(cx, &mut MetadataInjector(metadata));
-    });
+    W3cPropagator.inject_context(cx, &mut MetadataInjector(metadata));
 }
 
 /// The remote parent carried by incoming gRPC metadata.
 pub fn extract_metadata(metadata: &MetadataMap) -> Context {
-    global::get_text_map_propagator(|propagator| {
-        propagator.extract_with_context(&Context::new(), &MetadataExtractor(metadata))
-    })
+    W3cPropagator.extract_with_context(&Context::new(), &MetadataExtractor(metadata))
 }
 
 /// The W3C `traceparent` of `cx`'s span, `None` if it has no valid span context.
 pub fn traceparent(cx: &Context) -> Option<String> {
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(cx, &mut carrier);
-    carrier.remove(TRACEPARENT)
+    TraceParent::of(cx).map(|parent| parent.to_string())
 }
 
-/// A context whose remote parent is `traceparent`; invalid input gives a
-/// context without a span.
+/// A context whose remote parent is `traceparent`, parsed strictly; invalid
+/// input gives a context without a span.
 pub fn context_from_traceparent(traceparent: &str) -> Context {
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
-    TraceContextPropagator::new().extract_with_context(&Context::new(), &carrier)
+    W3cPropagator.extract_with_context(&Context::new(), &carrier)
+}
+
+/// The context to pass on from a request whose caller sent `incoming` and
+/// whose own span has context `own`: `own` when it is sampled (or when there
+/// is no valid `incoming`), else `incoming` unchanged. (Spec: a vendor that
+/// does not record forwards `traceparent` and `tracestate` unmodified.)
+pub fn outgoing(own: &Context, incoming: &Context) -> Context {
+    let own_sampled = own.span().span_context().is_sampled();
+    let incoming_valid = incoming.span().span_context().is_valid();
+    if own_sampled || !incoming_valid {
+        own.clone()
+    } else {
+        incoming.clone()
+    }
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -56,6 +68,18 @@ struct HeaderExtractor<'a>(&'a http::HeaderMap);
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    /// Every line, in order; a line that is not visible ASCII reads as empty
+    /// (an invalid `traceparent`, a `tracestate` line without members).
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let lines: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .map(|value| value.to_str().unwrap_or_default())
+            .collect();
+        (!lines.is_empty()).then_some(lines)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -68,6 +92,17 @@ struct MetadataExtractor<'a>(&'a MetadataMap);
 impl Extractor for MetadataExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    /// Every entry, in order, as for HTTP headers.
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let lines: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .map(|value| value.to_str().unwrap_or_default())
+            .collect();
+        (!lines.is_empty()).then_some(lines)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -99,16 +134,12 @@ impl Injector for MetadataInjector<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{TraceContextExt as _, TraceId};
+    use opentelemetry::trace::TraceId;
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     fn trace_id(cx: &Context) -> TraceId {
         cx.span().span_context().trace_id()
-    }
-
-    fn with_w3c() {
-        global::set_text_map_propagator(TraceContextPropagator::new());
     }
 
     #[test]
@@ -130,6 +161,8 @@ mod tests {
             "",
             "garbage",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-1-0c1d2e3f4a5b6c7d-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
         ] {
             let cx = context_from_traceparent(bad);
             assert!(!cx.has_active_span(), "{bad:?}");
@@ -139,7 +172,6 @@ mod tests {
 
     #[test]
     fn metadata_round_trips() {
-        with_w3c();
         let mut metadata = MetadataMap::new();
         inject_metadata(&context_from_traceparent(PARENT), &mut metadata);
         assert_eq!(metadata.get(TRACEPARENT).unwrap(), PARENT);
@@ -149,7 +181,6 @@ mod tests {
 
     #[test]
     fn nothing_is_injected_without_a_span() {
-        with_w3c();
         let mut metadata = MetadataMap::new();
         inject_metadata(&Context::new(), &mut metadata);
         assert!(metadata.is_empty());
@@ -158,7 +189,6 @@ mod tests {
 
     #[test]
     fn http_headers_give_the_remote_parent() {
-        with_w3c();
         let mut headers = http::HeaderMap::new();
         headers.insert("traceparent", PARENT.parse().unwrap());
         headers.insert("tracestate", "vendor=value".parse().unwrap());
@@ -171,5 +201,73 @@ mod tests {
             cx.span().span_context().trace_state().header(),
             "vendor=value"
         );
+    }
+
+    #[test]
+    fn http_lines_are_all_read() {
+        let mut headers = http::HeaderMap::new();
+        headers.append("traceparent", PARENT.parse().unwrap());
+        headers.append("tracestate", "a=1,b=2".parse().unwrap());
+        headers.append("tracestate", "c=3".parse().unwrap());
+        let cx = extract_http(&headers);
+        assert_eq!(
+            cx.span().span_context().trace_state().header(),
+            "a=1,b=2,c=3"
+        );
+        let mut metadata = MetadataMap::new();
+        inject_metadata(&cx, &mut metadata);
+        assert_eq!(metadata.get("tracestate").unwrap(), "a=1,b=2,c=3");
+        // A second traceparent line makes the parent ambiguous: ignored.
+        headers.append("traceparent", PARENT.parse().unwrap());
+        assert!(!extract_http(&headers).has_active_span());
+    }
+
+    #[test]
+    fn a_non_ascii_traceparent_line_is_invalid() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(
+            "traceparent",
+            http::HeaderValue::from_bytes("00-\u{e9}".as_bytes()).unwrap(),
+        );
+        assert!(!extract_http(&headers).has_active_span());
+    }
+
+    #[test]
+    fn metadata_is_read_strictly_and_written_bounded() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("traceparent", "00-1-0c1d2e3f4a5b6c7d-01".parse().unwrap());
+        assert!(!extract_metadata(&metadata).has_active_span());
+        let big: Vec<String> = (0..32)
+            .map(|i| format!("k{i:03}{}={}", "x".repeat(252), "v".repeat(256)))
+            .collect();
+        let mut metadata = MetadataMap::new();
+        metadata.insert("traceparent", PARENT.parse().unwrap());
+        metadata.insert(
+            "tracestate",
+            format!("a=1,{}", big.join(",")).parse().unwrap(),
+        );
+        let cx = extract_metadata(&metadata);
+        let mut out = MetadataMap::new();
+        inject_metadata(&cx, &mut out);
+        assert_eq!(out.get("traceparent").unwrap(), PARENT);
+        assert_eq!(out.get("tracestate").unwrap(), "a=1");
+    }
+
+    #[test]
+    fn outgoing_forwards_unless_our_span_is_sampled() {
+        let sampled = context_from_traceparent(PARENT);
+        let unsampled = context_from_traceparent(&PARENT.replace("-01", "-00"));
+        let none = Context::new();
+        let ours =
+            context_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
+        let ours_unsampled =
+            context_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-00");
+        let tp = |cx: &Context| traceparent(cx);
+        assert_eq!(tp(&outgoing(&ours, &sampled)), tp(&ours));
+        assert_eq!(tp(&outgoing(&ours_unsampled, &unsampled)), tp(&unsampled));
+        assert_eq!(tp(&outgoing(&none, &unsampled)), tp(&unsampled));
+        assert_eq!(tp(&outgoing(&none, &sampled)), tp(&sampled));
+        assert_eq!(tp(&outgoing(&ours_unsampled, &none)), tp(&ours_unsampled));
+        assert_eq!(tp(&outgoing(&none, &none)), None);
     }
 }

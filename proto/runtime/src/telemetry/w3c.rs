@@ -1,0 +1,316 @@
+//! W3C Trace Context, parsed and written by us rather than by the SDK: the
+//! `traceparent` and `tracestate` rules of the Recommendation (level 1), with
+//! level 2's stricter `traceparent` reading, and the text-map propagator that
+//! every extraction and injection in both binaries goes through.
+//!
+//! Why our own: the SDK's propagator turns hex into integers without checking
+//! lengths (`00-1-…` became trace id `…0001`), accepts a trailing `-`, and
+//! always writes a `tracestate`, even an empty one.
+//!
+//! Invariants:
+//! - `traceparent` is exactly `2HEXDIGLC-32HEXDIGLC-16HEXDIGLC-2HEXDIGLC`
+//!   around optional spaces/tabs; version `00` has exactly those four fields;
+//!   a higher version may only add fields after a `-` at position 55; version
+//!   `ff`, all-zero ids, upper-case hex and a repeated header are invalid.
+//!   Invalid means ignored: the caller starts a fresh trace and `tracestate`
+//!   is not even read (spec: "MUST NOT attempt to parse tracestate").
+//! - What we write is always version `00` with only the sampled flag (the
+//!   spec's "downgrade the version"; other flags "MUST" be zero in level 1).
+//! - `tracestate` header lines are joined as one comma list (RFC 7230 §3.2.2);
+//!   empty members are skipped; members that break the grammar are dropped, and
+//!   so is every member of a key that occurs twice (no way to know which is
+//!   current); then at most [`MAX_TRACESTATE_MEMBERS`] are kept and the list
+//!   is cut to [`MAX_TRACESTATE_LEN`] characters, members over
+//!   [`LARGE_MEMBER_LEN`] first (largest first), then from the end. An empty
+//!   result is never sent. (A member the SDK's `TraceState` cannot hold, a
+//!   system-id of exactly 14 characters, is dropped as well.)
+
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator, text_map_propagator};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+/// Header / metadata name of the parent (lower case, as the spec says to send it).
+pub const TRACEPARENT: &str = "traceparent";
+/// Header / metadata name of the vendor list.
+pub const TRACESTATE: &str = "tracestate";
+/// Most `tracestate` list members (spec: "a maximum of 32 list-members").
+pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// Longest `tracestate` we propagate, in characters including commas: the
+/// spec's "SHOULD propagate at least 512 characters", taken as the bound so
+/// that no trace header we send can come near a peer's header-list limit.
+pub const MAX_TRACESTATE_LEN: usize = 512;
+/// Members longer than this go first when cutting (spec: "Entries larger than
+/// 128 characters long SHOULD be removed first").
+pub const LARGE_MEMBER_LEN: usize = 128;
+
+/// Length of a version-00 `traceparent`; a higher version is at least this long.
+const TRACEPARENT_LEN: usize = 55;
+const FLAG_SAMPLED: u8 = 0x01;
+
+/// Why a `traceparent` was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTraceParent {
+    #[error("more than one traceparent header")]
+    Repeated,
+    #[error("version is not two lower-case hex digits followed by '-'")]
+    Version,
+    #[error("version ff is forbidden")]
+    ForbiddenVersion,
+    #[error("version 00 must be exactly 55 characters (four fields)")]
+    Length,
+    #[error("a future version must be at least 55 characters, with any extra fields after a '-'")]
+    FutureLength,
+    #[error("fields must be separated by '-'")]
+    Separator,
+    #[error("trace-id is not 32 lower-case hex digits")]
+    TraceId,
+    #[error("parent-id is not 16 lower-case hex digits")]
+    ParentId,
+    #[error("trace-flags is not 2 lower-case hex digits")]
+    Flags,
+    #[error("trace-id is all zeros")]
+    ZeroTraceId,
+    #[error("parent-id is all zeros")]
+    ZeroParentId,
+}
+
+/// A valid `traceparent`: the caller's trace, its span, and its sampled flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: TraceId,
+    pub parent_id: SpanId,
+    pub sampled: bool,
+}
+
+impl TraceParent {
+    /// Parses one header value strictly (see the module invariants).
+    pub fn parse(value: &str) -> Result<Self, InvalidTraceParent> {
+        use InvalidTraceParent as E;
+        let b = value.trim_matches([' ', '\t']).as_bytes();
+        let version = b
+            .get(..3)
+            .filter(|v| v[2] == b'-')
+            .and_then(|v| hex(&v[..2]))
+            .ok_or(E::Version)?;
+        match (version, b.len()) {
+            (0xff, _) => return Err(E::ForbiddenVersion),
+            (0, len) if len != TRACEPARENT_LEN => return Err(E::Length),
+            (_, len) if len < TRACEPARENT_LEN => return Err(E::FutureLength),
+            (_, len) if len > TRACEPARENT_LEN && b[TRACEPARENT_LEN] != b'-' => {
+                return Err(E::FutureLength);
+            }
+            _ => {}
+        }
+        if b[35] != b'-' || b[52] != b'-' {
+            return Err(E::Separator);
+        }
+        let trace_id = hex(&b[3..35]).ok_or(E::TraceId)?;
+        let parent_id = hex(&b[36..52]).ok_or(E::ParentId)?;
+        let flags = hex(&b[53..55]).ok_or(E::Flags)?;
+        if trace_id == 0 {
+            return Err(E::ZeroTraceId);
+        }
+        if parent_id == 0 {
+            return Err(E::ZeroParentId);
+        }
+        Ok(Self {
+            trace_id: TraceId::from(trace_id),
+            parent_id: SpanId::from(parent_id as u64),
+            sampled: flags as u8 & FLAG_SAMPLED != 0,
+        })
+    }
+
+    /// The parent of `cx`, if it has a valid span context.
+    pub fn of(cx: &Context) -> Option<Self> {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| Self {
+            trace_id: sc.trace_id(),
+            parent_id: sc.span_id(),
+            sampled: sc.is_sampled(),
+        })
+    }
+
+    /// A remote span context for this parent carrying `state`.
+    pub fn span_context(self, state: TraceState) -> SpanContext {
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        SpanContext::new(self.trace_id, self.parent_id, flags, true, state)
+    }
+}
+
+/// Always version `00`, only the sampled flag.
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flags = if self.sampled { "01" } else { "00" };
+        write!(f, "00-{}-{}-{flags}", self.trace_id, self.parent_id)
+    }
+}
+
+/// The value of lower-case hex digits; `None` for anything else (upper case,
+/// signs, other characters) or more than 32 digits.
+fn hex(digits: &[u8]) -> Option<u128> {
+    if digits.is_empty() || digits.len() > 32 {
+        return None;
+    }
+    digits.iter().try_fold(0u128, |acc, &d| {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(v))
+    })
+}
+
+/// The `tracestate` to propagate from all of a request's header lines, in
+/// order (see the module invariants for what is dropped and cut).
+pub fn parse_tracestate<'a>(lines: impl IntoIterator<Item = &'a str>) -> TraceState {
+    let members: Vec<(&str, &str)> = lines
+        .into_iter()
+        .flat_map(|line| line.split(','))
+        .map(|member| member.trim_matches([' ', '\t']))
+        .filter(|member| !member.is_empty())
+        .filter_map(|member| member.split_once('='))
+        .filter(|(key, value)| valid_key(key) && valid_value(value))
+        .collect();
+    // Counted in a map: a hostile header may hold thousands of members.
+    let mut seen = HashMap::<&str, usize>::with_capacity(members.len());
+    for (key, _) in &members {
+        *seen.entry(key).or_default() += 1;
+    }
+    let unique: Vec<(&str, &str)> = members
+        .iter()
+        .filter(|(key, _)| seen[key] == 1)
+        // The SDK's own check refuses one valid form (a 14-character
+        // system-id: it is off by one), and one refused member would make it
+        // refuse the whole list; so such a member is dropped on its own.
+        .filter(|member| TraceState::from_key_value([**member]).is_ok())
+        .take(MAX_TRACESTATE_MEMBERS)
+        .copied()
+        .collect();
+    TraceState::from_key_value(bound(unique)).unwrap_or_default()
+}
+
+/// `state` cut to the bounds, for sending (a no-op for what we parsed).
+pub fn bounded_tracestate(state: &TraceState) -> TraceState {
+    parse_tracestate([state.header().as_str()])
+}
+
+/// Drops whole members until the list fits [`MAX_TRACESTATE_LEN`]: the
+/// largest of those over [`LARGE_MEMBER_LEN`] first, then from the end.
+fn bound<'a>(mut members: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    let len = |(k, v): &(&str, &str)| k.len() + 1 + v.len();
+    let total = |members: &[(&str, &str)]| {
+        members.iter().map(len).sum::<usize>() + members.len().saturating_sub(1)
+    };
+    while total(&members) > MAX_TRACESTATE_LEN {
+        let largest = (0..members.len())
+            .filter(|&i| len(&members[i]) > LARGE_MEMBER_LEN)
+            .max_by_key(|&i| (len(&members[i]), i));
+        match largest {
+            Some(i) => members.remove(i),
+            None => members.pop().expect("a non-empty list is over the limit"),
+        };
+    }
+    members
+}
+
+/// Level 1's `key`: `simple-key` (`lcalpha 0*255(lcalpha / DIGIT / "_" /
+/// "-" / "*" / "/")`) or `tenant-id "@" system-id` with a tenant of up to
+/// 241 characters starting with a letter or digit and a system of up to 14
+/// starting with a letter.
+fn valid_key(key: &str) -> bool {
+    let rest_ok = |s: &[u8]| {
+        s.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-*/".contains(&c))
+    };
+    let b = key.as_bytes();
+    match key.split_once('@') {
+        None => (1..=256).contains(&b.len()) && b[0].is_ascii_lowercase() && rest_ok(&b[1..]),
+        Some((tenant, system)) => {
+            let (t, s) = (tenant.as_bytes(), system.as_bytes());
+            (1..=241).contains(&t.len())
+                && (t[0].is_ascii_lowercase() || t[0].is_ascii_digit())
+                && rest_ok(&t[1..])
+                && (1..=14).contains(&s.len())
+                && s[0].is_ascii_lowercase()
+                && rest_ok(&s[1..])
+        }
+    }
+}
+
+/// `value = 0*255(chr) nblk-chr`: 1 to 256 printable ASCII characters
+/// without `,` and `=`, not ending in a space.
+fn valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    (1..=256).contains(&b.len())
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+/// The W3C propagator of both binaries (installed globally by `init`, and
+/// used directly by the helpers in `propagation`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct W3cPropagator;
+
+static FIELDS: LazyLock<[String; 2]> =
+    LazyLock::new(|| [TRACEPARENT.to_owned(), TRACESTATE.to_owned()]);
+
+impl W3cPropagator {
+    /// The caller's parent and vendor list, or why the parent was ignored
+    /// (`Ok(None)`: no `traceparent` at all).
+    pub fn read(extractor: &dyn Extractor) -> Result<Option<SpanContext>, InvalidTraceParent> {
+        let parent = match extractor.get_all(TRACEPARENT).as_deref() {
+            None | Some([]) => return Ok(None),
+            Some([one]) => TraceParent::parse(one)?,
+            Some(_) => return Err(InvalidTraceParent::Repeated),
+        };
+        let lines = extractor.get_all(TRACESTATE).unwrap_or_default();
+        Ok(Some(parent.span_context(parse_tracestate(lines))))
+    }
+}
+
+impl TextMapPropagator for W3cPropagator {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let Some(parent) = TraceParent::of(cx) else {
+            return;
+        };
+        injector.set(TRACEPARENT, parent.to_string());
+        let state = bounded_tracestate(cx.span().span_context().trace_state());
+        let header = state.header();
+        if !header.is_empty() {
+            injector.set(TRACESTATE, header);
+        }
+    }
+
+    /// `cx` with the caller's parent; `cx` unchanged when there is none or it
+    /// is invalid (logged at debug, never an error: the request goes on).
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        match Self::read(extractor) {
+            Ok(Some(parent)) => cx.with_remote_span_context(parent),
+            Ok(None) => cx.clone(),
+            Err(why) => {
+                tracing::debug!(%why, "ignoring the caller's traceparent; starting a new trace");
+                cx.clone()
+            }
+        }
+    }
+
+    fn fields(&self) -> text_map_propagator::FieldIter<'_> {
+        text_map_propagator::FieldIter::new(FIELDS.as_slice())
+    }
+}
+
+#[cfg(test)]
+#[path = "w3c/tests.rs"]
+mod tests;
