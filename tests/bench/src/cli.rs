@@ -1,167 +1,245 @@
 //! Command-line interface: one subcommand per scenario, each with `--json`.
 //!
 //! Every scenario prints a human table to stdout and, with `--json FILE`,
-//! writes the same figures as JSON. Usage errors exit with code 2 (clap).
+//! writes the same figures as JSON. `--help` (anywhere) prints the usage and
+//! exits 0; a usage error is one line on stderr and exit code 2.
+//!
+//! Parsing is [`lexopt`]: a small, dependency-free, well-kept lexer
+//! (`--flag value`, `--flag=value`, `-h`) that leaves the error text and exit
+//! code to us. It replaced clap so the bench builds only what it uses: clap's
+//! derive stack was most of the bench's non-wire build. The flags live in one
+//! table per subcommand ([`spec`]), so their help text and defaults have one
+//! source; the names and defaults are part of the bench's interface (Makefile,
+//! `tests/smoke.rs`, the suite and the soak use them).
 
-use clap::{Args, Parser, Subcommand};
+use crate::cli_spec::{self, Flag, SPECS, Spec};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "messenger-bench",
-    about = "Benchmarks any server that speaks the messenger wire contract"
-)]
-pub(crate) struct Cli {
-    #[command(subcommand)]
-    pub(crate) command: Command,
+/// What the command line asks for.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    Run(Command),
+    /// `--help`: this text goes to stdout, exit 0.
+    Help(String),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub(crate) enum Command {
-    /// K subscribers, P publishers: throughput, delivery latency, loss checks.
     Fanout(FanoutArgs),
-    /// N idle subscribers: the server's memory per subscriber.
     Idle(IdleArgs),
-    /// Keep-alive `POST /sendMessage` load on a messenger-client.
     Http(HttpArgs),
-    /// The standard suite against freshly started release binaries.
     Suite(SuiteArgs),
-    /// Long mixed load against fresh release binaries; fails on any lost,
-    /// duplicated or reordered message, or growing RSS or fds.
     Soak(SoakArgs),
-    /// An OTLP/gRPC trace receiver that accepts and counts spans.
-    #[command(hide = true)]
     OtlpSink(OtlpSinkArgs),
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub(crate) struct FanoutArgs {
-    /// Server gRPC address, `host:port`.
-    #[arg(long)]
     pub(crate) server: SocketAddr,
-    /// Number of subscribers (K).
-    #[arg(long, default_value_t = 1)]
     pub(crate) subscribers: usize,
-    /// Number of publishers (P), each on its own connection.
-    #[arg(long, default_value_t = 4)]
     pub(crate) publishers: usize,
-    /// Seconds of measured load.
-    #[arg(long, default_value_t = 10.0)]
     pub(crate) duration: f64,
-    /// Total messages per second over all publishers; unset = as fast as accepted.
-    #[arg(long)]
     pub(crate) rate: Option<f64>,
-    /// HTTP/2 connections the subscribers share (default: one per subscriber).
-    #[arg(long)]
     pub(crate) connections: Option<usize>,
-    /// Bytes of `text` per message (at least the 17-byte id header).
-    #[arg(long, default_value_t = 64)]
     pub(crate) payload: usize,
-    /// Server process to sample CPU and RSS from (/proc/PID).
-    #[arg(long)]
     pub(crate) server_pid: Option<u32>,
-    /// Write the report JSON here.
-    #[arg(long)]
     pub(crate) json: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub(crate) struct IdleArgs {
-    /// Server gRPC address, `host:port`.
-    #[arg(long)]
     pub(crate) server: SocketAddr,
-    /// Number of idle subscribers (N).
-    #[arg(long)]
     pub(crate) subscribers: usize,
-    /// HTTP/2 connections they share (default: one per subscriber).
-    #[arg(long)]
     pub(crate) connections: Option<usize>,
-    /// Server process whose RSS is measured.
-    #[arg(long)]
     pub(crate) server_pid: u32,
-    /// Write the report JSON here.
-    #[arg(long)]
     pub(crate) json: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub(crate) struct HttpArgs {
-    /// messenger-client HTTP address, `host:port`.
-    #[arg(long)]
     pub(crate) client: SocketAddr,
-    /// Keep-alive connections, each with one request in flight.
-    #[arg(long, default_value_t = 10)]
     pub(crate) connections: usize,
-    /// Seconds of load.
-    #[arg(long, default_value_t = 10.0)]
     pub(crate) duration: f64,
-    /// messenger-client process to read CPU time from (/proc/PID).
-    #[arg(long)]
     pub(crate) client_pid: Option<u32>,
-    /// messenger-server process to read CPU time from (/proc/PID).
-    #[arg(long)]
     pub(crate) server_pid: Option<u32>,
-    /// Write the report JSON here.
-    #[arg(long)]
     pub(crate) json: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub(crate) struct SuiteArgs {
-    /// Directory holding messenger-server and messenger-client.
-    #[arg(long, default_value = "target/release")]
     pub(crate) bin_dir: PathBuf,
-    /// Directory for the JSON reports and chart.svg.
-    #[arg(long, default_value = "target/bench")]
     pub(crate) out: PathBuf,
-    /// Seconds per fan-out run.
-    #[arg(long, default_value_t = 8.0)]
     pub(crate) duration: f64,
-    /// Publishers per fan-out run.
-    #[arg(long, default_value_t = 4)]
     pub(crate) publishers: usize,
-    /// Idle subscribers.
-    #[arg(long, default_value_t = 10_000)]
     pub(crate) idle_subscribers: usize,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub(crate) struct SoakArgs {
-    /// Directory holding messenger-server and messenger-client.
-    #[arg(long, default_value = "target/release")]
     pub(crate) bin_dir: PathBuf,
-    /// Seconds of load (warm-up is the first quarter).
-    #[arg(long, default_value_t = 600.0)]
     pub(crate) duration: f64,
-    /// gRPC publishers.
-    #[arg(long, default_value_t = 2)]
     pub(crate) publishers: usize,
-    /// Total gRPC messages per second.
-    #[arg(long, default_value_t = 200.0)]
     pub(crate) rate: f64,
-    /// `POST /sendMessage` per second through each of the two clients.
-    #[arg(long, default_value_t = 20.0)]
     pub(crate) http_rate: f64,
-    /// Stable gRPC subscribers, each on its own connection.
-    #[arg(long, default_value_t = 4)]
     pub(crate) subscribers: usize,
-    /// Tasks opening and dropping short-lived streams.
-    #[arg(long, default_value_t = 4)]
     pub(crate) churners: usize,
-    /// Bytes of `text` per gRPC message.
-    #[arg(long, default_value_t = 128)]
     pub(crate) payload: usize,
-    /// Write the report JSON here.
-    #[arg(long)]
     pub(crate) json: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone)]
 pub(crate) struct OtlpSinkArgs {
-    /// Listen address; port 0 picks a free one (logged as `otlp_addr=`).
-    #[arg(long, default_value = "127.0.0.1:0")]
     pub(crate) listen: SocketAddr,
+}
+
+/// Parses the process's arguments (without the program name).
+pub(crate) fn parse_env() -> Result<Parsed, String> {
+    parse(std::env::args_os().skip(1))
+}
+
+/// Parses `args` (without the program name); `Err` is a one-line usage error.
+pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, String> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    let spec = match parser.next().map_err(|e| e.to_string())? {
+        Some(Long("help") | Short('h')) | None => return Ok(Parsed::Help(cli_spec::usage())),
+        Some(Value(name)) => {
+            let name = name.string().map_err(|e| e.to_string())?;
+            SPECS.iter().find(|s| s.name == name).ok_or_else(|| {
+                format!("unknown subcommand '{name}' (see messenger-bench --help)")
+            })?
+        }
+        Some(arg) => return Err(format!("{} before the subcommand", arg.unexpected())),
+    };
+    let mut given = Given {
+        spec,
+        values: Vec::new(),
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("help") | Short('h') => return Ok(Parsed::Help(cli_spec::help(spec))),
+            Long(name) => {
+                let flag = spec.flag(name).ok_or_else(|| {
+                    format!(
+                        "unexpected option '--{name}' for {} (see messenger-bench {} --help)",
+                        spec.name, spec.name
+                    )
+                })?;
+                if given.values.iter().any(|(n, _)| *n == flag.name) {
+                    return Err(format!("--{} given more than once", flag.name));
+                }
+                let value = parser
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                given.values.push((flag.name, value));
+            }
+            other => return Err(format!("{} for {}", other.unexpected(), spec.name)),
+        }
+    }
+    given.command().map(Parsed::Run)
+}
+
+/// The flags given for one subcommand, read against its [`Spec`].
+struct Given {
+    spec: &'static Spec,
+    values: Vec<(&'static str, String)>,
+}
+
+impl Given {
+    /// The given value, else the flag's default; `None` if neither.
+    fn opt<T: FromStr>(&self, name: &str) -> Result<Option<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let flag = self.spec.flag(name).expect("flag is in its spec");
+        let text = self
+            .values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .or(flag.default);
+        text.map(|t| {
+            t.parse::<T>()
+                .map_err(|e| format!("invalid value '{t}' for --{name}: {e}"))
+        })
+        .transpose()
+    }
+
+    fn get<T: FromStr>(&self, name: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.opt(name)?.ok_or_else(|| {
+            format!(
+                "--{name} is required for {} (see messenger-bench {} --help)",
+                self.spec.name, self.spec.name
+            )
+        })
+    }
+
+    fn command(&self) -> Result<Command, String> {
+        Ok(match self.spec.name {
+            "fanout" => Command::Fanout(FanoutArgs {
+                server: self.get("server")?,
+                subscribers: self.get("subscribers")?,
+                publishers: self.get("publishers")?,
+                duration: self.get("duration")?,
+                rate: self.opt("rate")?,
+                connections: self.opt("connections")?,
+                payload: self.get("payload")?,
+                server_pid: self.opt("server-pid")?,
+                json: self.opt("json")?,
+            }),
+            "idle" => Command::Idle(IdleArgs {
+                server: self.get("server")?,
+                subscribers: self.get("subscribers")?,
+                connections: self.opt("connections")?,
+                server_pid: self.get("server-pid")?,
+                json: self.opt("json")?,
+            }),
+            "http" => Command::Http(HttpArgs {
+                client: self.get("client")?,
+                connections: self.get("connections")?,
+                duration: self.get("duration")?,
+                client_pid: self.opt("client-pid")?,
+                server_pid: self.opt("server-pid")?,
+                json: self.opt("json")?,
+            }),
+            "suite" => Command::Suite(SuiteArgs {
+                bin_dir: self.get("bin-dir")?,
+                out: self.get("out")?,
+                duration: self.get("duration")?,
+                publishers: self.get("publishers")?,
+                idle_subscribers: self.get("idle-subscribers")?,
+            }),
+            "soak" => Command::Soak(SoakArgs {
+                bin_dir: self.get("bin-dir")?,
+                duration: self.get("duration")?,
+                publishers: self.get("publishers")?,
+                rate: self.get("rate")?,
+                http_rate: self.get("http-rate")?,
+                subscribers: self.get("subscribers")?,
+                churners: self.get("churners")?,
+                payload: self.get("payload")?,
+                json: self.opt("json")?,
+            }),
+            "otlp-sink" => Command::OtlpSink(OtlpSinkArgs {
+                listen: self.get("listen")?,
+            }),
+            other => unreachable!("subcommand {other} has a spec but no parser"),
+        })
+    }
+}
+
+impl Spec {
+    fn flag(&self, name: &str) -> Option<&'static Flag> {
+        self.flags.iter().find(|f| f.name == name)
+    }
 }
 
 /// `secs` as a positive duration, or a usage error.
@@ -172,5 +250,61 @@ pub(crate) fn duration(secs: f64) -> Result<std::time::Duration, String> {
         Err(format!(
             "--duration must be a positive number of seconds, not {secs}"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Result<Command, String> {
+        match parse(line.split_whitespace().map(OsString::from))? {
+            Parsed::Run(c) => Ok(c),
+            Parsed::Help(h) => Err(format!("help: {h}")),
+        }
+    }
+
+    #[test]
+    fn defaults_and_forms_match_the_documented_interface() {
+        let Ok(Command::Fanout(f)) = run("fanout --server 127.0.0.1:1 --rate=5") else {
+            panic!("fanout parses")
+        };
+        assert_eq!((f.subscribers, f.publishers, f.payload), (1, 4, 64));
+        assert_eq!((f.duration, f.rate, f.connections), (10.0, Some(5.0), None));
+        let Ok(Command::Suite(s)) = run("suite") else {
+            panic!("suite parses")
+        };
+        assert_eq!(s.bin_dir, PathBuf::from("target/release"));
+        assert_eq!(
+            (s.duration, s.publishers, s.idle_subscribers),
+            (8.0, 4, 10_000)
+        );
+        let Ok(Command::Soak(s)) = run("soak --duration 60") else {
+            panic!("soak parses")
+        };
+        assert_eq!(
+            (s.rate, s.http_rate, s.churners, s.payload),
+            (200.0, 20.0, 4, 128)
+        );
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_and_help_is_not_an_error() {
+        for bad in [
+            "fanout",
+            "fanout --server nowhere",
+            "fanout --server 127.0.0.1:1 --bogus 1",
+            "fanout --server 127.0.0.1:1 --server 127.0.0.1:2",
+            "idle --server 127.0.0.1:1 --subscribers 5",
+            "frobnicate",
+            "--verbose fanout",
+        ] {
+            let e = run(bad).expect_err(bad);
+            assert!(!e.contains('\n') && !e.starts_with("help"), "{bad}: {e}");
+        }
+        for help in ["", "--help", "-h", "fanout --help", "otlp-sink -h"] {
+            let parsed = parse(help.split_whitespace().map(OsString::from));
+            assert!(matches!(parsed, Ok(Parsed::Help(_))), "{help}");
+        }
     }
 }

@@ -1,12 +1,19 @@
-//! Connections and subscription readiness, shared by `fanout` and `idle`.
+//! Connections, subscription readiness and phase deadlines, shared by every
+//! scenario.
 //!
 //! Readiness never relies on response headers (some servers send them only
 //! with the first message). Instead [`probe_until_confirmed`] sends messages
 //! from [`PROBE_AUTHOR`] until every subscriber has seen one; subscribers
 //! ignore probe messages for everything else.
+//!
+//! Invariant: no await on the server is unbounded. A scenario runs each of
+//! its phases under [`phase`], and every single request inside is bounded
+//! too ([`REQUEST_LIMIT`]), so a server that accepts connections but never
+//! answers ends the run with one line naming the phase, never a hang.
 
 use messenger_proto::pb::SendMessageRequest;
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,16 +28,52 @@ pub(crate) const PROBE_AUTHOR: &str = "__probe__";
 const PROBE_EVERY: Duration = Duration::from_millis(20);
 /// Connections opened at once, so the server's accept backlog never overflows.
 const CONNECT_PARALLELISM: usize = 64;
+/// Longest wait for one request's answer (a probe, a send, response headers).
+pub(crate) const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+/// Longest wait for one TCP connection.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `work` as the phase `name`, bounded by `limit`: its error, or the
+/// timeout, comes back as one line naming the phase.
+pub(crate) async fn phase<T>(
+    name: &str,
+    limit: Duration,
+    work: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("phase '{name}' failed: {e}")),
+        Err(_) => Err(format!(
+            "phase '{name}' did not finish within {limit:?} (is the server answering?)"
+        )),
+    }
+}
+
+/// `request`, or an error saying `what` got no answer within [`REQUEST_LIMIT`].
+pub(crate) async fn answered<T>(
+    what: &str,
+    request: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(REQUEST_LIMIT, request).await {
+        Ok(result) => result.map_err(|s| format!("{what} failed: {s}")),
+        Err(_) => Err(format!("{what}: no answer within {REQUEST_LIMIT:?}")),
+    }
+}
 
 /// One fresh HTTP/2 connection to `addr`.
 pub(crate) async fn connect(addr: SocketAddr) -> Result<Channel, String> {
     Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad address {addr}: {e}"))?
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_LIMIT)
         .connect()
         .await
         .map_err(|e| format!("connect to {addr}: {e:?}"))
+}
+
+/// How long opening `n` connections may take (the `connect` phase's limit).
+pub(crate) fn connect_limit(n: usize) -> Duration {
+    CONNECT_LIMIT + Duration::from_millis(10 * n as u64)
 }
 
 /// `n` connections to `addr`, opened at most [`CONNECT_PARALLELISM`] at a time.
@@ -125,10 +168,7 @@ pub(crate) async fn probe_until_confirmed(
             author: PROBE_AUTHOR.to_owned(),
             text: "probe".to_owned(),
         };
-        client
-            .send_message(probe)
-            .await
-            .map_err(|s| format!("probe SendMessage failed: {s}"))?;
+        answered("probe SendMessage", client.send_message(probe)).await?;
         tokio::select! {
             _ = tick.tick() => {}
             () = ready.changed.notified() => {}

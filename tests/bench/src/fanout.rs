@@ -3,6 +3,9 @@
 //! run for the duration; then subscribers drain (bounded by [`DRAIN_LIMIT`])
 //! and every stream is checked against the acknowledged messages.
 //!
+//! Each phase (`connect`, `subscribe`, `load`, `drain`, `stop`) is bounded
+//! ([`conn::phase`]); a run in which no message was acknowledged fails.
+//!
 //! `bench_cpu_seconds` and the server figures cover the load and drain
 //! window only, not connection setup.
 
@@ -21,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest wait for subscribers to receive what was acknowledged.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Longest wait for the tasks to end once stopped or past their deadline.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize)]
 pub(crate) struct FanoutReport {
@@ -72,11 +77,15 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
             "{c} connections don't fit the open-files limit {nofile}"
         ));
     }
-    let sub_channels = conn::connect_many(args.server, c).await?;
-    let pub_channels = conn::connect_many(args.server, p).await?;
+    let (sub_channels, pub_channels) = conn::phase("connect", conn::connect_limit(c + p), async {
+        let subs = conn::connect_many(args.server, c).await?;
+        Ok((subs, conn::connect_many(args.server, p).await?))
+    })
+    .await?;
 
     let ready = Arc::new(Readiness::default());
     let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
     let progress: Vec<Arc<Progress>> = (0..k).map(|_| Arc::default()).collect();
     let subs: Vec<_> = (0..k)
         .map(|i| {
@@ -91,11 +100,8 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
         })
         .collect();
     let setup_limit = Duration::from_secs(30 + k as u64 / 100);
-    let probed = conn::probe_until_confirmed(pub_channels[0].clone(), &ready, k, setup_limit).await;
-    if let Err(e) = probed {
-        stop.cancel();
-        return Err(e);
-    }
+    let probe = conn::probe_until_confirmed(pub_channels[0].clone(), &ready, k, setup_limit);
+    conn::phase("subscribe", setup_limit + conn::REQUEST_LIMIT, probe).await?;
 
     let watch = ServerWatch::start(args.server_pid)?;
     let cpu_start = procfs::self_cpu_seconds();
@@ -121,12 +127,24 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
         bar.set_message(format!("{} accepted", accepted.load(Ordering::Relaxed)));
     }
     bar.finish_and_clear();
-    let mut pub_stats = Vec::with_capacity(p);
-    for task in pubs {
-        pub_stats.push(task.await.map_err(|e| format!("publisher task: {e}"))?);
-    }
+    // A publisher's last send may take up to REQUEST_LIMIT past the end.
+    let pub_stats = conn::phase("load", conn::REQUEST_LIMIT + STOP_LIMIT, async {
+        let mut stats = Vec::with_capacity(p);
+        for task in pubs {
+            stats.push(task.await.map_err(|e| format!("publisher task: {e}"))?);
+        }
+        Ok(stats)
+    })
+    .await?;
     let publish_secs = start.elapsed().as_secs_f64();
     let acked: u64 = pub_stats.iter().map(PubStats::acked).sum();
+    if acked == 0 {
+        let why = pub_stats.iter().find_map(|s| s.first_error.clone());
+        return Err(format!(
+            "phase 'load' failed: no message was acknowledged; first error: {}",
+            why.unwrap_or_else(|| "none".to_owned())
+        ));
+    }
 
     let drain_start = Instant::now();
     while drain_start.elapsed() < DRAIN_LIMIT
@@ -138,10 +156,14 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
     }
     let drain_secs = drain_start.elapsed().as_secs_f64();
     stop.cancel();
-    let mut sub_stats = Vec::with_capacity(k);
-    for task in subs {
-        sub_stats.push(task.await.map_err(|e| format!("subscriber task: {e}"))?);
-    }
+    let sub_stats = conn::phase("stop", STOP_LIMIT, async {
+        let mut stats = Vec::with_capacity(k);
+        for task in subs {
+            stats.push(task.await.map_err(|e| format!("subscriber task: {e}"))?);
+        }
+        Ok(stats)
+    })
+    .await?;
     let bench_cpu_seconds = procfs::self_cpu_seconds() - cpu_start;
     let server = watch.as_ref().map(ServerWatch::finish);
     Ok(summarize(

@@ -4,8 +4,13 @@
 //!
 //! The client's buffer fills during a long run; it drops the oldest messages
 //! with one warning, which does not affect `/sendMessage`.
+//!
+//! Every connect and request is bounded by [`conn::REQUEST_LIMIT`], and the
+//! `load` phase by the duration plus that limit ([`conn::phase`]); a run in
+//! which no request succeeded fails.
 
 use crate::cli::{HttpArgs, duration};
+use crate::conn;
 use crate::procfs::{self, ServerWatch};
 use crate::report::{self, histogram};
 use bytes::Bytes;
@@ -72,14 +77,27 @@ pub(crate) async fn run(args: HttpArgs) -> Result<(), String> {
         bar.set_message(format!("{} requests", done.load(Ordering::Relaxed)));
     }
     bar.finish_and_clear();
+    let stats = conn::phase("load", conn::REQUEST_LIMIT * 2, async {
+        let mut stats = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            stats.push(task.await.map_err(|e| format!("connection task: {e}"))?);
+        }
+        Ok(stats)
+    })
+    .await?;
     let mut latency = histogram();
     let (mut ok, mut errors, mut first_error) = (0, 0, None);
-    for task in tasks {
-        let s = task.await.map_err(|e| format!("connection task: {e}"))?;
+    for s in stats {
         latency.add(&s.latency).expect("same histogram bounds");
         ok += s.ok;
         errors += s.errors;
         first_error = first_error.or(s.first_error);
+    }
+    if ok == 0 {
+        return Err(format!(
+            "phase 'load' failed: no request succeeded; first error: {}",
+            first_error.unwrap_or_else(|| "none".to_owned())
+        ));
     }
     let secs = start.elapsed().as_secs_f64();
     let report = HttpReport {
@@ -130,17 +148,27 @@ async fn connection(addr: SocketAddr, id: usize, end: Instant, done: Arc<AtomicU
                 .body(Full::new(Bytes::from(body)))
                 .expect("static request parts are valid");
             let t0 = Instant::now();
-            let result = match sender.send_request(request).await {
-                Ok(response) => {
-                    let status = response.status();
-                    match response.into_body().collect().await {
-                        Ok(_) if status.is_success() => Ok(()),
-                        Ok(body) => Err(format!("HTTP {status}: {:?}", body.to_bytes())),
-                        Err(e) => Err(format!("reading response body: {e}")),
-                    }
+            let exchange = async {
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| format!("request failed: {e}"))?;
+                let status = response.status();
+                match response.into_body().collect().await {
+                    Ok(_) if status.is_success() => Ok(()),
+                    Ok(body) => Err(format!("HTTP {status}: {:?}", body.to_bytes())),
+                    Err(e) => Err(format!("reading response body: {e}")),
                 }
-                Err(e) => Err(format!("request failed: {e}")),
             };
+            let result = tokio::time::timeout(conn::REQUEST_LIMIT, exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "POST /sendMessage: no answer within {:?}",
+                        conn::REQUEST_LIMIT
+                    ))
+                });
+            let timed_out = result.as_ref().is_err_and(|e| e.contains("no answer"));
             match result {
                 Ok(()) => {
                     report::record(&mut stats.latency, t0.elapsed().as_micros() as u64);
@@ -149,7 +177,8 @@ async fn connection(addr: SocketAddr, id: usize, end: Instant, done: Arc<AtomicU
                 }
                 Err(e) => {
                     stats.fail(e);
-                    if sender.is_closed() {
+                    // A timed-out exchange leaves the connection unusable.
+                    if timed_out || sender.is_closed() {
                         break;
                     }
                 }
@@ -168,9 +197,17 @@ impl ConnStats {
 
 pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
+/// A keep-alive HTTP/1.1 connection to `addr`; the TCP connect is bounded by
+/// [`conn::REQUEST_LIMIT`].
 pub(crate) async fn handshake(addr: SocketAddr) -> Result<Sender, String> {
-    let tcp = TcpStream::connect(addr)
+    let tcp = tokio::time::timeout(conn::REQUEST_LIMIT, TcpStream::connect(addr))
         .await
+        .map_err(|_| {
+            format!(
+                "connect to {addr}: no answer within {:?}",
+                conn::REQUEST_LIMIT
+            )
+        })?
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     tcp.set_nodelay(true)
         .map_err(|e| format!("TCP_NODELAY on {addr}: {e}"))?;

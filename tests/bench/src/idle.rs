@@ -3,7 +3,8 @@
 //!
 //! The open-files soft limit is raised to the hard limit first; if N
 //! connections still don't fit, the run stops with that message rather
-//! than failing half-way.
+//! than failing half-way. The `connect` and `subscribe` phases are bounded
+//! ([`conn::phase`]); the settle phase is a fixed sampling window.
 
 use crate::cli::IdleArgs;
 use crate::conn::{self, PROBE_AUTHOR, Readiness};
@@ -60,8 +61,11 @@ async fn measure(args: &IdleArgs) -> Result<IdleReport, String> {
         .ok_or_else(|| format!("cannot read /proc/{pid}/status: is --server-pid right?"))?;
     let cpu_start = procfs::self_cpu_seconds();
     let started = Instant::now();
-    let channels = conn::connect_many(args.server, c).await?;
-    let prober = conn::connect(args.server).await?;
+    let (channels, prober) = conn::phase("connect", conn::connect_limit(c + 1), async {
+        let channels = conn::connect_many(args.server, c).await?;
+        Ok((channels, conn::connect(args.server).await?))
+    })
+    .await?;
     let ready = Arc::new(Readiness::default());
     let stop = CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
@@ -69,7 +73,8 @@ async fn measure(args: &IdleArgs) -> Result<IdleReport, String> {
         tokio::spawn(hold(channels[i % c].clone(), ready.clone(), stop.clone()));
     }
     let setup_limit = Duration::from_secs(30 + n as u64 / 500);
-    conn::probe_until_confirmed(prober, &ready, n, setup_limit).await?;
+    let probe = conn::probe_until_confirmed(prober, &ready, n, setup_limit);
+    conn::phase("subscribe", setup_limit + conn::REQUEST_LIMIT, probe).await?;
     let setup_secs = started.elapsed().as_secs_f64();
     let sampler = procfs::RssSampler::start(pid);
     tokio::time::sleep(SETTLE).await;

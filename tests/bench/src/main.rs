@@ -1,7 +1,7 @@
 //! `messenger-bench`: a load generator that speaks only the messenger wire
 //! contract, so it can drive any implementation.
 //!
-//! - [`cli`]: subcommands and flags.
+//! - [`cli`] ([`cli_spec`]): subcommands and flags.
 //! - [`fanout`] ([`publisher`], [`subscriber`], [`message`]): throughput,
 //!   delivery latency and per-stream loss/duplicate/order checks.
 //! - [`idle`]: server memory per idle subscriber.
@@ -16,6 +16,7 @@
 
 mod chart;
 mod cli;
+mod cli_spec;
 mod conn;
 mod fanout;
 mod http;
@@ -33,13 +34,25 @@ mod subscriber;
 mod suite;
 mod targets;
 
-use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Command, Parsed};
 use std::process::ExitCode;
 
+/// Exit code of a usage error, as clap and getopt-style tools use.
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let command = match cli::parse_env() {
+        Ok(Parsed::Run(command)) => command,
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("messenger-bench: usage: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match command {
         Command::Suite(args) => return exit(suite::run(args)),
         Command::Soak(args) => return exit(soak::run(args)),
         _ => {}
@@ -49,7 +62,7 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime starts");
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Fanout(args) => fanout::run(args).await,
             Command::Idle(args) => idle::run(args).await,
             Command::Http(args) => http::run(args).await,

@@ -1,8 +1,10 @@
 //! One fan-out publisher: sends numbered messages on its own connection, one
 //! request in flight at a time, paced to a rate or as fast as the server
 //! accepts, until a deadline. With one request in flight, the server's total
-//! order must deliver each publisher's messages in sequence order.
+//! order must deliver each publisher's messages in sequence order. A send
+//! unanswered within [`conn::REQUEST_LIMIT`] counts as failed.
 
+use crate::conn;
 use crate::message;
 use crate::report;
 use hdrhistogram::Histogram;
@@ -76,16 +78,16 @@ pub(crate) async fn run(
             text: text.clone(),
         };
         let t0 = Instant::now();
-        let result = client.send_message(request).await;
+        let result = conn::answered("SendMessage", client.send_message(request)).await;
         stats.sent += 1;
         match result {
             Ok(_) => {
                 report::record(&mut stats.latency, t0.elapsed().as_micros() as u64);
                 accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(status) => {
+            Err(e) => {
                 stats.failed.push(seq);
-                stats.first_error.get_or_insert_with(|| status.to_string());
+                stats.first_error.get_or_insert(e);
                 // A failing server answers at once; don't spin on it.
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

@@ -181,8 +181,10 @@ async fn soak(
     let stop = CancellationToken::new();
     let ready = Arc::new(Readiness::default());
     let progress: Vec<Arc<Progress>> = (0..k + p.http.len()).map(|_| Arc::default()).collect();
+    let _stop_on_return = stop.clone().drop_guard();
     let subs: Vec<_> = {
-        let channels = conn::connect_many(p.grpc, k).await?;
+        let connect = conn::connect_many(p.grpc, k);
+        let channels = conn::phase("connect", conn::connect_limit(k), connect).await?;
         channels
             .into_iter()
             .enumerate()
@@ -197,8 +199,12 @@ async fn soak(
             })
             .collect()
     };
-    let probe = conn::connect(p.grpc).await?;
-    conn::probe_until_confirmed(probe, &ready, k, Duration::from_secs(30)).await?;
+    let setup_limit = Duration::from_secs(30);
+    conn::phase("subscribe", setup_limit + conn::REQUEST_LIMIT, async {
+        let probe = conn::connect(p.grpc).await?;
+        conn::probe_until_confirmed(probe, &ready, k, setup_limit).await
+    })
+    .await?;
 
     let start = Instant::now();
     let end = start + run_for;
@@ -210,7 +216,8 @@ async fn soak(
         payload: args.payload,
     };
     let accepted = Arc::new(AtomicU64::new(0));
-    let mut senders: Vec<_> = conn::connect_many(p.grpc, pubs_n)
+    let connect = conn::connect_many(p.grpc, pubs_n);
+    let mut senders: Vec<_> = conn::phase("connect", conn::connect_limit(pubs_n), connect)
         .await?
         .into_iter()
         .enumerate()
@@ -262,10 +269,14 @@ async fn soak(
     }
     let warmup = run_for.as_secs_f64() / 4.0;
     let resources: Vec<TrendReport> = watches.iter().map(|w| w.report(warmup)).collect();
-    let mut pub_stats = Vec::new();
-    for s in senders {
-        pub_stats.push(s.await.map_err(|e| format!("sender task: {e}"))?);
-    }
+    let pub_stats = conn::phase("load", conn::REQUEST_LIMIT * 2, async {
+        let mut pub_stats = Vec::new();
+        for s in senders {
+            pub_stats.push(s.await.map_err(|e| format!("sender task: {e}"))?);
+        }
+        Ok(pub_stats)
+    })
+    .await?;
     let acked: u64 = pub_stats.iter().map(PubStats::acked).sum();
     let drain = Instant::now();
     while drain.elapsed() < DRAIN_LIMIT

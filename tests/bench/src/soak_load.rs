@@ -44,13 +44,23 @@ pub(crate) async fn http(
         .header(hyper::header::HOST, "soak")
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await;
+        Ok((status, body.map_err(|e| e.to_string())?.to_bytes()))
+    };
+    tokio::time::timeout(conn::REQUEST_LIMIT, exchange)
         .await
-        .map_err(|e| format!("{method} {path}: {e}"))?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await;
-    Ok((status, body.map_err(|e| e.to_string())?.to_bytes()))
+        .map_err(|_| {
+            format!(
+                "{method} {path}: no answer within {:?}",
+                conn::REQUEST_LIMIT
+            )
+        })?
 }
 
 /// The value of an unlabelled or exactly-labelled series in Prometheus text.

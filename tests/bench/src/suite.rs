@@ -15,6 +15,11 @@ use crate::targets;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+/// What a bench child may take beyond its duration (setup of 10,000 idle
+/// streams, drain and stop included).
+const CHILD_SLACK: Duration = Duration::from_secs(300);
 
 /// Subscriber counts of the max-rate fan-out runs (the chart's x axis).
 pub(crate) const FANOUT_KS: [usize; 4] = [1, 8, 100, 1000];
@@ -23,10 +28,15 @@ struct Bins {
     server: PathBuf,
     client: PathBuf,
     bench: PathBuf,
+    /// Longest a bench child may run: its duration plus [`CHILD_SLACK`].
+    child_limit: Duration,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
-    let bins = binaries(&args.bin_dir)?;
+    let bins = binaries(
+        &args.bin_dir,
+        crate::cli::duration(args.duration)? + CHILD_SLACK,
+    )?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("create {}: {e}", args.out.display()))?;
     let mut runs = Map::new();
@@ -113,7 +123,7 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn binaries(dir: &Path) -> Result<Bins, String> {
+fn binaries(dir: &Path, child_limit: Duration) -> Result<Bins, String> {
     let find = |name: &str| {
         let path = dir.join(name);
         if path.is_file() {
@@ -129,6 +139,7 @@ fn binaries(dir: &Path) -> Result<Bins, String> {
         server: find("messenger-server")?,
         client: find("messenger-client")?,
         bench: std::env::current_exe().map_err(|e| format!("own path: {e}"))?,
+        child_limit,
     })
 }
 
@@ -158,18 +169,42 @@ fn bench(bins: &Bins, out: &Path, name: &str, args: &[&str]) -> Value {
     let json_path = out.join(format!("{name}.json"));
     let _stale = std::fs::remove_file(&json_path);
     eprintln!("--- {name}: messenger-bench {}", args.join(" "));
-    let status = Command::new(&bins.bench)
+    let child = Command::new(&bins.bench)
         .args(args)
         .arg("--json")
         .arg(&json_path)
-        .status();
-    match status {
+        .spawn();
+    match child
+        .map_err(|e| e.to_string())
+        .and_then(|c| wait_bounded(c, bins.child_limit))
+    {
         Ok(s) if s.success() => std::fs::read_to_string(&json_path)
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| json!({ "error": format!("{}: {e}", json_path.display()) })),
         Ok(s) => json!({ "error": format!("messenger-bench {} exited with {s}", args[0]) }),
-        Err(e) => json!({ "error": format!("spawn messenger-bench: {e}") }),
+        Err(e) => json!({ "error": format!("messenger-bench {}: {e}", args[0]) }),
+    }
+}
+
+/// Waits for a bench child at most `limit`, then kills it. Its own phases
+/// are bounded; this only guards the suite against a bug in them.
+fn wait_bounded(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _receiver_gone = tx.send(child.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status.map_err(|e| e.to_string()),
+        Err(_) => {
+            // SAFETY: kill(2) has no memory effects; the child is not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            Err(format!("killed after {limit:?}"))
+        }
     }
 }
 

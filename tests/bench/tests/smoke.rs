@@ -1,6 +1,8 @@
 //! CI smoke test: each `messenger-bench` subcommand for about two seconds
 //! against the real release binaries. Asserts the report's fields and that
-//! no message was lost, duplicated or reordered; asserts no timings.
+//! no message was lost, duplicated or reordered; asserts no timings. Also:
+//! every scenario ends by itself, naming the failed phase, against a server
+//! that never answers; usage errors exit 2 with one line.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -209,4 +211,128 @@ fn http_reports_rate_and_latency() {
     );
     assert!(report["requests"].as_u64().unwrap() > 0, "{report:#}");
     assert_eq!(report["errors"], 0, "{report:#}");
+}
+
+/// Runs messenger-bench with `args` to its end, at most `limit`; (exit code,
+/// stderr). A run still going at `limit` is killed and fails the test.
+fn bench_exit(args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let child = Command::new(BENCH)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run messenger-bench");
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _receiver_gone = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => {
+            let out = out.expect("wait for messenger-bench");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+        Err(_) => {
+            let _killed = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("messenger-bench {args:?} still running after {limit:?}: a phase is unbounded");
+        }
+    }
+}
+
+/// Every scenario against a TCP listener that accepts connections and never
+/// answers: each ends by itself with a non-zero exit and one stderr line
+/// naming the phase that failed.
+#[test]
+fn every_scenario_fails_fast_against_a_server_that_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    std::thread::spawn(move || {
+        // Hold every connection open, unread, until the test process ends.
+        let held: Vec<_> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let pid = std::process::id().to_string();
+    let runs: [&[&str]; 3] = [
+        &[
+            "fanout",
+            "--server",
+            &addr,
+            "--subscribers",
+            "2",
+            "--duration",
+            "1",
+        ],
+        &[
+            "idle",
+            "--server",
+            &addr,
+            "--subscribers",
+            "2",
+            "--server-pid",
+            &pid,
+        ],
+        &[
+            "http",
+            "--client",
+            &addr,
+            "--connections",
+            "2",
+            "--duration",
+            "1",
+        ],
+    ];
+    let limit = Duration::from_secs(90);
+    let handles: Vec<_> = runs
+        .iter()
+        .map(|args| {
+            let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                (args[0].to_owned(), bench_exit(&args, limit))
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (name, (code, stderr)) = handle.join().expect("run thread");
+        assert_eq!(code, Some(1), "{name}: exit code; stderr: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: one stderr line, got {stderr:?}");
+        assert!(
+            lines[0].starts_with("messenger-bench: phase '"),
+            "{name}: names the phase: {stderr:?}"
+        );
+    }
+}
+
+/// Usage errors: exit code 2 and one line; `--help` exits 0 with the flags.
+#[test]
+fn usage_errors_exit_2_with_one_line_and_help_exits_0() {
+    let limit = Duration::from_secs(30);
+    for args in [
+        &["fanout"][..],
+        &["fanout", "--server", "127.0.0.1:1", "--subscribers", "many"],
+        &["frobnicate"],
+    ] {
+        let (code, stderr) = bench_exit(args, limit);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+    }
+    let out = Command::new(BENCH)
+        .args(["fanout", "--help"])
+        .output()
+        .expect("run messenger-bench");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--server",
+        "--subscribers",
+        "--publishers",
+        "--rate",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "{flag} in {help}");
+    }
 }
