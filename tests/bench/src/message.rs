@@ -23,7 +23,12 @@ pub(crate) fn encode(publisher: usize, seq: u64, payload: usize, out: &mut Strin
 
 /// (publisher, seq) from a text written by [`encode`].
 pub(crate) fn decode(text: &str) -> Option<(usize, u64)> {
-    let b = text.as_bytes();
+    decode_bytes(text.as_bytes())
+}
+
+/// [`decode`] over the text's UTF-8 bytes (no UTF-8 check needed: the
+/// header is ASCII digits).
+pub(crate) fn decode_bytes(b: &[u8]) -> Option<(usize, u64)> {
     if b.len() < HEADER_LEN || b[4] != b'-' {
         return None;
     }

@@ -1,22 +1,36 @@
 //! One fan-out subscriber: reads its stream and checks it as it goes.
 //!
-//! Per message the work is kept tiny: one clock read, the sendTime order
-//! check, a fixed-width id parse, one bit in a per-publisher bitset (exact
-//! duplicate detection), one HDR record and one relaxed atomic store. Lost
-//! messages are counted at the end against what the publishers were
-//! acknowledged for ([`SubStats::received_of`]).
+//! Per message the work is kept tiny: a decode that allocates nothing
+//! ([`Delivery`]), one clock read, the sendTime order check, a fixed-width
+//! id parse, one bit in a per-publisher bitset (exact duplicate detection),
+//! one HDR record and one relaxed atomic store. Lost messages are counted at
+//! the end against what the publishers were acknowledged for
+//! ([`SubStats::received_of`]).
 
-use crate::conn::{PROBE_AUTHOR, Readiness};
-use crate::message;
+use crate::conn::Readiness;
+use crate::delivery::{Delivery, READ_MESSAGES};
 use crate::report;
 use hdrhistogram::Histogram;
-use messenger_proto::pb::messenger_server_client::MessengerServerClient;
-use messenger_proto::time::{from_timestamp, unix_nanos_now};
+use messenger_proto::time::unix_nanos_now;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
+use tonic::{Request, Status, Streaming};
+
+/// Opens `ReadMessages` on `channel`, decoding each message as a [`Delivery`].
+pub(crate) async fn read_messages(channel: Channel) -> Result<Streaming<Delivery>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
+    let codec = tonic_prost::ProstCodec::<(), Delivery>::default();
+    let path = PathAndQuery::from_static(READ_MESSAGES);
+    let response = grpc.server_streaming(Request::new(()), path, codec).await?;
+    Ok(response.into_inner())
+}
 
 /// What the orchestrator can see of a running subscriber, on its own cache line.
 #[derive(Debug, Default)]
@@ -117,12 +131,11 @@ pub(crate) async fn run(
 ) -> SubStats {
     let mut stats = SubStats::new(publishers);
     let mut confirmed = false;
-    let mut client = MessengerServerClient::new(channel);
     let mut stop = pin!(stop.cancelled_owned());
     let mut stream = tokio::select! {
         () = &mut stop => return stats,
-        r = client.read_messages(()) => match r {
-            Ok(response) => response.into_inner(),
+        r = read_messages(channel) => match r {
+            Ok(stream) => stream,
             Err(status) => {
                 let why = format!("ReadMessages refused: {status}");
                 ready.fail(why.clone());
@@ -151,19 +164,19 @@ pub(crate) async fn run(
             }
         };
         let now = unix_nanos_now();
-        let sent = msg.send_time.as_ref().map_or(0, from_timestamp);
+        let sent = msg.send_time;
         if sent <= last_send_time {
             stats.reordered += 1;
         }
         last_send_time = sent;
-        if msg.author == PROBE_AUTHOR {
+        if msg.probe {
             if !confirmed {
                 confirmed = true;
                 ready.confirm();
             }
             continue;
         }
-        match message::decode(&msg.text).filter(|(p, _)| *p < publishers) {
+        match msg.id.filter(|(p, _)| *p < publishers) {
             Some((p, seq)) => stats.on_message(p, seq),
             None => stats.foreign += 1,
         }
