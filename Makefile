@@ -120,10 +120,23 @@ clean:
 	rm -rf $(VENV)
 
 ## Benchmark suite against fresh release binaries: JSON, chart.svg and a
-## markdown table of every figure against its target, in target/bench/.
-.PHONY: bench bench-smoke
-bench: build
-	$(BIN)/messenger-bench suite --bin-dir $(BIN) --out target/bench
+## markdown table (summary.md) of every figure against its target, in target/bench/.
+## Anchors in the same run: the course's recommended design in Python
+## (tests/bench/reference, grpcio into .venv) at K=8 and K=100, and nats-server
+## (Debian) driven by messenger-bench-nats (tests/bench/nats, its own lockfile,
+## kept out of the workspace so `make build` never compiles async-nats and rustls).
+.PHONY: bench bench-smoke bench-anchors
+bench: build bench-anchors
+	$(BIN)/messenger-bench suite --bin-dir $(BIN) --out target/bench \
+	  --python $(VENV)/bin/python
+
+bench-anchors: $(VENV)/.bench-installed
+	tests/bench/install-anchors.sh
+	$(CARGO) build --release --manifest-path tests/bench/nats/Cargo.toml --target-dir target
+
+$(VENV)/.bench-installed: tests/bench/reference/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/bench/reference/requirements.txt
+	touch $@
 
 ## The bench's CI smoke test only (about 10 s).
 bench-smoke: build

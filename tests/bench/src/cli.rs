@@ -75,6 +75,8 @@ pub(crate) struct SuiteArgs {
     pub(crate) duration: f64,
     pub(crate) publishers: usize,
     pub(crate) idle_subscribers: usize,
+    pub(crate) python: PathBuf,
+    pub(crate) nats_server: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +218,8 @@ impl Given {
                 duration: self.get("duration")?,
                 publishers: self.get("publishers")?,
                 idle_subscribers: self.get("idle-subscribers")?,
+                python: self.get("python")?,
+                nats_server: self.get("nats-server")?,
             }),
             "soak" => Command::Soak(SoakArgs {
                 bin_dir: self.get("bin-dir")?,

@@ -158,7 +158,7 @@ pub(crate) const SPECS: [Spec; 6] = [
     },
     Spec {
         name: "suite",
-        about: "The standard suite against freshly started release binaries",
+        about: "The standard suite against freshly started release binaries, with its anchors",
         hidden: false,
         flags: &[
             BIN_DIR,
@@ -175,6 +175,18 @@ pub(crate) const SPECS: [Spec; 6] = [
                 "N",
                 "Idle subscribers (one connection each)",
                 Some("10000"),
+            ),
+            flag(
+                "python",
+                "PATH",
+                "Python with grpcio for the course-design anchor (tests/bench/reference)",
+                Some(".venv/bin/python"),
+            ),
+            flag(
+                "nats-server",
+                "PATH",
+                "nats-server for the broker anchor (driven by messenger-bench-nats)",
+                Some("nats-server"),
             ),
         ],
     },

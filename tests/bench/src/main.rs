@@ -2,22 +2,25 @@
 //! contract, so it can drive any implementation.
 //!
 //! - [`cli`] ([`cli_spec`]): subcommands and flags.
-//! - [`fanout`] ([`publisher`], [`subscriber`], [`message`]): throughput,
+//! - [`fanout`] ([`publisher`], [`subscriber`], [`delivery`], [`message`]): throughput,
 //!   delivery latency and per-stream loss/duplicate/order checks.
 //! - [`idle`]: server memory per idle subscriber.
 //! - [`http`]: `POST /sendMessage` load on a messenger-client.
-//! - [`suite`] ([`procs`], [`chart`], [`targets`]): `make bench`, the standard runs
-//!   against freshly started binaries, with a summary, chart and targets.
+//! - [`suite`] ([`procs`], [`chart`], [`targets`], [`anchors`]): `make bench`,
+//!   the standard runs against freshly started binaries, side by side with the
+//!   course design and nats-server, with a summary, chart and targets.
 //! - [`soak`] ([`soak_load`], [`soak_watch`]): `make soak`, long mixed load
 //!   with loss/order checks and RSS/fd trends, non-zero exit on a violation.
 //! - [`otlp_sink`]: a span-counting OTLP receiver for the telemetry run.
 //! - [`conn`], [`report`], [`procfs`]: connections and probes, report
 //!   output, process figures.
 
+mod anchors;
 mod chart;
 mod cli;
 mod cli_spec;
 mod conn;
+mod delivery;
 mod fanout;
 mod http;
 mod idle;

@@ -77,13 +77,23 @@ impl Proc {
 
     /// Waits for `key=VALUE` in the output; returns VALUE.
     pub(crate) fn wait_value(&self, key: &str) -> Result<String, String> {
+        self.wait_line(&format!("`{key}=`"), |l| value_of(l, key))
+    }
+
+    /// Waits for the first output line that `find` maps to `Some`, at most
+    /// [`WAIT`]; `what` names it in the error.
+    pub(crate) fn wait_line(
+        &self,
+        what: &str,
+        find: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
         let (lock, changed) = &*self.output;
         let deadline = Instant::now() + WAIT;
         let mut out = lock
             .lock()
             .expect("pump threads never panic holding the lock");
         loop {
-            if let Some(v) = out.lines.iter().find_map(|l| value_of(l, key)) {
+            if let Some(v) = out.lines.iter().find_map(|l| find(l)) {
                 return Ok(v);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -97,7 +107,7 @@ impl Proc {
                     .cloned()
                     .collect::<Vec<_>>();
                 return Err(format!(
-                    "{}: no `{key}=` in its output\n{}",
+                    "{}: no {what} in its output\n{}",
                     self.name,
                     tail.join("\n")
                 ));

@@ -2,12 +2,16 @@
 //! release server (and client, for `http`), each as a child
 //! `messenger-bench` process so its CPU figure is its own.
 //!
-//! Runs: fanout K = 1, 8, 100, 1000 at max rate; K = 1000 at half the rate
-//! found; idle with 10,000 subscribers; http with 10 connections; fanout
-//! K = 100 with the OTLP exporter on (into `otlp-sink`) and off ("off" is no
-//! trace export: the server's metrics recorder is always on). A failed run is
-//! recorded in the summary and the suite goes on.
+//! Runs: fanout K = 1, 8, 100, 1000 at max rate, each followed by its
+//! anchors ([`crate::anchors`]: the course design at K = 8 and 100, NATS at
+//! K = 100 and 1000); K = 1000 at half the rate found; idle with 10,000
+//! subscribers on 10,000 connections; http with 10 connections; fanout
+//! K = 100 with the OTLP exporter on (into `otlp-sink`) at 100% and at 10%
+//! head sampling, and off ("off" is no trace export: the server's metrics
+//! recorder is always on). A failed run is recorded in the summary and the
+//! suite goes on. Every child is bounded (its duration + [`CHILD_SLACK`]).
 
+use crate::anchors::{self, NATS_KS, REFERENCE_KS};
 use crate::chart;
 use crate::cli::SuiteArgs;
 use crate::procs::Proc;
@@ -24,10 +28,10 @@ const CHILD_SLACK: Duration = Duration::from_secs(300);
 /// Subscriber counts of the max-rate fan-out runs (the chart's x axis).
 pub(crate) const FANOUT_KS: [usize; 4] = [1, 8, 100, 1000];
 
-struct Bins {
+pub(crate) struct Bins {
     server: PathBuf,
     client: PathBuf,
-    bench: PathBuf,
+    pub(crate) bench: PathBuf,
     /// Longest a bench child may run: its duration plus [`CHILD_SLACK`].
     child_limit: Duration,
 }
@@ -63,9 +67,26 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         )
     };
     for k in FANOUT_KS {
-        let name = format!("fanout-k{k}");
-        let result = fanout(&name, &[], &k.to_string(), &[]);
-        runs.insert(name, result);
+        let (name, k) = (format!("fanout-k{k}"), k.to_string());
+        runs.insert(name.clone(), fanout(&name, &[], &k, &[]));
+        let same = [
+            "--subscribers",
+            &k,
+            "--publishers",
+            &pubs,
+            "--duration",
+            &secs,
+        ];
+        if REFERENCE_KS.iter().any(|r| r.to_string() == k) {
+            let name = format!("reference-k{k}");
+            let run = anchors::reference(&bins, &args.out, &args.python, &name, &same);
+            runs.insert(name, run);
+        }
+        if NATS_KS.iter().any(|n| n.to_string() == k) {
+            let name = format!("nats-k{k}");
+            let run = anchors::nats(&bins, &args.out, &args.nats_server, &name, &same);
+            runs.insert(name, run);
+        }
     }
     let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
     let half = match max_rate {
@@ -96,10 +117,15 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
     });
     runs.insert("idle".to_owned(), idle);
     runs.insert("http-c10".to_owned(), http_run(&bins, &args.out, &secs));
-    let (on, spans) = telemetry_on(&bins, |env| fanout("telemetry-on", env, "100", &[]));
+    let (on, spans_all) = telemetry_on(&bins, &[], |env| fanout("telemetry-on", env, "100", &[]));
     runs.insert("telemetry-on".to_owned(), on);
     let off = fanout("telemetry-off", &[], "100", &[]);
     runs.insert("telemetry-off".to_owned(), off);
+    let (on, spans_10pct) = telemetry_on(&bins, &SAMPLE_10PCT, |env| {
+        fanout("telemetry-on-10pct", env, "100", &[])
+    });
+    runs.insert("telemetry-on-10pct".to_owned(), on);
+    let spans = (spans_all, spans_10pct);
 
     let runs = Value::Object(runs);
     let chart_path = args.out.join("chart.svg");
@@ -109,16 +135,20 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
     };
     let summary = targets::summary(&runs, spans);
     let markdown = targets::markdown(&summary, &runs);
+    let spans_json = json!({ "sampled_100pct": spans.0, "sampled_10pct": spans.1 });
     let text = serde_json::to_string_pretty(
-        &json!({ "runs": runs, "targets": summary, "spans_exported": spans }),
+        &json!({ "runs": runs, "targets": summary, "spans_exported": spans_json }),
     )
     .expect("a Value serializes");
     let path = args.out.join("summary.json");
     std::fs::write(&path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))?;
+    let md = args.out.join("summary.md");
+    std::fs::write(&md, &markdown).map_err(|e| format!("write {}: {e}", md.display()))?;
     println!(
-        "\n{markdown}\nJSON: {}/*.json, summary: {}, chart: {chart_note}",
+        "\n{markdown}\nJSON: {}/*.json, summary: {} and {}, chart: {chart_note}",
         args.out.display(),
-        path.display()
+        path.display(),
+        md.display()
     );
     Ok(())
 }
@@ -166,10 +196,17 @@ fn with_server(bins: &Bins, env: &[(&str, &str)], f: impl FnOnce(&str, &str) -> 
 /// Runs one `messenger-bench` child writing `out/name.json`; its JSON, or
 /// `{"error": ...}`.
 fn bench(bins: &Bins, out: &Path, name: &str, args: &[&str]) -> Value {
+    child(bins, &bins.bench, out, name, args)
+}
+
+/// Runs `bin` with `args` plus `--json out/name.json`, bounded by the
+/// suite's child limit; the JSON it wrote, or `{"error": ...}`.
+pub(crate) fn child(bins: &Bins, bin: &Path, out: &Path, name: &str, args: &[&str]) -> Value {
     let json_path = out.join(format!("{name}.json"));
     let _stale = std::fs::remove_file(&json_path);
-    eprintln!("--- {name}: messenger-bench {}", args.join(" "));
-    let child = Command::new(&bins.bench)
+    let shown = bin.file_name().unwrap_or_default().to_string_lossy();
+    eprintln!("--- {name}: {shown} {}", args.join(" "));
+    let child = Command::new(bin)
         .args(args)
         .arg("--json")
         .arg(&json_path)
@@ -182,8 +219,8 @@ fn bench(bins: &Bins, out: &Path, name: &str, args: &[&str]) -> Value {
             .map_err(|e| e.to_string())
             .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| json!({ "error": format!("{}: {e}", json_path.display()) })),
-        Ok(s) => json!({ "error": format!("messenger-bench {} exited with {s}", args[0]) }),
-        Err(e) => json!({ "error": format!("messenger-bench {}: {e}", args[0]) }),
+        Ok(s) => json!({ "error": format!("{shown} {} exited with {s}", args[0]) }),
+        Err(e) => json!({ "error": format!("{shown} {}: {e}", args[0]) }),
     }
 }
 
@@ -253,10 +290,17 @@ fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
     })
 }
 
-/// The K=100 run with the server exporting every span to an `otlp-sink`;
-/// also returns how many spans the sink received.
+/// Head sampling of 10% of the traces (the SDK's standard variables).
+const SAMPLE_10PCT: [(&str, &str); 2] = [
+    ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+    ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+];
+
+/// The K=100 run with the server exporting spans (sampled per `sampling`)
+/// to an `otlp-sink`; also returns how many spans the sink received.
 fn telemetry_on(
     bins: &Bins,
+    sampling: &[(&str, &str)],
     fanout: impl FnOnce(&[(&str, &str)]) -> Value,
 ) -> (Value, Option<u64>) {
     let sink = match Proc::spawn("otlp-sink", &bins.bench, &["otlp-sink"], &[]) {
@@ -267,7 +311,9 @@ fn telemetry_on(
         Ok(addr) => format!("http://{addr}"),
         Err(e) => return (json!({ "error": e }), None),
     };
-    let value = fanout(&[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())]);
+    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    env.extend_from_slice(sampling);
+    let value = fanout(&env);
     // The server exports its last batch on shutdown, before `stop` returns.
     let spans = sink_spans(sink);
     (value, spans)

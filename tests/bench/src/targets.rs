@@ -1,72 +1,21 @@
-//! The suite's verdict: each target figure against its threshold, and the
-//! markdown tables (targets, then every run's figures) printed for the README.
+//! The suite's verdict: each figure of issue 15's table against its target,
+//! the anchors as ratios (ours ÷ theirs, no target), and the markdown tables
+//! (figures, then every run) printed for the README and written to
+//! `summary.md`.
 
+use crate::anchors::{NATS_KS, REFERENCE_KS};
 use crate::suite::FANOUT_KS;
 use serde_json::{Value, json};
 
-/// One target: the figure's path in a run's JSON, its comparison and bound.
-struct Target {
-    figure: &'static str,
-    run: &'static str,
-    field: &'static str,
-    at_least: bool,
-    bound: f64,
-    shown: &'static str,
+/// A figure's threshold: `(at_least, bound, as shown)`.
+type Bound = (bool, f64, &'static str);
+
+fn get(runs: &Value, run: &str, field: &str) -> Option<f64> {
+    runs[run].pointer(field).and_then(Value::as_f64)
 }
 
-const TARGETS: [Target; 6] = [
-    Target {
-        figure: "fanout K=1000 deliveries/s",
-        run: "fanout-k1000",
-        field: "/deliveries_per_sec",
-        at_least: true,
-        bound: 200_000.0,
-        shown: "≥ 200,000",
-    },
-    Target {
-        figure: "fanout K=1000 at half rate: delivery p99 (ms)",
-        run: "fanout-k1000-half",
-        field: "/delivery_latency_ms/p99",
-        at_least: false,
-        bound: 50.0,
-        shown: "≤ 50",
-    },
-    Target {
-        figure: "idle 10k: server bytes/subscriber",
-        run: "idle",
-        field: "/bytes_per_subscriber",
-        at_least: false,
-        bound: 30.0 * 1024.0,
-        shown: "≤ 30,720 (30 KiB)",
-    },
-    Target {
-        figure: "http 10 conns: requests/s",
-        run: "http-c10",
-        field: "/requests_per_sec",
-        at_least: true,
-        bound: 15_000.0,
-        shown: "≥ 15,000",
-    },
-    Target {
-        figure: "http 10 conns: p99 (ms)",
-        run: "http-c10",
-        field: "/latency_ms/p99",
-        at_least: false,
-        bound: 5.0,
-        shown: "≤ 5",
-    },
-    Target {
-        figure: "fanout K=1000 lost+duplicated+reordered",
-        run: "fanout-k1000",
-        field: "",
-        at_least: false,
-        bound: 0.0,
-        shown: "= 0",
-    },
-];
-
-fn row(figure: &str, measured: Option<f64>, shown: &str, met: bool, note: String) -> Value {
-    json!({ "figure": figure, "measured": measured, "target": shown, "met": met, "note": note })
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b)
 }
 
 fn error_of(run: &Value) -> String {
@@ -76,58 +25,149 @@ fn error_of(run: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// One row per target, with `met` decided; a failed run never meets its target.
-pub(crate) fn summary(runs: &Value, spans: Option<u64>) -> Value {
-    let mut rows = Vec::new();
-    for t in &TARGETS {
-        let run = &runs[t.run];
-        let measured = if t.field.is_empty() {
-            ["/lost", "/duplicated", "/reordered"]
-                .iter()
-                .map(|f| run.pointer(f).and_then(Value::as_f64))
-                .sum::<Option<f64>>()
-        } else {
-            run.pointer(t.field).and_then(Value::as_f64)
-        };
-        let met = measured.is_some_and(|m| {
-            if t.at_least {
-                m >= t.bound
-            } else {
-                m <= t.bound
-            }
-        });
-        let note = if t.field.is_empty() {
+fn errors(runs: &Value, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| error_of(&runs[*n]))
+        .filter(|e| !e.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn row(figure: String, measured: Option<f64>, bound: Option<Bound>, note: String) -> Value {
+    let met = bound
+        .map(|(at_least, b, _)| measured.is_some_and(|m| if at_least { m >= b } else { m <= b }));
+    let target = bound.map_or("anchor", |(_, _, shown)| shown);
+    json!({ "figure": figure, "measured": measured, "target": target, "met": met, "note": note })
+}
+
+/// One row per figure of issue 15's table, then one per anchor ratio; a
+/// failed run never meets its target. `spans` is (100%, 10%) spans received.
+pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value {
+    let k1000 = "fanout-k1000";
+    let per_delivery =
+        |cpu: &str| ratio(get(runs, k1000, cpu), get(runs, k1000, "/deliveries")).map(|s| s * 1e6);
+    let telemetry = |on: &str| {
+        ratio(
+            get(runs, on, "/deliveries_per_sec"),
+            get(runs, "telemetry-off", "/deliveries_per_sec"),
+        )
+    };
+    let spans_note = |n: Option<u64>, on: &str| {
+        format!(
+            "K=100; off = no trace export (metrics always on); {} spans reached otlp-sink {}",
+            n.map_or("?".to_owned(), |s| s.to_string()),
+            errors(runs, &[on, "telemetry-off"])
+        )
+    };
+    let k1000_note = errors(runs, &[k1000]);
+    let lost = ["/lost", "/duplicated", "/reordered"]
+        .iter()
+        .map(|f| get(runs, k1000, f))
+        .sum::<Option<f64>>();
+    let r = &runs[k1000];
+    let mut rows = vec![
+        row(
+            "server CPU per delivery, K=1000 (µs)".into(),
+            per_delivery("/server_cpu_seconds"),
+            Some((false, 1.0, "≤ 1.0")),
+            k1000_note.clone(),
+        ),
+        row(
+            "deliveries/s, K=1000".into(),
+            get(runs, k1000, "/deliveries_per_sec"),
+            Some((true, 1e6, "≥ 1,000,000")),
+            k1000_note.clone(),
+        ),
+        row(
+            "delivery p99 at K=1000, half the max rate (ms)".into(),
+            get(runs, "fanout-k1000-half", "/delivery_latency_ms/p99"),
+            Some((false, 10.0, "≤ 10")),
+            errors(runs, &["fanout-k1000-half"]),
+        ),
+        row(
+            "server RSS per idle subscriber, 10,000 streams on 10,000 connections (KiB)".into(),
+            get(runs, "idle", "/bytes_per_subscriber").map(|b| b / 1024.0),
+            Some((false, 10.0, "≤ 10")),
+            errors(runs, &["idle"]),
+        ),
+        row(
+            "HTTP POST /sendMessage req/s, 10 keep-alive connections".into(),
+            get(runs, "http-c10", "/requests_per_sec"),
+            Some((true, 25_000.0, "≥ 25,000")),
+            errors(runs, &["http-c10"]),
+        ),
+        row(
+            "HTTP POST /sendMessage p99 (ms)".into(),
+            get(runs, "http-c10", "/latency_ms/p99"),
+            Some((false, 5.0, "≤ 5")),
+            errors(runs, &["http-c10"]),
+        ),
+        row(
+            "deliveries/s with OTLP on ÷ off, 10% head sampling".into(),
+            telemetry("telemetry-on-10pct"),
+            Some((true, 0.95, "≥ 0.95")),
+            spans_note(spans.1, "telemetry-on-10pct"),
+        ),
+        row(
+            "deliveries/s with OTLP on ÷ off, 100% sampling".into(),
+            telemetry("telemetry-on"),
+            Some((true, 0.85, "≥ 0.85")),
+            spans_note(spans.0, "telemetry-on"),
+        ),
+        row(
+            "lost + duplicated + reordered, K=1000".into(),
+            lost,
+            Some((false, 0.0, "= 0")),
             format!(
-                "lost {} / duplicated {} / reordered {}, disconnected subscribers {}",
-                run["lost"], run["duplicated"], run["reordered"], run["disconnected_subscribers"]
-            )
-        } else {
-            error_of(run)
-        };
-        rows.push(row(t.figure, measured, t.shown, met, note));
+                "lost {} / duplicated {} / reordered {}, disconnected subscribers {} {k1000_note}",
+                r["lost"], r["duplicated"], r["reordered"], r["disconnected_subscribers"]
+            ),
+        ),
+        row(
+            "bench CPU per delivery, K=1000 (µs; the load generator's own cost)".into(),
+            per_delivery("/bench_cpu_seconds"),
+            None,
+            k1000_note,
+        ),
+    ];
+    for k in REFERENCE_KS {
+        let (ours, theirs) = (format!("fanout-k{k}"), format!("reference-k{k}"));
+        let note = errors(runs, &[&ours, &theirs]);
+        rows.push(row(format!("ours ÷ course design (Python grpcio, SimpleQueue per subscriber): deliveries/s, K={k}"),
+            ratio(get(runs, &ours, "/deliveries_per_sec"), get(runs, &theirs, "/deliveries_per_sec")), None, note.clone()));
+        rows.push(row(
+            format!("ours ÷ course design: delivery p99, K={k}"),
+            ratio(
+                get(runs, &ours, "/delivery_latency_ms/p99"),
+                get(runs, &theirs, "/delivery_latency_ms/p99"),
+            ),
+            None,
+            note,
+        ));
     }
-    let on = runs
-        .pointer("/telemetry-on/deliveries_per_sec")
-        .and_then(Value::as_f64);
-    let off = runs
-        .pointer("/telemetry-off/deliveries_per_sec")
-        .and_then(Value::as_f64);
-    let ratio = on
-        .zip(off)
-        .filter(|(_, off)| *off > 0.0)
-        .map(|(on, off)| on / off);
-    let note = format!(
-        "K=100; on = OTLP export to otlp-sink ({} spans received), off = no trace export (metrics are always on) {}",
-        spans.map_or("?".to_owned(), |s| s.to_string()),
-        error_of(&runs["telemetry-on"]) + &error_of(&runs["telemetry-off"])
-    );
-    rows.push(row(
-        "telemetry on/off deliveries/s ratio",
-        ratio,
-        "≥ 0.9",
-        ratio.is_some_and(|r| r >= 0.9),
-        note,
-    ));
+    for k in NATS_KS {
+        let (ours, theirs) = (format!("fanout-k{k}"), format!("nats-k{k}"));
+        let note = errors(runs, &[&ours, &theirs]);
+        rows.push(row(
+            format!("ours ÷ nats-server core pub/sub: deliveries/s, K={k}"),
+            ratio(
+                get(runs, &ours, "/deliveries_per_sec"),
+                get(runs, &theirs, "/deliveries_per_sec"),
+            ),
+            None,
+            note.clone(),
+        ));
+        rows.push(row(
+            format!("ours ÷ nats-server: delivery p99, K={k}"),
+            ratio(
+                get(runs, &ours, "/delivery_latency_ms/p99"),
+                get(runs, &theirs, "/delivery_latency_ms/p99"),
+            ),
+            None,
+            note,
+        ));
+    }
     Value::Array(rows)
 }
 
@@ -135,20 +175,43 @@ fn num(v: &Value, pointer: &str) -> String {
     match v.pointer(pointer).and_then(Value::as_f64) {
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) if x.fract() == 0.0 => format!("{x:.0}"),
-        Some(x) => format!("{x:.2}"),
+        Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
+        Some(x) => format!("{x:.3}"),
         None => "–".to_owned(),
     }
 }
 
-/// The targets table, then one row of figures per run.
+/// Every fan-out-shaped run, in the order the suite runs them.
+fn fanout_runs() -> Vec<String> {
+    let mut names = Vec::new();
+    for k in FANOUT_KS {
+        names.push(format!("fanout-k{k}"));
+        if REFERENCE_KS.contains(&k) {
+            names.push(format!("reference-k{k}"));
+        }
+        if NATS_KS.contains(&k) {
+            names.push(format!("nats-k{k}"));
+        }
+    }
+    let rest = [
+        "fanout-k1000-half",
+        "telemetry-on",
+        "telemetry-off",
+        "telemetry-on-10pct",
+    ];
+    names.extend(rest.map(String::from));
+    names
+}
+
+/// The figures table, then one row of figures per run.
 pub(crate) fn markdown(summary: &Value, runs: &Value) -> String {
     let mut out =
         String::from("| figure | measured | target | met | note |\n|---|---|---|---|---|\n");
     for r in summary.as_array().into_iter().flatten() {
-        let met = if r["met"].as_bool() == Some(true) {
-            "yes"
-        } else {
-            "**no**"
+        let met = match r["met"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
         };
         out += &format!(
             "| {} | {} | {} | {met} | {} |\n",
@@ -158,13 +221,9 @@ pub(crate) fn markdown(summary: &Value, runs: &Value) -> String {
             r["note"].as_str().unwrap_or("")
         );
     }
-    out += "\n| fanout run | K | accepted/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | send p99 ms | lost | dup | reord | disc | bench CPU s | server CPU s | server peak RSS MiB |\n";
-    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-    let names = FANOUT_KS
-        .iter()
-        .map(|k| format!("fanout-k{k}"))
-        .chain(["fanout-k1000-half", "telemetry-on", "telemetry-off"].map(String::from));
-    for name in names {
+    out += "\n| run | K | accepted/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | reord | bench CPU s | server CPU s | server peak RSS MiB |\n";
+    out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for name in fanout_runs() {
         let r = &runs[&name];
         if r.get("error").is_some() {
             out += &format!("| {name} | {} |\n", error_of(r));
@@ -182,11 +241,9 @@ pub(crate) fn markdown(summary: &Value, runs: &Value) -> String {
             "/delivery_latency_ms/p99",
             "/delivery_latency_ms/p999",
             "/delivery_latency_ms/max",
-            "/send_latency_ms/p99",
             "/lost",
             "/duplicated",
             "/reordered",
-            "/disconnected_subscribers",
             "/bench_cpu_seconds",
             "/server_cpu_seconds",
         ];
