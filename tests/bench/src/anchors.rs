@@ -13,8 +13,8 @@
 //! A missing tool (no grpcio in the Python, no nats-server, no driver) is
 //! recorded as that run's error, with what installs it; the suite goes on.
 
-use crate::procs::Proc;
-use crate::suite::{Bins, child};
+use crate::procs::{Proc, child};
+use crate::suite::Bins;
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -45,7 +45,13 @@ pub(crate) fn reference(
         Ok(addr) => {
             let (addr, pid) = (addr.to_string(), server.pid().to_string());
             let common = ["fanout", "--server", &addr, "--server-pid", &pid];
-            child(bins, &bins.bench, out, name, &[&common[..], args].concat())
+            child(
+                &bins.bench,
+                out,
+                name,
+                &[&common[..], args].concat(),
+                bins.child_limit,
+            )
         }
         Err(e) => json!({ "error": format!("{e} (make bench-anchors installs grpcio)") }),
     };
@@ -79,7 +85,13 @@ pub(crate) fn nats(
         Ok(addr) => {
             let (url, pid) = (format!("nats://{addr}"), server.pid().to_string());
             let common = ["--server", &url, "--server-pid", &pid];
-            child(bins, &driver, out, name, &[&common[..], args].concat())
+            child(
+                &driver,
+                out,
+                name,
+                &[&common[..], args].concat(),
+                bins.child_limit,
+            )
         }
         Err(e) => json!({ "error": e }),
     };

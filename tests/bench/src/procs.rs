@@ -2,8 +2,11 @@
 //! sink and the bench runs themselves. Output is pumped line by line on a
 //! thread (so a chatty child never blocks on a full pipe) and kept, so a
 //! start-up line like `grpc_addr=IP:PORT` can be waited for, bounded by
-//! [`WAIT`]. Children are stopped with SIGTERM and killed on drop.
+//! [`WAIT`]. Children are stopped with SIGTERM and killed on drop. A
+//! measuring child ([`child`]) reports through its `--json` file and is
+//! killed if it outlives its limit.
 
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -172,6 +175,52 @@ fn pump(pipe: impl Read + Send + 'static, output: Shared) {
         lock.lock().expect("lock not poisoned").open_pipes -= 1;
         changed.notify_all();
     });
+}
+
+/// Runs `bin` with `args` plus `--json out/name.json`, killed after `limit`;
+/// the JSON it wrote, or `{"error": ...}`.
+pub(crate) fn child(bin: &Path, out: &Path, name: &str, args: &[&str], limit: Duration) -> Value {
+    let json_path = out.join(format!("{name}.json"));
+    let _stale = std::fs::remove_file(&json_path);
+    let shown = bin.file_name().unwrap_or_default().to_string_lossy();
+    eprintln!("--- {name}: {shown} {}", args.join(" "));
+    let child = Command::new(bin)
+        .args(args)
+        .arg("--json")
+        .arg(&json_path)
+        .spawn();
+    match child
+        .map_err(|e| e.to_string())
+        .and_then(|c| wait_bounded(c, limit))
+    {
+        Ok(s) if s.success() => std::fs::read_to_string(&json_path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| json!({ "error": format!("{}: {e}", json_path.display()) })),
+        Ok(s) => json!({ "error": format!("{shown} {} exited with {s}", args[0]) }),
+        Err(e) => json!({ "error": format!("{shown} {}: {e}", args[0]) }),
+    }
+}
+
+/// Waits for a bench child at most `limit`, then kills it. Its own phases
+/// are bounded; this only guards the suite against a bug in them.
+fn wait_bounded(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _receiver_gone = tx.send(child.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status.map_err(|e| e.to_string()),
+        Err(_) => {
+            // SAFETY: kill(2) has no memory effects; the child is not reaped yet.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            Err(format!("killed after {limit:?}"))
+        }
+    }
 }
 
 /// `VALUE` of `key=VALUE` in a text log line (quotes trimmed), else `None`.

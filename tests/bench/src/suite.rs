@@ -14,11 +14,10 @@
 use crate::anchors::{self, NATS_KS, REFERENCE_KS};
 use crate::chart;
 use crate::cli::SuiteArgs;
-use crate::procs::Proc;
+use crate::procs::{Proc, child};
 use crate::targets;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// What a bench child may take beyond its duration (setup of 10,000 idle
@@ -33,7 +32,7 @@ pub(crate) struct Bins {
     client: PathBuf,
     pub(crate) bench: PathBuf,
     /// Longest a bench child may run: its duration plus [`CHILD_SLACK`].
-    child_limit: Duration,
+    pub(crate) child_limit: Duration,
 }
 
 pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
@@ -196,53 +195,7 @@ fn with_server(bins: &Bins, env: &[(&str, &str)], f: impl FnOnce(&str, &str) -> 
 /// Runs one `messenger-bench` child writing `out/name.json`; its JSON, or
 /// `{"error": ...}`.
 fn bench(bins: &Bins, out: &Path, name: &str, args: &[&str]) -> Value {
-    child(bins, &bins.bench, out, name, args)
-}
-
-/// Runs `bin` with `args` plus `--json out/name.json`, bounded by the
-/// suite's child limit; the JSON it wrote, or `{"error": ...}`.
-pub(crate) fn child(bins: &Bins, bin: &Path, out: &Path, name: &str, args: &[&str]) -> Value {
-    let json_path = out.join(format!("{name}.json"));
-    let _stale = std::fs::remove_file(&json_path);
-    let shown = bin.file_name().unwrap_or_default().to_string_lossy();
-    eprintln!("--- {name}: {shown} {}", args.join(" "));
-    let child = Command::new(bin)
-        .args(args)
-        .arg("--json")
-        .arg(&json_path)
-        .spawn();
-    match child
-        .map_err(|e| e.to_string())
-        .and_then(|c| wait_bounded(c, bins.child_limit))
-    {
-        Ok(s) if s.success() => std::fs::read_to_string(&json_path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-            .unwrap_or_else(|e| json!({ "error": format!("{}: {e}", json_path.display()) })),
-        Ok(s) => json!({ "error": format!("{shown} {} exited with {s}", args[0]) }),
-        Err(e) => json!({ "error": format!("{shown} {}: {e}", args[0]) }),
-    }
-}
-
-/// Waits for a bench child at most `limit`, then kills it. Its own phases
-/// are bounded; this only guards the suite against a bug in them.
-fn wait_bounded(
-    mut child: std::process::Child,
-    limit: Duration,
-) -> Result<std::process::ExitStatus, String> {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _receiver_gone = tx.send(child.wait());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(status) => status.map_err(|e| e.to_string()),
-        Err(_) => {
-            // SAFETY: kill(2) has no memory effects; the child is not reaped yet.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            Err(format!("killed after {limit:?}"))
-        }
-    }
+    child(&bins.bench, out, name, args, bins.child_limit)
 }
 
 /// One `fanout` run against a fresh server started with `env`.
