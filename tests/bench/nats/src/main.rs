@@ -4,9 +4,11 @@
 //!
 //! - K subscribers, each on its own connection, on one subject; P publishers,
 //!   each on its own connection; the same payload size.
-//! - Each publisher has one message in flight: `publish` then `flush` (a
-//!   PING/PONG round trip, so the broker has taken the message before the
-//!   next), as `SendMessage` returns only once the message is queued.
+//! - Each publisher has one message in flight: after `publish` it waits until
+//!   the first subscriber has received that message, then sends the next.
+//!   (Publish-and-flush alone lets the broker's cheap enqueue run far ahead
+//!   of the subscribers, so every figure becomes queueing; `SendMessage`
+//!   similarly answers only once the message is queued for every subscriber.)
 //! - A subscriber is ready once its `SUB` is flushed (the broker has it).
 //! - Delivery latency is receipt minus the publisher's clock just before
 //!   `publish`; ours uses the server-stamped `sendTime`, so NATS's figure also
@@ -15,6 +17,9 @@
 //! Prints the report as JSON (stdout, and `--json FILE`) with the field
 //! names of `messenger-bench fanout`'s report. Every phase is bounded.
 
+mod args;
+
+use args::{Args, USAGE, parse};
 use async_nats::{Client, ConnectOptions};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -24,66 +29,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
 
 const SUBJECT: &str = "messenger.bench";
 /// publisher id (8) + seq (8) + sent unix nanos (8).
 const HEADER_LEN: usize = 24;
-/// Bound of each phase's setup step and each flush.
+/// Bound of each setup step and of each message's delivery to the pacer.
 const STEP_LIMIT: Duration = Duration::from_secs(30);
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-
-struct Args {
-    server: String,
-    subscribers: usize,
-    publishers: usize,
-    duration: f64,
-    payload: usize,
-    server_pid: Option<u32>,
-    json: Option<String>,
-}
-
-const USAGE: &str = "usage: messenger-bench-nats --server HOST:PORT [--subscribers K] \
-    [--publishers P] [--duration SECS] [--payload BYTES] [--server-pid PID] [--json FILE]";
-
-/// The arguments, or `None` for `--help`.
-fn parse() -> Result<Option<Args>, String> {
-    use lexopt::prelude::*;
-    let mut a = Args {
-        server: String::new(),
-        subscribers: 1,
-        publishers: 4,
-        duration: 10.0,
-        payload: 64,
-        server_pid: None,
-        json: None,
-    };
-    let mut p = lexopt::Parser::from_env();
-    let err = |e: lexopt::Error| e.to_string();
-    while let Some(arg) = p.next().map_err(err)? {
-        let name = match arg {
-            Long("help") | Short('h') => return Ok(None),
-            Long(name) => name.to_owned(),
-            other => return Err(other.unexpected().to_string()),
-        };
-        let v = p.value().map_err(err)?.string().map_err(err)?;
-        let num = || v.parse::<f64>().map_err(|e| format!("--{name} '{v}': {e}"));
-        match name.as_str() {
-            "server" => a.server = v.clone(),
-            "subscribers" => a.subscribers = num()? as usize,
-            "publishers" => a.publishers = num()? as usize,
-            "duration" => a.duration = num()?,
-            "payload" => a.payload = num()? as usize,
-            "server-pid" => a.server_pid = Some(num()? as u32),
-            "json" => a.json = Some(v.clone()),
-            _ => return Err(format!("unexpected option '--{name}'")),
-        }
-    }
-    if a.server.is_empty() || a.subscribers == 0 || a.publishers == 0 || a.duration <= 0.0 {
-        return Err("--server is required; K, P and the duration must be positive".to_owned());
-    }
-    Ok(Some(a))
-}
 
 fn unix_nanos() -> u64 {
     SystemTime::now()
@@ -126,10 +80,37 @@ struct SubStats {
     last_receipt: u64,
 }
 
+/// Per publisher: the next seq the first subscriber expects, and a wake-up.
+struct Pace {
+    next: Vec<AtomicU64>,
+    delivered: Vec<Notify>,
+}
+
+impl Pace {
+    fn new(publishers: usize) -> Self {
+        Self {
+            next: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            delivered: (0..publishers).map(|_| Notify::new()).collect(),
+        }
+    }
+
+    /// Until the first subscriber has received message `seq` of `p`.
+    async fn wait(&self, p: usize, seq: u64) {
+        loop {
+            let delivered = self.delivered[p].notified();
+            if self.next[p].load(Ordering::Acquire) > seq {
+                return;
+            }
+            delivered.await;
+        }
+    }
+}
+
 async fn subscriber(
     mut sub: async_nats::Subscriber,
     publishers: usize,
     seen: Arc<AtomicU64>,
+    pace: Option<Arc<Pace>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> SubStats {
     let mut s = SubStats {
@@ -164,22 +145,36 @@ async fn subscriber(
             .saturating_record((now.saturating_sub(sent) / 1000).clamp(1, 600_000_000));
         s.last_receipt = now;
         seen.store(s.distinct, Ordering::Relaxed);
+        if let Some(pace) = pace.as_ref().filter(|_| p < publishers) {
+            pace.next[p].store(seq + 1, Ordering::Release);
+            pace.delivered[p].notify_one();
+        }
     }
     s
 }
 
-async fn publisher(client: Client, id: u64, payload: usize, end: Instant) -> Result<u64, String> {
+async fn publisher(
+    client: Client,
+    id: usize,
+    pace: Arc<Pace>,
+    payload: usize,
+    end: Instant,
+) -> Result<u64, String> {
     let mut seq = 0u64;
     let mut buf = BytesMut::new();
     while Instant::now() < end {
         buf.reserve(payload.max(HEADER_LEN));
-        buf.put_u64_le(id);
+        buf.put_u64_le(id as u64);
         buf.put_u64_le(seq);
         buf.put_u64_le(unix_nanos());
         buf.put_bytes(b'x', payload.saturating_sub(HEADER_LEN));
         let body: Bytes = buf.split().freeze();
         step("load", client.publish(SUBJECT, body)).await?;
-        step("load", client.flush()).await?;
+        let delivered = async {
+            pace.wait(id, seq).await;
+            Ok::<_, String>(())
+        };
+        step("load", delivered).await?;
         seq += 1;
     }
     Ok(seq)
@@ -191,7 +186,8 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
     let progress: Vec<Arc<AtomicU64>> = (0..k).map(|_| Arc::default()).collect();
     let mut subs = Vec::with_capacity(k);
     let mut sub_clients = Vec::with_capacity(k);
-    for seen in &progress {
+    let pace = Arc::new(Pace::new(p));
+    for (i, seen) in progress.iter().enumerate() {
         let c = connect(&a.server).await?;
         let sub = step("subscribe", c.subscribe(SUBJECT)).await?;
         step("subscribe", c.flush()).await?;
@@ -199,6 +195,7 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
             sub,
             p,
             seen.clone(),
+            (i == 0).then(|| pace.clone()),
             stop_rx.clone(),
         )));
         sub_clients.push(c);
@@ -214,7 +211,7 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
     let tasks: Vec<_> = pubs
         .into_iter()
         .enumerate()
-        .map(|(id, c)| tokio::spawn(publisher(c, id as u64, a.payload, end)))
+        .map(|(id, c)| tokio::spawn(publisher(c, id, pace.clone(), a.payload, end)))
         .collect();
     let mut accepted = 0;
     for t in tasks {
