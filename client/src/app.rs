@@ -93,7 +93,7 @@ impl App {
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         let state = AppState {
-            backend,
+            backend: Arc::new(backend),
             buffer,
             subscribed,
             refused,

@@ -3,6 +3,7 @@
 //! Every 503 carries `Retry-After`, because each one is temporary.
 
 use crate::backend::BackendError;
+use crate::config::{ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -37,11 +38,13 @@ pub enum AppError {
     #[error("not subscribed to the messenger server's stream yet (reconnecting); retry shortly")]
     NotSubscribed,
     #[error(
-        "too many requests in flight (limit {limit}, MESSENGER_HTTP_MAX_CONCURRENCY); retry shortly"
+        "too many requests in flight (limit {limit}, {env}); retry shortly",
+        env = ENV_HTTP_MAX_CONCURRENCY
     )]
     Overloaded { limit: usize },
     #[error(
-        "request did not finish within {0:?} (MESSENGER_HTTP_TIMEOUT_MS); a send may or may not have been accepted"
+        "request did not finish within {0:?} ({env}); a send may or may not have been accepted",
+        env = ENV_HTTP_TIMEOUT_MS
     )]
     TimedOut(Duration),
     #[error("internal error: {0}; it was logged, please report it")]

@@ -2,7 +2,7 @@
 //! Every failure is an [`AppError`]; nothing here panics on input. Each
 //! handler's `#[utoipa::path]` is its entry in `/openapi.json` ([`crate::openapi`]).
 
-use crate::backend::Backend;
+use crate::backend::{BackendError, MessageSender, Refusal};
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::error::{AppError, ErrorBody};
 use crate::limits::{with_deadline, with_shedding};
@@ -20,14 +20,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 
+/// Everything the handlers read. Tests build it around an in-memory
+/// [`MessageSender`], so [`router`] is exercised without a socket.
 #[derive(Clone)]
 pub struct AppState {
-    pub backend: Backend,
+    /// The server's `SendMessage` (the tonic [`crate::backend::Backend`] in production).
+    pub backend: Arc<dyn MessageSender>,
     pub buffer: Arc<Buffer>,
     /// True while the `ReadMessages` stream is open.
     pub subscribed: watch::Receiver<bool>,
     /// Why subscribing fails, when the server refuses the credentials.
-    pub refused: watch::Receiver<crate::backend::Refusal>,
+    pub refused: watch::Receiver<Refusal>,
     pub max_body_bytes: usize,
     pub exporter: Arc<Exporter>,
     /// Deadline of a whole request.
@@ -101,7 +104,7 @@ pub(crate) async fn send_message(
     // only holds while the stream is open.
     if !*state.subscribed.borrow() {
         if let Some((code, message)) = state.refused.borrow().clone() {
-            return Err(crate::backend::BackendError::Rejected { code, message }.into());
+            return Err(BackendError::Rejected { code, message }.into());
         }
         return Err(AppError::NotSubscribed);
     }
@@ -237,40 +240,4 @@ async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_nesting_outside_strings() {
-        let deep = format!(
-            r#"{{"author":"a","text":"b","x":{}{}}}"#,
-            "[".repeat(40),
-            "]".repeat(40)
-        );
-        assert!(
-            matches!(parse_send_request(deep.as_bytes()), Err(AppError::BadRequest(m)) if m.contains("nesting"))
-        );
-        let in_string = format!(r#"{{"author":"{}","text":"\\\"[["}}"#, "[".repeat(40));
-        assert!(parse_send_request(in_string.as_bytes()).is_ok());
-    }
-
-    #[test]
-    fn parses_objects_only() {
-        assert!(parse_send_request(br#" {"author":"a","text":"b","extra":1}"#).is_ok());
-        for bad in [
-            &b""[..],
-            b"  ",
-            br#"["a","b"]"#,
-            br#"{"author":"a"}"#,
-            br#"{"author":1,"text":"b"}"#,
-            b"{\"author\":\"\xff\",\"text\":\"b\"}",
-            br#"{"author":"a","text":null}"#,
-            b"{",
-        ] {
-            assert!(
-                matches!(parse_send_request(bad), Err(AppError::BadRequest(_))),
-                "{bad:?}"
-            );
-        }
-    }
-}
+mod tests;

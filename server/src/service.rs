@@ -7,11 +7,11 @@ use crate::error::ServiceError;
 use crate::hub::{Hub, Message, Subscription};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::trace::FanoutTrace;
+use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
 use messenger_proto::time::to_timestamp;
-use messenger_proto::{SERVICE_NAME, TRACE_CONTEXT_METADATA};
-use messenger_runtime::telemetry::extract_metadata;
+use messenger_runtime::telemetry::{extract_metadata, record_rpc_status};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -112,25 +112,10 @@ impl MessengerService {
 
 /// The SERVER span of one `SendMessage`, continuing the caller's trace from metadata.
 fn send_span<T>(request: &Request<T>) -> tracing::Span {
-    let span = tracing::debug_span!(
-        "mes_grpc.MessengerServer/SendMessage",
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = SERVICE_NAME,
-        rpc.method = "SendMessage",
-        rpc.grpc.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty
-    );
+    let span = messenger_runtime::rpc_span!(server, "SendMessage");
     // A missing or malformed traceparent just starts a new trace.
     let _ = span.set_parent(extract_metadata(request.metadata()));
     span
-}
-
-fn record_status(span: &tracing::Span, code: Code) {
-    span.record("rpc.grpc.status_code", code as i32);
-    if code != Code::Ok {
-        span.record("otel.status_code", "ERROR");
-    }
 }
 
 #[tonic::async_trait]
@@ -156,7 +141,7 @@ impl MessengerServer for MessengerService {
         .instrument(span.clone())
         .await;
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        record_status(&span, code);
+        record_rpc_status(&span, code);
         rpc.handled(code);
         rpc.handling.record(started.elapsed().as_secs_f64());
         if code == Code::Ok {

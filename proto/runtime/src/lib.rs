@@ -10,7 +10,9 @@
 //!
 //! - [`telemetry`]: the `tracing` subscriber (text/JSON logs with trace ids),
 //!   OTLP trace export from the standard `OTEL_*` variables, and W3C
-//!   trace-context propagation over HTTP headers and gRPC metadata.
+//!   trace-context propagation over HTTP headers and gRPC metadata, and the
+//!   one `mes_grpc.MessengerServer/<Method>` RPC span ([`rpc_span!`]) of both
+//!   binaries.
 //! - [`metrics`]: the Prometheus exporter (one global recorder, per-histogram
 //!   buckets, process metrics) and go-grpc-prometheus code names.
 //! - [`tls`]: PEM files to TLS identities and trust roots; the client side of

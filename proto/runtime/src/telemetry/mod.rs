@@ -17,9 +17,13 @@
 //! - A log line written while an OpenTelemetry span is current carries that
 //!   span's `trace_id`/`span_id`, the same ids the exporter sends.
 //! - Bad telemetry env never panics: it is logged as a warning and ignored.
+//!
+//! [`rpc`] holds the one shape of the `mes_grpc.MessengerServer/<Method>`
+//! span ([`crate::rpc_span!`], [`record_rpc_status`]) that both binaries use.
 
 mod logs;
 mod propagation;
+pub mod rpc;
 mod traces;
 pub mod w3c;
 
@@ -28,6 +32,7 @@ pub use propagation::{
     context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,
     traceparent,
 };
+pub use rpc::record_rpc_status;
 
 use opentelemetry::global;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,82 @@
+//! The [`Backend`] handle: one channel to the server that the send path and
+//! the subscription loop share.
+//!
+//! Invariants: the channel connects lazily and reconnects on demand, so a
+//! server that is down at start only delays the first subscription; with
+//! TLS, an `http` address is upgraded to `https`; the bearer token is marked
+//! sensitive and added to every outgoing call by [`Backend::authorize`].
+
+use messenger_proto::pb::messenger_server_client::MessengerServerClient;
+use std::time::Duration;
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+use tonic::transport::{Channel, ClientTlsConfig, Uri};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_STREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// HTTP/2 keepalive of the channel: a PING every `interval`, also while no
+/// call is open, so a dead peer under an idle subscription is noticed within
+/// `interval + timeout` and the subscriber reconnects.
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// A cloneable handle to the server.
+#[derive(Clone)]
+pub struct Backend {
+    pub(super) client: MessengerServerClient<Channel>,
+    addr: String,
+    pub(super) send_timeout: Duration,
+    /// `Bearer <token>`, marked sensitive.
+    authorization: Option<AsciiMetadataValue>,
+}
+
+impl Backend {
+    /// Creates the channel without connecting; calls connect (and reconnect)
+    /// on demand. With `tls`, an `http` address is upgraded to `https`.
+    pub fn new(
+        uri: Uri,
+        send_timeout: Duration,
+        keepalive: Keepalive,
+        tls: Option<ClientTlsConfig>,
+        authorization: Option<AsciiMetadataValue>,
+    ) -> Result<Self, messenger_runtime::tls::TlsError> {
+        let addr = uri
+            .authority()
+            .map_or_else(|| uri.to_string(), ToString::to_string);
+        let uri = match tls {
+            Some(_) => messenger_runtime::tls::with_https(&uri),
+            None => uri,
+        };
+        let channel = messenger_runtime::tls::endpoint(uri, tls)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(keepalive.interval)
+            .keep_alive_timeout(keepalive.timeout)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        // The server may be configured for texts up to 16 MiB; never refuse its stream.
+        let client =
+            MessengerServerClient::new(channel).max_decoding_message_size(MAX_STREAM_MESSAGE_BYTES);
+        Ok(Self {
+            client,
+            addr,
+            send_timeout,
+            authorization,
+        })
+    }
+
+    /// Adds the bearer token, if any, to an outgoing call.
+    pub(super) fn authorize(&self, metadata: &mut MetadataMap) {
+        if let Some(value) = &self.authorization {
+            metadata.insert(messenger_proto::AUTHORIZATION_METADATA, value.clone());
+        }
+    }
+
+    /// The server's `host:port`, for logs and error messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}

@@ -1,0 +1,94 @@
+//! The send path: one `SendMessage` call per `/sendMessage`.
+//!
+//! Invariants:
+//! - Every call ends within the send deadline (`MESSENGER_SEND_TIMEOUT_MS`),
+//!   sent to the server as `grpc-timeout` and enforced here too, so a server
+//!   that never answers cannot hold a request.
+//! - Every call has a CLIENT span `mes_grpc.MessengerServer/SendMessage`
+//!   whose context travels in the request metadata (or, when this client
+//!   traces nothing, the HTTP caller's), and is counted once in
+//!   `grpc_client_handled_total` / `grpc_client_handling_seconds` with the
+//!   code its outcome stands for ([`BackendError::code`]).
+//! - A status that tonic made from a connection failure counts as
+//!   "unreachable" (503 for the caller), whatever its code.
+
+use super::{Backend, BackendError, MessageSender, SendFuture};
+use crate::metrics;
+use messenger_proto::pb::SendMessageRequest;
+use messenger_proto::time::format_rfc3339;
+use messenger_runtime::telemetry::{inject_metadata, record_rpc_status};
+use std::time::Instant;
+use tonic::{Code, Request, Status};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+impl MessageSender for Backend {
+    fn send(&self, author: String, text: String) -> SendFuture<'_> {
+        Box::pin(self.send_message(author, text))
+    }
+}
+
+impl Backend {
+    /// Sends one message; returns its sendTime as RFC 3339 with 9 digits.
+    async fn send_message(&self, author: String, text: String) -> Result<String, BackendError> {
+        let span = messenger_runtime::rpc_span!(client, "SendMessage");
+        let started = Instant::now();
+        let result = self.call_send(author, text).instrument(span.clone()).await;
+        let code = result
+            .as_ref()
+            .map_or_else(BackendError::code, |_| Code::Ok);
+        record_rpc_status(&span, code);
+        metrics::grpc_handled("SendMessage", code, started.elapsed());
+        result
+    }
+
+    async fn call_send(&self, author: String, text: String) -> Result<String, BackendError> {
+        let mut request = Request::new(SendMessageRequest { author, text });
+        request.set_timeout(self.send_timeout);
+        inject_metadata(&outgoing_context(), request.metadata_mut());
+        self.authorize(request.metadata_mut());
+        let mut client = self.client.clone();
+        let response = tokio::time::timeout(self.send_timeout, client.send_message(request))
+            .await
+            .map_err(|_| BackendError::Timeout(self.send_timeout))?
+            .map_err(|status| self.classify(status))?;
+        let send_time = response.into_inner().send_time;
+        send_time
+            .as_ref()
+            .and_then(format_rfc3339)
+            .ok_or(BackendError::BadResponse)
+    }
+
+    fn classify(&self, status: Status) -> BackendError {
+        let unreachable = status.code() == Code::Unavailable || from_transport(&status);
+        match status.code() {
+            _ if unreachable => BackendError::Unavailable {
+                addr: self.addr().to_owned(),
+                message: status.message().to_owned(),
+            },
+            Code::DeadlineExceeded => BackendError::Timeout(self.send_timeout),
+            code => BackendError::Rejected {
+                code,
+                message: status.message().to_owned(),
+            },
+        }
+    }
+}
+
+/// The context to propagate: our CLIENT span's when we trace, else whatever
+/// the HTTP caller sent (kept current by the observe middleware).
+fn outgoing_context() -> opentelemetry::Context {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = tracing::Span::current().context();
+    if cx.span().span_context().is_valid() {
+        cx
+    } else {
+        opentelemetry::Context::current()
+    }
+}
+
+/// Whether tonic made this status from a connection failure (reset, GOAWAY
+/// race, refused) rather than receiving it from the server.
+fn from_transport(status: &Status) -> bool {
+    std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
+}

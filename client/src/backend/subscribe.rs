@@ -1,0 +1,194 @@
+//! The subscription loop: keeps one `ReadMessages` stream open until stopped.
+//!
+//! Invariants:
+//! - `subscribed` is true exactly while a stream is open: it turns true once
+//!   the response headers arrive (the server has registered this
+//!   subscriber, CONTRACT.md) and false as soon as the stream breaks. The
+//!   `messenger_client_stream_connected` gauge is set before it, so whoever
+//!   sees "subscribed" also sees it in `/metrics`.
+//! - `refused` holds the server's last refusal of this client's credentials
+//!   (UNAUTHENTICATED or PERMISSION_DENIED) while it is the latest outcome,
+//!   so HTTP callers get 401/403 rather than "retry shortly"; any other
+//!   outcome clears it.
+//! - Between failed attempts it waits a capped, jittered exponential backoff
+//!   (never a busy loop), and every failure, credentials included, is
+//!   retried. A failure is logged loudly when its status code is new, at
+//!   debug level while it repeats.
+//! - Messages reach the buffer in stream order ([`super::receive`]); each
+//!   request asks the server for the messages' `traceparent`.
+
+use super::Backend;
+use super::receive::receive;
+use crate::buffer::Buffer;
+use crate::config::ENV_CLIENT_TOKEN;
+use crate::metrics::{self, Metrics};
+use messenger_proto::TRACE_CONTEXT_METADATA;
+use messenger_proto::pb::ServerMessageResponse;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Request, Status, Streaming};
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The status of the server's last refusal of this client's credentials
+/// (UNAUTHENTICATED or PERMISSION_DENIED), while it is the latest outcome.
+pub type Refusal = Option<(Code, String)>;
+
+/// The subscriber loop's inputs.
+pub struct Subscriber {
+    pub backend: Backend,
+    pub buffer: Arc<Buffer>,
+    /// True while the stream is open.
+    pub subscribed: watch::Sender<bool>,
+    /// Set while subscribing fails for the credentials, so that HTTP callers
+    /// get 401/403 rather than "retry shortly".
+    pub refused: watch::Sender<Refusal>,
+    pub max_backoff: Duration,
+    pub stop: CancellationToken,
+    pub metrics: Metrics,
+}
+
+impl Subscriber {
+    /// Keeps a `ReadMessages` stream open until `stop`, feeding `buffer`.
+    pub async fn run(self) {
+        let mut client = self.backend.client.clone();
+        let mut failures: u32 = 0;
+        let mut last_failure = Code::Ok;
+        let mut connections: u64 = 0;
+        loop {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert(TRACE_CONTEXT_METADATA, MetadataValue::from_static("1"));
+            self.backend.authorize(request.metadata_mut());
+            let attempt = tokio::select! {
+                () = self.stop.cancelled() => return,
+                r = client.read_messages(request) => r,
+            };
+            match attempt {
+                Ok(response) => {
+                    let reconnect = connections > 0;
+                    connections += 1;
+                    failures = 0;
+                    if self
+                        .consume(response.into_inner(), reconnect)
+                        .await
+                        .is_none()
+                    {
+                        return;
+                    }
+                }
+                Err(status) => {
+                    metrics::grpc_handled("ReadMessages", status.code(), Duration::ZERO);
+                    failures = failures.saturating_add(1);
+                    let changed = failures == 1 || status.code() != last_failure;
+                    last_failure = status.code();
+                    let auth = is_credentials_refusal(last_failure);
+                    let refusal = auth.then(|| (last_failure, status.message().to_owned()));
+                    self.refused.send_replace(refusal);
+                    log_subscribe_failure(&self.backend, &status, failures, changed);
+                }
+            }
+            let delay = backoff(failures, self.max_backoff);
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Feeds `buffer` from an open stream, publishing "subscribed" while it
+    /// lasts. Returns how it ended: `None` when stopped, else the status.
+    async fn consume(
+        &self,
+        mut stream: Streaming<ServerMessageResponse>,
+        reconnect: bool,
+    ) -> Option<Status> {
+        // Gauge first: whoever sees "subscribed" must also see it in /metrics.
+        self.metrics.connected.set(1.0);
+        self.subscribed.send_replace(true);
+        self.refused.send_replace(None);
+        if reconnect {
+            self.metrics.reconnects.increment(1);
+        }
+        let opened = Instant::now();
+        tracing::info!(server = self.backend.addr(), "stream connected");
+        let end = loop {
+            let next = tokio::select! {
+                () = self.stop.cancelled() => break None,
+                r = stream.message() => r,
+            };
+            match next {
+                Ok(Some(m)) => receive(m, &self.buffer, &self.metrics),
+                Ok(None) => break Some(Status::unavailable("server ended the stream")),
+                Err(status) => break Some(status),
+            }
+        };
+        self.metrics.connected.set(0.0);
+        self.subscribed.send_replace(false);
+        let code = end.as_ref().map_or(Code::Cancelled, Status::code);
+        metrics::grpc_handled("ReadMessages", code, opened.elapsed());
+        if let Some(s) = &end {
+            tracing::warn!(code = ?s.code(), message = s.message(), "stream lost; resubscribing");
+        }
+        end
+    }
+}
+
+/// The server refused this client's token (or its lack of one).
+fn is_credentials_refusal(code: Code) -> bool {
+    matches!(code, Code::Unauthenticated | Code::PermissionDenied)
+}
+
+/// Logs a refused subscribe: loudly when its status code is new, at debug
+/// level while it repeats.
+fn log_subscribe_failure(backend: &Backend, status: &Status, failures: u32, changed: bool) {
+    let code = status.code();
+    match (changed, is_credentials_refusal(code)) {
+        (true, true) => tracing::error!(
+            server = backend.addr(),
+            ?code,
+            message = status.message(),
+            "the server refused this client's credentials (check {ENV_CLIENT_TOKEN}); retrying with backoff"
+        ),
+        (true, false) => tracing::warn!(
+            server = backend.addr(),
+            ?code,
+            message = status.message(),
+            "cannot subscribe; retrying with backoff"
+        ),
+        (false, _) => tracing::debug!(failures, ?code, "subscribe attempt failed"),
+    }
+}
+
+/// Equal-jitter exponential backoff: half the capped exponential delay, plus
+/// a random part up to the other half.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let exp = INITIAL_BACKOFF
+        .saturating_mul(1u32 << failures.min(16))
+        .min(max);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let max = Duration::from_millis(1000);
+        for failures in 0..40 {
+            let d = backoff(failures, max);
+            assert!(d <= max, "{d:?}");
+            let exp = INITIAL_BACKOFF
+                .saturating_mul(1u32 << failures.min(16))
+                .min(max);
+            assert!(d >= exp / 2, "{d:?} < half of {exp:?}");
+        }
+    }
+}
