@@ -2,11 +2,15 @@
 //! and serves the course's HTTP API.
 //!
 //! - [`config`]: flags and environment (`ENV_*`, `DEFAULT_*`).
-//! - [`backend`]: the only module that sees proto types: channel, sends with a
-//!   deadline, the subscriber loop with reconnect.
+//! - [`backend`]: the only module tree that sees proto types: [`backend::channel`]
+//!   (the shared channel and token), [`backend::send`] (`SendMessage` with a
+//!   deadline, behind the [`backend::MessageSender`] trait the routes call),
+//!   [`backend::subscribe`] (the `ReadMessages` loop: backoff, reconnect,
+//!   credentials-refusal state) and [`backend::receive`] (stream to buffer).
 //! - [`buffer`]: bounded, ordered, atomically flushed message buffer.
 //! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
-//!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`).
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`), over
+//!   an [`routes::AppState`] that tests build around an in-memory sender.
 //! - [`limits`]: request deadline and load shedding.
 //! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`error`]: the HTTP error type and its one `IntoResponse`.
