@@ -25,6 +25,8 @@ pub const ENV_TLS_CERT: &str = "MESSENGER_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "MESSENGER_TLS_KEY";
 pub const ENV_TLS_CLIENT_CA: &str = "MESSENGER_TLS_CLIENT_CA";
 pub const ENV_AUTH_TOKENS_FILE: &str = "MESSENGER_AUTH_TOKENS_FILE";
+pub const ENV_HISTORY_SIZE: &str = "MESSENGER_HISTORY_SIZE";
+pub const ENV_HISTORY_BYTES: &str = "MESSENGER_HISTORY_BYTES";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -38,6 +40,8 @@ pub const DEFAULT_MAX_SUBSCRIBERS: usize = 10_000;
 pub const DEFAULT_MAX_CONCURRENT_SENDS: usize = 1024;
 pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 20_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_HISTORY_SIZE: usize = 100_000;
+pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
@@ -113,6 +117,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub keepalive_timeout_ms: u64,
 
+    /// Most messages kept in history for resuming subscribers
+    /// (`messenger-since`); 0 keeps none, so every resume reports a gap.
+    #[arg(long, env = ENV_HISTORY_SIZE, default_value_t = DEFAULT_HISTORY_SIZE,
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000_000))]
+    pub history_size: usize,
+
+    /// Most bytes of history (author + text + traceparent + a fixed per-message
+    /// overhead); whichever of the two bounds is hit first evicts the oldest.
+    #[arg(long, env = ENV_HISTORY_BYTES, default_value_t = DEFAULT_HISTORY_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=(1u64 << 40)))]
+    pub history_bytes: usize,
+
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -161,6 +177,8 @@ impl Default for Config {
             max_concurrent_sends: DEFAULT_MAX_CONCURRENT_SENDS,
             keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
+            history_size: DEFAULT_HISTORY_SIZE,
+            history_bytes: DEFAULT_HISTORY_BYTES,
             log_format: LogFormat::Text,
             command: None,
             tls_cert: None,
@@ -182,6 +200,14 @@ impl Config {
 
     pub fn keepalive_timeout(&self) -> Duration {
         Duration::from_millis(self.keepalive_timeout_ms)
+    }
+
+    /// History bounds of the in-process engine.
+    pub fn history_bounds(&self) -> crate::engine::memory::Bounds {
+        crate::engine::memory::Bounds {
+            messages: self.history_size,
+            bytes: self.history_bytes,
+        }
     }
 
     /// gRPC decoding limit for one request message.
@@ -223,5 +249,7 @@ mod tests {
         assert!(Config::try_parse_from(["s", "--max-subscribers", "0"]).is_err());
         assert!(Config::try_parse_from(["s", "--max-concurrent-sends", "0"]).is_err());
         assert!(Config::try_parse_from(["s", "--keepalive-interval-ms", "5"]).is_err());
+        assert!(Config::try_parse_from(["s", "--history-size", "-1"]).is_err());
+        assert!(Config::try_parse_from(["s", "--history-bytes", "lots"]).is_err());
     }
 }

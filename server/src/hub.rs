@@ -1,47 +1,53 @@
 //! The fan-out core. Knows nothing about gRPC.
 //!
-//! Owns the subscriber set, the total order and `sendTime` stamping.
+//! Owns the subscriber set and hands each message from the [`Engine`] (which
+//! owns offsets, `sendTime` and history) to every subscriber's queue.
 //!
 //! Invariants:
-//! - **One total order.** [`Hub::publish`] stamps and enqueues under one lock,
-//!   so every subscriber's queue receives messages in the same order, which is
-//!   also ascending `sendTime` (see [`messenger_proto::time::next_send_time`]).
+//! - **One total order.** [`Hub::publish`] appends to the engine and enqueues
+//!   under one lock, so every subscriber's queue receives messages in the same
+//!   order, which is ascending offset and ascending `sendTime` (see
+//!   [`messenger_proto::time::next_send_time`]).
 //! - **Handed over before return.** When `publish` returns, the message is in
-//!   the queue of every subscriber registered before it took the lock.
-//! - **The sender never waits.** Queues are bounded (`try_send`). A subscriber
-//!   whose queue is full is removed and its stream ends with
+//!   history and in the queue of every subscriber registered before it took
+//!   the lock.
+//! - **Resume has no seam.** [`Hub::subscribe_with`] with a position copies
+//!   the history after it and registers the live queue under that same lock,
+//!   so the replay ends exactly where the live queue begins: no gap, no
+//!   duplicate. A position history cannot serve (another epoch, evicted, ahead)
+//!   is a [`Gap`]; the subscription then starts live, as a plain one does.
+//! - **The sender never waits.** Live queues are bounded (`try_send`). A
+//!   subscriber whose live queue is full is removed and its stream ends with
 //!   [`Disconnect::Slow`] at its next poll; it is never silently skipped.
+//! - **Replay is outside the allowance.** A replay is a snapshot delivered
+//!   before the live queue and does not count against `queue_capacity`; live
+//!   messages arriving while it is read do. A resuming subscriber that cannot
+//!   read its replay before `queue_capacity` new messages arrive is cut off as
+//!   slow and resumes again from the offset it reached.
 //! - **Prompt removal.** Dropping a [`Subscription`] (a cancelled RPC) removes
 //!   it from the set at once, with no message needed to notice.
 //! - **Bounded membership.** At most `max_subscribers` are registered; past
 //!   it [`Hub::subscribe`] fails with [`SubscribeError::Full`] and existing
 //!   subscriptions are untouched. The check and the insert share the lock.
 //! - **Shutdown drains.** After [`Hub::shutdown`], publishes fail; existing
-//!   subscriptions yield what is queued, then [`Disconnect::Shutdown`].
+//!   subscriptions yield their replay and what is queued, then
+//!   [`Disconnect::Shutdown`].
 
+mod subscription;
+
+pub use crate::engine::{Gap, HistoryStats, Message};
+pub use subscription::{Delivery, Resume, SubscriberDump, SubscriberInfo, Subscription};
+
+use crate::engine::memory::{Bounds, InProcess};
+use crate::engine::{Draft, Engine};
 use crate::trace::FanoutTrace;
-use messenger_proto::time::{next_send_time, unix_nanos_now};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll, ready};
-use std::time::Instant;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::watch;
-
-/// A message as accepted: immutable and shared by every subscriber's queue.
-pub struct Message {
-    pub author: String,
-    pub text: String,
-    /// Nanoseconds since the Unix epoch, UTC.
-    pub send_time: i128,
-    /// When the hub accepted it, for delivery latency.
-    pub accepted_at: Instant,
-    /// The `fanout` span, when this message's send is traced.
-    pub trace: Option<Arc<FanoutTrace>>,
-}
 
 /// Why a subscription ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +79,24 @@ pub struct Published {
     pub delivered_to: usize,
     /// Subscribers disconnected by this publish because their queue was full.
     pub dropped_slow: usize,
+    /// History after this publish.
+    pub history: HistoryStats,
+}
+
+/// What a new subscriber asks for and who it is (for the debug dump).
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeRequest {
+    /// `(epoch, offset)`: replay every message after `offset`, then live.
+    pub since: Option<(String, u64)>,
+    pub peer: Option<SocketAddr>,
+    pub wants_trace: bool,
+}
+
+/// One entry of a live queue: the shared message and, when its send is
+/// traced, the `fanout` span that stays open until every queue released it.
+pub(crate) struct Queued {
+    message: Arc<Message>,
+    trace: Option<Arc<FanoutTrace>>,
 }
 
 pub struct Hub {
@@ -85,15 +109,16 @@ pub struct Hub {
 }
 
 struct Inner {
-    last_send_time: i128,
+    engine: Box<dyn Engine>,
     next_id: u64,
     subscribers: HashMap<u64, Subscriber>,
     shut_down: bool,
 }
 
 struct Subscriber {
-    tx: mpsc::Sender<Arc<Message>>,
+    tx: mpsc::Sender<Queued>,
     state: Arc<State>,
+    info: Arc<SubscriberInfo>,
 }
 
 /// Disconnect reason shared between the hub and a subscription; 0 = none.
@@ -115,19 +140,36 @@ impl State {
 
 impl Hub {
     /// A hub whose subscribers each queue at most `queue_capacity` messages,
-    /// with no limit on their number.
+    /// with no limit on their number and the default in-process history.
     pub fn new(queue_capacity: usize) -> Arc<Self> {
         Self::with_max_subscribers(queue_capacity, usize::MAX)
     }
 
     /// A hub that also refuses subscribers past `max_subscribers`.
     pub fn with_max_subscribers(queue_capacity: usize, max_subscribers: usize) -> Arc<Self> {
+        let bounds = Bounds {
+            messages: crate::config::DEFAULT_HISTORY_SIZE,
+            bytes: crate::config::DEFAULT_HISTORY_BYTES,
+        };
+        Self::with_engine(
+            queue_capacity,
+            max_subscribers,
+            Box::new(InProcess::new(bounds)),
+        )
+    }
+
+    /// A hub over `engine`.
+    pub fn with_engine(
+        queue_capacity: usize,
+        max_subscribers: usize,
+        engine: Box<dyn Engine>,
+    ) -> Arc<Self> {
         assert!(queue_capacity > 0, "queue capacity must be positive");
         Arc::new(Self {
             queue_capacity,
             max_subscribers,
             inner: Mutex::new(Inner {
-                last_send_time: 0,
+                engine,
                 next_id: 1,
                 subscribers: HashMap::new(),
                 shut_down: false,
@@ -150,9 +192,28 @@ impl Hub {
         self.count.subscribe()
     }
 
-    /// Registers a subscriber. It receives every message published after this
-    /// returns, and none from before.
+    /// The engine's epoch.
+    pub fn epoch(&self) -> String {
+        self.inner.lock().engine.epoch().to_owned()
+    }
+
+    /// History's current size.
+    pub fn history(&self) -> HistoryStats {
+        self.inner.lock().engine.stats()
+    }
+
+    /// Registers a plain subscriber: it receives every message published
+    /// after this returns, and none from before.
     pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, SubscribeError> {
+        self.subscribe_with(SubscribeRequest::default())
+    }
+
+    /// Registers a subscriber; with `since`, it first receives history after
+    /// that position (see [`Subscription::resume`]), then live messages.
+    pub fn subscribe_with(
+        self: &Arc<Self>,
+        request: SubscribeRequest,
+    ) -> Result<Subscription, SubscribeError> {
         let (tx, rx) = mpsc::channel(self.queue_capacity);
         let state = Arc::new(State::default());
         let mut inner = self.inner.lock();
@@ -164,50 +225,71 @@ impl Hub {
                 max: self.max_subscribers,
             });
         }
+        let (replay, resume) = match &request.since {
+            None => (Vec::new(), Resume::NotAsked),
+            Some((epoch, offset)) => match inner.engine.read_after(epoch, *offset) {
+                Ok(replay) => {
+                    let replayed = replay.len();
+                    (replay, Resume::Recovered { replayed })
+                }
+                Err(gap) => (Vec::new(), Resume::Gap(gap)),
+            },
+        };
+        let epoch = inner.engine.epoch().to_owned();
+        let head = inner.engine.stats().newest;
         let id = inner.next_id;
         inner.next_id += 1;
+        let info = Arc::new(SubscriberInfo::new(id, &request, replay.len()));
         let sub = Subscriber {
             tx,
             state: Arc::clone(&state),
+            info: Arc::clone(&info),
         };
         inner.subscribers.insert(id, sub);
         let count = inner.subscribers.len();
         self.count.send_replace(count);
         drop(inner);
-        tracing::info!(subscriber = id, subscribers = count, "subscriber joined");
+        tracing::info!(subscriber = id, subscribers = count, resume = ?resume, "subscriber joined");
         Ok(Subscription {
             id,
             rx,
+            replay: replay.into(),
             state,
+            info,
             hub: Arc::clone(self),
+            epoch,
+            resume,
+            head,
         })
     }
 
-    /// Stamps the message and hands it to every subscriber's queue.
+    /// Puts the message in the engine's order and history and hands it to
+    /// every subscriber's queue.
     pub fn publish(
         &self,
         author: String,
         text: String,
         trace: Option<Arc<FanoutTrace>>,
     ) -> Result<Published, ShuttingDown> {
+        let traceparent = trace.as_ref().and_then(|t| t.traceparent());
+        let draft = Draft {
+            author,
+            text,
+            traceparent,
+        };
         let mut inner = self.inner.lock();
         if inner.shut_down {
             return Err(ShuttingDown);
         }
-        let send_time = next_send_time(inner.last_send_time, unix_nanos_now());
-        inner.last_send_time = send_time;
-        let message = Arc::new(Message {
-            author,
-            text,
-            send_time,
-            accepted_at: Instant::now(),
-            trace,
-        });
+        let message = inner.engine.append(draft);
         let mut slow = Vec::new();
         let before = inner.subscribers.len();
-        inner
-            .subscribers
-            .retain(|&id, sub| match sub.tx.try_send(Arc::clone(&message)) {
+        inner.subscribers.retain(|&id, sub| {
+            let queued = Queued {
+                message: Arc::clone(&message),
+                trace: trace.clone(),
+            };
+            match sub.tx.try_send(queued) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     sub.state.set(Disconnect::Slow);
@@ -216,11 +298,13 @@ impl Hub {
                 }
                 // The subscription is being dropped; its Drop finds nothing to remove.
                 Err(TrySendError::Closed(_)) => false,
-            });
+            }
+        });
         let delivered_to = inner.subscribers.len();
         if delivered_to != before {
             self.count.send_replace(delivered_to);
         }
+        let history = inner.engine.stats();
         drop(inner);
         for id in &slow {
             tracing::warn!(
@@ -233,7 +317,24 @@ impl Hub {
             message,
             delivered_to,
             dropped_slow: slow.len(),
+            history,
         })
+    }
+
+    /// Every open subscription's state, by id, for the operator's debug dump.
+    pub fn dump(&self) -> Vec<SubscriberDump> {
+        let inner = self.inner.lock();
+        let mut out: Vec<SubscriberDump> = inner
+            .subscribers
+            .values()
+            .map(|s| {
+                s.info
+                    .dump(s.tx.max_capacity() - s.tx.capacity(), self.queue_capacity)
+            })
+            .collect();
+        drop(inner);
+        out.sort_by_key(|d| d.id);
+        out
     }
 
     /// Refuses further publishes and subscriptions and ends every subscription
@@ -265,42 +366,6 @@ impl Hub {
             tracing::info!(subscriber = id, subscribers = count, "subscriber left");
         }
         removed
-    }
-}
-
-/// One registered subscriber's end of the hub. Dropping it unsubscribes.
-pub struct Subscription {
-    id: u64,
-    rx: mpsc::Receiver<Arc<Message>>,
-    state: Arc<State>,
-    hub: Arc<Hub>,
-}
-
-impl Subscription {
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The next message in total order, or why the subscription ended. A slow
-    /// subscriber learns it at once, without draining its stale queue.
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Arc<Message>, Disconnect>> {
-        if self.state.get() == Some(Disconnect::Slow) {
-            return Poll::Ready(Err(Disconnect::Slow));
-        }
-        match ready!(self.rx.poll_recv(cx)) {
-            Some(message) => Poll::Ready(Ok(message)),
-            None => Poll::Ready(Err(self.state.get().unwrap_or(Disconnect::Shutdown))),
-        }
-    }
-
-    pub async fn recv(&mut self) -> Result<Arc<Message>, Disconnect> {
-        poll_fn(|cx| self.poll_recv(cx)).await
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.hub.remove(self.id);
     }
 }
 

@@ -50,6 +50,12 @@ impl FanoutTrace {
         }))
     }
 
+    /// W3C traceparent of `fanout`, kept with the message in history so a
+    /// replay still continues the sender's trace.
+    pub fn traceparent(&self) -> Option<String> {
+        traceparent(&self.cx)
+    }
+
     pub fn set_subscribers(&self, subscribers: usize) {
         self.cx
             .span()

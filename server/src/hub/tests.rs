@@ -2,8 +2,18 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::task::{Context, Poll};
+
+mod resume;
 
 fn drain(sub: &mut Subscription) -> Vec<Arc<Message>> {
+    drain_deliveries(sub)
+        .into_iter()
+        .map(|d| d.message)
+        .collect()
+}
+
+fn drain_deliveries(sub: &mut Subscription) -> Vec<Delivery> {
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
     let mut out = Vec::new();
@@ -86,7 +96,7 @@ fn shutdown_drains_queued_then_ends() {
     assert!(hub.subscribe().is_err());
     let waker = std::task::Waker::noop();
     let mut cx = Context::from_waker(waker);
-    assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(Ok(m)) if m.text == "queued"));
+    assert!(matches!(sub.poll_recv(&mut cx), Poll::Ready(Ok(d)) if d.message.text == "queued"));
     assert!(matches!(
         sub.poll_recv(&mut cx),
         Poll::Ready(Err(Disconnect::Shutdown))

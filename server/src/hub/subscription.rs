@@ -1,0 +1,176 @@
+//! One subscriber's end of the hub: its replay, its live queue, and the
+//! counters the operator's debug dump shows.
+
+use super::{Disconnect, Gap, Hub, Message, Queued, State, SubscribeRequest};
+use crate::trace::FanoutTrace;
+use messenger_proto::time::unix_nanos_now;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll, ready};
+use tokio::sync::mpsc;
+
+/// What came of a subscriber's request to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// A plain subscription: no position was given.
+    NotAsked,
+    /// History continues from the position; `replayed` messages come first.
+    Recovered { replayed: usize },
+    /// History cannot continue from the position; the stream starts live.
+    Gap(Gap),
+}
+
+/// One message handed to a subscriber.
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// The live `fanout` span when the send was traced; `None` for replays,
+    /// whose original context is [`Message::traceparent`].
+    pub trace: Option<Arc<FanoutTrace>>,
+    /// It came from history, not the live queue.
+    pub replayed: bool,
+}
+
+/// A subscriber's identity and counters, shared by the hub (for the dump)
+/// and its subscription (which updates them as it delivers).
+#[derive(Debug)]
+pub struct SubscriberInfo {
+    id: u64,
+    peer: Option<SocketAddr>,
+    /// Unix nanoseconds, UTC.
+    connected_since: i128,
+    resumed: bool,
+    wants_trace: bool,
+    delivered: AtomicU64,
+    last_offset: AtomicU64,
+    replay_pending: AtomicUsize,
+}
+
+/// One line of the debug dump (`GET /debug/subscribers`, SIGUSR2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberDump {
+    pub id: u64,
+    pub peer: Option<SocketAddr>,
+    /// Unix nanoseconds, UTC.
+    pub connected_since: i128,
+    /// Live messages queued and not yet taken by the stream.
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    /// Replayed messages not yet taken by the stream.
+    pub replay_pending: usize,
+    /// Messages taken by the stream (replayed and live).
+    pub delivered: u64,
+    /// Offset of the last message taken (0: none yet).
+    pub last_offset: u64,
+    /// It subscribed with a position (`messenger-since`).
+    pub resumed: bool,
+    pub wants_trace: bool,
+}
+
+impl SubscriberInfo {
+    pub(super) fn new(id: u64, request: &SubscribeRequest, replay: usize) -> Self {
+        Self {
+            id,
+            peer: request.peer,
+            connected_since: unix_nanos_now(),
+            resumed: request.since.is_some(),
+            wants_trace: request.wants_trace,
+            delivered: AtomicU64::new(0),
+            last_offset: AtomicU64::new(0),
+            replay_pending: AtomicUsize::new(replay),
+        }
+    }
+
+    pub(super) fn dump(&self, queue_depth: usize, queue_capacity: usize) -> SubscriberDump {
+        SubscriberDump {
+            id: self.id,
+            peer: self.peer,
+            connected_since: self.connected_since,
+            queue_depth,
+            queue_capacity,
+            replay_pending: self.replay_pending.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            last_offset: self.last_offset.load(Relaxed),
+            resumed: self.resumed,
+            wants_trace: self.wants_trace,
+        }
+    }
+}
+
+/// One registered subscriber's end of the hub. Dropping it unsubscribes.
+pub struct Subscription {
+    pub(super) id: u64,
+    pub(super) rx: mpsc::Receiver<Queued>,
+    /// History after the requested position, delivered before `rx`.
+    pub(super) replay: VecDeque<Arc<Message>>,
+    pub(super) state: Arc<State>,
+    pub(super) info: Arc<SubscriberInfo>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) epoch: String,
+    pub(super) resume: Resume,
+    /// Newest offset at registration: replay ends here, live starts after.
+    pub(super) head: u64,
+}
+
+impl Subscription {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The epoch the offsets of this subscription's messages belong to.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub fn resume(&self) -> Resume {
+        self.resume
+    }
+
+    /// Offset of the newest message accepted before registration (0: none).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The next message in total order (replay first, then live), or why
+    /// the subscription ended. A slow subscriber learns it at once, without
+    /// draining its stale queue.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivery, Disconnect>> {
+        if self.state.get() == Some(Disconnect::Slow) {
+            return Poll::Ready(Err(Disconnect::Slow));
+        }
+        if let Some(message) = self.replay.pop_front() {
+            self.info.replay_pending.store(self.replay.len(), Relaxed);
+            return Poll::Ready(Ok(self.taken(Delivery {
+                message,
+                trace: None,
+                replayed: true,
+            })));
+        }
+        match ready!(self.rx.poll_recv(cx)) {
+            Some(q) => Poll::Ready(Ok(self.taken(Delivery {
+                message: q.message,
+                trace: q.trace,
+                replayed: false,
+            }))),
+            None => Poll::Ready(Err(self.state.get().unwrap_or(Disconnect::Shutdown))),
+        }
+    }
+
+    pub async fn recv(&mut self) -> Result<Delivery, Disconnect> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn taken(&self, d: Delivery) -> Delivery {
+        self.info.delivered.fetch_add(1, Relaxed);
+        self.info.last_offset.store(d.message.offset, Relaxed);
+        d
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}
