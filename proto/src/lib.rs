@@ -31,6 +31,27 @@ pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";
 /// message's `traceparent` (value `1`). Callers that don't ask never see it.
 pub const TRACE_CONTEXT_METADATA: &str = "messenger-trace-context";
 
+/// `ReadMessages` request metadata by which a subscriber asks for each
+/// message's `offset` (value `1`).
+pub const OFFSETS_METADATA: &str = "messenger-offsets";
+
+/// `ReadMessages` request metadata `<epoch>:<offset>`: resume after that
+/// offset from history, then live (implies offsets).
+pub const SINCE_METADATA: &str = "messenger-since";
+
+/// `ReadMessages` response header: the epoch the stream's offsets belong to.
+pub const EPOCH_METADATA: &str = "messenger-epoch";
+
+/// `ReadMessages` response header, present when offsets were asked for: the
+/// offset of the newest message accepted before the subscription was
+/// registered (0: none yet). A replay ends there; live messages follow it.
+/// A client that has seen nothing yet resumes from it.
+pub const HEAD_OFFSET_METADATA: &str = "messenger-head-offset";
+
+/// `ReadMessages` response header, present when `messenger-since` was sent:
+/// `true` if history covered the request, else `false` (the stream starts live).
+pub const RECOVERED_METADATA: &str = "messenger-recovered";
+
 /// Request metadata that carries `Bearer <token>` when the server requires
 /// token auth. Sensitive: never logged.
 pub const AUTHORIZATION_METADATA: &str = "authorization";

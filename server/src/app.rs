@@ -14,6 +14,7 @@
 use crate::admission::Admission;
 use crate::auth::{self, Auth, AuthError};
 use crate::config::Config;
+use crate::engine::memory::InProcess;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::service::{Limits, MessengerService};
@@ -50,6 +51,8 @@ pub enum AppError {
     Auth(#[from] AuthError),
     #[error("cannot install the SIGHUP handler for token reload: {0}")]
     Signal(std::io::Error),
+    #[error("cannot install the SIGUSR2 handler for the debug dump: {0}")]
+    DebugSignal(std::io::Error),
 }
 
 /// A bound, not yet serving, messenger server.
@@ -77,7 +80,12 @@ impl App {
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
-        let hub = Hub::with_max_subscribers(config.subscriber_queue, config.max_subscribers);
+        let engine = InProcess::new(config.history_bounds());
+        let hub = Hub::with_engine(
+            config.subscriber_queue,
+            config.max_subscribers,
+            Box::new(engine),
+        );
         Ok(Self {
             config,
             listener,
@@ -135,6 +143,7 @@ impl App {
         tokio::spawn(serve_metrics(
             metrics_listener,
             exporter,
+            crate::debug::router(Arc::clone(&hub)),
             stop_metrics.clone(),
         ));
         tokio::spawn(track_subscribers(
@@ -146,6 +155,8 @@ impl App {
             .set_serving::<MessengerServerServer<MessengerService>>()
             .await;
         let in_flight = TaskTracker::new();
+        let dumper = crate::debug::log_on_sigusr2(Arc::clone(&hub), in_flight.clone())
+            .map_err(AppError::DebugSignal)?;
         let limits = Limits {
             max_text_bytes: config.max_text_bytes,
             max_author_bytes: config.max_author_bytes,
@@ -198,6 +209,9 @@ impl App {
             max_author_bytes = config.max_author_bytes,
             max_subscribers = config.max_subscribers,
             max_concurrent_sends = config.max_concurrent_sends,
+            history_size = config.history_size,
+            history_bytes = config.history_bytes,
+            epoch = %hub.epoch(),
             keepalive_interval_ms = config.keepalive_interval_ms,
             keepalive_timeout_ms = config.keepalive_timeout_ms,
             shutdown_grace_secs = config.shutdown_grace_secs,
@@ -230,6 +244,7 @@ impl App {
             }
         }
         stop_metrics.cancel();
+        dumper.abort();
         if let Some(reloader) = reloader {
             reloader.abort();
         }
@@ -245,12 +260,19 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
     Ok((listener, local))
 }
 
-/// Serves `GET /metrics` until `stop`.
-async fn serve_metrics(listener: TcpListener, exporter: Arc<Exporter>, stop: CancellationToken) {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || async move { exporter.render() }),
-    );
+/// Serves `GET /metrics` and the `debug` routes until `stop`.
+async fn serve_metrics(
+    listener: TcpListener,
+    exporter: Arc<Exporter>,
+    debug: axum::Router,
+    stop: CancellationToken,
+) {
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { exporter.render() }),
+        )
+        .merge(debug);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await

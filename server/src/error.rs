@@ -14,7 +14,7 @@ pub enum ServiceError {
     },
     #[error(
         "subscriber fell behind: its queue of {capacity} messages was full; \
-         read the stream faster and resubscribe (messages from the gap are not replayed)"
+         read the stream faster and resubscribe with `messenger-since` to replay the gap from history"
     )]
     FellBehind { capacity: usize },
     #[error("server shutting down")]
@@ -29,6 +29,11 @@ pub enum ServiceError {
     NotTokenAuthor,
     #[error("the bearer token was revoked")]
     TokenRevoked,
+    #[error(
+        "metadata `{header}` must be `<epoch>:<offset>`: the `messenger-epoch` response \
+         header of an earlier ReadMessages and a decimal offset (0: from the oldest held); got {got}"
+    )]
+    BadSince { header: &'static str, got: String },
 }
 
 impl From<ShuttingDown> for ServiceError {
@@ -59,7 +64,9 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         let msg = e.to_string();
         match e {
-            ServiceError::FieldTooLong { .. } => Status::invalid_argument(msg),
+            ServiceError::FieldTooLong { .. } | ServiceError::BadSince { .. } => {
+                Status::invalid_argument(msg)
+            }
             ServiceError::FellBehind { .. } | ServiceError::TooManySubscribers { .. } => {
                 Status::resource_exhausted(msg)
             }

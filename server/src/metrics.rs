@@ -21,6 +21,10 @@ pub const FANOUT_DURATION: &str = "messenger_fanout_duration_seconds";
 pub const DELIVERY_LATENCY: &str = "messenger_delivery_latency_seconds";
 pub const DELIVERED: &str = "messenger_messages_delivered_total";
 pub const DISCONNECTS: &str = "messenger_subscriber_disconnects_total";
+pub const HISTORY_MESSAGES: &str = "messenger_history_messages";
+pub const HISTORY_BYTES: &str = "messenger_history_bytes";
+pub const RESUMES: &str = "messenger_resumes_total";
+pub const REPLAYED: &str = "messenger_replayed_messages_total";
 
 const SERVICE: &str = messenger_proto::SERVICE_NAME;
 
@@ -114,6 +118,12 @@ pub struct Metrics {
     pub fanout_duration: Histogram,
     pub delivery_latency: Histogram,
     disconnects: [Counter; 4],
+    pub history_messages: Gauge,
+    pub history_bytes: Gauge,
+    /// `result="recovered"`, `result="gap"`.
+    pub resumes_recovered: Counter,
+    pub resumes_gap: Counter,
+    pub replayed: Counter,
 }
 
 impl Metrics {
@@ -131,8 +141,16 @@ impl Metrics {
             fanout_duration: histogram!(FANOUT_DURATION),
             delivery_latency: histogram!(DELIVERY_LATENCY),
             disconnects,
+            history_messages: gauge!(HISTORY_MESSAGES),
+            history_bytes: gauge!(HISTORY_BYTES),
+            resumes_recovered: counter!(RESUMES, "result" => "recovered"),
+            resumes_gap: counter!(RESUMES, "result" => "gap"),
+            replayed: counter!(REPLAYED),
         };
         for c in [
+            &metrics.resumes_recovered,
+            &metrics.resumes_gap,
+            &metrics.replayed,
             &metrics.accepted,
             &metrics.delivered,
             &metrics.send.handled_ok,
@@ -141,7 +159,15 @@ impl Metrics {
             c.absolute(0);
         }
         metrics.subscribers.set(0.0);
+        metrics.history_messages.set(0.0);
+        metrics.history_bytes.set(0.0);
         metrics
+    }
+
+    /// Mirrors history's size into its gauges.
+    pub fn history(&self, stats: crate::engine::HistoryStats) {
+        self.history_messages.set(stats.messages as f64);
+        self.history_bytes.set(stats.bytes as f64);
     }
 
     pub fn disconnected(&self, reason: DisconnectReason, count: u64) {
@@ -186,6 +212,23 @@ fn describe() {
     describe_counter!(
         DELIVERED,
         "Messages written to subscriber streams (one per subscriber per message)."
+    );
+    describe_gauge!(
+        HISTORY_MESSAGES,
+        "Messages held in history for resuming subscribers."
+    );
+    describe_gauge!(
+        HISTORY_BYTES,
+        metrics::Unit::Bytes,
+        "Accounted bytes of history (author + text + traceparent + fixed overhead per message)."
+    );
+    describe_counter!(
+        RESUMES,
+        "ReadMessages calls with messenger-since, by result (recovered|gap)."
+    );
+    describe_counter!(
+        REPLAYED,
+        "Messages written to resuming subscribers from history."
     );
     describe_counter!(
         DISCONNECTS,

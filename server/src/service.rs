@@ -4,10 +4,10 @@
 
 use crate::auth::Principal;
 use crate::error::ServiceError;
-use crate::hub::{Hub, Message, Subscription};
+use crate::hub::{Delivery, Hub, Resume, SubscribeRequest, Subscription};
 use crate::metrics::{DisconnectReason, Metrics};
+use crate::resume::{ReadOptions, set_headers};
 use crate::trace::FanoutTrace;
-use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
 use messenger_proto::time::to_timestamp;
@@ -98,6 +98,7 @@ impl MessengerService {
             .fanout_duration
             .record(started.elapsed().as_secs_f64());
         self.metrics.accepted.increment(1);
+        self.metrics.history(published.history);
         self.metrics
             .disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
         if let Some(trace) = trace {
@@ -160,29 +161,49 @@ impl MessengerServer for MessengerService {
         let rpc = &self.metrics.read;
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
-        let wants_trace = request
-            .metadata()
-            .get(TRACE_CONTEXT_METADATA)
-            .is_some_and(|v| v == "1");
-        let subscription = match self.hub.subscribe() {
+        let subscribed = ReadOptions::from_metadata(request.metadata()).and_then(|options| {
+            let subscription = self.hub.subscribe_with(SubscribeRequest {
+                since: options.since.clone(),
+                peer: request.remote_addr(),
+                wants_trace: options.wants_trace,
+            })?;
+            Ok((options, subscription))
+        });
+        let (options, subscription) = match subscribed {
             Ok(s) => s,
             Err(e) => {
-                let status = Status::from(ServiceError::from(e));
+                let status = Status::from(e);
                 rpc.handled(status.code());
                 return Err(status);
             }
         };
-        let capacity = self.hub.queue_capacity();
-        let metrics = Arc::clone(&self.metrics);
-        Ok(Response::new(MessageStream {
+        let resume = subscription.resume();
+        match resume {
+            Resume::NotAsked => {}
+            Resume::Recovered { .. } => self.metrics.resumes_recovered.increment(1),
+            Resume::Gap(gap) => {
+                self.metrics.resumes_gap.increment(1);
+                tracing::info!(
+                    subscriber = subscription.id(),
+                    ?gap,
+                    "resume not recovered; starting live"
+                );
+            }
+        }
+        let mut headers = tonic::metadata::MetadataMap::new();
+        set_headers(&mut headers, &options, &subscription);
+        let mut response = Response::new(MessageStream {
             subscription,
-            capacity,
-            metrics,
-            wants_trace,
+            capacity: self.hub.queue_capacity(),
+            metrics: Arc::clone(&self.metrics),
+            wants_trace: options.wants_trace,
+            wants_offsets: options.wants_offsets,
             principal,
             started: Instant::now(),
             end: None,
-        }))
+        });
+        *response.metadata_mut() = headers;
+        Ok(response)
     }
 }
 
@@ -194,6 +215,8 @@ pub struct MessageStream {
     metrics: Arc<Metrics>,
     /// The subscriber asked for `traceparent` on each message.
     wants_trace: bool,
+    /// The subscriber asked for `offset` on each message.
+    wants_offsets: bool,
     /// With token auth: the subscriber's token, re-checked after each reload.
     principal: Option<Principal>,
     started: Instant,
@@ -202,20 +225,28 @@ pub struct MessageStream {
 }
 
 impl MessageStream {
-    fn deliver(&self, m: &Message) -> ServerMessageResponse {
-        let latency = m.accepted_at.elapsed();
-        self.metrics.delivery_latency.record(latency.as_secs_f64());
-        self.metrics.delivered.increment(1);
+    fn deliver(&self, d: Delivery) -> ServerMessageResponse {
+        let m = &d.message;
         self.metrics.read.msg_sent.increment(1);
-        let traceparent = m
-            .trace
-            .as_ref()
-            .and_then(|t| t.deliver(self.subscription.id(), latency, self.wants_trace));
+        let traceparent = if d.replayed {
+            // Acceptance-to-write latency would measure the outage, not the
+            // fan-out: replays are counted on their own.
+            self.metrics.replayed.increment(1);
+            m.traceparent.clone().filter(|_| self.wants_trace)
+        } else {
+            let latency = m.accepted_at.elapsed();
+            self.metrics.delivery_latency.record(latency.as_secs_f64());
+            self.metrics.delivered.increment(1);
+            d.trace
+                .as_ref()
+                .and_then(|t| t.deliver(self.subscription.id(), latency, self.wants_trace))
+        };
         ServerMessageResponse {
             author: m.author.clone(),
             text: m.text.clone(),
             send_time: Some(to_timestamp(m.send_time)),
             traceparent: traceparent.unwrap_or_default(),
+            offset: if self.wants_offsets { m.offset } else { 0 },
         }
     }
 }
@@ -231,7 +262,7 @@ impl Stream for MessageStream {
         let revoked = self.principal.as_mut().is_some_and(|p| !p.still_valid());
         let error = match received {
             _ if revoked => ServiceError::TokenRevoked,
-            Ok(message) => return Poll::Ready(Some(Ok(self.deliver(&message)))),
+            Ok(delivery) => return Poll::Ready(Some(Ok(self.deliver(delivery)))),
             Err(disconnect) => ServiceError::from_disconnect(disconnect, self.capacity),
         };
         let status = Status::from(error);

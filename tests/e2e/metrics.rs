@@ -7,7 +7,7 @@ use messenger_tests::procs::{ClientProc, spawn_client, spawn_server};
 use messenger_tests::prom::{Metrics, scrape, wait_metrics};
 use messenger_tests::{grpc_send, read_n};
 
-const SERVER_METRICS: [(&str, &str); 11] = [
+const SERVER_METRICS: [(&str, &str); 15] = [
     ("grpc_server_started_total", "counter"),
     ("grpc_server_handled_total", "counter"),
     ("grpc_server_msg_sent_total", "counter"),
@@ -19,6 +19,10 @@ const SERVER_METRICS: [(&str, &str); 11] = [
     ("messenger_delivery_latency_seconds", "histogram"),
     ("messenger_messages_delivered_total", "counter"),
     ("messenger_subscriber_disconnects_total", "counter"),
+    ("messenger_history_messages", "gauge"),
+    ("messenger_history_bytes", "gauge"),
+    ("messenger_resumes_total", "counter"),
+    ("messenger_replayed_messages_total", "counter"),
 ];
 
 const PROCESS_METRICS: [&str; 4] = [
@@ -28,7 +32,7 @@ const PROCESS_METRICS: [&str; 4] = [
     "process_threads",
 ];
 
-const CLIENT_METRICS: [(&str, &str); 10] = [
+const CLIENT_METRICS: [(&str, &str); 12] = [
     ("http_server_requests_total", "counter"),
     ("http_server_request_duration_seconds", "histogram"),
     ("grpc_client_handled_total", "counter"),
@@ -39,6 +43,8 @@ const CLIENT_METRICS: [(&str, &str); 10] = [
     ("messenger_client_end_to_end_latency_seconds", "histogram"),
     ("messenger_client_stream_connected", "gauge"),
     ("messenger_client_stream_reconnects_total", "counter"),
+    ("messenger_client_resumes_total", "counter"),
+    ("messenger_client_recovered_messages_total", "counter"),
 ];
 
 /// The Prometheus exporter's defaults, which a latency histogram here must not use.
@@ -60,6 +66,11 @@ async fn every_metric_is_registered_with_help_before_any_traffic() {
         assert_eq!(value, Some(0.0), "disconnects{{reason={reason}}} at start");
     }
     assert_eq!(fresh.value("messenger_subscribers", &[]), Some(0.0));
+    for result in ["recovered", "gap"] {
+        let labels = [("result", result)];
+        assert_eq!(fresh.value("messenger_resumes_total", &labels), Some(0.0));
+    }
+    assert_eq!(fresh.value("messenger_history_messages", &[]), Some(0.0));
     let delivery = fresh.bucket_bounds("messenger_delivery_latency_seconds");
     assert!(delivery.iter().any(|le| *le < 0.0001), "{delivery:?}");
     let fanout = fresh.bucket_bounds("messenger_fanout_duration_seconds");

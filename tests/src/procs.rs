@@ -195,6 +195,21 @@ impl Proc {
         self.signal(libc::SIGHUP);
     }
 
+    /// Sends SIGUSR2 (the server logs its debug dump).
+    pub fn sigusr2(&self) {
+        self.signal(libc::SIGUSR2);
+    }
+
+    /// Freezes the process (SIGSTOP): it reads nothing until [`Proc::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a [`Proc::pause`]d process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// Sends SIGKILL and waits (bounded) until the process is reaped.
     pub async fn kill9_and_wait(&self) {
         self.signal(libc::SIGKILL);

@@ -1,0 +1,160 @@
+//! History and resume over real gRPC: `messenger-since` at the edges of what
+//! history holds, the response headers, offsets only for callers who ask, and
+//! INVALID_ARGUMENT for a malformed position.
+
+use messenger_proto::pb::ServerMessageResponse;
+use messenger_tests::*;
+use std::net::SocketAddr;
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Status, Streaming};
+
+/// Opens `ReadMessages` with `metadata`; the response headers and the stream.
+async fn read_with(
+    addr: SocketAddr,
+    metadata: &[(&'static str, &str)],
+) -> Result<(MetadataMap, Streaming<ServerMessageResponse>), Status> {
+    let mut client = connect(addr).await;
+    let mut request = tonic::Request::new(());
+    for (key, value) in metadata {
+        request
+            .metadata_mut()
+            .insert(*key, value.parse().expect("ASCII metadata"));
+    }
+    let response = within("ReadMessages headers", client.read_messages(request)).await?;
+    let headers = response.metadata().clone();
+    Ok((headers, response.into_inner()))
+}
+
+async fn resume(
+    addr: SocketAddr,
+    since: &str,
+) -> (Option<String>, Streaming<ServerMessageResponse>) {
+    let (headers, stream) = read_with(addr, &[("messenger-since", since)])
+        .await
+        .expect("resume accepted");
+    let recovered = headers
+        .get("messenger-recovered")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (recovered, stream)
+}
+
+/// Reads `n` messages as (offset, text).
+async fn offsets(stream: &mut Streaming<ServerMessageResponse>, n: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    within("stream messages", async {
+        while out.len() < n {
+            let m = stream
+                .message()
+                .await
+                .expect("stream open")
+                .expect("message");
+            out.push((m.offset, m.text));
+        }
+    })
+    .await;
+    out
+}
+
+fn pairs(range: std::ops::RangeInclusive<u64>) -> Vec<(u64, String)> {
+    range.map(|i| (i, i.to_string())).collect()
+}
+
+#[tokio::test]
+async fn resume_at_the_edges_of_history() {
+    let server = TestServer::start_with(|c| c.history_size = 5).await;
+    let (headers, _plain) = read_with(server.addr, &[]).await.unwrap();
+    assert!(
+        headers.get("messenger-head-offset").is_none(),
+        "only when asked"
+    );
+    let epoch = headers
+        .get("messenger-epoch")
+        .expect("every ReadMessages carries the epoch")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        headers.get("messenger-recovered").is_none(),
+        "only when asked"
+    );
+    let mut sender = server.grpc().await;
+    for i in 1..=8 {
+        grpc_send(&mut sender, "a", &i.to_string()).await.unwrap();
+    }
+    // History holds 4..=8.
+    let (headers, _) = read_with(server.addr, &[("messenger-since", &format!("{epoch}:5"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        headers.get("messenger-head-offset").unwrap(),
+        "8",
+        "the replay ends there"
+    );
+    let (recovered, mut oldest) = resume(server.addr, &format!("{epoch}:0")).await;
+    assert_eq!(recovered.as_deref(), Some("true"));
+    assert_eq!(offsets(&mut oldest, 5).await, pairs(4..=8));
+
+    let (recovered, mut middle) = resume(server.addr, &format!("{epoch}:5")).await;
+    assert_eq!(recovered.as_deref(), Some("true"));
+    let (recovered, mut newest) = resume(server.addr, &format!("{epoch}:8")).await;
+    assert_eq!(recovered.as_deref(), Some("true"));
+    let (recovered, mut evicted) = resume(server.addr, &format!("{epoch}:2")).await;
+    assert_eq!(recovered.as_deref(), Some("false"), "offset 3 was evicted");
+    let (recovered, mut foreign) = resume(server.addr, "0123456789abcdef:8").await;
+    assert_eq!(recovered.as_deref(), Some("false"), "another epoch");
+
+    grpc_send(&mut sender, "a", "9").await.unwrap();
+    assert_eq!(offsets(&mut middle, 4).await, pairs(6..=9));
+    for stream in [&mut newest, &mut evicted, &mut foreign, &mut oldest] {
+        assert_eq!(offsets(stream, 1).await, pairs(9..=9), "then live");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn offsets_only_for_callers_who_ask() {
+    let server = TestServer::start().await;
+    let mut plain = server.subscribe().await;
+    let (headers, mut asked) = read_with(server.addr, &[("messenger-offsets", "1")])
+        .await
+        .unwrap();
+    assert_eq!(headers.get("messenger-head-offset").unwrap(), "0");
+    let mut sender = server.grpc().await;
+    grpc_send(&mut sender, "a", "x").await.unwrap();
+    grpc_send(&mut sender, "a", "y").await.unwrap();
+    let plain: Vec<u64> = offsets(&mut plain, 2).await.iter().map(|p| p.0).collect();
+    assert_eq!(plain, [0, 0], "field 5 stays unset for a plain caller");
+    assert_eq!(
+        offsets(&mut asked, 2).await,
+        [(1, "x".into()), (2, "y".into())]
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_since_is_invalid_argument_naming_header_and_form() {
+    let server = TestServer::start().await;
+    for bad in [
+        "",
+        "no-colon",
+        "abc:",
+        ":7",
+        "abc:-1",
+        "abc:1x",
+        "abc:99999999999999999999",
+    ] {
+        let err = read_with(server.addr, &[("messenger-since", bad)])
+            .await
+            .map(|_| ())
+            .expect_err(bad);
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}: {err:?}");
+        assert!(
+            err.message().contains("messenger-since") && err.message().contains("<epoch>:<offset>"),
+            "{bad}: {}",
+            err.message()
+        );
+    }
+    // The server keeps serving plain callers.
+    let _ok = server.subscribe().await;
+    server.stop().await.unwrap();
+}
