@@ -6,7 +6,8 @@
 //!   (the shared channel and token), [`backend::send`] (`SendMessage` with a
 //!   deadline, behind the [`backend::MessageSender`] trait the routes call),
 //!   [`backend::subscribe`] (the `ReadMessages` loop: backoff, reconnect,
-//!   credentials-refusal state) and [`backend::receive`] (stream to buffer).
+//!   credentials-refusal state), [`backend::receive`] (stream to buffer) and
+//!   [`backend::resume`] (resume position, dedup, gap reports).
 //! - [`buffer`]: bounded, ordered, atomically flushed message buffer.
 //! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`), over

@@ -21,6 +21,8 @@ pub const DROPPED: &str = "messenger_client_dropped_total";
 pub const END_TO_END: &str = "messenger_client_end_to_end_latency_seconds";
 pub const STREAM_CONNECTED: &str = "messenger_client_stream_connected";
 pub const STREAM_RECONNECTS: &str = "messenger_client_stream_reconnects_total";
+pub const RESUMES: &str = "messenger_client_resumes_total";
+pub const RECOVERED: &str = "messenger_client_recovered_messages_total";
 
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -57,6 +59,11 @@ pub struct Metrics {
     pub end_to_end: Histogram,
     pub connected: Gauge,
     pub reconnects: Counter,
+    /// `messenger_client_resumes_total{result="recovered"}`.
+    pub resumes_recovered: Counter,
+    /// `messenger_client_resumes_total{result="gap"}`.
+    pub resumes_gap: Counter,
+    pub recovered: Counter,
 }
 
 impl Metrics {
@@ -79,12 +86,18 @@ impl Metrics {
             end_to_end: histogram!(END_TO_END),
             connected: gauge!(STREAM_CONNECTED),
             reconnects: counter!(STREAM_RECONNECTS),
+            resumes_recovered: counter!(RESUMES, "result" => "recovered"),
+            resumes_gap: counter!(RESUMES, "result" => "gap"),
+            recovered: counter!(RECOVERED),
         };
         metrics.buffered.set(0.0);
         metrics.connected.set(0.0);
         metrics.received.absolute(0);
         metrics.dropped.absolute(0);
         metrics.reconnects.absolute(0);
+        metrics.resumes_recovered.absolute(0);
+        metrics.resumes_gap.absolute(0);
+        metrics.recovered.absolute(0);
         metrics
     }
 }
@@ -149,6 +162,14 @@ fn describe() {
     describe_gauge!(
         STREAM_CONNECTED,
         "1 while the ReadMessages stream is open, else 0."
+    );
+    describe_counter!(
+        RESUMES,
+        "Re-subscriptions that asked to resume, by result (recovered|gap)."
+    );
+    describe_counter!(
+        RECOVERED,
+        "Messages received from the server's history after a resume."
     );
     describe_counter!(
         STREAM_RECONNECTS,

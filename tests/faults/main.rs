@@ -8,6 +8,7 @@ mod drain;
 mod frames;
 mod limits;
 mod network;
+mod resume;
 mod slow_consumer;
 
 use messenger_tests::WAIT;

@@ -6,6 +6,9 @@
 //!   accepted later pass normally, so a reconnect heals.
 //! - [`Proxy::set_rate`]: a bandwidth cap per direction per connection (a slow
 //!   link). Reads are throttled, so TCP backpressure reaches the sender.
+//! - [`Proxy::cut`]: every connection open now is closed at once, and new
+//!   ones are refused (accepted, then closed) until [`Proxy::restore`] (a
+//!   link that went down and came back).
 //!
 //! Dropping the proxy aborts every task and closes every socket.
 
@@ -24,6 +27,7 @@ type Rate = Arc<AtomicU64>;
 pub struct Proxy {
     pub addr: SocketAddr,
     rate: Rate,
+    refusing: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
     accepted: watch::Receiver<usize>,
     tasks: Arc<Mutex<JoinSet<()>>>,
@@ -38,13 +42,18 @@ impl Proxy {
             .expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let rate: Rate = Arc::default();
+        let refusing: Arc<AtomicBool> = Arc::default();
         let live: Arc<Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
         let tasks: Arc<Mutex<JoinSet<()>>> = Arc::default();
         let (count, accepted) = watch::channel(0);
         let acceptor = tokio::spawn({
             let (rate, live, tasks) = (rate.clone(), live.clone(), tasks.clone());
+            let refusing = refusing.clone();
             async move {
                 while let Ok((downstream, _)) = listener.accept().await {
+                    if refusing.load(Ordering::Acquire) {
+                        continue; // dropping `downstream` closes it
+                    }
                     let Ok(upstream) = TcpStream::connect(upstream).await else {
                         continue; // dropping `downstream` closes it, like a refused connect
                     };
@@ -64,6 +73,7 @@ impl Proxy {
         Self {
             addr,
             rate,
+            refusing,
             live,
             accepted,
             tasks,
@@ -76,6 +86,19 @@ impl Proxy {
         for stalled in self.live.lock().await.drain(..) {
             stalled.store(true, Ordering::Release);
         }
+    }
+
+    /// Closes every connection open now and refuses new ones until [`Proxy::restore`].
+    pub async fn cut(&self) {
+        self.refusing.store(true, Ordering::Release);
+        self.live.lock().await.clear();
+        // Aborting the pumps drops both sockets of every connection: a close.
+        self.tasks.lock().await.abort_all();
+    }
+
+    /// Accepts connections again after [`Proxy::cut`].
+    pub fn restore(&self) {
+        self.refusing.store(false, Ordering::Release);
     }
 
     /// Caps each direction of each connection at `bytes_per_sec` (0: no cap).

@@ -12,6 +12,8 @@
 //!   and credentials-refusal state the routes read.
 //! - [`receive`]: one streamed message into the [`Buffer`](crate::buffer::Buffer),
 //!   with its metrics and CONSUMER `receive` span.
+//! - [`resume`]: where the stream resumes after a break (epoch, last offset
+//!   buffered), dedup, and the one warning per gap.
 //!
 //! Invariants: the bearer token is sensitive metadata and nothing here logs
 //! it; every failure a caller sees is a [`BackendError`], mapped to an HTTP
@@ -19,6 +21,7 @@
 
 pub mod channel;
 pub mod receive;
+pub mod resume;
 pub mod send;
 pub mod subscribe;
 

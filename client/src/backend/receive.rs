@@ -32,8 +32,14 @@ pub fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
 }
 
 /// Buffers one streamed message, with its metrics and, when the server sent a
-/// traceparent, a CONSUMER `receive` span continuing the sender's trace.
-pub(super) fn receive(m: ServerMessageResponse, buffer: &Buffer, metrics: &Metrics) {
+/// traceparent, a CONSUMER `receive` span continuing the sender's trace
+/// (`messenger.replayed=true` for a message from the server's history).
+pub(super) fn receive(
+    m: ServerMessageResponse,
+    buffer: &Buffer,
+    metrics: &Metrics,
+    replayed: bool,
+) {
     metrics.received.increment(1);
     if let Some(ts) = &m.send_time {
         let age_nanos = unix_nanos_now() - from_timestamp(ts);
@@ -42,7 +48,14 @@ pub(super) fn receive(m: ServerMessageResponse, buffer: &Buffer, metrics: &Metri
     if m.traceparent.is_empty() {
         return buffer.push(to_buffered(m));
     }
-    let span = tracing::debug_span!("receive", otel.kind = "consumer");
+    let span = tracing::debug_span!(
+        "receive",
+        otel.kind = "consumer",
+        messenger.replayed = tracing::field::Empty
+    );
+    if replayed {
+        span.record("messenger.replayed", true);
+    }
     let _ = span.set_parent(context_from_traceparent(&m.traceparent));
     span.in_scope(|| buffer.push(to_buffered(m)));
 }

@@ -1,9 +1,10 @@
 //! The subscription loop: keeps one `ReadMessages` stream open until stopped.
 //!
 //! Invariants:
-//! - `subscribed` is true exactly while a stream is open: it turns true once
-//!   the response headers arrive (the server has registered this
-//!   subscriber, CONTRACT.md) and false as soon as the stream breaks. The
+//! - `subscribed` is true exactly while a stream is open and live: it turns
+//!   true once the response headers arrive (the server has registered this
+//!   subscriber, CONTRACT.md) or, after a resume, once the replay is buffered
+//!   ([`super::resume`]), and false as soon as the stream breaks. The
 //!   `messenger_client_stream_connected` gauge is set before it, so whoever
 //!   sees "subscribed" also sees it in `/metrics`.
 //! - `refused` holds the server's last refusal of this client's credentials
@@ -14,11 +15,13 @@
 //!   (never a busy loop), and every failure, credentials included, is
 //!   retried. A failure is logged loudly when its status code is new, at
 //!   debug level while it repeats.
-//! - Messages reach the buffer in stream order ([`super::receive`]); each
-//!   request asks the server for the messages' `traceparent`.
+//! - Messages reach the buffer in stream order ([`super::receive`]), none
+//!   twice; each request asks the server for the messages' `traceparent` and
+//!   offsets, and every re-subscription resumes from the last one buffered.
 
 use super::Backend;
 use super::receive::receive;
+use super::resume::{Received, Resumer};
 use crate::buffer::Buffer;
 use crate::config::ENV_CLIENT_TOKEN;
 use crate::metrics::{self, Metrics};
@@ -59,8 +62,10 @@ impl Subscriber {
         let mut failures: u32 = 0;
         let mut last_failure = Code::Ok;
         let mut connections: u64 = 0;
+        let mut resumer = Resumer::new(self.metrics.clone());
         loop {
             let mut request = Request::new(());
+            resumer.request_metadata(request.metadata_mut());
             request
                 .metadata_mut()
                 .insert(TRACE_CONTEXT_METADATA, MetadataValue::from_static("1"));
@@ -74,8 +79,9 @@ impl Subscriber {
                     let reconnect = connections > 0;
                     connections += 1;
                     failures = 0;
+                    let live = resumer.on_headers(response.metadata());
                     if self
-                        .consume(response.into_inner(), reconnect)
+                        .consume(response.into_inner(), reconnect, live, &mut resumer)
                         .await
                         .is_none()
                     {
@@ -102,15 +108,18 @@ impl Subscriber {
     }
 
     /// Feeds `buffer` from an open stream, publishing "subscribed" while it
-    /// lasts. Returns how it ended: `None` when stopped, else the status.
+    /// is live (from the start, or once a replay is buffered). Returns how it
+    /// ended: `None` when stopped, else the status.
     async fn consume(
         &self,
         mut stream: Streaming<ServerMessageResponse>,
         reconnect: bool,
+        live: bool,
+        resumer: &mut Resumer,
     ) -> Option<Status> {
-        // Gauge first: whoever sees "subscribed" must also see it in /metrics.
-        self.metrics.connected.set(1.0);
-        self.subscribed.send_replace(true);
+        if live {
+            self.set_live();
+        }
         self.refused.send_replace(None);
         if reconnect {
             self.metrics.reconnects.increment(1);
@@ -123,7 +132,15 @@ impl Subscriber {
                 r = stream.message() => r,
             };
             match next {
-                Ok(Some(m)) => receive(m, &self.buffer, &self.metrics),
+                Ok(Some(m)) => match resumer.on_message(m.offset) {
+                    Received::Duplicate => {}
+                    Received::Keep { replayed, now_live } => {
+                        receive(m, &self.buffer, &self.metrics, replayed);
+                        if now_live {
+                            self.set_live();
+                        }
+                    }
+                },
                 Ok(None) => break Some(Status::unavailable("server ended the stream")),
                 Err(status) => break Some(status),
             }
@@ -136,6 +153,14 @@ impl Subscriber {
             tracing::warn!(code = ?s.code(), message = s.message(), "stream lost; resubscribing");
         }
         end
+    }
+}
+
+impl Subscriber {
+    /// Gauge first: whoever sees "subscribed" must also see it in /metrics.
+    fn set_live(&self) {
+        self.metrics.connected.set(1.0);
+        self.subscribed.send_replace(true);
     }
 }
 

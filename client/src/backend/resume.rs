@@ -1,0 +1,250 @@
+//! Where this client's stream resumes after a break (CONTRACT.md, "Opt-in
+//! extensions"): the epoch and the offset of the last message it buffered.
+//!
+//! Invariants:
+//! - **Every re-subscription resumes** with `messenger-since: <epoch>:<offset>`
+//!   once a position is known; the first subscription is plain (only messages
+//!   after it, as the contract says) and asks for offsets, so the position is
+//!   known from its headers (`messenger-epoch`, `messenger-head-offset`) even
+//!   before any message arrives.
+//! - **No duplicates.** A message at or below the position is never buffered
+//!   again; the position only moves forward within an epoch.
+//! - **Live only after the replay.** After a recovered resume the stream is
+//!   "live" (what `/readyz` and `/sendMessage` wait for) once the message at
+//!   the head offset of the response headers has been buffered.
+//! - **A gap is said once.** `messenger-recovered: false` logs one warning
+//!   with the number of messages missed when the epoch is unchanged (head
+//!   offset minus position), "unknown" when it changed, and is counted.
+//!
+//! A server that sends no epoch or head offset gets plain re-subscriptions.
+
+use crate::metrics::Metrics;
+use messenger_proto::{
+    EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
+};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Position {
+    epoch: String,
+    /// Offset of the last message buffered, or the head at subscription.
+    offset: u64,
+}
+
+/// What a streamed message is to the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Buffer it. `replayed`: it came from history; `now_live`: it ended the replay.
+    Keep { replayed: bool, now_live: bool },
+    /// Already buffered (at or below the position): drop it.
+    Duplicate,
+}
+
+/// The resume state of one subscriber loop.
+pub struct Resumer {
+    position: Option<Position>,
+    /// While a replay is being read: the offset it ends at.
+    replay_end: Option<u64>,
+    /// The last request carried `messenger-since`.
+    asked: bool,
+    metrics: Metrics,
+}
+
+impl Resumer {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            position: None,
+            replay_end: None,
+            asked: false,
+            metrics,
+        }
+    }
+
+    /// Adds `messenger-offsets: 1` and, once a position is known, `messenger-since`.
+    pub fn request_metadata(&mut self, metadata: &mut MetadataMap) {
+        metadata.insert(OFFSETS_METADATA, AsciiMetadataValue::from_static("1"));
+        self.asked = false;
+        self.replay_end = None;
+        let Some(p) = &self.position else { return };
+        match AsciiMetadataValue::try_from(format!("{}:{}", p.epoch, p.offset)) {
+            Ok(value) => {
+                metadata.insert(SINCE_METADATA, value);
+                self.asked = true;
+            }
+            Err(_) => {
+                tracing::warn!(epoch = %p.epoch, "server epoch is not ASCII; re-subscribing without resume")
+            }
+        }
+    }
+
+    /// Reads the response headers of a subscription; returns whether the
+    /// stream is live at once (nothing to replay).
+    pub fn on_headers(&mut self, headers: &MetadataMap) -> bool {
+        let text = |key| headers.get(key).and_then(|v| v.to_str().ok());
+        let epoch = text(EPOCH_METADATA);
+        let head = text(HEAD_OFFSET_METADATA).and_then(|v| v.parse::<u64>().ok());
+        let (Some(epoch), Some(head)) = (epoch, head) else {
+            self.position = None;
+            return true;
+        };
+        let previous = self.position.replace(Position {
+            epoch: epoch.to_owned(),
+            offset: head,
+        });
+        let (true, Some(previous)) = (self.asked, previous) else {
+            return true;
+        };
+        if text(RECOVERED_METADATA) == Some("true") {
+            self.metrics.resumes_recovered.increment(1);
+            let replay = head.saturating_sub(previous.offset);
+            tracing::info!(
+                replay,
+                from_offset = previous.offset,
+                epoch,
+                "stream resumed from history"
+            );
+            self.position = Some(previous);
+            if replay == 0 {
+                return true;
+            }
+            self.replay_end = Some(head);
+            return false;
+        }
+        self.metrics.resumes_gap.increment(1);
+        if previous.epoch == epoch && head >= previous.offset {
+            tracing::warn!(
+                missed = head - previous.offset,
+                from_offset = previous.offset,
+                epoch,
+                "stream resumed with a gap: messages after the last buffered one are no longer in the server's history"
+            );
+        } else {
+            tracing::warn!(
+                missed = "unknown",
+                previous_epoch = %previous.epoch,
+                epoch,
+                "stream resumed with a gap: the server's history was lost (new epoch)"
+            );
+        }
+        true
+    }
+
+    /// Decides about a message with `offset` (0: the server sent none).
+    pub fn on_message(&mut self, offset: u64) -> Received {
+        let Some(position) = self.position.as_mut().filter(|_| offset != 0) else {
+            return Received::Keep {
+                replayed: false,
+                now_live: false,
+            };
+        };
+        if offset <= position.offset {
+            tracing::debug!(
+                offset,
+                position = position.offset,
+                "duplicate message dropped"
+            );
+            return Received::Duplicate;
+        }
+        position.offset = offset;
+        let Some(end) = self.replay_end else {
+            return Received::Keep {
+                replayed: false,
+                now_live: false,
+            };
+        };
+        self.metrics.recovered.increment(1);
+        let now_live = offset >= end;
+        if now_live {
+            self.replay_end = None;
+        }
+        Received::Keep {
+            replayed: true,
+            now_live,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        for (k, v) in pairs {
+            m.insert(*k, AsciiMetadataValue::from_static(v));
+        }
+        m
+    }
+
+    fn since(r: &mut Resumer) -> Option<String> {
+        let mut m = MetadataMap::new();
+        r.request_metadata(&mut m);
+        assert_eq!(m.get(OFFSETS_METADATA).unwrap(), "1");
+        m.get(SINCE_METADATA)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    const KEEP: Received = Received::Keep {
+        replayed: false,
+        now_live: false,
+    };
+
+    #[test]
+    fn first_plain_then_resumes_from_the_head_or_the_last_buffered() {
+        let mut r = Resumer::new(Metrics::new());
+        assert_eq!(since(&mut r), None);
+        assert!(r.on_headers(&headers(&[
+            ("messenger-epoch", "e"),
+            ("messenger-head-offset", "7")
+        ])));
+        assert_eq!(
+            since(&mut r).as_deref(),
+            Some("e:7"),
+            "nothing received: from the head"
+        );
+        let recovered = [
+            ("messenger-epoch", "e"),
+            ("messenger-head-offset", "10"),
+            ("messenger-recovered", "true"),
+        ];
+        assert!(!r.on_headers(&headers(&recovered)), "3 to replay");
+        let replayed = |now_live| Received::Keep {
+            replayed: true,
+            now_live,
+        };
+        assert_eq!(r.on_message(8), replayed(false));
+        assert_eq!(r.on_message(8), Received::Duplicate);
+        assert_eq!(r.on_message(9), replayed(false));
+        assert_eq!(r.on_message(10), replayed(true));
+        assert_eq!(r.on_message(11), KEEP);
+        assert_eq!(since(&mut r).as_deref(), Some("e:11"));
+    }
+
+    #[test]
+    fn a_gap_moves_the_position_to_the_new_head() {
+        let mut r = Resumer::new(Metrics::new());
+        r.on_headers(&headers(&[
+            ("messenger-epoch", "e"),
+            ("messenger-head-offset", "0"),
+        ]));
+        assert_eq!(r.on_message(1), KEEP);
+        since(&mut r);
+        let gap = [
+            ("messenger-epoch", "f"),
+            ("messenger-head-offset", "3"),
+            ("messenger-recovered", "false"),
+        ];
+        assert!(r.on_headers(&headers(&gap)));
+        assert_eq!(r.on_message(2), Received::Duplicate, "below the new head");
+        assert_eq!(r.on_message(4), KEEP);
+        assert_eq!(since(&mut r).as_deref(), Some("f:4"));
+    }
+
+    #[test]
+    fn a_server_without_offsets_gets_plain_resubscriptions() {
+        let mut r = Resumer::new(Metrics::new());
+        assert!(r.on_headers(&MetadataMap::new()));
+        assert_eq!(r.on_message(0), KEEP);
+        assert_eq!(since(&mut r), None);
+    }
+}
