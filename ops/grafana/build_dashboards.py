@@ -218,6 +218,34 @@ def overview():
         [(f"sum by (instance) (rate(messenger_messages_accepted_total{{{SEL}}}[$__rate_interval]))",
           "{{instance}}")], unit="ops", links=TRACE_LINKS), w=12)
 
+    L.row("History and resume")
+    L.add(timeseries(
+        "History size (messages)",
+        "Messages held for resuming subscribers. Normal: grows to MESSENGER_HISTORY_SIZE and stays "
+        "there, or lower when MESSENGER_HISTORY_BYTES is reached first; resets at a server restart.",
+        [(f"messenger_history_messages{{{SEL}}}", "{{instance}}")]))
+    L.add(timeseries(
+        "History size (bytes)",
+        "Accounted bytes of history (author, text, traceparent, a fixed overhead per message). "
+        "Normal: at most MESSENGER_HISTORY_BYTES (64 MiB by default).",
+        [(f"messenger_history_bytes{{{SEL}}}", "{{instance}}")], unit="bytes"))
+    L.add(timeseries(
+        "Resumes by result",
+        "ReadMessages calls with messenger-since, on the server and in the clients. Normal: recovered "
+        "after every reconnect; gap means a client missed messages (evicted, or a server restart) and "
+        "ResumeGaps fires.",
+        [(f"sum by (result) (increase(messenger_resumes_total{{{SEL}}}[$__rate_interval]))",
+          "server {{result}}"),
+         (f"sum by (instance, result) (increase(messenger_client_resumes_total{{{SEL}}}[$__rate_interval]))",
+          "{{instance}} {{result}}")]))
+    L.add(timeseries(
+        "Replayed and recovered messages",
+        "Messages the server wrote from history to resuming subscribers, and the clients received "
+        "from it. Normal: 0 between reconnects; a burst after each one.",
+        [(f"sum(rate(messenger_replayed_messages_total{{{SEL}}}[$__rate_interval]))", "replayed (server)"),
+         (f"sum by (instance) (rate(messenger_client_recovered_messages_total{{{SEL}}}[$__rate_interval]))",
+          "recovered {{instance}}")], unit="ops"), w=24)
+
     L.row("Clients")
     L.add(timeseries(
         "Client buffered messages",
