@@ -5,7 +5,7 @@
 //! broke, with no duplicate.
 
 use crate::{HEAVY, poll_until};
-use messenger_tests::procs::{ClientProc, spawn_client, spawn_server};
+use messenger_tests::procs::{ClientProc, rss_of, spawn_client, spawn_server};
 use messenger_tests::prom::{Metrics, scrape};
 use messenger_tests::proxy::Proxy;
 use messenger_tests::*;
@@ -140,4 +140,90 @@ async fn a_client_cut_off_as_slow_resumes_without_loss() {
         "slow cut: a client frozen while {MESSAGES} x 4 KiB were sent was cut off as slow, \
          resumed and holds all {MESSAGES} ({from_history} from history; resume counted within {took:?})"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_cost_and_resume_latency() {
+    const FILL: usize = 100_000;
+    const SENDERS: usize = 8;
+    const GAP: u64 = 10_000;
+    let _heavy = HEAVY.lock().await;
+    let server = spawn_server(&[]).await;
+    let pid = server.proc.pid();
+    // Warm the allocator and the connections with a first round, then measure a second one.
+    let text = "h".repeat(64);
+    let fill = |n: usize| {
+        let text = text.clone();
+        let server = &server;
+        async move {
+            let mut tasks = Vec::new();
+            for _ in 0..SENDERS {
+                let mut grpc = server.grpc().await;
+                let text = text.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..n / SENDERS {
+                        grpc_send(&mut grpc, "", &text).await.expect("send");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    fill(1_000).await;
+    let before = rss_of(pid).expect("server RSS");
+    fill(FILL).await;
+    let after = rss_of(pid).expect("server RSS");
+    let m = scrape(&server.metrics_url()).await;
+    let held = m.value("messenger_history_messages", &[]).unwrap();
+    let bytes = m.value("messenger_history_bytes", &[]).unwrap();
+    assert_eq!(
+        held, FILL as f64,
+        "MESSENGER_HISTORY_SIZE (100,000) binds before 64 MiB"
+    );
+
+    // Resume 10,000 messages back: from the request to the last replayed one.
+    let mut client = server.grpc().await;
+    let head = (FILL + 1_000) as u64;
+    let (_, epoch) = {
+        let mut r = tonic::Request::new(());
+        r.metadata_mut()
+            .insert("messenger-offsets", "1".parse().unwrap());
+        let response = client.read_messages(r).await.unwrap();
+        let epoch = response
+            .metadata()
+            .get("messenger-epoch")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (response, epoch)
+    };
+    let started = Instant::now();
+    let mut r = tonic::Request::new(());
+    let since = format!("{epoch}:{}", head - GAP);
+    r.metadata_mut()
+        .insert("messenger-since", since.parse().unwrap());
+    let mut stream = within("resume headers", client.read_messages(r))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = 0;
+    within("10,000 replayed", async {
+        while last < head {
+            last = stream.message().await.unwrap().expect("message").offset;
+        }
+    })
+    .await;
+    let resume = started.elapsed();
+    let per_message = (after.saturating_sub(before)) as f64 / FILL as f64;
+    println!(
+        "history cost: {FILL} messages of 64 B grew the server's RSS by {:.1} MiB \
+         ({per_message:.0} B per message; accounted {:.1} MiB for {held} held); \
+         resume of a {GAP}-message gap: {resume:?} from request to the last replayed message",
+        (after.saturating_sub(before)) as f64 / 1048576.0,
+        bytes / 1048576.0,
+    );
+    assert!(resume < Duration::from_secs(5), "{resume:?}");
 }
