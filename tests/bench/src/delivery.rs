@@ -124,6 +124,7 @@ mod tests {
             text,
             send_time: Some(sent),
             traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
+            offset: 7,
         };
         let d = decoded(&full);
         assert_eq!(d.id, Some((3, 42)));
