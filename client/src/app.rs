@@ -2,14 +2,17 @@
 //!
 //! [`App::start`] subscribes first and binds HTTP only once the first
 //! subscription is registered, so a message sent through this client always
-//! reaches its own buffer. Shutdown stops accepting HTTP, lets in-flight
-//! requests finish within the grace period, then closes the stream.
+//! reaches its own buffer. HTTP connections live under the handshake and idle
+//! bounds of [`messenger_runtime::conn`]. Shutdown stops accepting HTTP,
+//! closes idle and unfinished connections at once, lets in-flight requests
+//! finish within the grace period, then closes the stream.
 
 use crate::backend::{Backend, Subscriber};
 use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::routes::{AppState, router};
+use messenger_runtime::conn::{self, ConnLimits, Hygiene, LISTENER_HTTP};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +31,6 @@ pub enum AppError {
     },
     #[error("the stream subscriber stopped before subscribing")]
     SubscriberStopped,
-    #[error("HTTP server failed: {0}")]
-    Serve(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] messenger_runtime::tls::TlsError),
     #[error("{0}")]
@@ -44,6 +45,7 @@ pub struct App {
     subscriber: JoinHandle<()>,
     stop_subscriber: CancellationToken,
     grace: Duration,
+    conn_limits: ConnLimits,
 }
 
 impl App {
@@ -51,6 +53,7 @@ impl App {
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();
+        conn::register_metrics(&[LISTENER_HTTP]);
         let tls = config.tls_files().load()?;
         let tls_on = tls.is_some() || config.server_addr.scheme_str() == Some("https");
         let authorization = config
@@ -123,6 +126,7 @@ impl App {
             subscriber,
             stop_subscriber,
             grace: config.shutdown_grace(),
+            conn_limits: config.conn,
         })
     }
 
@@ -146,28 +150,25 @@ impl App {
             subscriber,
             stop_subscriber,
             grace,
+            conn_limits,
             ..
         } = self;
-        let (draining_tx, draining) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            let _ = draining_tx.send(());
-        };
-        let mut serve = tokio::spawn(
-            axum::serve(listener, router(state))
-                .with_graceful_shutdown(signal)
-                .into_future(),
-        );
+        let hygiene = Hygiene::new(conn_limits, LISTENER_HTTP);
+        let mut serve = tokio::spawn(conn::serve_http(listener, router(state), hygiene.clone()));
         let result = tokio::select! {
             r = &mut serve => r,
-            _ = draining => match tokio::time::timeout(grace, &mut serve).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!(grace_secs = grace.as_secs(), "grace period ended with HTTP requests in flight");
-                    serve.abort();
-                    Ok(Ok(()))
+            () = shutdown => {
+                // Idle connections close now, busy ones once answered.
+                hygiene.shutdown();
+                match tokio::time::timeout(grace, &mut serve).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!(grace_secs = grace.as_secs(), "grace period ended with HTTP requests in flight");
+                        serve.abort();
+                        Ok(())
+                    }
                 }
-            },
+            }
         };
         stop_subscriber.cancel();
         if let Err(e) = subscriber.await {
@@ -175,7 +176,7 @@ impl App {
         }
         tracing::info!("messenger-client stopped");
         match result {
-            Ok(r) => r.map_err(AppError::Serve),
+            Ok(()) => Ok(()),
             Err(e) if e.is_cancelled() => Ok(()),
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }

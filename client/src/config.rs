@@ -5,6 +5,7 @@
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use http::Uri;
+use messenger_runtime::conn::ConnLimits;
 use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use messenger_runtime::tls::{ClientTlsFiles, ENV_CLIENT_CERT, ENV_CLIENT_KEY, ENV_SERVER_CA};
 use std::net::{IpAddr, Ipv4Addr};
@@ -105,6 +106,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub keepalive_timeout_ms: u64,
 
+    /// Handshake and idle bounds of every connection we accept.
+    #[command(flatten)]
+    pub conn: ConnLimits,
+
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -154,6 +159,7 @@ impl Default for Config {
             http_max_concurrency: DEFAULT_HTTP_MAX_CONCURRENCY,
             keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
+            conn: ConnLimits::default(),
             log_format: LogFormat::Text,
             command: None,
             server_ca: None,

@@ -2,10 +2,14 @@
 //! reflection (v1 and v1alpha) on one port, Prometheus `/metrics` on another,
 //! and graceful shutdown.
 //!
-//! Shutdown order: health goes NOT_SERVING; the listener stops accepting and
-//! connections get GOAWAY; in-flight `SendMessage` calls finish; the hub ends
-//! every stream (after its queue drains) with UNAVAILABLE; the serve loop is
-//! given what is left of the grace period to close connections.
+//! Shutdown order: health goes NOT_SERVING; the listener stops accepting,
+//! connections get GOAWAY and those with nothing in flight are closed at once
+//! ([`messenger_runtime::conn`]); in-flight `SendMessage` calls finish; the
+//! hub ends every stream (after its queue drains) with UNAVAILABLE; the serve
+//! loop is given what is left of the grace period to close connections.
+//! Every connection, on both ports, lives under the handshake and idle bounds
+//! of [`messenger_runtime::conn`]; the port's statuses follow
+//! [`crate::status_spec`].
 //!
 //! Security is opt-in: TLS on the whole port ([`crate::tls`]) and token auth
 //! on the messenger service only ([`crate::auth`]), never on health or
@@ -18,8 +22,10 @@ use crate::engine::memory::InProcess;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::service::{Limits, MessengerService};
+use crate::status_spec::SpecLayer;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
+use messenger_runtime::conn::{self, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer};
 use messenger_runtime::metrics::Exporter;
 use messenger_runtime::tls::TlsError;
 use std::future::Future;
@@ -27,10 +33,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, timeout_at};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -139,12 +143,14 @@ impl App {
             .map_err(AppError::Signal)?;
         let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Arc::new(Metrics::new());
-        let stop_metrics = CancellationToken::new();
+        conn::register_metrics(&[LISTENER_GRPC, LISTENER_METRICS]);
+        let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
+        let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
         tokio::spawn(serve_metrics(
             metrics_listener,
             exporter,
             crate::debug::router(Arc::clone(&hub)),
-            stop_metrics.clone(),
+            metrics_hygiene.clone(),
         ));
         tokio::spawn(track_subscribers(
             hub.watch_subscribers(),
@@ -183,10 +189,8 @@ impl App {
                 auth::intercept(authenticator.as_ref(), &mut request)?;
                 Ok(request)
             });
-        let stop_accepting = CancellationToken::new();
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(config.keepalive_interval()));
+        let incoming =
+            conn::grpc_incoming(listener, grpc_hygiene.clone(), config.keepalive_interval());
         let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(config.keepalive_interval()))
             .http2_keepalive_timeout(Some(config.keepalive_timeout()));
@@ -194,11 +198,13 @@ impl App {
             builder = builder.tls_config(tls)?;
         }
         let server = builder
+            .layer(TrackLayer)
+            .layer(SpecLayer)
             .add_service(health_service)
             .add_service(reflection_builder().build_v1()?)
             .add_service(reflection_builder().build_v1alpha()?)
             .add_service(messenger)
-            .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
+            .serve_with_incoming_shutdown(incoming, grpc_hygiene.stopped());
         let mut server = tokio::spawn(server);
         tracing::info!(
             grpc_addr = %local_addr,
@@ -227,7 +233,8 @@ impl App {
         }
         let deadline = Instant::now() + config.shutdown_grace();
         set_not_serving(&health).await;
-        stop_accepting.cancel();
+        // Stops accepting (tonic sends GOAWAY) and closes idle connections.
+        grpc_hygiene.shutdown();
         in_flight.close();
         if timeout_at(deadline, in_flight.wait()).await.is_err() {
             tracing::warn!("grace period ended with SendMessage calls still in flight");
@@ -243,7 +250,7 @@ impl App {
                 );
             }
         }
-        stop_metrics.cancel();
+        metrics_hygiene.shutdown();
         dumper.abort();
         if let Some(reloader) = reloader {
             reloader.abort();
@@ -260,12 +267,12 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
     Ok((listener, local))
 }
 
-/// Serves `GET /metrics` and the `debug` routes until `stop`.
+/// Serves `GET /metrics` and the `debug` routes until `hygiene` shuts down.
 async fn serve_metrics(
     listener: TcpListener,
     exporter: Arc<Exporter>,
     debug: axum::Router,
-    stop: CancellationToken,
+    hygiene: Hygiene,
 ) {
     let app = axum::Router::new()
         .route(
@@ -273,12 +280,7 @@ async fn serve_metrics(
             axum::routing::get(move || async move { exporter.render() }),
         )
         .merge(debug);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    {
-        tracing::error!(error = %e, "metrics endpoint failed");
-    }
+    conn::serve_http(listener, app, hygiene).await;
 }
 
 /// Mirrors the hub's subscriber count into the `messenger_subscribers` gauge.

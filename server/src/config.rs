@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
+use messenger_runtime::conn::ConnLimits;
 use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
-/// the field's name and limit) rather than by the codec's generic OUT_OF_RANGE.
+/// the field's name and limit) rather than by the codec's generic RESOURCE_EXHAUSTED.
 /// It matches the client's default 1 MiB body limit.
 pub const DECODE_HEADROOM_BYTES: usize = 1024 * 1024;
 
@@ -129,6 +130,10 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(0..=(1u64 << 40)))]
     pub history_bytes: usize,
 
+    /// Handshake and idle bounds of every connection we accept.
+    #[command(flatten)]
+    pub conn: ConnLimits,
+
     /// Log output format.
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -179,6 +184,7 @@ impl Default for Config {
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             history_size: DEFAULT_HISTORY_SIZE,
             history_bytes: DEFAULT_HISTORY_BYTES,
+            conn: ConnLimits::default(),
             log_format: LogFormat::Text,
             command: None,
             tls_cert: None,

@@ -17,11 +17,15 @@
 //!   buckets, process metrics) and go-grpc-prometheus code names.
 //! - [`tls`]: PEM files to TLS identities and trust roots; the client side of
 //!   TLS (an endpoint from an address and optional CA / client cert / key).
+//! - [`conn`]: connection hygiene on every listener: handshake and idle
+//!   bounds, prompt close of idle connections at shutdown, and the accept
+//!   loop of the axum routers.
 //! - [`cli`]: config parsing that fails with one line and exit code 2, the
 //!   SIGINT/SIGTERM shutdown signal, the open-files limit and the local
 //!   health-probe address.
 
 pub mod cli;
+pub mod conn;
 pub mod metrics;
 pub mod telemetry;
 pub mod tls;
