@@ -15,6 +15,8 @@
 //! - [`tls`]: the gRPC port's TLS identity and optional client CA (mTLS).
 //! - [`auth`]: bearer-token auth of the messenger service: token table,
 //!   constant-time lookup, SIGHUP reload.
+//! - [`status_spec`]: transport- and codec-level statuses exactly as
+//!   grpc/grpc `doc/statuscodes.md` has them (corrects tonic in one place).
 //! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
 
 pub mod admission;
@@ -29,6 +31,7 @@ pub mod hub;
 pub mod metrics;
 pub mod resume;
 pub mod service;
+pub mod status_spec;
 pub mod tls;
 pub mod trace;
 
