@@ -6,10 +6,12 @@
 mod crash;
 mod drain;
 mod frames;
+mod hygiene;
 mod limits;
 mod network;
 mod resume;
 mod slow_consumer;
+mod status;
 
 use messenger_tests::WAIT;
 use std::future::Future;

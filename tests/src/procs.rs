@@ -87,7 +87,36 @@ impl Proc {
     /// Spawns `bin` with `NO_COLOR=1`, `RUST_LOG=info` and then `env`; any
     /// `OTEL_*` or `MESSENGER_*` variable of the test's own environment is removed.
     pub fn spawn(name: &str, bin: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with_nofile(name, bin, env, None)
+    }
+
+    /// [`Proc::spawn`], with the open-files limit (soft and hard) set to
+    /// `nofile` when given, so the process cannot raise it.
+    pub fn spawn_with_nofile(
+        name: &str,
+        bin: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Self {
         let mut command = Command::new(binary(bin));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe and touches no memory
+            // of the parent; it runs in the child between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
             if k.starts_with("OTEL_") || k.starts_with("MESSENGER_") {
@@ -301,13 +330,26 @@ pub struct ServerProc {
 
 /// Spawns the server; returns once both addresses were logged.
 pub async fn spawn_server(extra_env: &[(&str, &str)]) -> ServerProc {
+    spawn_server_with_nofile(extra_env, None).await
+}
+
+/// [`spawn_server`] with an open-files limit (see [`Proc::spawn_with_nofile`]).
+pub async fn spawn_server_with_nofile(
+    extra_env: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> ServerProc {
     let mut env = vec![
         ("MESSENGER_SERVER_HOST", "127.0.0.1"),
         ("MESSENGER_SERVER_PORT", "0"),
         ("MESSENGER_METRICS_PORT", "0"),
     ];
     env.extend_from_slice(extra_env);
-    let proc = Proc::spawn(&service_name(&env, "server"), "messenger-server", &env);
+    let proc = Proc::spawn_with_nofile(
+        &service_name(&env, "server"),
+        "messenger-server",
+        &env,
+        nofile,
+    );
     let grpc_addr = proc.wait_addr("grpc_addr").await;
     let metrics_addr = proc.wait_addr("metrics_addr").await;
     ServerProc {
@@ -343,6 +385,15 @@ pub struct ClientProc {
 /// Spawns a client of `server`; returns once it logged its HTTP address,
 /// which it does only after its first subscription is registered.
 pub async fn spawn_client(server: SocketAddr, extra_env: &[(&str, &str)]) -> ClientProc {
+    spawn_client_with_nofile(server, extra_env, None).await
+}
+
+/// [`spawn_client`] with an open-files limit (see [`Proc::spawn_with_nofile`]).
+pub async fn spawn_client_with_nofile(
+    server: SocketAddr,
+    extra_env: &[(&str, &str)],
+    nofile: Option<u64>,
+) -> ClientProc {
     let server = server.to_string();
     let mut env = vec![
         ("MESSENGER_SERVER_ADDR", server.as_str()),
@@ -350,7 +401,12 @@ pub async fn spawn_client(server: SocketAddr, extra_env: &[(&str, &str)]) -> Cli
         ("MESSENGER_HTTP_PORT", "0"),
     ];
     env.extend_from_slice(extra_env);
-    let proc = Proc::spawn(&service_name(&env, "client"), "messenger-client", &env);
+    let proc = Proc::spawn_with_nofile(
+        &service_name(&env, "client"),
+        "messenger-client",
+        &env,
+        nofile,
+    );
     let http_addr = proc.wait_addr("http_addr").await;
     ClientProc {
         proc,

@@ -37,6 +37,11 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Speaks over an HTTP/2 connection the caller drives (and can watch end).
+    pub fn over(addr: SocketAddr, h2: h2::client::SendRequest<Bytes>) -> Self {
+        Self { addr, h2 }
+    }
+
     pub async fn connect(addr: SocketAddr) -> Self {
         let tcp = within("raw connect", TcpStream::connect(addr))
             .await
@@ -54,11 +59,23 @@ impl Raw {
         path: &str,
         content_type: &str,
     ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-        let request = http::Request::post(format!("http://{}{path}", self.addr))
+        self.open_with(path, content_type, &[]).await
+    }
+
+    /// [`Raw::open`] with extra request headers (`grpc-timeout`, `grpc-encoding`, ...).
+    pub async fn open_with(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+        let mut request = http::Request::post(format!("http://{}{path}", self.addr))
             .header("content-type", content_type)
-            .header("te", "trailers")
-            .body(())
-            .expect("request");
+            .header("te", "trailers");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(()).expect("request");
         let mut ready = within("h2 ready", self.h2.clone().ready())
             .await
             .expect("h2 ready");
@@ -67,7 +84,18 @@ impl Raw {
 
     /// One whole call: headers, `body`, end of stream; returns the status.
     pub async fn call(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> (i32, String) {
-        let (response, mut send) = self.open(path, content_type).await;
+        self.call_with(path, content_type, &[], body).await
+    }
+
+    /// [`Raw::call`] with extra request headers.
+    pub async fn call_with(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> (i32, String) {
+        let (response, mut send) = self.open_with(path, content_type, headers).await;
         send.send_data(Bytes::from(body), true).expect("send body");
         grpc_status(response).await
     }

@@ -1,0 +1,129 @@
+//! Each row of grpc/grpc `doc/statuscodes.md` that the server can produce on
+//! its own (transport and codec, not the application), answered with the
+//! table's code. The malformed-frame rows are in `frames`; shutting down
+//! (UNAVAILABLE) in `drain`; out of resources (RESOURCE_EXHAUSTED) in `limits`.
+
+use crate::HEAVY;
+use messenger_proto::pb::SendMessageRequest;
+use messenger_tests::raw::{Raw, SEND_PATH, encoded_request, frame, grpc_status};
+use messenger_tests::*;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+const GRPC: &str = "application/grpc";
+const READ_PATH: &str = "/mes_grpc.MessengerServer/ReadMessages";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_receive_limit_is_resource_exhausted() {
+    let _heavy = HEAVY.lock().await;
+    let server = TestServer::start().await;
+    // The field report: a 3 MiB `text` through a generated client.
+    let request = SendMessageRequest {
+        author: "big".into(),
+        text: "x".repeat(3 * 1024 * 1024),
+    };
+    let status = server
+        .grpc()
+        .await
+        .send_message(request)
+        .await
+        .expect_err("over the limit");
+    println!("3 MiB text: {:?} {:?}", status.code(), status.message());
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
+}
+
+/// A row of the table: what, path, extra headers, body, expected code.
+type Row = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    Vec<u8>,
+    Code,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_statuses_follow_the_table() {
+    let _heavy = HEAVY.lock().await;
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(server.addr).await;
+    let valid = encoded_request(b"hello");
+    let one = frame(false, valid.len() as u32, &valid);
+    let empty = frame(false, 0, &[]);
+    let rows: Vec<Row> = vec![
+        (
+            "method not found",
+            "/mes_grpc.MessengerServer/Nope",
+            vec![],
+            one.clone(),
+            Code::Unimplemented,
+        ),
+        (
+            "service not found",
+            "/nope.Nope/SendMessage",
+            vec![],
+            one.clone(),
+            Code::Unimplemented,
+        ),
+        (
+            "compression not supported by the server",
+            SEND_PATH,
+            vec![("grpc-encoding", "gzip")],
+            frame(true, valid.len() as u32, &valid),
+            Code::Unimplemented,
+        ),
+        (
+            "request cardinality: two requests to a server-streaming method",
+            READ_PATH,
+            vec![],
+            [empty.clone(), empty.clone()].concat(),
+            Code::Unimplemented,
+        ),
+        (
+            "request cardinality: no request to a unary health check",
+            "/grpc.health.v1.Health/Check",
+            vec![],
+            Vec::new(),
+            Code::Unimplemented,
+        ),
+    ];
+    for (row, path, headers, body, expected) in rows {
+        let (code, message) = raw.call_with(path, GRPC, &headers, body).await;
+        println!("{row}: grpc-status {code} {message:?}");
+        assert_eq!(code, expected as i32, "{row}: {message}");
+        assert!(!message.is_empty(), "{row}: a reason is given");
+    }
+    // The call still works after all of that, on the same connection.
+    let (code, message) = raw.call(SEND_PATH, GRPC, one).await;
+    assert_eq!(code, 0, "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passed_deadline_is_deadline_exceeded_for_calls_and_streams() {
+    let _heavy = HEAVY.lock().await;
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(server.addr).await;
+    let timeout = [("grpc-timeout", "300m")];
+    // A unary call whose body never ends (tonic alone answers CANCELLED).
+    let start = Instant::now();
+    let (response, _held_open) = raw.open_with(SEND_PATH, GRPC, &timeout).await;
+    let (code, message) = grpc_status(response).await;
+    let unary_took = start.elapsed();
+    assert_eq!(code, Code::DeadlineExceeded as i32, "unary: {message}");
+    // A ReadMessages stream, which would otherwise run forever.
+    let start = Instant::now();
+    let (response, mut send) = raw.open_with(READ_PATH, GRPC, &timeout).await;
+    send.send_data(frame(false, 0, &[]).into(), true).unwrap();
+    let (code, message) = grpc_status(response).await;
+    let stream_took = start.elapsed();
+    assert_eq!(code, Code::DeadlineExceeded as i32, "stream: {message}");
+    println!(
+        "grpc-timeout 300m: unary DEADLINE_EXCEEDED after {unary_took:?}, \
+         stream after {stream_took:?} ({message:?})"
+    );
+    for took in [unary_took, stream_took] {
+        assert!(took >= Duration::from_millis(290), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    server.wait_subscribers(0).await;
+}
