@@ -177,8 +177,28 @@ def grafana_entrypoint(services):
               f"{script}: an operator's password is not used as it is")
 
 
+def seconds(value):
+    """A compose duration ("15s", "1m30s", "500ms") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", str(value))
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def stop_grace(services):
+    """Each service that drains on SIGTERM gets longer than its drain from compose."""
+    for name, svc in services.items():
+        grace = (svc.get("environment") or {}).get("MESSENGER_SHUTDOWN_GRACE_SECS")
+        if grace is None:
+            continue
+        stop = seconds(svc.get("stop_grace_period", "10s"))
+        check(stop > float(grace),
+              f"docker-compose.yml: {name} stop_grace_period {stop:g}s is not above "
+              f"MESSENGER_SHUTDOWN_GRACE_SECS={grace}")
+
+
 def main():
     services = compose().get("services", {})
+    stop_grace(services)
     boards = grafana(services)
     pipelines = collector(services)
     compose_mounts(services)

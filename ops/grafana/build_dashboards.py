@@ -312,6 +312,15 @@ def overview():
         "server raises its soft limit to the hard limit at start.",
         [(f"process_open_fds{{{SEL}}}", "{{instance}}"),
          (f"process_max_fds{{{SEL}}}", "max {{instance}}")]))
+    L.add(timeseries(
+        "Closed connections by listener and reason",
+        "TCP connections closed per second on every port (grpc and metrics on the server, http on "
+        "the clients): handshake_timeout (no request within MESSENGER_HANDSHAKE_TIMEOUT_MS), "
+        "idle_timeout (nothing in flight for MESSENGER_IDLE_TIMEOUT_MS), shutdown, ended (by the "
+        "peer, an error or a graceful close). Normal: ended only; a rise in handshake_timeout means "
+        "something opens connections and never speaks.",
+        [(f"sum by (listener, reason) (rate(messenger_connections_closed_total{{{SEL}}}[$__rate_interval]))",
+          "{{listener}} {{reason}}")], stack=True), w=24)
 
     L.row("Traces")
     L.add({
