@@ -8,10 +8,14 @@
 //!   local `.proto`.
 //! - [`SERVICE_NAME`] and the request metadata keys of the opt-in extensions.
 //! - [`time`]: how a `sendTime` is built and rendered (9 fractional digits).
+//! - [`limits`]: the byte limits on `SendMessageRequest` fields and the error
+//!   naming the field, its length and the limit (the server adds the status
+//!   and the variable that sets the limit).
 //!
-//! Its normal dependency tree is tonic (no TLS), prost and chrono, so the
+//! Its normal dependency tree is tonic (no TLS), prost, chrono and thiserror, so the
 //! bench and the fuzz targets, which need only these, build quickly.
 
+pub mod limits;
 pub mod time;
 
 /// Generated `mes_grpc` messages, client and server.

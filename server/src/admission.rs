@@ -6,11 +6,13 @@
 //!   [`TaskTrackerToken`] in its request extensions; `SendMessage` holds it
 //!   until it has answered, so shutdown waits for calls already admitted.
 //! - **Load shedding** of `SendMessage`: at most `max_concurrent_sends` calls
-//!   are admitted at once. The next one is answered RESOURCE_EXHAUSTED at
-//!   once (counted in `grpc_server_handled_total`), never queued, so overload
-//!   cannot grow memory or latency without bound. `ReadMessages` is not
+//!   are admitted at once. The next one is refused at once with
+//!   [`ServiceError::Overloaded`], RESOURCE_EXHAUSTED (counted in
+//!   `grpc_server_handled_total`), never queued, so overload cannot grow
+//!   memory or latency without bound. `ReadMessages` is not
 //!   limited here; the hub caps subscribers.
 
+use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,7 +21,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
-use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
@@ -50,16 +51,14 @@ impl<S> Admission<S> {
     }
 
     fn shed(&self) -> http::Response<Body> {
+        let refusal = ServiceError::Overloaded {
+            max: self.max_sends,
+        };
         let rpc = &self.metrics.send;
         rpc.started.increment(1);
-        rpc.handled(tonic::Code::ResourceExhausted);
+        rpc.handled(refusal.code());
         tracing::debug!(max = self.max_sends, "SendMessage shed");
-        Status::resource_exhausted(format!(
-            "server overloaded: {} SendMessage calls already in flight ({}); retry with backoff",
-            self.max_sends,
-            crate::config::ENV_MAX_CONCURRENT_SENDS
-        ))
-        .into_http()
+        refusal.into_http()
     }
 }
 

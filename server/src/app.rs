@@ -1,19 +1,23 @@
-//! Binding and serving: the messenger service, `grpc.health.v1` and
-//! reflection (v1 and v1alpha) on one port, Prometheus `/metrics` on another,
-//! and graceful shutdown.
+//! Assembly and serving. [`App::bind`] reads and validates every config file,
+//! binds both listeners and builds every service; [`App::run_until_stopped`]
+//! only serves until its signal and then runs the [`Shutdown`] drain.
 //!
-//! Shutdown order: health goes NOT_SERVING; the listener stops accepting,
-//! connections get GOAWAY and those with nothing in flight are closed at once
-//! ([`messenger_runtime::conn`]); in-flight `SendMessage` calls finish; the
-//! hub ends every stream (after its queue drains) with UNAVAILABLE; the serve
-//! loop is given what is left of the grace period to close connections.
+//! The gRPC port serves the messenger service, `grpc.health.v1` and
+//! reflection (v1 and v1alpha); the metrics port serves Prometheus `/metrics`.
+//! The messenger service's layers, outermost first: token auth
+//! ([`crate::auth`]), admission ([`crate::admission`]: in-flight tracking and
+//! `SendMessage` shedding), then the service itself. So a refused caller never
+//! takes an admission permit, and a call counts as in flight from its headers.
+//!
 //! Every connection, on both ports, lives under the handshake and idle bounds
-//! of [`messenger_runtime::conn`]; the port's statuses follow
+//! of [`messenger_runtime::conn`]; the gRPC port's statuses follow
 //! [`crate::status_spec`].
 //!
 //! Security is opt-in: TLS on the whole port ([`crate::tls`]) and token auth
-//! on the messenger service only ([`crate::auth`]), never on health or
-//! reflection.
+//! on the messenger service only, never on health or reflection.
+//!
+//! Invariant: every config file is read once, here, before any port is
+//! taken; a file that cannot be used is an [`AppError::Config`].
 
 use crate::admission::Admission;
 use crate::auth::{self, Auth, AuthError};
@@ -21,25 +25,31 @@ use crate::config::Config;
 use crate::engine::memory::InProcess;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
-use crate::service::{Limits, MessengerService};
+use crate::service::MessengerService;
+use crate::shutdown::{self, Shutdown};
 use crate::status_spec::SpecLayer;
+use messenger_proto::FILE_DESCRIPTOR_SET;
+use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
-use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
-use messenger_runtime::conn::{self, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer};
+use messenger_runtime::conn::{self, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer};
 use messenger_runtime::metrics::Exporter;
 use messenger_runtime::tls::TlsError;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio::time::{Instant, timeout_at};
-use tokio_util::task::TaskTracker;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::Stream;
+use tokio_util::task::AbortOnDropHandle;
 use tonic::service::interceptor::InterceptedService;
-use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+use tonic::transport::server::Router;
+use tonic::transport::{Server, ServerTlsConfig};
+use tower::layer::util::{Identity, Stack};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -49,38 +59,66 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
     #[error("cannot install the SIGHUP handler for token reload: {0}")]
     Signal(std::io::Error),
     #[error("cannot install the SIGUSR2 handler for the debug dump: {0}")]
     DebugSignal(std::io::Error),
 }
 
-/// A bound, not yet serving, messenger server.
+/// A config file that cannot be used (missing, unreadable, not PEM, a key
+/// that does not fit its certificate, a bad tokens line). Its message names
+/// the file and its variable; `main` prints it as a usage error (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+/// The messenger service with its layers (see the module docs).
+type Messenger =
+    InterceptedService<Admission<MessengerServerServer<MessengerService>>, auth::Interceptor>;
+
+/// Layers around every service on the gRPC port, outermost first: the
+/// status corrections of [`crate::status_spec`], then per-connection request
+/// tracking for the idle bound and prompt shutdown ([`conn`]).
+type Layers = Stack<SpecLayer, Stack<TrackLayer, Identity>>;
+
+/// Accepted gRPC connections, each under the port's [`Hygiene`].
+type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<Guarded<TcpStream>>> + Send>>;
+
+/// A bound, fully assembled, not yet serving messenger server.
 pub struct App {
     config: Config,
-    listener: TcpListener,
     local_addr: SocketAddr,
-    metrics_listener: TcpListener,
     metrics_addr: SocketAddr,
     hub: Arc<Hub>,
-    tls: Option<tonic::transport::ServerTlsConfig>,
     auth: Option<Auth>,
+    tls: bool,
+    grpc: Router<Layers>,
+    incoming: Incoming,
+    metrics_listener: TcpListener,
+    exporter: Arc<Exporter>,
+    metrics: Arc<Metrics>,
+    /// Reloads the tokens on SIGHUP while the app lives.
+    reloader: Option<AbortOnDropHandle<()>>,
+    /// Logs the debug dump on SIGUSR2 while the app lives.
+    dumper: AbortOnDropHandle<()>,
+    shutdown: Shutdown,
 }
 
 impl App {
-    /// Binds the gRPC and metrics listeners. Port 0 picks a free port; see
-    /// [`App::local_addr`] and [`App::metrics_addr`].
+    /// Reads the config files, binds the gRPC and metrics listeners and builds
+    /// every service. Port 0 picks a free port; see [`App::local_addr`] and
+    /// [`App::metrics_addr`].
     pub async fn bind(config: Config) -> Result<Self, AppError> {
-        let tls = crate::tls::server_config(&config)?;
-        let auth = config
-            .auth_tokens_file
-            .as_deref()
+        let tls = crate::tls::server_config(&config).map_err(ConfigError::from)?;
+        let auth = (config.auth_tokens_file.as_deref())
             .map(Auth::load)
-            .transpose()?;
+            .transpose()
+            .map_err(ConfigError::from)?;
+        let server = grpc_server(&config, tls.clone())?;
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
@@ -90,15 +128,53 @@ impl App {
             config.max_subscribers,
             Box::new(engine),
         );
+        let exporter = messenger_runtime::metrics::install(&metrics::buckets());
+        let metrics = Arc::new(Metrics::new());
+        conn::register_metrics(&[LISTENER_GRPC, LISTENER_METRICS]);
+        let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
+        let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<MessengerServerServer<MessengerService>>()
+            .await;
+        let shutdown = Shutdown::new(
+            health,
+            Arc::clone(&hub),
+            config.shutdown_grace(),
+            (grpc_hygiene.clone(), metrics_hygiene),
+        );
+        let messenger = messenger(&config, &hub, &metrics, &shutdown, auth.clone());
+        let mut server = server.layer(TrackLayer).layer(SpecLayer);
+        let grpc = server
+            .add_service(health_service)
+            .add_service(reflection_builder().build_v1()?)
+            .add_service(reflection_builder().build_v1alpha()?)
+            .add_service(messenger);
+        let incoming: Incoming = Box::pin(conn::grpc_incoming(
+            listener,
+            grpc_hygiene,
+            config.keepalive_interval(),
+        ));
+        let reloader = (auth.clone().map(auth::reload_on_sighup).transpose())
+            .map_err(AppError::Signal)?
+            .map(AbortOnDropHandle::new);
+        let dumper = crate::debug::log_on_sigusr2(Arc::clone(&hub), shutdown.in_flight())
+            .map_err(AppError::DebugSignal)?;
         Ok(Self {
             config,
-            listener,
             local_addr,
-            metrics_listener,
             metrics_addr,
             hub,
-            tls,
             auth,
+            tls: tls.is_some(),
+            grpc,
+            incoming,
+            metrics_listener,
+            exporter,
+            metrics,
+            reloader,
+            dumper: AbortOnDropHandle::new(dumper),
+            shutdown,
         })
     }
 
@@ -121,143 +197,77 @@ impl App {
         Arc::clone(&self.hub)
     }
 
-    /// Serves until `shutdown` completes, then shuts down gracefully.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), AppError> {
-        let Self {
-            config,
-            listener,
-            local_addr,
-            metrics_listener,
-            metrics_addr,
-            hub,
-            tls,
-            auth,
-        } = self;
-        let reloader = auth
-            .clone()
-            .map(auth::reload_on_sighup)
-            .transpose()
-            .map_err(AppError::Signal)?;
-        let exporter = messenger_runtime::metrics::install(&metrics::buckets());
-        let metrics = Arc::new(Metrics::new());
-        conn::register_metrics(&[LISTENER_GRPC, LISTENER_METRICS]);
-        let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
-        let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
-        tokio::spawn(serve_metrics(
-            metrics_listener,
-            exporter,
-            crate::debug::router(Arc::clone(&hub)),
-            metrics_hygiene.clone(),
+    /// Serves until `signal` completes, then drains ([`crate::shutdown`]).
+    pub async fn run_until_stopped(self, signal: impl Future<Output = ()>) -> Result<(), AppError> {
+        tokio::spawn(metrics::serve(
+            self.metrics_listener,
+            self.exporter,
+            crate::debug::router(Arc::clone(&self.hub)),
+            self.shutdown.metrics_hygiene(),
         ));
-        tokio::spawn(track_subscribers(
-            hub.watch_subscribers(),
-            Arc::clone(&metrics),
+        tokio::spawn(metrics::track_subscribers(
+            self.hub.watch_subscribers(),
+            self.metrics,
         ));
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<MessengerServerServer<MessengerService>>()
-            .await;
-        let in_flight = TaskTracker::new();
-        let dumper = crate::debug::log_on_sigusr2(Arc::clone(&hub), in_flight.clone())
-            .map_err(AppError::DebugSignal)?;
-        let limits = Limits {
-            max_text_bytes: config.max_text_bytes,
-            max_author_bytes: config.max_author_bytes,
-        };
-        let messenger = MessengerServerServer::new(MessengerService::new(
-            Arc::clone(&hub),
-            limits,
-            Arc::clone(&metrics),
-            config.trace_deliver_spans_max,
-        ))
-        .max_decoding_message_size(config.max_decoding_bytes());
-        // Admission counts a call as in flight from its headers on, before its
-        // body is decoded, and sheds SendMessage past the limit; the token
-        // check runs before it, so a refused caller never takes a permit.
-        let messenger = Admission::new(
-            messenger,
-            in_flight.clone(),
-            config.max_concurrent_sends,
-            metrics,
+        let serve =
+            (self.grpc).serve_with_incoming_shutdown(self.incoming, self.shutdown.stop_accepting());
+        let mut server = tokio::spawn(serve);
+        log_listening(
+            &self.config,
+            (self.local_addr, self.metrics_addr),
+            self.tls,
+            self.auth.as_ref(),
+            &self.hub,
         );
-        let authenticator = auth.clone();
-        let messenger =
-            InterceptedService::new(messenger, move |mut request: tonic::Request<()>| {
-                auth::intercept(authenticator.as_ref(), &mut request)?;
-                Ok(request)
-            });
-        let incoming =
-            conn::grpc_incoming(listener, grpc_hygiene.clone(), config.keepalive_interval());
-        let mut builder = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(config.keepalive_interval()))
-            .http2_keepalive_timeout(Some(config.keepalive_timeout()));
-        if let Some(tls) = tls.clone() {
-            builder = builder.tls_config(tls)?;
-        }
-        let server = builder
-            .layer(TrackLayer)
-            .layer(SpecLayer)
-            .add_service(health_service)
-            .add_service(reflection_builder().build_v1()?)
-            .add_service(reflection_builder().build_v1alpha()?)
-            .add_service(messenger)
-            .serve_with_incoming_shutdown(incoming, grpc_hygiene.stopped());
-        let mut server = tokio::spawn(server);
-        tracing::info!(
-            grpc_addr = %local_addr,
-            metrics_addr = %metrics_addr,
-            trace_deliver_spans_max = config.trace_deliver_spans_max,
-            subscriber_queue = config.subscriber_queue,
-            max_text_bytes = config.max_text_bytes,
-            max_author_bytes = config.max_author_bytes,
-            max_subscribers = config.max_subscribers,
-            max_concurrent_sends = config.max_concurrent_sends,
-            history_size = config.history_size,
-            history_bytes = config.history_bytes,
-            epoch = %hub.epoch(),
-            keepalive_interval_ms = config.keepalive_interval_ms,
-            keepalive_timeout_ms = config.keepalive_timeout_ms,
-            shutdown_grace_secs = config.shutdown_grace_secs,
-            tls = tls.is_some(),
-            mtls = tls.is_some() && config.tls_client_ca.is_some(),
-            auth_tokens = auth.as_ref().map(Auth::tokens),
-            "messenger-server listening"
-        );
-
+        let (_reloader, _dumper) = (self.reloader, self.dumper);
         tokio::select! {
-            () = shutdown => {}
-            result = &mut server => return flatten(result),
+            () = signal => {}
+            result = &mut server => return Ok(shutdown::joined(result)?),
         }
-        let deadline = Instant::now() + config.shutdown_grace();
-        set_not_serving(&health).await;
-        // Stops accepting (tonic sends GOAWAY) and closes idle connections.
-        grpc_hygiene.shutdown();
-        in_flight.close();
-        if timeout_at(deadline, in_flight.wait()).await.is_err() {
-            tracing::warn!("grace period ended with SendMessage calls still in flight");
-        }
-        hub.shutdown();
-        match timeout_at(deadline, &mut server).await {
-            Ok(result) => flatten(result)?,
-            Err(_) => {
-                server.abort();
-                tracing::warn!(
-                    grace_secs = config.shutdown_grace_secs,
-                    "grace period ended; closing remaining connections"
-                );
-            }
-        }
-        metrics_hygiene.shutdown();
-        dumper.abort();
-        if let Some(reloader) = reloader {
-            reloader.abort();
-        }
+        self.shutdown.drain(server).await?;
         tracing::info!("messenger-server stopped");
         Ok(())
     }
+}
+
+/// The gRPC server with its connection settings and TLS; rustls checks here
+/// that the key fits its certificate.
+fn grpc_server(config: &Config, tls: Option<ServerTlsConfig>) -> Result<Server, ConfigError> {
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(config.keepalive_interval()))
+        .http2_keepalive_timeout(Some(config.keepalive_timeout()));
+    Ok(match tls {
+        Some(tls) => server.tls_config(tls).map_err(TlsError::from)?,
+        None => server,
+    })
+}
+
+fn messenger(
+    config: &Config,
+    hub: &Arc<Hub>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+    auth: Option<Auth>,
+) -> Messenger {
+    let limits = Limits {
+        max_text_bytes: config.max_text_bytes,
+        max_author_bytes: config.max_author_bytes,
+    };
+    let service = MessengerService::new(
+        Arc::clone(hub),
+        limits,
+        Arc::clone(metrics),
+        config.trace_deliver_spans_max,
+    );
+    let service =
+        MessengerServerServer::new(service).max_decoding_message_size(config.max_decoding_bytes());
+    let admitted = Admission::new(
+        service,
+        shutdown.in_flight(),
+        config.max_concurrent_sends,
+        Arc::clone(metrics),
+    );
+    InterceptedService::new(admitted, auth::Interceptor(auth))
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
@@ -265,33 +275,6 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let local = listener.local_addr().map_err(bind_err)?;
     Ok((listener, local))
-}
-
-/// Serves `GET /metrics` and the `debug` routes until `hygiene` shuts down.
-async fn serve_metrics(
-    listener: TcpListener,
-    exporter: Arc<Exporter>,
-    debug: axum::Router,
-    hygiene: Hygiene,
-) {
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get(move || async move { exporter.render() }),
-        )
-        .merge(debug);
-    conn::serve_http(listener, app, hygiene).await;
-}
-
-/// Mirrors the hub's subscriber count into the `messenger_subscribers` gauge.
-/// Ends when the hub is dropped.
-async fn track_subscribers(mut count: tokio::sync::watch::Receiver<usize>, metrics: Arc<Metrics>) {
-    loop {
-        metrics.subscribers.set(*count.borrow_and_update() as f64);
-        if count.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
@@ -305,22 +288,31 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
-async fn set_not_serving(health: &HealthReporter) {
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
-    tracing::info!("health set to NOT_SERVING");
-}
-
-fn flatten(
-    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
-) -> Result<(), AppError> {
-    match result {
-        Ok(inner) => Ok(inner?),
-        Err(e) if e.is_cancelled() => Ok(()),
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
+fn log_listening(
+    config: &Config,
+    (grpc_addr, metrics_addr): (SocketAddr, SocketAddr),
+    tls: bool,
+    auth: Option<&Auth>,
+    hub: &Hub,
+) {
+    tracing::info!(
+        grpc_addr = %grpc_addr,
+        metrics_addr = %metrics_addr,
+        trace_deliver_spans_max = config.trace_deliver_spans_max,
+        subscriber_queue = config.subscriber_queue,
+        max_text_bytes = config.max_text_bytes,
+        max_author_bytes = config.max_author_bytes,
+        max_subscribers = config.max_subscribers,
+        max_concurrent_sends = config.max_concurrent_sends,
+        history_size = config.history_size,
+        history_bytes = config.history_bytes,
+        epoch = %hub.epoch(),
+        keepalive_interval_ms = config.keepalive_interval_ms,
+        keepalive_timeout_ms = config.keepalive_timeout_ms,
+        shutdown_grace_secs = config.shutdown_grace_secs,
+        tls,
+        mtls = tls && config.tls_client_ca.is_some(),
+        auth_tokens = auth.map(Auth::tokens),
+        "messenger-server listening"
+    );
 }

@@ -21,14 +21,15 @@
 //!   token was revoked ends with PERMISSION_DENIED before its next message.
 
 use crate::config::ENV_AUTH_TOKENS_FILE;
+use crate::error::ServiceError;
 use parking_lot::RwLock;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
+use tonic::Request;
 use tonic::metadata::MetadataMap;
-use tonic::{Request, Status};
 
 /// Metadata key of the credentials, as in HTTP.
 pub const AUTHORIZATION: &str = messenger_proto::AUTHORIZATION_METADATA;
@@ -168,8 +169,9 @@ impl Auth {
         Ok(count)
     }
 
-    /// Checks the call's bearer token; see the module doc for the statuses.
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
+    /// Checks the call's bearer token; see the module doc for the statuses
+    /// ([`ServiceError::code`] maps the refusals to them).
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, ServiceError> {
         let token = bearer(metadata)?;
         let digest = digest(token.as_bytes());
         let generation = self.generation.load(Ordering::Acquire);
@@ -183,21 +185,17 @@ impl Auth {
             }),
             None => {
                 tracing::debug!(reason = "unknown token", "call rejected");
-                Err(Status::permission_denied(
-                    "the bearer token is not accepted; check MESSENGER_CLIENT_TOKEN",
-                ))
+                Err(ServiceError::UnknownToken)
             }
         }
     }
 }
 
 /// The `Bearer` token of the call's metadata.
-fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
+fn bearer(metadata: &MetadataMap) -> Result<&str, ServiceError> {
     let Some(value) = metadata.get(AUTHORIZATION) else {
         tracing::debug!(reason = "no authorization metadata", "call rejected");
-        return Err(Status::unauthenticated(
-            "this server requires `authorization: Bearer <token>` metadata",
-        ));
+        return Err(ServiceError::NoCredentials);
     };
     let token = value
         .to_str()
@@ -208,7 +206,7 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
         .filter(|token| !token.is_empty());
     token.ok_or_else(|| {
         tracing::debug!(reason = "malformed authorization metadata", "call rejected");
-        Status::unauthenticated("the `authorization` metadata must be `Bearer <token>`")
+        ServiceError::MalformedCredentials
     })
 }
 
@@ -250,12 +248,24 @@ impl std::fmt::Debug for Principal {
 
 /// The interceptor step: with `auth`, rejects the call or records its
 /// [`Principal`] in the request's extensions; without, does nothing.
-pub fn intercept(auth: Option<&Auth>, request: &mut Request<()>) -> Result<(), Status> {
+pub fn intercept(auth: Option<&Auth>, request: &mut Request<()>) -> Result<(), ServiceError> {
     if let Some(auth) = auth {
         let principal = auth.authenticate(request.metadata())?;
         request.extensions_mut().insert(principal);
     }
     Ok(())
+}
+
+/// [`intercept`] as the messenger service's tonic interceptor; the refusal
+/// becomes a `Status` through `From<ServiceError>`.
+#[derive(Clone)]
+pub struct Interceptor(pub Option<Auth>);
+
+impl tonic::service::Interceptor for Interceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        intercept(self.0.as_ref(), &mut request)?;
+        Ok(request)
+    }
 }
 
 /// Reloads `auth` on every SIGHUP, logging the outcome (never a token).

@@ -1,6 +1,10 @@
 //! Server configuration: every setting is a flag and an environment variable
 //! (`ENV_*`), with a `DEFAULT_*`. [`Config::default`] never reads the
 //! environment, so tests build configs without `set_var`.
+//!
+//! This module only parses: the files it names (TLS, tokens) are read and
+//! validated once, by [`App::bind`](crate::App::bind), so it imports neither
+//! `tls` nor `auth`.
 
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
@@ -219,16 +223,6 @@ impl Config {
     /// gRPC decoding limit for one request message.
     pub fn max_decoding_bytes(&self) -> usize {
         self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES
-    }
-
-    /// Reads the TLS and token files once, so that a missing half of a pair or
-    /// a bad file is a usage error at start-up (exit 2), naming the file.
-    pub fn check_files(&self) -> Result<(), String> {
-        crate::tls::check(self).map_err(|e| e.to_string())?;
-        if let Some(path) = &self.auth_tokens_file {
-            crate::auth::TokenTable::load(path).map_err(|e| e.to_string())?;
-        }
-        Ok(())
     }
 }
 

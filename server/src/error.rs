@@ -1,17 +1,29 @@
-//! The gRPC boundary's error type and its one conversion into `Status`.
+//! The server's one error type at the gRPC boundary, and its one conversion
+//! into `Status`.
+//!
+//! Every refusal the server gives a caller is a [`ServiceError`]: validation
+//! of a request, load shedding and the subscriber cap (admission), token auth,
+//! a subscriber that fell behind, shutdown. [`ServiceError::code`] is the only
+//! mapping from a refusal to a gRPC code, and `From<ServiceError> for Status`
+//! the only place in the server that builds a `Status`. Messages tell the
+//! caller what to do and name the variable behind a limit; they never contain
+//! a token.
 
+use crate::config::{
+    ENV_AUTH_TOKENS_FILE, ENV_MAX_AUTHOR_BYTES, ENV_MAX_CONCURRENT_SENDS, ENV_MAX_SUBSCRIBERS,
+    ENV_MAX_TEXT_BYTES,
+};
 use crate::hub::{Disconnect, ShuttingDown, SubscribeError};
-use tonic::Status;
+use messenger_proto::limits::{Field, FieldTooLong};
+use tonic::body::Body;
+use tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("`{field}` is {len} bytes; the limit is {max} bytes ({env})")]
-    FieldTooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-        env: &'static str,
-    },
+    /// A `SendMessageRequest` field over its byte limit (the wire rule of
+    /// [`messenger_proto::limits`]), with the variable that sets the limit.
+    #[error("{0} ({env})", env = limit_env(.0.field))]
+    FieldTooLong(#[from] FieldTooLong),
     #[error(
         "subscriber fell behind: its queue of {capacity} messages was full; \
          read the stream faster and resubscribe with `messenger-since` to replay the gap from history"
@@ -20,11 +32,24 @@ pub enum ServiceError {
     #[error("server shutting down")]
     ShuttingDown,
     #[error(
-        "the server already has its maximum of {max} subscribers ({}); \
-         retry later or raise the limit",
-        crate::config::ENV_MAX_SUBSCRIBERS
+        "the server already has its maximum of {max} subscribers ({ENV_MAX_SUBSCRIBERS}); \
+         retry later or raise the limit"
     )]
     TooManySubscribers { max: usize },
+    /// `SendMessage` shed by admission: `max` calls were already in flight.
+    #[error(
+        "server overloaded: {max} SendMessage calls already in flight \
+         ({ENV_MAX_CONCURRENT_SENDS}); retry with backoff"
+    )]
+    Overloaded { max: usize },
+    #[error("this server requires `authorization: Bearer <token>` metadata")]
+    NoCredentials,
+    #[error("the `authorization` metadata must be `Bearer <token>`")]
+    MalformedCredentials,
+    #[error(
+        "the bearer token is not accepted; it must be listed in the server's {ENV_AUTH_TOKENS_FILE}"
+    )]
+    UnknownToken,
     #[error("this bearer token may not post as the given author; post as the token's own author")]
     NotTokenAuthor,
     #[error("the bearer token was revoked")]
@@ -34,6 +59,14 @@ pub enum ServiceError {
          header of an earlier ReadMessages and a decimal offset (0: from the oldest held); got {got}"
     )]
     BadSince { header: &'static str, got: String },
+}
+
+/// The variable that sets the limit on `field`.
+fn limit_env(field: Field) -> &'static str {
+    match field {
+        Field::Author => ENV_MAX_AUTHOR_BYTES,
+        Field::Text => ENV_MAX_TEXT_BYTES,
+    }
 }
 
 impl From<ShuttingDown> for ServiceError {
@@ -58,22 +91,73 @@ impl ServiceError {
             Disconnect::Shutdown => Self::ShuttingDown,
         }
     }
+
+    /// The gRPC status code the caller gets.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::FieldTooLong(_) | Self::BadSince { .. } => Code::InvalidArgument,
+            Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
+                Code::ResourceExhausted
+            }
+            Self::ShuttingDown => Code::Unavailable,
+            Self::NoCredentials | Self::MalformedCredentials => Code::Unauthenticated,
+            Self::UnknownToken | Self::NotTokenAuthor | Self::TokenRevoked => {
+                Code::PermissionDenied
+            }
+        }
+    }
+
+    /// The refusal as a complete gRPC response, for tower layers that answer
+    /// before the service is called.
+    pub fn into_http(self) -> http::Response<Body> {
+        Status::from(self).into_http()
+    }
 }
 
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
-        let msg = e.to_string();
-        match e {
-            ServiceError::FieldTooLong { .. } | ServiceError::BadSince { .. } => {
-                Status::invalid_argument(msg)
-            }
-            ServiceError::FellBehind { .. } | ServiceError::TooManySubscribers { .. } => {
-                Status::resource_exhausted(msg)
-            }
-            ServiceError::ShuttingDown => Status::unavailable(msg),
-            ServiceError::NotTokenAuthor | ServiceError::TokenRevoked => {
-                Status::permission_denied(msg)
-            }
-        }
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messenger_proto::limits::Limits;
+    use messenger_proto::pb::SendMessageRequest;
+
+    #[test]
+    fn an_oversized_field_is_invalid_argument_naming_field_and_variable() {
+        let limits = Limits {
+            max_author_bytes: 3,
+            max_text_bytes: 5,
+        };
+        let request = SendMessageRequest {
+            author: "ab".into(),
+            text: "123456".into(),
+        };
+        let status = Status::from(ServiceError::from(limits.check(&request).unwrap_err()));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            format!("`text` is 6 bytes; the limit is 5 bytes ({ENV_MAX_TEXT_BYTES})")
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_server_variables_only() {
+        let shed = Status::from(ServiceError::Overloaded { max: 7 });
+        assert_eq!(shed.code(), Code::ResourceExhausted);
+        assert!(
+            shed.message().contains(ENV_MAX_CONCURRENT_SENDS),
+            "{shed:?}"
+        );
+        let unknown = Status::from(ServiceError::UnknownToken);
+        assert_eq!(unknown.code(), Code::PermissionDenied);
+        assert!(
+            unknown.message().contains(ENV_AUTH_TOKENS_FILE),
+            "{unknown:?}"
+        );
+        assert!(!unknown.message().contains("CLIENT"), "{unknown:?}");
     }
 }

@@ -1,23 +1,34 @@
 //! `messenger-server`: one chat, fanned out to every `ReadMessages` stream.
 //!
-//! - [`config`]: flags and environment (`ENV_*`, `DEFAULT_*`).
+//! - [`config`]: flags and environment (`ENV_*`, `DEFAULT_*`); parsing only.
 //! - [`engine`]: the engine trait (offsets, epoch, `sendTime`, history) and
 //!   its in-process implementation with bounded history.
 //! - [`hub`]: the fan-out core: total order, bounded queues, resume without a
 //!   seam, the slow-subscriber policy. Knows nothing about gRPC.
 //! - [`resume`]: the resume protocol's request metadata and response headers.
-//! - [`service`]: `mes_grpc.MessengerServer`, mapping proto to the hub.
-//! - [`error`]: the service's error type and its one conversion to `Status`.
-//! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
-//! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
+//! - [`service`]: `mes_grpc.MessengerServer`, mapping proto to the hub;
+//!   validation by the wire's field limits ([`messenger_proto::limits`]).
+//! - [`admission`]: in-flight tracking and `SendMessage` load shedding,
+//!   decided from a call's headers.
 //! - [`debug`]: `GET /debug/subscribers` and the SIGUSR2 dump.
-//! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
-//! - [`tls`]: the gRPC port's TLS identity and optional client CA (mTLS).
 //! - [`auth`]: bearer-token auth of the messenger service: token table,
-//!   constant-time lookup, SIGHUP reload.
+//!   constant-time lookup, SIGHUP reload, the interceptor.
+//! - [`error`]: the server's one error type (validation, admission, auth,
+//!   slow subscribers, shutdown) and its one conversion to `Status`.
+//! - [`metrics`]: every exported metric: names, descriptions, buckets,
+//!   handles; the `/metrics` endpoint.
+//! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
 //! - [`status_spec`]: transport- and codec-level statuses exactly as
 //!   grpc/grpc `doc/statuscodes.md` has them (corrects tonic in one place).
-//! - [`app`]: bind, serve (with health, reflection and `/metrics`), shut down gracefully.
+//! - [`tls`]: the gRPC port's TLS identity and optional client CA (mTLS).
+//! - [`app`]: `bind` reads the config files and assembles everything (health,
+//!   reflection, messenger with its layers, listeners); `run_until_stopped`
+//!   serves.
+//! - [`shutdown`]: the ordered drain within the grace period.
+//! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
+//!
+//! Module dependencies point one way: `config` imports no other module;
+//! `app` is the only one that knows them all.
 
 pub mod admission;
 pub mod app;
@@ -31,9 +42,10 @@ pub mod hub;
 pub mod metrics;
 pub mod resume;
 pub mod service;
+pub mod shutdown;
 pub mod status_spec;
 pub mod tls;
 pub mod trace;
 
-pub use app::{App, AppError};
+pub use app::{App, AppError, ConfigError};
 pub use config::Config;

@@ -9,9 +9,6 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
-    if let Err(e) = config.check_files() {
-        usage_exit(e);
-    }
     if config.command == Some(Command::Healthcheck) {
         return healthcheck::run(&config).await;
     }
@@ -21,12 +18,10 @@ async fn main() -> ExitCode {
         Ok((before, after)) => tracing::info!(before, after, "open-files soft limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
-    exit_code(run(config).await)
-}
-
-async fn run(config: Config) -> Result<(), AppError> {
-    App::bind(config)
-        .await?
-        .run_until_stopped(shutdown_signal())
-        .await
+    let app = match App::bind(config).await {
+        Ok(app) => app,
+        Err(AppError::Config(e)) => usage_exit(e),
+        Err(e) => return exit_code(Err(e)),
+    };
+    exit_code(app.run_until_stopped(shutdown_signal()).await)
 }

@@ -1,13 +1,18 @@
 //! Every metric the server exports: names (a contract with the dashboards and
 //! alerts), descriptions, buckets, and cached handles. [`Metrics::new`]
 //! registers every series at zero so it is visible before the first event.
+//! [`serve`] answers `GET /metrics` on the metrics listener; [`track_subscribers`]
+//! keeps the subscriber gauge in step with the hub.
 
-use messenger_runtime::metrics::{exponential_buckets, grpc_code_name};
+use messenger_runtime::conn::Hygiene;
+use messenger_runtime::metrics::{Exporter, exponential_buckets, grpc_code_name};
 use metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,
 };
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::Code;
 
 pub const GRPC_STARTED: &str = "grpc_server_started_total";
@@ -234,4 +239,32 @@ fn describe() {
         DISCONNECTS,
         "Subscriber streams ended by the server or the peer, by reason (slow|cancelled|shutdown|error)."
     );
+}
+
+/// Serves `GET /metrics` from `exporter`, and the `debug` routes, on
+/// `listener` under `hygiene` (handshake and idle bounds) until it shuts down.
+pub async fn serve(
+    listener: TcpListener,
+    exporter: Arc<Exporter>,
+    debug: axum::Router,
+    hygiene: Hygiene,
+) {
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move { exporter.render() }),
+        )
+        .merge(debug);
+    messenger_runtime::conn::serve_http(listener, app, hygiene).await;
+}
+
+/// Mirrors the hub's subscriber count into the `messenger_subscribers` gauge.
+/// Ends when the hub is dropped.
+pub async fn track_subscribers(mut count: watch::Receiver<usize>, metrics: Arc<Metrics>) {
+    loop {
+        metrics.subscribers.set(*count.borrow_and_update() as f64);
+        if count.changed().await.is_err() {
+            return;
+        }
+    }
 }

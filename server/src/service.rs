@@ -8,6 +8,7 @@ use crate::hub::{Delivery, Hub, Resume, SubscribeRequest, Subscription};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::resume::{ReadOptions, set_headers};
 use crate::trace::FanoutTrace;
+use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
 use messenger_proto::time::to_timestamp;
@@ -21,44 +22,6 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-/// Field size limits enforced on `SendMessage`.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_text_bytes: usize,
-    pub max_author_bytes: usize,
-}
-
-impl Limits {
-    /// Checks a request's field sizes (public for the fuzz target in tests/fuzz).
-    pub fn check(&self, req: &SendMessageRequest) -> Result<(), ServiceError> {
-        use crate::config::{ENV_MAX_AUTHOR_BYTES, ENV_MAX_TEXT_BYTES};
-        check_len(
-            "author",
-            &req.author,
-            self.max_author_bytes,
-            ENV_MAX_AUTHOR_BYTES,
-        )?;
-        check_len("text", &req.text, self.max_text_bytes, ENV_MAX_TEXT_BYTES)
-    }
-}
-
-fn check_len(
-    field: &'static str,
-    value: &str,
-    max: usize,
-    env: &'static str,
-) -> Result<(), ServiceError> {
-    if value.len() > max {
-        return Err(ServiceError::FieldTooLong {
-            field,
-            len: value.len(),
-            max,
-            env,
-        });
-    }
-    Ok(())
-}
 
 pub struct MessengerService {
     hub: Arc<Hub>,
@@ -135,20 +98,19 @@ impl MessengerServer for MessengerService {
         rpc.msg_received.increment(1);
         let started = Instant::now();
         let span = send_span(&request);
-        let result = async {
-            self.accept(request.into_inner(), principal)
-                .map_err(Status::from)
-        }
-        .instrument(span.clone())
-        .await;
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        let result = async { self.accept(request.into_inner(), principal) }
+            .instrument(span.clone())
+            .await;
+        let code = result
+            .as_ref()
+            .map_or_else(ServiceError::code, |_| Code::Ok);
         record_rpc_status(&span, code);
         rpc.handled(code);
         rpc.handling.record(started.elapsed().as_secs_f64());
         if code == Code::Ok {
             rpc.msg_sent.increment(1);
         }
-        result.map(Response::new)
+        result.map(Response::new).map_err(Into::into)
     }
 
     type ReadMessagesStream = MessageStream;
@@ -172,9 +134,8 @@ impl MessengerServer for MessengerService {
         let (options, subscription) = match subscribed {
             Ok(s) => s,
             Err(e) => {
-                let status = Status::from(e);
-                rpc.handled(status.code());
-                return Err(status);
+                rpc.handled(e.code());
+                return Err(e.into());
             }
         };
         let resume = subscription.resume();
@@ -265,9 +226,8 @@ impl Stream for MessageStream {
             Ok(delivery) => return Poll::Ready(Some(Ok(self.deliver(delivery)))),
             Err(disconnect) => ServiceError::from_disconnect(disconnect, self.capacity),
         };
-        let status = Status::from(error);
-        self.end = Some(status.code());
-        Poll::Ready(Some(Err(status)))
+        self.end = Some(error.code());
+        Poll::Ready(Some(Err(error.into())))
     }
 }
 

@@ -9,13 +9,14 @@
 //! - With a client CA, a client that presents no certificate, or one that does
 //!   not chain to it, fails the handshake.
 //! - Every PEM problem is reported with the file and variable it came from
-//!   ([`messenger_runtime::tls`]).
+//!   ([`messenger_runtime::tls`]). The files are read once, by `App::bind`,
+//!   which also has rustls check that the key fits the certificate.
 
 use crate::config::{Config, ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY};
 use messenger_runtime::tls::{HANDSHAKE_TIMEOUT, TlsError, pair, read_certificates, read_identity};
 use tonic::transport::ServerTlsConfig;
 
-/// The server's TLS config, `None` for plaintext.
+/// Reads the TLS files into the server's TLS config; `None` for plaintext.
 pub fn server_config(config: &Config) -> Result<Option<ServerTlsConfig>, TlsError> {
     let identity = pair(
         (ENV_TLS_CERT, config.tls_cert.as_deref()),
@@ -37,13 +38,4 @@ pub fn server_config(config: &Config) -> Result<Option<ServerTlsConfig>, TlsErro
         tls = tls.client_ca_root(read_certificates(ENV_TLS_CLIENT_CA, ca)?);
     }
     Ok(Some(tls))
-}
-
-/// Loads the TLS config and has rustls build it, so a key that does not fit
-/// its certificate is caught at start-up as a configuration error.
-pub fn check(config: &Config) -> Result<(), TlsError> {
-    if let Some(tls) = server_config(config)? {
-        tonic::transport::Server::builder().tls_config(tls)?;
-    }
-    Ok(())
 }

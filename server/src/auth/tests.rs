@@ -100,8 +100,7 @@ fn statuses_for_missing_malformed_and_wrong_tokens() {
     let message = auth
         .authenticate(&metadata(Some("Bearer tok-alicf")))
         .unwrap_err()
-        .message()
-        .to_owned();
+        .to_string();
     assert!(!message.contains("tok-"), "{message}");
 
     let alice = auth

@@ -40,6 +40,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// The log filter's variable (`tracing-subscriber`'s `EnvFilter` syntax).
+pub const ENV_RUST_LOG: &str = "RUST_LOG";
+
 /// Used when `RUST_LOG` is unset, empty or invalid.
 const DEFAULT_FILTER: &str = "info";
 
@@ -50,14 +53,14 @@ const QUIET_OTEL: &str = "opentelemetry=off";
 
 /// The `RUST_LOG` filter for log lines (it does not decide what is traced).
 pub(super) fn env_filter(warnings: &mut Vec<String>) -> EnvFilter {
-    let spec = env::var("RUST_LOG")
+    let spec = env::var(ENV_RUST_LOG)
         .ok()
         .filter(|spec| !spec.trim().is_empty());
     let filter = match spec.as_deref() {
         None => EnvFilter::new(DEFAULT_FILTER),
         Some(spec) => EnvFilter::try_new(spec).unwrap_or_else(|error| {
             warnings.push(format!(
-                "RUST_LOG={spec:?} is invalid ({error}); using {DEFAULT_FILTER:?}"
+                "{ENV_RUST_LOG}={spec:?} is invalid ({error}); using {DEFAULT_FILTER:?}"
             ));
             EnvFilter::new(DEFAULT_FILTER)
         }),

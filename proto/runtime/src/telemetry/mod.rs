@@ -27,12 +27,13 @@ pub mod rpc;
 mod traces;
 pub mod w3c;
 
-pub use logs::{ENV_LOG_FORMAT, LogFormat};
+pub use logs::{ENV_LOG_FORMAT, ENV_RUST_LOG, LogFormat};
 pub use propagation::{
     context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,
     traceparent,
 };
 pub use rpc::record_rpc_status;
+pub use traces::{ENV_OTEL_SERVICE_NAME, ENV_OTEL_TRACES_SAMPLER, ENV_OTEL_TRACES_SAMPLER_ARG};
 
 use opentelemetry::global;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -27,6 +27,12 @@ use tracing_subscriber::{
     registry::LookupSpan,
 };
 
+/// The standard OpenTelemetry variables this module reads itself (the SDK
+/// reads them too; the OTLP endpoints come from `opentelemetry_otlp`).
+pub const ENV_OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+pub const ENV_OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
+pub const ENV_OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+
 /// Instrumentation scope of every span we create.
 pub(super) const TRACER_NAME: &str = "messenger";
 
@@ -198,7 +204,7 @@ fn resource(default_service_name: &'static str) -> Resource {
 }
 
 fn service_named_in_env() -> bool {
-    let named = env::var_os("OTEL_SERVICE_NAME").is_some_and(|name| !name.is_empty());
+    let named = env::var_os(ENV_OTEL_SERVICE_NAME).is_some_and(|name| !name.is_empty());
     named
         || EnvResourceDetector::new()
             .detect()
@@ -222,14 +228,15 @@ fn sdk_env_warnings() -> Vec<String> {
 }
 
 fn sampler_warning() -> Option<String> {
-    let sampler = env::var("OTEL_TRACES_SAMPLER").ok()?;
+    let sampler = env::var(ENV_OTEL_TRACES_SAMPLER).ok()?;
     if !SAMPLERS.contains(&sampler.as_str()) {
         return Some(format!(
-            "OTEL_TRACES_SAMPLER={sampler:?} is not supported; using parentbased_always_on"
+            "{ENV_OTEL_TRACES_SAMPLER}={sampler:?} is not supported; using parentbased_always_on"
         ));
     }
-    let arg = env::var("OTEL_TRACES_SAMPLER_ARG").ok();
+    let arg = env::var(ENV_OTEL_TRACES_SAMPLER_ARG).ok();
     let ratio_ok = arg.as_deref().is_some_and(|a| a.parse::<f64>().is_ok());
-    (sampler.ends_with("traceidratio") && !ratio_ok)
-        .then(|| format!("OTEL_TRACES_SAMPLER_ARG={arg:?} is not a number; sampling ratio 1.0"))
+    (sampler.ends_with("traceidratio") && !ratio_ok).then(|| {
+        format!("{ENV_OTEL_TRACES_SAMPLER_ARG}={arg:?} is not a number; sampling ratio 1.0")
+    })
 }
