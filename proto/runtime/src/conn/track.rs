@@ -53,12 +53,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let guard = self
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let conn = self
             .conn
-            .as_ref()
-            .or_else(|| request.extensions().get::<ConnHandle>())
-            .map(ConnHandle::begin);
+            .clone()
+            .or_else(|| request.extensions().get::<ConnHandle>().cloned());
+        let guard = conn.as_ref().map(ConnHandle::begin);
+        // tonic's `Request::remote_addr` reads this; our ConnectInfo replaced it.
+        if let Some(remote) = conn.as_ref().and_then(ConnHandle::remote_addr) {
+            request
+                .extensions_mut()
+                .insert(tonic::transport::server::TcpConnectInfo {
+                    local_addr: None,
+                    remote_addr: Some(remote),
+                });
+        }
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
