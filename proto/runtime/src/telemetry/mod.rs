@@ -30,7 +30,7 @@ pub mod w3c;
 pub use logs::{ENV_LOG_FORMAT, LogFormat};
 pub use propagation::{
     context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,
-    traceparent,
+    outgoing_current, traceparent,
 };
 pub use rpc::record_rpc_status;
 
