@@ -20,7 +20,6 @@ use messenger_runtime::telemetry::{inject_metadata, record_rpc_status};
 use std::time::Instant;
 use tonic::{Code, Request, Status};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 impl MessageSender for Backend {
     fn send(&self, author: String, text: String) -> SendFuture<'_> {
