@@ -208,6 +208,12 @@ impl Config {
     }
 }
 
+/// Longest bearer token, in bytes. The server refuses a header list over 16
+/// KiB (hyper's default) as a whole call; with this bound, everything this
+/// client adds to a call (token, `traceparent`, a `tracestate` of at most 512
+/// characters, `messenger-trace-context`) stays under 5 KiB.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
 /// A bearer token. Its `Debug` never shows it, and neither does any error.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -224,6 +230,11 @@ impl Token {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(
                 "{ENV_CLIENT_TOKEN} must be printable ASCII without spaces (value not shown)"
+            ));
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(format!(
+                "{ENV_CLIENT_TOKEN} is longer than {MAX_TOKEN_BYTES} bytes (value not shown)"
             ));
         }
         let mut value = MetadataValue::try_from(format!("Bearer {token}"))
@@ -297,9 +308,12 @@ mod tests {
         assert_eq!(token.metadata().unwrap(), "Bearer s3cret-t0ken");
         assert!(!format!("{token:?}").contains(secret));
         assert!(!format!("{:?}", token.metadata().unwrap()).contains(secret));
-        for bad in ["", "two words", "tökén"] {
+        let long = "t".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(Token::new("t".repeat(MAX_TOKEN_BYTES)).metadata().is_ok());
+        for bad in ["", "two words", "tökén", long.as_str()] {
             let e = Token::new(bad).metadata().unwrap_err();
             assert!(bad.is_empty() || !e.contains(bad), "{e}");
+            assert!(e.contains(ENV_CLIENT_TOKEN), "{e}");
         }
         let config = Config::try_parse_from(["c", "--client-token", secret]).unwrap();
         assert!(!format!("{config:?}").contains(secret));

@@ -68,18 +68,36 @@ impl AppError {
     }
 }
 
+/// Every gRPC status the server (or the channel) can answer with, mapped to
+/// one of the statuses `/sendMessage` documents in `/openapi.json`.
 fn backend_status(e: &BackendError) -> StatusCode {
     match e {
         BackendError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         BackendError::BadResponse => StatusCode::BAD_GATEWAY,
-        BackendError::Rejected { code, .. } => match code {
-            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_GATEWAY,
-        },
+        BackendError::Rejected { code, .. } => rejected_status(*code),
+    }
+}
+
+fn rejected_status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        // Shed, cancelled or aborted by the server: worth a retry.
+        Code::ResourceExhausted | Code::Unavailable | Code::Cancelled | Code::Aborted => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        // The server failed or does not speak our contract.
+        Code::Ok
+        | Code::Unknown
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -102,5 +120,44 @@ impl IntoResponse for AppError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::OpenApi as _;
+
+    /// Whatever the server answers, `/sendMessage` answers a status its
+    /// OpenAPI entry documents.
+    #[test]
+    fn every_upstream_status_is_documented() {
+        let doc = crate::openapi::ApiDoc::openapi();
+        let send = doc.paths.paths["/sendMessage"]
+            .post
+            .as_ref()
+            .expect("POST /sendMessage");
+        let documented = &send.responses.responses;
+        let mut errors: Vec<BackendError> = (0..=16)
+            .map(|code| BackendError::Rejected {
+                code: Code::from_i32(code),
+                message: String::new(),
+            })
+            .collect();
+        errors.extend([
+            BackendError::Unavailable {
+                addr: String::new(),
+                message: String::new(),
+            },
+            BackendError::Timeout(Duration::from_secs(1)),
+            BackendError::BadResponse,
+        ]);
+        for error in errors {
+            let status = AppError::Backend(error).status();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{status} is not documented for /sendMessage"
+            );
+        }
     }
 }

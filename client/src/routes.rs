@@ -84,13 +84,18 @@ pub(crate) struct Status {
 /// The body is read as JSON whatever its Content-Type (`curl -d` sends a form type).
 #[utoipa::path(post, path = "/sendMessage", operation_id = "sendMessage", tag = "messages",
     description = "Sends a message to the chat. The body is read as JSON whatever its Content-Type. \
-        The returned sendTime is byte-for-byte the one `/getAndFlushMessages` shows later.",
+        The returned sendTime is byte-for-byte the one `/getAndFlushMessages` shows later. \
+        W3C `traceparent`/`tracestate` headers are optional and never make a send fail: \
+        an invalid `traceparent` is ignored (a new trace starts), `tracestate` is cut to 32 members and 512 characters.",
     request_body(content = SendRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Accepted by the server", body = SendResponse),
         (status = 400, description = "Not a JSON object with string `author` and `text`, or a field over the server's limit", body = ErrorBody),
+        (status = 401, description = "The server wants a token and this client has none or a malformed one (MESSENGER_CLIENT_TOKEN)", body = ErrorBody),
+        (status = 403, description = "The server refused this client's token, or the token may not post as this author", body = ErrorBody),
         (status = 413, description = "Body larger than MESSENGER_MAX_BODY_BYTES", body = ErrorBody),
-        (status = 503, description = "Not subscribed, server unreachable, or overloaded; retry", body = ErrorBody,
+        (status = 502, description = "The server failed or answered outside the messenger contract (any other gRPC status, or no valid sendTime)", body = ErrorBody),
+        (status = 503, description = "Not subscribed, server unreachable, overloaded, or the call was cancelled; retry", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 504, description = "The server or the request timed out", body = ErrorBody),
     ))]

@@ -13,6 +13,7 @@ use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
 use messenger_proto::time::to_timestamp;
 use messenger_runtime::telemetry::{extract_metadata, record_rpc_status};
+use opentelemetry::trace::FutureExt as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -74,12 +75,14 @@ impl MessengerService {
     }
 }
 
-/// The SERVER span of one `SendMessage`, continuing the caller's trace from metadata.
-fn send_span<T>(request: &Request<T>) -> tracing::Span {
+/// The SERVER span of one `SendMessage`, continuing the caller's trace from
+/// metadata (parsed strictly; anything invalid starts a new trace), and that
+/// caller's context.
+fn send_span<T>(request: &Request<T>) -> (tracing::Span, opentelemetry::Context) {
     let span = messenger_runtime::rpc_span!(server, "SendMessage");
-    // A missing or malformed traceparent just starts a new trace.
-    let _ = span.set_parent(extract_metadata(request.metadata()));
-    span
+    let incoming = extract_metadata(request.metadata());
+    let _ = span.set_parent(incoming.clone());
+    (span, incoming)
 }
 
 #[tonic::async_trait]
@@ -97,9 +100,13 @@ impl MessengerServer for MessengerService {
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         let started = Instant::now();
-        let span = send_span(&request);
+        let (span, incoming) = send_span(&request);
         let result = async { self.accept(request.into_inner(), principal) }
             .instrument(span.clone())
+            // Outermost: when this process records nothing, the caller's context
+            // is still current, for the receivers and for the log lines' trace id.
+            // The span's own context wins when it has one.
+            .with_context(incoming)
             .await;
         let code = result
             .as_ref()

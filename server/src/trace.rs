@@ -1,14 +1,25 @@
-//! Fan-out tracing, made with the OpenTelemetry API because a `deliver` span
-//! needs an explicit start time (acceptance) and ends on another task.
+//! The trace context of one accepted message, handed to every subscriber
+//! that asked for it (`messenger-trace-context: 1`).
 //!
-//! One [`FanoutTrace`] per message, only when the `SendMessage` span is
-//! sampled. It holds the `fanout` PRODUCER span, which stays open until the
-//! last subscriber queue releases the message; at that point it records the
-//! count delivered and the maximum delivery latency. Each delivery makes a
-//! `deliver` span (child of `fanout`, from acceptance to the write) until
-//! `deliver_spans_max` is reached; past the cap only the aggregates grow.
+//! Two modes, decided once per message by [`FanoutTrace::start`]:
+//! - **Recorded**, when the `SendMessage` span is sampled (this process
+//!   exports): a `fanout` PRODUCER span, made with the OpenTelemetry API
+//!   because a `deliver` span needs an explicit start time (acceptance) and
+//!   ends on another task. `fanout` stays open until the last subscriber
+//!   queue releases the message; at that point it records the count delivered
+//!   and the maximum delivery latency. Each delivery makes a `deliver` span
+//!   (child of `fanout`, from acceptance to the write) until
+//!   `deliver_spans_max` is reached; receivers continue from their `deliver`
+//!   span, or from `fanout` past the cap.
+//! - **Forwarded**, otherwise (no exporter, or the sender's flags are `00`):
+//!   every receiver gets the sender's `traceparent` unchanged, sampled flag
+//!   included, as W3C Trace Context asks of a participant that does not
+//!   record. Nothing is recorded.
+//!
+//! A message whose sender sent no valid context, on a server that records
+//! nothing, carries no trace at all.
 
-use messenger_runtime::telemetry::{traceparent, tracer};
+use messenger_runtime::telemetry::{outgoing_current, traceparent, tracer};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -18,6 +29,16 @@ use std::time::{Duration, SystemTime};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub struct FanoutTrace {
+    mode: Mode,
+}
+
+enum Mode {
+    Recorded(Recorded),
+    /// The sender's `traceparent`, passed on as it came.
+    Forwarded(String),
+}
+
+struct Recorded {
     /// Context whose span is `fanout`.
     cx: Context,
     /// Looked up once per message, not per delivery (the global lookup locks and allocates).
@@ -29,11 +50,16 @@ pub struct FanoutTrace {
 }
 
 impl FanoutTrace {
-    /// Starts `fanout` under the current tracing span, if that span is sampled.
+    /// Under the current `SendMessage` span: recorded when that span is
+    /// sampled, else forwarding the caller's context (or our own unsampled
+    /// one when the caller sent none); `None` when there is no context.
     pub fn start(deliver_spans_max: usize) -> Option<Arc<Self>> {
         let parent = tracing::Span::current().context();
         if !parent.span().span_context().is_sampled() {
-            return None;
+            let forwarded = traceparent(&outgoing_current())?;
+            return Some(Arc::new(Self {
+                mode: Mode::Forwarded(forwarded),
+            }));
         }
         let tracer = tracer();
         let span = tracer
@@ -41,31 +67,54 @@ impl FanoutTrace {
             .with_kind(SpanKind::Producer)
             .start_with_context(&tracer, &parent);
         Some(Arc::new(Self {
-            cx: parent.with_span(span),
-            tracer,
-            accepted: SystemTime::now(),
-            delivered: AtomicU64::new(0),
-            max_latency_nanos: AtomicU64::new(0),
-            deliver_spans_max: deliver_spans_max as u64,
+            mode: Mode::Recorded(Recorded {
+                cx: parent.with_span(span),
+                tracer,
+                accepted: SystemTime::now(),
+                delivered: AtomicU64::new(0),
+                max_latency_nanos: AtomicU64::new(0),
+                deliver_spans_max: deliver_spans_max as u64,
+            }),
         }))
     }
 
-    /// W3C traceparent of `fanout`, kept with the message in history so a
-    /// replay still continues the sender's trace.
+    /// W3C traceparent kept with the message in history so a replay still
+    /// continues the sender's trace: `fanout`'s when recorded, else the
+    /// sender's as forwarded.
     pub fn traceparent(&self) -> Option<String> {
-        traceparent(&self.cx)
+        match &self.mode {
+            Mode::Recorded(recorded) => traceparent(&recorded.cx),
+            Mode::Forwarded(forwarded) => Some(forwarded.clone()),
+        }
     }
 
     pub fn set_subscribers(&self, subscribers: usize) {
-        self.cx
-            .span()
-            .set_attribute(KeyValue::new("messenger.subscribers", subscribers as i64));
+        if let Mode::Recorded(recorded) = &self.mode {
+            recorded
+                .cx
+                .span()
+                .set_attribute(KeyValue::new("messenger.subscribers", subscribers as i64));
+        }
     }
 
     /// Records one delivery. If `want_traceparent`, returns the traceparent
-    /// the receiving client should continue from: its `deliver` span, or
-    /// `fanout` past the cap.
+    /// the receiving client should continue from.
     pub fn deliver(
+        &self,
+        subscriber_id: u64,
+        latency: Duration,
+        want_traceparent: bool,
+    ) -> Option<String> {
+        match &self.mode {
+            Mode::Recorded(recorded) => recorded.deliver(subscriber_id, latency, want_traceparent),
+            Mode::Forwarded(traceparent) => want_traceparent.then(|| traceparent.clone()),
+        }
+    }
+}
+
+impl Recorded {
+    /// Its `deliver` span, or `fanout` past the cap.
+    fn deliver(
         &self,
         subscriber_id: u64,
         latency: Duration,
@@ -97,7 +146,7 @@ impl FanoutTrace {
     }
 }
 
-impl Drop for FanoutTrace {
+impl Drop for Recorded {
     fn drop(&mut self) {
         let span = self.cx.span();
         span.set_attribute(KeyValue::new(

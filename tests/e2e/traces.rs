@@ -322,6 +322,7 @@ fn transport_and_exporter_spans_are_not_ours() {
         trace_id: "1".repeat(32),
         span_id: "2".repeat(16),
         parent_span_id: String::new(),
+        trace_state: String::new(),
         name: name.into(),
         kind: SpanKind::Internal,
         attrs: [("code.module.name".to_owned(), Attr::Str(module.into()))].into(),

@@ -45,6 +45,8 @@ pub struct FlatSpan {
     pub trace_id: String,
     pub span_id: String,
     pub parent_span_id: String,
+    /// The W3C `tracestate` the span was made with (empty for none).
+    pub trace_state: String,
     pub name: String,
     pub kind: SpanKind,
     pub attrs: BTreeMap<String, Attr>,
@@ -221,6 +223,7 @@ pub fn flatten(request: ExportTraceServiceRequest) -> Vec<FlatSpan> {
                 trace_id: hex(&span.trace_id),
                 span_id: hex(&span.span_id),
                 parent_span_id: hex(&span.parent_span_id),
+                trace_state: span.trace_state,
                 kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
                 name: span.name,
                 attrs: attrs(span.attributes),

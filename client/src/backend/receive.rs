@@ -3,14 +3,15 @@
 //! Invariants: a message is never lost for a bad field (a missing or invalid
 //! sendTime becomes the epoch, with a warning); every message counts in
 //! `messenger_client_received_total` and, when it has a sendTime, in the
-//! end-to-end latency histogram; a message with a `traceparent` is buffered
-//! inside a CONSUMER `receive` span continuing the sender's trace.
+//! end-to-end latency histogram; a message with a valid `traceparent` (read
+//! strictly, W3C) is buffered inside a CONSUMER `receive` span continuing the
+//! sender's trace, with the sender's context current.
 
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::metrics::Metrics;
 use messenger_proto::pb::ServerMessageResponse;
 use messenger_proto::time::{format_rfc3339, from_timestamp, unix_nanos_now};
-use messenger_runtime::telemetry::context_from_traceparent;
+use messenger_runtime::telemetry::{context_from_traceparent, traceparent};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Placeholder for a message whose sendTime is missing or invalid (only a
@@ -32,8 +33,11 @@ pub fn to_buffered(m: ServerMessageResponse) -> BufferedMessage {
 }
 
 /// Buffers one streamed message, with its metrics and, when the server sent a
-/// traceparent, a CONSUMER `receive` span continuing the sender's trace
-/// (`messenger.replayed=true` for a message from the server's history).
+/// valid traceparent (parsed strictly; anything else is ignored), a CONSUMER
+/// `receive` span continuing the sender's trace (`messenger.replayed=true`
+/// for a message from the server's history). The sender's context is also
+/// current while the message is buffered, so log lines there carry its trace
+/// id even when this client records nothing; a debug line names it.
 pub(super) fn receive(
     m: ServerMessageResponse,
     buffer: &Buffer,
@@ -45,9 +49,13 @@ pub(super) fn receive(
         let age_nanos = unix_nanos_now() - from_timestamp(ts);
         metrics.end_to_end.record(age_nanos.max(0) as f64 / 1e9);
     }
-    if m.traceparent.is_empty() {
-        return buffer.push(to_buffered(m));
-    }
+    let sender = context_from_traceparent(&m.traceparent);
+    let parent = traceparent(&sender);
+    let message = to_buffered(m);
+    let Some(parent) = parent else {
+        tracing::debug!(send_time = %message.send_time, "message received");
+        return buffer.push(message);
+    };
     let span = tracing::debug_span!(
         "receive",
         otel.kind = "consumer",
@@ -56,6 +64,10 @@ pub(super) fn receive(
     if replayed {
         span.record("messenger.replayed", true);
     }
-    let _ = span.set_parent(context_from_traceparent(&m.traceparent));
-    span.in_scope(|| buffer.push(to_buffered(m)));
+    let _ = span.set_parent(sender.clone());
+    let _sender = sender.attach();
+    span.in_scope(|| {
+        tracing::debug!(send_time = %message.send_time, traceparent = %parent, "message received");
+        buffer.push(message)
+    });
 }

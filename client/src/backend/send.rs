@@ -5,8 +5,8 @@
 //!   sent to the server as `grpc-timeout` and enforced here too, so a server
 //!   that never answers cannot hold a request.
 //! - Every call has a CLIENT span `mes_grpc.MessengerServer/SendMessage`
-//!   whose context travels in the request metadata (or, when this client
-//!   traces nothing, the HTTP caller's), and is counted once in
+//!   whose context travels in the request metadata when it is sampled (else
+//!   the HTTP caller's, unchanged), and is counted once in
 //!   `grpc_client_handled_total` / `grpc_client_handling_seconds` with the
 //!   code its outcome stands for ([`BackendError::code`]).
 //! - A status that tonic made from a connection failure counts as
@@ -20,7 +20,6 @@ use messenger_runtime::telemetry::{inject_metadata, record_rpc_status};
 use std::time::Instant;
 use tonic::{Code, Request, Status};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 impl MessageSender for Backend {
     fn send(&self, author: String, text: String) -> SendFuture<'_> {
@@ -75,16 +74,11 @@ impl Backend {
     }
 }
 
-/// The context to propagate: our CLIENT span's when we trace, else whatever
-/// the HTTP caller sent (kept current by the observe middleware).
+/// The context to propagate: our CLIENT span's when it is sampled, else the
+/// HTTP caller's unchanged (kept current by the observe middleware), so an
+/// unsampled or unrecorded trace still reaches the server and its receivers.
 fn outgoing_context() -> opentelemetry::Context {
-    use opentelemetry::trace::TraceContextExt;
-    let cx = tracing::Span::current().context();
-    if cx.span().span_context().is_valid() {
-        cx
-    } else {
-        opentelemetry::Context::current()
-    }
+    messenger_runtime::telemetry::outgoing_current()
 }
 
 /// Whether tonic made this status from a connection failure (reset, GOAWAY

@@ -30,7 +30,7 @@ pub mod w3c;
 pub use logs::{ENV_LOG_FORMAT, ENV_RUST_LOG, LogFormat};
 pub use propagation::{
     context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,
-    traceparent,
+    outgoing_current, traceparent,
 };
 pub use rpc::record_rpc_status;
 pub use traces::{ENV_OTEL_SERVICE_NAME, ENV_OTEL_TRACES_SAMPLER, ENV_OTEL_TRACES_SAMPLER_ARG};

@@ -10,20 +10,22 @@
 //! is sampled (we participate), otherwise the caller's context unchanged,
 //! sampled flag and `tracestate` included (we forward). So a process that
 //! exports nothing, or a request whose caller did not sample, still carries
-//! the caller's trace to everything it causes.
+//! the caller's trace to everything it causes. To make that possible, every
+//! extracted context also remembers the caller's span context as a context
+//! value, which spans made under it (and their children) inherit.
 
 use super::w3c::{TRACEPARENT, TraceParent, W3cPropagator};
 use opentelemetry::{
     Context,
     propagation::{Extractor, Injector, TextMapPropagator as _},
-    trace::TraceContextExt as _,
+    trace::{SpanContext, TraceContextExt as _},
 };
 use std::collections::HashMap;
 use tonic::metadata::{KeyRef, MetadataKey, MetadataMap, MetadataValue};
 
 /// The remote parent carried by an HTTP request's headers.
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
-    W3cPropagator.extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    remember_caller(W3cPropagator.extract_with_context(&Context::new(), &HeaderExtractor(headers)))
 }
 
 /// Writes `cx`'s span into outgoing gRPC metadata (nothing if it has none;
@@ -34,7 +36,9 @@ pub fn inject_metadata(cx: &Context, metadata: &mut MetadataMap) {
 
 /// The remote parent carried by incoming gRPC metadata.
 pub fn extract_metadata(metadata: &MetadataMap) -> Context {
-    W3cPropagator.extract_with_context(&Context::new(), &MetadataExtractor(metadata))
+    remember_caller(
+        W3cPropagator.extract_with_context(&Context::new(), &MetadataExtractor(metadata)),
+    )
 }
 
 /// The W3C `traceparent` of `cx`'s span, `None` if it has no valid span context.
@@ -46,20 +50,49 @@ pub fn traceparent(cx: &Context) -> Option<String> {
 /// input gives a context without a span.
 pub fn context_from_traceparent(traceparent: &str) -> Context {
     let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
-    W3cPropagator.extract_with_context(&Context::new(), &carrier)
+    remember_caller(W3cPropagator.extract_with_context(&Context::new(), &carrier))
 }
 
-/// The context to pass on from a request whose caller sent `incoming` and
-/// whose own span has context `own`: `own` when it is sampled (or when there
-/// is no valid `incoming`), else `incoming` unchanged. (Spec: a vendor that
-/// does not record forwards `traceparent` and `tracestate` unmodified.)
-pub fn outgoing(own: &Context, incoming: &Context) -> Context {
-    let own_sampled = own.span().span_context().is_sampled();
-    let incoming_valid = incoming.span().span_context().is_valid();
-    if own_sampled || !incoming_valid {
-        own.clone()
+/// The caller's span context, kept as a value of every context made from
+/// an extracted one.
+#[derive(Debug, Clone)]
+struct Caller(SpanContext);
+
+fn remember_caller(cx: Context) -> Context {
+    let span = cx.span();
+    let parent = span.span_context();
+    if !parent.is_valid() {
+        return cx.clone();
+    }
+    cx.with_value(Caller(parent.clone()))
+}
+
+/// The context to pass on from `cx`: `cx` itself when its span is ours and
+/// sampled (we participate), else the caller's context it was made from,
+/// unchanged, else `cx`. (Spec: a vendor that does not record forwards
+/// `traceparent` and `tracestate` unmodified.)
+pub fn outgoing(cx: &Context) -> Context {
+    let span = cx.span();
+    let own = span.span_context();
+    if own.is_sampled() && !own.is_remote() {
+        return cx.clone();
+    }
+    match cx.get::<Caller>() {
+        Some(Caller(caller)) => Context::new().with_remote_span_context(caller.clone()),
+        None => cx.clone(),
+    }
+}
+
+/// [`outgoing`] of the current `tracing` span's context, or, when this
+/// process records nothing (the span has no OpenTelemetry context), of the
+/// current OpenTelemetry context (where request handling keeps the caller's).
+pub fn outgoing_current() -> Context {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let own = tracing::Span::current().context();
+    if own.span().span_context().is_valid() {
+        outgoing(&own)
     } else {
-        incoming.clone()
+        outgoing(&Context::current())
     }
 }
 
@@ -254,20 +287,31 @@ mod tests {
     }
 
     #[test]
-    fn outgoing_forwards_unless_our_span_is_sampled() {
-        let sampled = context_from_traceparent(PARENT);
-        let unsampled = context_from_traceparent(&PARENT.replace("-01", "-00"));
-        let none = Context::new();
-        let ours =
-            context_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
-        let ours_unsampled =
-            context_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-00");
-        let tp = |cx: &Context| traceparent(cx);
-        assert_eq!(tp(&outgoing(&ours, &sampled)), tp(&ours));
-        assert_eq!(tp(&outgoing(&ours_unsampled, &unsampled)), tp(&unsampled));
-        assert_eq!(tp(&outgoing(&none, &unsampled)), tp(&unsampled));
-        assert_eq!(tp(&outgoing(&none, &sampled)), tp(&sampled));
-        assert_eq!(tp(&outgoing(&ours_unsampled, &none)), tp(&ours_unsampled));
-        assert_eq!(tp(&outgoing(&none, &none)), None);
+    fn outgoing_forwards_the_caller_unless_our_span_is_sampled() {
+        use opentelemetry::trace::{SpanId, TraceFlags, TraceState};
+        let ours = |flags: u8| {
+            let (trace, span) = (TraceId::from(7u128), SpanId::from(9u64));
+            SpanContext::new(trace, span, TraceFlags::new(flags), false, TraceState::NONE)
+        };
+        for caller in [PARENT.to_owned(), PARENT.replace("-01", "-00")] {
+            let incoming = context_from_traceparent(&caller);
+            // Nothing of ours: the caller, unchanged.
+            assert_eq!(
+                traceparent(&outgoing(&incoming)).as_deref(),
+                Some(caller.as_str())
+            );
+            // A span of ours made under it: ours if sampled, else the caller.
+            let sampled = incoming.with_remote_span_context(ours(1));
+            assert_eq!(traceparent(&outgoing(&sampled)), traceparent(&sampled));
+            let unsampled = incoming.with_remote_span_context(ours(0));
+            assert_eq!(
+                traceparent(&outgoing(&unsampled)).as_deref(),
+                Some(caller.as_str())
+            );
+        }
+        // No caller: whatever we have.
+        let lone = Context::new().with_remote_span_context(ours(0));
+        assert_eq!(traceparent(&outgoing(&lone)), traceparent(&lone));
+        assert_eq!(traceparent(&outgoing(&Context::new())), None);
     }
 }

@@ -19,9 +19,10 @@
 //! - `tracestate` header lines are joined as one comma list (RFC 7230 §3.2.2);
 //!   empty members are skipped; members that break the grammar are dropped, and
 //!   so is every member of a key that occurs twice (no way to know which is
-//!   current); then at most [`MAX_TRACESTATE_MEMBERS`] are kept and the list
-//!   is cut to [`MAX_TRACESTATE_LEN`] characters, members over
-//!   [`LARGE_MEMBER_LEN`] first (largest first), then from the end. An empty
+//!   current); then whole members are dropped until at most
+//!   [`MAX_TRACESTATE_MEMBERS`] remain within [`MAX_TRACESTATE_LEN`]
+//!   characters: members over [`LARGE_MEMBER_LEN`] first (largest first),
+//!   then from the end. An empty
 //!   result is never sent. (A member the SDK's `TraceState` cannot hold, a
 //!   system-id of exactly 14 characters, is dropped as well.)
 
@@ -194,7 +195,6 @@ pub fn parse_tracestate<'a>(lines: impl IntoIterator<Item = &'a str>) -> TraceSt
         // system-id: it is off by one), and one refused member would make it
         // refuse the whole list; so such a member is dropped on its own.
         .filter(|member| TraceState::from_key_value([**member]).is_ok())
-        .take(MAX_TRACESTATE_MEMBERS)
         .copied()
         .collect();
     TraceState::from_key_value(bound(unique)).unwrap_or_default()
@@ -205,23 +205,38 @@ pub fn bounded_tracestate(state: &TraceState) -> TraceState {
     parse_tracestate([state.header().as_str()])
 }
 
-/// Drops whole members until the list fits [`MAX_TRACESTATE_LEN`]: the
-/// largest of those over [`LARGE_MEMBER_LEN`] first, then from the end.
-fn bound<'a>(mut members: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+/// Drops whole members until the list has at most [`MAX_TRACESTATE_MEMBERS`]
+/// and fits [`MAX_TRACESTATE_LEN`]: the largest of those over
+/// [`LARGE_MEMBER_LEN`] first (the last of equals), then from the end.
+fn bound<'a>(members: Vec<(&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
     let len = |(k, v): &(&str, &str)| k.len() + 1 + v.len();
-    let total = |members: &[(&str, &str)]| {
-        members.iter().map(len).sum::<usize>() + members.len().saturating_sub(1)
-    };
-    while total(&members) > MAX_TRACESTATE_LEN {
-        let largest = (0..members.len())
-            .filter(|&i| len(&members[i]) > LARGE_MEMBER_LEN)
-            .max_by_key(|&i| (len(&members[i]), i));
-        match largest {
-            Some(i) => members.remove(i),
-            None => members.pop().expect("a non-empty list is over the limit"),
-        };
+    let mut count = members.len();
+    let mut total = members.iter().map(len).sum::<usize>() + count.saturating_sub(1);
+    let over =
+        |count: usize, total: usize| count > MAX_TRACESTATE_MEMBERS || total > MAX_TRACESTATE_LEN;
+    let mut keep = vec![true; members.len()];
+    // Linear bookkeeping, not a rescan per drop: a hostile header may hold
+    // thousands of members.
+    let mut large: Vec<usize> = (0..members.len())
+        .filter(|&i| len(&members[i]) > LARGE_MEMBER_LEN)
+        .collect();
+    large.sort_unstable_by_key(|&i| std::cmp::Reverse((len(&members[i]), i)));
+    let from_end = (0..members.len()).rev();
+    for i in large.into_iter().chain(from_end) {
+        if !over(count, total) {
+            break;
+        }
+        if keep[i] {
+            keep[i] = false;
+            count -= 1;
+            total -= len(&members[i]) + usize::from(count > 0);
+        }
     }
     members
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(member, kept)| kept.then_some(member))
+        .collect()
 }
 
 /// Level 1's `key`: `simple-key` (`lcalpha 0*255(lcalpha / DIGIT / "_" /

@@ -243,6 +243,9 @@ fn tracestate_is_cut_to_512_characters_largest_first() {
     // Small members survive between large ones, in order.
     let line = format!("a=1,{},b=2,{},c=3", huge[0], huge[1]);
     assert_eq!(ts(&[&line]), "a=1,b=2,c=3");
+    // Large members go before the 32-member cut reaches small ones.
+    let line = format!("a=1,{},b=2", huge.join(","));
+    assert_eq!(ts(&[&line]), "a=1,b=2");
     // Among large members the largest goes first: 200 + 300 + commas > 512.
     let m200 = format!("m={}", "x".repeat(198));
     let m300 = format!("n={}", "y".repeat(256));
@@ -320,4 +323,12 @@ fn injection_never_writes_an_empty_tracestate() {
     let mut out = HashMap::<String, String>::new();
     W3cPropagator.inject_context(&Context::new(), &mut out);
     assert!(out.is_empty());
+}
+
+#[test]
+fn a_hostile_tracestate_is_cut_in_one_pass() {
+    // 100,000 members (about 1 MiB): linear work, and the first 32 remain.
+    let members: Vec<String> = (0..100_000).map(|i| format!("k{i}=1")).collect();
+    let state = parse_tracestate([members.join(",").as_str()]);
+    assert_eq!(state.header(), members[..32].join(","));
 }
