@@ -15,11 +15,13 @@ use crate::admission::Admission;
 use crate::auth::{self, Auth, AuthError};
 use crate::config::Config;
 use crate::engine::memory::InProcess;
+use crate::health::HealthReporter;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
+use crate::reflection::Reflection;
 use crate::service::{Limits, MessengerService};
+use messenger_proto::SERVICE_NAME;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
-use messenger_proto::{FILE_DESCRIPTOR_SET, SERVICE_NAME};
 use messenger_runtime::metrics::Exporter;
 use messenger_runtime::tls::TlsError;
 use std::future::Future;
@@ -32,7 +34,6 @@ use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -42,7 +43,7 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error("building reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] crate::reflection::index::IndexError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
@@ -150,7 +151,7 @@ impl App {
             hub.watch_subscribers(),
             Arc::clone(&metrics),
         ));
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let (health, health_service) = crate::health::health_reporter();
         health
             .set_serving::<MessengerServerServer<MessengerService>>()
             .await;
@@ -193,10 +194,11 @@ impl App {
         if let Some(tls) = tls.clone() {
             builder = builder.tls_config(tls)?;
         }
+        let reflection = Reflection::standard()?;
         let server = builder
             .add_service(health_service)
-            .add_service(reflection_builder().build_v1()?)
-            .add_service(reflection_builder().build_v1alpha()?)
+            .add_service(reflection.v1())
+            .add_service(reflection.v1alpha())
             .add_service(messenger)
             .serve_with_incoming_shutdown(incoming, stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(server);
@@ -290,17 +292,6 @@ async fn track_subscribers(mut count: tokio::sync::watch::Receiver<usize>, metri
             return;
         }
     }
-}
-
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    // Both reflection versions are registered explicitly so `list` shows both,
-    // whichever version the caller speaks (grpcurl 1.8 speaks only v1alpha).
-    tonic_reflection::server::Builder::configure()
-        .include_reflection_service(false)
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 async fn set_not_serving(health: &HealthReporter) {

@@ -12,6 +12,11 @@
 //! - [`trace`]: the `fanout` and per-subscriber `deliver` spans.
 //! - [`debug`]: `GET /debug/subscribers` and the SIGUSR2 dump.
 //! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
+//! - [`health`]: `grpc.health.v1.Health` as `health.proto` specifies (replaces
+//!   tonic-health's server; Watch of an unknown service stays open).
+//! - [`reflection`]: server reflection v1 and v1alpha as `reflection.proto`
+//!   specifies (replaces tonic-reflection's server; answers carry transitive
+//!   dependencies, unknown names get NOT_FOUND in the stream).
 //! - [`tls`]: the gRPC port's TLS identity and optional client CA (mTLS).
 //! - [`auth`]: bearer-token auth of the messenger service: token table,
 //!   constant-time lookup, SIGHUP reload.
@@ -24,9 +29,11 @@ pub mod config;
 pub mod debug;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod healthcheck;
 pub mod hub;
 pub mod metrics;
+pub mod reflection;
 pub mod resume;
 pub mod service;
 pub mod tls;
