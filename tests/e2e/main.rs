@@ -19,4 +19,5 @@ mod secrets;
 mod shutdown;
 mod slow;
 mod tls;
+mod tls_field;
 mod traces;
