@@ -72,14 +72,14 @@ impl App {
         )?;
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
-        let (refused_tx, refused) = watch::channel(None);
+        let (down_tx, down) = watch::channel(None);
         let stop_subscriber = CancellationToken::new();
         let subscriber = tokio::spawn(
             Subscriber {
                 backend: backend.clone(),
                 buffer: Arc::clone(&buffer),
                 subscribed: subscribed_tx,
-                refused: refused_tx,
+                down: down_tx,
                 max_backoff: config.reconnect_max_backoff(),
                 stop: stop_subscriber.clone(),
                 metrics,
@@ -99,7 +99,7 @@ impl App {
             backend: Arc::new(backend),
             buffer,
             subscribed,
-            refused,
+            down,
             max_body_bytes: config.max_body_bytes,
             exporter,
             http_timeout: config.http_timeout(),

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 
-pub const ENV_SERVER_ADDR: &str = "MESSENGER_SERVER_ADDR";
+// Defined with the TLS code, whose diagnoses name it too.
+pub use messenger_runtime::tls::ENV_SERVER_ADDR;
 pub const ENV_HTTP_HOST: &str = "MESSENGER_HTTP_HOST";
 pub const ENV_HTTP_PORT: &str = "MESSENGER_HTTP_PORT";
 pub const ENV_BUFFER_LIMIT: &str = "MESSENGER_CLIENT_BUFFER_LIMIT";

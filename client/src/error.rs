@@ -35,8 +35,11 @@ pub enum AppError {
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
-    #[error("not subscribed to the messenger server's stream yet (reconnecting); retry shortly")]
-    NotSubscribed,
+    #[error(
+        "not subscribed to the messenger server's stream (reconnecting){}; retry shortly",
+        .0.as_ref().map(|why| format!(": {why}")).unwrap_or_default()
+    )]
+    NotSubscribed(Option<String>),
     #[error(
         "too many requests in flight (limit {limit}, {env}); retry shortly",
         env = ENV_HTTP_MAX_CONCURRENCY
@@ -60,7 +63,7 @@ impl AppError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotSubscribed | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotSubscribed(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backend(e) => backend_status(e),

@@ -6,8 +6,11 @@
 //!   (the shared channel and token), [`backend::send`] (`SendMessage` with a
 //!   deadline, behind the [`backend::MessageSender`] trait the routes call),
 //!   [`backend::subscribe`] (the `ReadMessages` loop: backoff, reconnect,
-//!   credentials-refusal state), [`backend::receive`] (stream to buffer) and
+//!   why-it-is-down state), [`backend::receive`] (stream to buffer) and
 //!   [`backend::resume`] (resume position, dedup, gap reports).
+//! - [`failure`]: why the stream is down (refused credentials, a TLS
+//!   misconfiguration, a passing failure) and how that is logged and told to
+//!   HTTP callers.
 //! - [`buffer`]: bounded, ordered, atomically flushed message buffer.
 //! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`), over
@@ -25,6 +28,7 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod failure;
 pub mod healthcheck;
 pub mod limits;
 pub mod metrics;

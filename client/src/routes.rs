@@ -2,7 +2,7 @@
 //! Every failure is an [`AppError`]; nothing here panics on input. Each
 //! handler's `#[utoipa::path]` is its entry in `/openapi.json` ([`crate::openapi`]).
 
-use crate::backend::{BackendError, MessageSender, Refusal};
+use crate::backend::{BackendError, MessageSender};
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::error::{AppError, ErrorBody};
 use crate::limits::{with_deadline, with_shedding};
@@ -29,8 +29,8 @@ pub struct AppState {
     pub buffer: Arc<Buffer>,
     /// True while the `ReadMessages` stream is open.
     pub subscribed: watch::Receiver<bool>,
-    /// Why subscribing fails, when the server refuses the credentials.
-    pub refused: watch::Receiver<Refusal>,
+    /// Why subscribing fails, while it does.
+    pub down: watch::Receiver<Option<crate::failure::Down>>,
     pub max_body_bytes: usize,
     pub exporter: Arc<Exporter>,
     /// Deadline of a whole request.
@@ -108,10 +108,7 @@ pub(crate) async fn send_message(
     // A message sent through this client must land in its own buffer, which
     // only holds while the stream is open.
     if !*state.subscribed.borrow() {
-        if let Some((code, message)) = state.refused.borrow().clone() {
-            return Err(BackendError::Rejected { code, message }.into());
-        }
-        return Err(AppError::NotSubscribed);
+        return Err(not_subscribed(&state));
     }
     let send_time = state.backend.send(request.author, request.text).await?;
     Ok(Json(SendResponse { send_time }))
@@ -205,7 +202,7 @@ pub(crate) async fn healthz() -> Json<Status> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Subscribed to the server's stream", body = Status),
-        (status = 503, description = "Not subscribed (reconnecting)", body = ErrorBody,
+        (status = 503, description = "Not subscribed (reconnecting); the error says why the last attempt failed", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
@@ -214,7 +211,23 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
             status: "ready".into(),
         }))
     } else {
-        Err(AppError::NotSubscribed)
+        // Always 503 (not 401/403): readiness, not the caller's credentials.
+        let why = state
+            .down
+            .borrow()
+            .as_ref()
+            .map(crate::failure::Down::reason);
+        Err(AppError::NotSubscribed(why))
+    }
+}
+
+/// The error while the stream is down: the server's refusal of the
+/// credentials as such (401/403), else 503 saying why.
+fn not_subscribed(state: &AppState) -> AppError {
+    use crate::failure::Down;
+    match state.down.borrow().clone() {
+        Some(Down::Refused { code, message }) => BackendError::Rejected { code, message }.into(),
+        other => AppError::NotSubscribed(other.map(|d| d.reason())),
     }
 }
 

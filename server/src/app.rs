@@ -25,10 +25,10 @@ use crate::config::Config;
 use crate::engine::memory::InProcess;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
+use crate::reflection::Reflection;
 use crate::service::MessengerService;
 use crate::shutdown::{self, Shutdown};
 use crate::status_spec::SpecLayer;
-use messenger_proto::FILE_DESCRIPTOR_SET;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_runtime::conn::{self, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer};
@@ -56,7 +56,7 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error("building reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] crate::reflection::index::IndexError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("cannot install the SIGHUP handler for token reload: {0}")]
@@ -133,7 +133,7 @@ impl App {
         conn::register_metrics(&[LISTENER_GRPC, LISTENER_METRICS]);
         let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
         let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let (health, health_service) = crate::health::health_reporter();
         health
             .set_serving::<MessengerServerServer<MessengerService>>()
             .await;
@@ -145,10 +145,11 @@ impl App {
         );
         let messenger = messenger(&config, &hub, &metrics, &shutdown, auth.clone());
         let mut server = server.layer(TrackLayer).layer(SpecLayer);
+        let reflection = Reflection::standard()?;
         let grpc = server
             .add_service(health_service)
-            .add_service(reflection_builder().build_v1()?)
-            .add_service(reflection_builder().build_v1alpha()?)
+            .add_service(reflection.v1())
+            .add_service(reflection.v1alpha())
             .add_service(messenger);
         let incoming: Incoming = Box::pin(conn::grpc_incoming(
             listener,
@@ -275,17 +276,6 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
     let local = listener.local_addr().map_err(bind_err)?;
     Ok((listener, local))
-}
-
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    // Both reflection versions are registered explicitly so `list` shows both,
-    // whichever version the caller speaks (grpcurl 1.8 speaks only v1alpha).
-    tonic_reflection::server::Builder::configure()
-        .include_reflection_service(false)
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 fn log_listening(

@@ -15,10 +15,10 @@
 
 use crate::config::Config;
 use messenger_proto::SERVICE_NAME;
+use messenger_runtime::tls::{ClientTls, ClientTlsFiles, GrpcTarget};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
-use tonic::transport::{ClientTlsConfig, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -32,10 +32,10 @@ pub const TLS_NAME: &str = "localhost";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealthcheckError {
-    #[error("invalid address {0}: {1}")]
-    Address(String, tonic::transport::Error),
+    #[error("invalid address {0}")]
+    Address(String),
     #[error("cannot connect to {0}: {1}")]
-    Connect(String, tonic::transport::Error),
+    Connect(String, #[source] tonic::transport::Error),
     #[error("health check failed: {0}")]
     Call(#[from] tonic::Status),
     #[error("service {SERVICE_NAME} is {0:?}")]
@@ -63,7 +63,10 @@ pub async fn run(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{SERVICE_NAME} at {addr}: unhealthy: {e}");
+            // A TLS misconfiguration is said as what to fix, not as a handshake error.
+            let why = messenger_runtime::tls::misconfiguration(&e)
+                .map_or_else(|| e.to_string(), |m| m.message);
+            eprintln!("{SERVICE_NAME} at {addr}: unhealthy: {why}");
             ExitCode::FAILURE
         }
     }
@@ -76,39 +79,34 @@ pub fn probe_addr(config: &Config) -> SocketAddr {
 
 /// The probe's TLS config: `None` when the server speaks plaintext; else the
 /// client TLS variables of this process, checked for [`TLS_NAME`].
-pub fn probe_tls(config: &Config) -> Result<Option<ClientTlsConfig>, HealthcheckError> {
+pub fn probe_tls(config: &Config) -> Result<Option<ClientTls>, HealthcheckError> {
     if config.tls_cert.is_none() {
         return Ok(None);
     }
-    let tls = messenger_runtime::tls::ClientTlsFiles::from_env()
-        .load()?
-        .unwrap_or_else(|| ClientTlsConfig::new().with_webpki_roots());
+    let tls = match ClientTlsFiles::from_env().load()? {
+        Some(tls) => tls,
+        None => ClientTls::webpki_roots()?,
+    };
     Ok(Some(tls.domain_name(TLS_NAME)))
 }
 
 /// The one place the probe's channel is configured.
 pub fn endpoint(
     addr: SocketAddr,
-    tls: Option<ClientTlsConfig>,
+    tls: Option<ClientTls>,
     timeout: Duration,
-) -> Result<Endpoint, HealthcheckError> {
+) -> Result<GrpcTarget, HealthcheckError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let uri = format!("{scheme}://{addr}");
-    let endpoint = Endpoint::from_shared(uri.clone())
-        .map(|e| e.connect_timeout(timeout).timeout(timeout))
-        .map_err(|e| HealthcheckError::Address(uri.clone(), e))?;
-    match tls {
-        Some(tls) => endpoint
-            .tls_config(tls)
-            .map_err(|e| HealthcheckError::Address(uri, e)),
-        None => Ok(endpoint),
-    }
+    let uri = uri.parse().map_err(|_| HealthcheckError::Address(uri))?;
+    Ok(messenger_runtime::tls::endpoint(uri, tls)?
+        .map(|e| e.connect_timeout(timeout).timeout(timeout)))
 }
 
 /// `Ok` when the messenger service reports `SERVING` within `timeout`.
 pub async fn check(
     addr: SocketAddr,
-    tls: Option<ClientTlsConfig>,
+    tls: Option<ClientTls>,
     timeout: Duration,
 ) -> Result<(), HealthcheckError> {
     let probe = async {

@@ -11,6 +11,11 @@
 //! - [`admission`]: in-flight tracking and `SendMessage` load shedding,
 //!   decided from a call's headers.
 //! - [`debug`]: `GET /debug/subscribers` and the SIGUSR2 dump.
+//! - [`health`]: `grpc.health.v1.Health` as `health.proto` specifies (replaces
+//!   tonic-health's server; Watch of an unknown service stays open).
+//! - [`reflection`]: server reflection v1 and v1alpha as `reflection.proto`
+//!   specifies (replaces tonic-reflection's server; answers carry transitive
+//!   dependencies, unknown names get NOT_FOUND in the stream).
 //! - [`auth`]: bearer-token auth of the messenger service: token table,
 //!   constant-time lookup, SIGHUP reload, the interceptor.
 //! - [`error`]: the server's one error type (validation, admission, auth,
@@ -37,9 +42,11 @@ pub mod config;
 pub mod debug;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod healthcheck;
 pub mod hub;
 pub mod metrics;
+pub mod reflection;
 pub mod resume;
 pub mod service;
 pub mod shutdown;

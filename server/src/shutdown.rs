@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
+use crate::health::HealthReporter;
 
 /// What the serve task returns.
 pub type Served = Result<(), tonic::transport::Error>;

@@ -15,6 +15,14 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// rcgen's date for `days` from today (negative: in the past).
+macro_rules! days_from_now {
+    ($days:expr) => {{
+        let d = Utc::now() + Duration::days($days);
+        rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8)
+    }};
+}
+
 /// Subject alternative names of the server certificate: the compose service
 /// name, and local access.
 pub const SERVER_SANS: &[&str] = &["server", "localhost", "127.0.0.1"];
@@ -76,19 +84,41 @@ impl Ca {
         )
     }
 
+    /// A server certificate for `sans`, valid from `from_days` to `to_days`
+    /// days from today (negative: in the past), e.g. an expired one.
+    pub fn server_valid(&self, sans: &[&str], from_days: i64, to_days: i64) -> Leaf {
+        self.leaf_valid(
+            sans,
+            sans.first().copied().unwrap_or("server"),
+            ExtendedKeyUsagePurpose::ServerAuth,
+            (from_days, to_days),
+        )
+    }
+
     /// A client certificate named `name`.
     pub fn client(&self, name: &str) -> Leaf {
         self.leaf(&[], name, ExtendedKeyUsagePurpose::ClientAuth)
     }
 
     fn leaf(&self, sans: &[&str], name: &str, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_valid(sans, name, usage, (-1, 730))
+    }
+
+    fn leaf_valid(
+        &self,
+        sans: &[&str],
+        name: &str,
+        usage: ExtendedKeyUsagePurpose,
+        (from_days, to_days): (i64, i64),
+    ) -> Leaf {
         let sans: Vec<String> = sans.iter().map(|s| (*s).to_owned()).collect();
         let mut params = CertificateParams::new(sans).expect("valid SANs");
         params.distinguished_name.push(DnType::CommonName, name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![usage];
-        set_validity(&mut params);
+        params.not_before = days_from_now!(from_days);
+        params.not_after = days_from_now!(to_days);
         let key = KeyPair::generate().expect("key generation");
         let cert = params.signed_by(&key, &self.issuer).expect("signed leaf");
         Leaf {
@@ -100,10 +130,32 @@ impl Ca {
 
 /// Valid from yesterday (clock skew) for about two years.
 fn set_validity(params: &mut CertificateParams) {
-    let ymd =
-        |d: chrono::DateTime<Utc>| rcgen::date_time_ymd(d.year(), d.month() as u8, d.day() as u8);
-    params.not_before = ymd(Utc::now() - Duration::days(1));
-    params.not_after = ymd(Utc::now() + Duration::days(730));
+    params.not_before = days_from_now!(-1);
+    params.not_after = days_from_now!(730);
+}
+
+/// The self-signed certificate (`basicConstraints CA:TRUE`) that the common
+/// one-liner makes, by running exactly it in `dir`:
+/// `openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost
+/// -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout key.pem -out cert.pem`.
+/// Returns (cert.pem, key.pem). Needs `openssl` (`.ci/run` installs it).
+pub fn openssl_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl req failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
 /// 32 random bytes, hex: a bearer token.

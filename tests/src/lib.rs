@@ -256,6 +256,16 @@ impl TestClient {
             .expect("client ran");
     }
 
+    /// `GET path`; returns status and parsed JSON.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = within(path, self.http.get(format!("{}{path}", self.base)).send())
+            .await
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        let json = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
     /// `POST path` with a raw body; returns status and parsed JSON.
     pub async fn post(
         &self,

@@ -36,6 +36,14 @@ pub struct Line {
 }
 
 impl Line {
+    /// The timestamp that starts a text log line.
+    pub fn logged_at(&self) -> chrono::DateTime<chrono::Utc> {
+        let stamp = self.text.split_whitespace().next().unwrap_or_default();
+        stamp
+            .parse()
+            .unwrap_or_else(|e| panic!("no timestamp ({e}) in {:?}", self.text))
+    }
+
     /// The line parsed as a JSON object, if it is one.
     pub fn json(&self) -> Option<Value> {
         serde_json::from_str::<Value>(&self.text)

@@ -7,9 +7,10 @@
 //! sensitive and added to every outgoing call by [`Backend::authorize`].
 
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
+use messenger_runtime::tls::ClientTls;
 use std::time::Duration;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-use tonic::transport::{Channel, ClientTlsConfig, Uri};
+use tonic::transport::{Channel, Uri};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_STREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -40,7 +41,7 @@ impl Backend {
         uri: Uri,
         send_timeout: Duration,
         keepalive: Keepalive,
-        tls: Option<ClientTlsConfig>,
+        tls: Option<ClientTls>,
         authorization: Option<AsciiMetadataValue>,
     ) -> Result<Self, messenger_runtime::tls::TlsError> {
         let addr = uri
@@ -51,11 +52,13 @@ impl Backend {
             None => uri,
         };
         let channel = messenger_runtime::tls::endpoint(uri, tls)?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(keepalive.interval)
-            .keep_alive_timeout(keepalive.timeout)
-            .keep_alive_while_idle(true)
+            .map(|e| {
+                e.connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(keepalive.interval)
+                    .keep_alive_timeout(keepalive.timeout)
+                    .keep_alive_while_idle(true)
+            })
             .connect_lazy();
         // The server may be configured for texts up to 16 MiB; never refuse its stream.
         let client =

@@ -27,7 +27,7 @@ pub mod subscribe;
 
 pub use channel::{Backend, Keepalive};
 pub use receive::to_buffered;
-pub use subscribe::{Refusal, Subscriber};
+pub use subscribe::Subscriber;
 
 use std::future::Future;
 use std::pin::Pin;

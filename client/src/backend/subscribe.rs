@@ -7,14 +7,14 @@
 //!   ([`super::resume`]), and false as soon as the stream breaks. The
 //!   `messenger_client_stream_connected` gauge is set before it, so whoever
 //!   sees "subscribed" also sees it in `/metrics`.
-//! - `refused` holds the server's last refusal of this client's credentials
-//!   (UNAUTHENTICATED or PERMISSION_DENIED) while it is the latest outcome,
-//!   so HTTP callers get 401/403 rather than "retry shortly"; any other
-//!   outcome clears it.
+//! - `down` holds why the last attempt failed ([`Down`]: refused
+//!   credentials, so HTTP callers get 401/403; a TLS misconfiguration; a
+//!   passing failure) while it is the latest outcome; an open stream clears it.
 //! - Between failed attempts it waits a capped, jittered exponential backoff
-//!   (never a busy loop), and every failure, credentials included, is
-//!   retried. A failure is logged loudly when its status code is new, at
-//!   debug level while it repeats.
+//!   (never a busy loop), and every failure, credentials and TLS included,
+//!   is retried. A failure is logged loudly once when it is new (a TLS or
+//!   credentials misconfiguration at ERROR, naming the variable to fix), at
+//!   debug level while it repeats ([`Down::log`]).
 //! - Messages reach the buffer in stream order ([`super::receive`]), none
 //!   twice; each request asks the server for the messages' `traceparent` and
 //!   offsets, and every re-subscription resumes from the last one buffered.
@@ -23,7 +23,7 @@ use super::Backend;
 use super::receive::receive;
 use super::resume::{Received, Resumer};
 use crate::buffer::Buffer;
-use crate::config::ENV_CLIENT_TOKEN;
+use crate::failure::Down;
 use crate::metrics::{self, Metrics};
 use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::ServerMessageResponse;
@@ -37,19 +37,15 @@ use tonic::{Code, Request, Status, Streaming};
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The status of the server's last refusal of this client's credentials
-/// (UNAUTHENTICATED or PERMISSION_DENIED), while it is the latest outcome.
-pub type Refusal = Option<(Code, String)>;
-
 /// The subscriber loop's inputs.
 pub struct Subscriber {
     pub backend: Backend,
     pub buffer: Arc<Buffer>,
     /// True while the stream is open.
     pub subscribed: watch::Sender<bool>,
-    /// Set while subscribing fails for the credentials, so that HTTP callers
-    /// get 401/403 rather than "retry shortly".
-    pub refused: watch::Sender<Refusal>,
+    /// Why subscribing fails, while it does: HTTP callers get 401/403 for
+    /// refused credentials, and `/readyz` says why it is not ready.
+    pub down: watch::Sender<Option<Down>>,
     pub max_backoff: Duration,
     pub stop: CancellationToken,
     pub metrics: Metrics,
@@ -60,7 +56,6 @@ impl Subscriber {
     pub async fn run(self) {
         let mut client = self.backend.client.clone();
         let mut failures: u32 = 0;
-        let mut last_failure = Code::Ok;
         let mut connections: u64 = 0;
         let mut resumer = Resumer::new(self.metrics.clone());
         loop {
@@ -91,12 +86,10 @@ impl Subscriber {
                 Err(status) => {
                     metrics::grpc_handled("ReadMessages", status.code(), Duration::ZERO);
                     failures = failures.saturating_add(1);
-                    let changed = failures == 1 || status.code() != last_failure;
-                    last_failure = status.code();
-                    let auth = is_credentials_refusal(last_failure);
-                    let refusal = auth.then(|| (last_failure, status.message().to_owned()));
-                    self.refused.send_replace(refusal);
-                    log_subscribe_failure(&self.backend, &status, failures, changed);
+                    let failure = Down::of(&status);
+                    let new = failures == 1 || failure.differs_from(self.down.borrow().as_ref());
+                    failure.log(self.backend.addr(), failures, new);
+                    self.down.send_replace(Some(failure));
                 }
             }
             let delay = backoff(failures, self.max_backoff);
@@ -120,7 +113,7 @@ impl Subscriber {
         if live {
             self.set_live();
         }
-        self.refused.send_replace(None);
+        self.down.send_replace(None);
         if reconnect {
             self.metrics.reconnects.increment(1);
         }
@@ -161,32 +154,6 @@ impl Subscriber {
     fn set_live(&self) {
         self.metrics.connected.set(1.0);
         self.subscribed.send_replace(true);
-    }
-}
-
-/// The server refused this client's token (or its lack of one).
-fn is_credentials_refusal(code: Code) -> bool {
-    matches!(code, Code::Unauthenticated | Code::PermissionDenied)
-}
-
-/// Logs a refused subscribe: loudly when its status code is new, at debug
-/// level while it repeats.
-fn log_subscribe_failure(backend: &Backend, status: &Status, failures: u32, changed: bool) {
-    let code = status.code();
-    match (changed, is_credentials_refusal(code)) {
-        (true, true) => tracing::error!(
-            server = backend.addr(),
-            ?code,
-            message = status.message(),
-            "the server refused this client's credentials (check {ENV_CLIENT_TOKEN}); retrying with backoff"
-        ),
-        (true, false) => tracing::warn!(
-            server = backend.addr(),
-            ?code,
-            message = status.message(),
-            "cannot subscribe; retrying with backoff"
-        ),
-        (false, _) => tracing::debug!(failures, ?code, "subscribe attempt failed"),
     }
 }
 

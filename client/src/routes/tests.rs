@@ -5,8 +5,9 @@
 //! are the production code. One test per status (and per bad-body kind).
 
 use super::*;
-use crate::backend::{MessageSender, Refusal, SendFuture};
+use crate::backend::{MessageSender, SendFuture};
 use crate::error::{EXPECTED_BODY, RETRY_AFTER_SECS};
+use crate::failure::Down;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, header};
 use serde_json::{Value, json};
@@ -69,7 +70,7 @@ struct Client {
     server: Arc<Server>,
     buffer: Arc<Buffer>,
     subscribed: watch::Sender<bool>,
-    refused: watch::Sender<Refusal>,
+    down: watch::Sender<Option<Down>>,
 }
 
 struct Reply {
@@ -109,12 +110,12 @@ fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
     });
     let buffer = Arc::new(Buffer::new(16));
     let (subscribed, subscribed_rx) = watch::channel(true);
-    let (refused, refused_rx) = watch::channel(None);
+    let (down, down_rx) = watch::channel(None);
     let mut state = AppState {
         backend: server.clone(),
         buffer: Arc::clone(&buffer),
         subscribed: subscribed_rx,
-        refused: refused_rx,
+        down: down_rx,
         max_body_bytes: 1024,
         exporter: messenger_runtime::metrics::install(&crate::metrics::buckets()),
         http_timeout: BOUND,
@@ -126,7 +127,7 @@ fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
         server,
         buffer,
         subscribed,
-        refused,
+        down,
     }
 }
 

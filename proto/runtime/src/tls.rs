@@ -1,9 +1,12 @@
 //! TLS material from PEM files, and the client side of TLS, shared by every
-//! gRPC caller (the HTTP client, tests, bench, a health-check command).
+//! gRPC caller (the HTTP client, tests, a health-check command).
 //!
 //! Owns: reading and validating PEM certificates and keys (each error names
 //! the file and the variable it came from), and turning a server address plus
-//! optional CA / client certificate / key into a `tonic` [`Endpoint`].
+//! optional CA / client certificate / key into a [`GrpcTarget`] (a tonic
+//! endpoint with our own rustls connector, [`connector`]); which server
+//! certificates are accepted ([`pinned`]); and which connection failures are
+//! a misconfiguration, with the fix ([`diagnose`]).
 //!
 //! Invariants:
 //! - A file that is unreadable, holds no PEM item of the expected kind, or
@@ -12,14 +15,32 @@
 //!   `https://`; `https://` without a CA file trusts the webpki roots.
 //!   An explicit `http://` address together with TLS files is an error, never
 //!   a silent downgrade to plaintext.
+//! - A certificate in the CA file is trusted as a CA and also as the
+//!   server's own certificate, so the self-signed `openssl req -x509`
+//!   one-liner works as both (see [`pinned`]).
 //! - Nothing here logs, and no key material appears in an error message.
+
+pub mod connector;
+pub mod diagnose;
+mod pinned;
+
+pub use connector::{ClientTls, GrpcTarget, HandshakeError};
+pub use diagnose::{Misconfiguration, misconfiguration};
 
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Uri};
+use tonic::transport::{Certificate, Endpoint, Identity, Uri};
 
+/// The server's address: `host:port`, `http://host:port` or `https://host:port`.
+pub const ENV_SERVER_ADDR: &str = "MESSENGER_SERVER_ADDR";
+/// The server's certificate chain (PEM).
+pub const ENV_TLS_CERT: &str = "MESSENGER_TLS_CERT";
+/// Private key (PEM) of [`ENV_TLS_CERT`].
+pub const ENV_TLS_KEY: &str = "MESSENGER_TLS_KEY";
+/// CA bundle (PEM) the server requires client certificates to chain to (mTLS).
+pub const ENV_TLS_CLIENT_CA: &str = "MESSENGER_TLS_CLIENT_CA";
 /// CA bundle (PEM) the client trusts for the server's certificate.
 pub const ENV_SERVER_CA: &str = "MESSENGER_SERVER_CA";
 /// Client certificate chain (PEM) presented to a server that asks (mTLS).
@@ -59,23 +80,44 @@ pub enum TlsError {
     PlaintextAddress { addr: String },
     #[error("TLS configuration rejected: {0}")]
     Config(#[from] tonic::transport::Error),
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(String),
 }
 
 /// Reads a PEM file of one or more certificates (a CA bundle or a chain).
 pub fn read_certificates(var: &'static str, path: &Path) -> Result<Certificate, TlsError> {
+    read_certificate_ders(var, path)?;
+    Ok(Certificate::from_pem(read(var, path)?))
+}
+
+/// The certificates of a PEM file, DER; at least one.
+pub fn read_certificate_ders(
+    var: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem_bytes = read(var, path)?;
-    let mut found = false;
-    for item in CertificateDer::pem_slice_iter(&pem_bytes) {
-        item.map_err(|e| invalid(var, path, e))?;
-        found = true;
-    }
-    if !found {
+    let certs = CertificateDer::pem_slice_iter(&pem_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(var, path, e))?;
+    if certs.is_empty() {
         return Err(TlsError::NoCertificate {
             var,
             path: path.to_owned(),
         });
     }
-    Ok(Certificate::from_pem(pem_bytes))
+    Ok(certs)
+}
+
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+fn read_key_der(var: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    match PrivateKeyDer::from_pem_slice(&read(var, path)?) {
+        Ok(key) => Ok(key),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
+            var,
+            path: path.to_owned(),
+        }),
+        Err(e) => Err(invalid(var, path, e)),
+    }
 }
 
 /// Reads a certificate chain and its private key.
@@ -84,15 +126,8 @@ pub fn read_identity(
     (key_var, key): (&'static str, &Path),
 ) -> Result<Identity, TlsError> {
     let chain = read_certificates(cert_var, cert)?;
-    let key_bytes = read(key_var, key)?;
-    match PrivateKeyDer::from_pem_slice(&key_bytes) {
-        Ok(_) => Ok(Identity::from_pem(chain, key_bytes)),
-        Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
-            var: key_var,
-            path: key.to_owned(),
-        }),
-        Err(e) => Err(invalid(key_var, key, e)),
-    }
+    read_key_der(key_var, key)?;
+    Ok(Identity::from_pem(chain, read(key_var, key)?))
 }
 
 /// Both or neither of a cert/key pair; names the variable that is missing.
@@ -139,7 +174,7 @@ impl ClientTlsFiles {
 
     /// The TLS config these files describe, `None` when none is set. Without
     /// a CA file the webpki roots are trusted.
-    pub fn load(&self) -> Result<Option<ClientTlsConfig>, TlsError> {
+    pub fn load(&self) -> Result<Option<ClientTls>, TlsError> {
         let identity = pair(
             (ENV_CLIENT_CERT, self.cert.as_deref()),
             (ENV_CLIENT_KEY, self.key.as_deref()),
@@ -147,41 +182,34 @@ impl ClientTlsFiles {
         if self.is_empty() {
             return Ok(None);
         }
-        let mut config = ClientTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
-        config = match &self.ca {
-            Some(ca) => config.ca_certificate(read_certificates(ENV_SERVER_CA, ca)?),
-            None => config.with_webpki_roots(),
+        let ca = match &self.ca {
+            Some(ca) => Some((ca.clone(), read_certificate_ders(ENV_SERVER_CA, ca)?)),
+            None => None,
         };
-        if let Some((cert, key)) = identity {
-            config = config.identity(read_identity(
-                (ENV_CLIENT_CERT, cert),
-                (ENV_CLIENT_KEY, key),
-            )?);
-        }
-        Ok(Some(config))
+        let identity = match identity {
+            Some((cert, key)) => Some((
+                read_certificate_ders(ENV_CLIENT_CERT, cert)?,
+                read_key_der(ENV_CLIENT_KEY, key)?,
+            )),
+            None => None,
+        };
+        ClientTls::new(ca, identity).map(Some)
     }
 }
 
-/// An endpoint for `uri` (scheme `http` or `https`): TLS with `tls` when
+/// The target for `uri` (scheme `http` or `https`): TLS with `tls` when
 /// given (a `http` scheme that came from a bare `host:port` must already be
 /// rewritten by the caller, see [`with_https`]), TLS with the webpki roots
 /// for `https` without `tls`, plaintext otherwise.
-pub fn endpoint(uri: Uri, tls: Option<ClientTlsConfig>) -> Result<Endpoint, TlsError> {
+pub fn endpoint(uri: Uri, tls: Option<ClientTls>) -> Result<GrpcTarget, TlsError> {
     let https = uri.scheme_str() == Some("https");
-    if tls.is_some() && !https {
-        return Err(TlsError::PlaintextAddress {
-            addr: uri.to_string(),
-        });
-    }
-    let endpoint = Endpoint::from(uri);
     match (tls, https) {
-        (Some(tls), _) => Ok(endpoint.tls_config(tls)?),
-        (None, true) => Ok(endpoint.tls_config(
-            ClientTlsConfig::new()
-                .timeout(HANDSHAKE_TIMEOUT)
-                .with_webpki_roots(),
-        )?),
-        (None, false) => Ok(endpoint),
+        (Some(_), false) => Err(TlsError::PlaintextAddress {
+            addr: uri.to_string(),
+        }),
+        (Some(tls), true) => GrpcTarget::tls(uri, tls),
+        (None, true) => GrpcTarget::tls(uri, ClientTls::new(None, None)?),
+        (None, false) => Ok(GrpcTarget::plaintext(Endpoint::from(uri))),
     }
 }
 
@@ -263,7 +291,7 @@ mod tests {
         assert!(none.load().unwrap().is_none());
         let plain: Uri = "http://127.0.0.1:1".parse().unwrap();
         assert!(endpoint(plain.clone(), None).is_ok());
-        let tls = ClientTlsConfig::new();
+        let tls = ClientTls::new(None, None).unwrap();
         assert!(matches!(
             endpoint(plain.clone(), Some(tls.clone())),
             Err(TlsError::PlaintextAddress { .. })

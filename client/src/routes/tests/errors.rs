@@ -69,7 +69,10 @@ async fn assert_credentials_refused(code: Code, want: StatusCode) {
     let c = client(Answer::Refuse(code), |_| {});
     assert_eq!(c.send(GOOD).await.status, want);
     c.subscribed.send_replace(false);
-    c.refused.send_replace(Some((code, "bad token".into())));
+    c.down.send_replace(Some(Down::Refused {
+        code,
+        message: "bad token".into(),
+    }));
     let r = c.send(GOOD).await;
     assert_eq!(r.status, want);
     assert!(r.error().contains("bad token"));
