@@ -31,7 +31,9 @@ use crate::shutdown::{self, Shutdown};
 use crate::status_spec::SpecLayer;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
-use messenger_runtime::conn::{self, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer};
+use messenger_runtime::conn::{
+    self, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer,
+};
 use messenger_runtime::metrics::Exporter;
 use messenger_runtime::tls::TlsError;
 use std::future::Future;
@@ -196,6 +198,12 @@ impl App {
     /// The fan-out hub, for inspection (subscriber count) by tests and tools.
     pub fn hub(&self) -> Arc<Hub> {
         Arc::clone(&self.hub)
+    }
+
+    /// The tracker of admitted `SendMessage` calls, one token per call from
+    /// its headers on; its `len()` is the in-flight count (tests wait on it).
+    pub fn sends_in_flight(&self) -> tokio_util::task::TaskTracker {
+        self.shutdown.in_flight()
     }
 
     /// Serves until `signal` completes, then drains ([`crate::shutdown`]).

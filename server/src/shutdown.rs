@@ -21,6 +21,7 @@
 //! unserved. A new step is one more field here and one more call in
 //! [`Shutdown::drain`].
 
+use crate::health::HealthReporter;
 use crate::hub::Hub;
 use messenger_proto::SERVICE_NAME;
 use messenger_runtime::conn::Hygiene;
@@ -31,7 +32,6 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::task::TaskTracker;
 use tonic_health::ServingStatus;
-use crate::health::HealthReporter;
 
 /// What the serve task returns.
 pub type Served = Result<(), tonic::transport::Error>;

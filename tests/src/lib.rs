@@ -66,6 +66,8 @@ pub struct TestServer {
     pub hub: Arc<Hub>,
     /// The token table, when the config enables token auth.
     pub auth: Option<messenger_server::auth::Auth>,
+    /// Admitted `SendMessage` calls (see `App::sends_in_flight`).
+    pub sends_in_flight: tokio_util::task::TaskTracker,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), messenger_server::AppError>>,
 }
@@ -88,6 +90,7 @@ impl TestServer {
             .await
             .expect("server binds");
         let (addr, hub, auth) = (app.local_addr(), app.hub(), app.auth());
+        let sends_in_flight = app.sends_in_flight();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -96,6 +99,7 @@ impl TestServer {
             addr,
             hub,
             auth,
+            sends_in_flight,
             stop: Some(stop),
             task,
         }
