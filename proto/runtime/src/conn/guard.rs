@@ -217,10 +217,13 @@ async fn doom(
             () = stop.cancelled() => break false,
             _ = activity.wait_for(|a| a.in_flight == 0) => {}
         }
+        // A request may start and end between two wake-ups of this task, so
+        // activity is "any request started since", not "one in flight now".
+        let seen = activity.borrow().started;
         tokio::select! {
             biased;
             () = stop.cancelled() => break false,
-            _ = activity.wait_for(|a| a.in_flight > 0) => {}
+            _ = activity.wait_for(|a| a.in_flight > 0 || a.started != seen) => {}
             () = sleep(limits.idle_timeout()) => break true,
         }
     };
@@ -235,9 +238,10 @@ async fn linger(activity: &mut watch::Receiver<Activity>, linger: Duration) {
     loop {
         // The sender lives as long as the connection, so these never fail.
         let _ = activity.wait_for(|a| a.in_flight == 0).await;
+        let seen = activity.borrow().started;
         tokio::select! {
             () = sleep(linger) => return,
-            _ = activity.wait_for(|a| a.in_flight > 0) => {}
+            _ = activity.wait_for(|a| a.in_flight > 0 || a.started != seen) => {}
         }
     }
 }
