@@ -1,19 +1,57 @@
 #!/usr/bin/env bash
-# Installs what `make ops-check` needs from Debian when it is missing:
-# docker-compose 1.29 (validates the compose files; no engine needed) and the
-# prometheus package (promtool, and the prometheus binary that the dashboard
-# check runs itself on a free port; the package's own service is not used).
-# Called by `make ops-check` and by .ci/run. Needs root (or sudo) only when
-# something is missing.
+# Installs the Debian tools the checks and tests run, when they are missing:
+#   docker-compose  docker-compose 1.29: validates the compose files (no engine needed);
+#   prometheus      promtool, and the prometheus binary that the dashboard check
+#                   (ops/check/live.py) runs itself on a free port;
+#   redis-server    the broker that the Redis-engine tests, the course suite
+#                   against two replicas and the dashboard check start themselves,
+#                   each on a free loopback port.
+# The packages' own services are never used (apt may start them; nothing here
+# talks to them).
+#
+#   install-tools.sh                 all of them (make ops-check, .ci/run)
+#   install-tools.sh redis-server    only the named ones (make test-rust, test-course-replicas)
+#
+# Idempotent: with everything present it changes nothing and needs no network.
+# Needs root (or sudo) only when something is missing. Debian 12 (bookworm).
 set -euo pipefail
 
+all=(docker-compose prometheus redis-server)
+wanted=("$@")
+((${#wanted[@]})) || wanted=("${all[@]}")
+
+# The commands each package must provide.
+commands_of() {
+    case $1 in
+    docker-compose) echo docker-compose ;;
+    prometheus) echo promtool prometheus ;;
+    redis-server) echo redis-server ;;
+    esac
+}
+for package in "${wanted[@]}"; do
+    [[ " ${all[*]} " == *" $package "* ]] || { echo "install-tools.sh: unknown tool $package (known: ${all[*]})" >&2; exit 2; }
+done
+
 missing=()
-command -v docker-compose >/dev/null || missing+=(docker-compose)
-{ command -v promtool && command -v prometheus; } >/dev/null || missing+=(prometheus)
+for package in "${wanted[@]}"; do
+    for cmd in $(commands_of "$package"); do
+        if ! command -v "$cmd" >/dev/null; then
+            missing+=("$package")
+            break
+        fi
+    done
+done
 if ((${#missing[@]})); then
     sudo=()
     [[ $(id -u) == 0 ]] || sudo=(sudo)
     "${sudo[@]}" apt-get update
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-echo "docker-compose $(docker-compose version --short); $(promtool --version | head -1)"
+
+for package in "${wanted[@]}"; do
+    case $package in
+    docker-compose) echo "docker-compose $(docker-compose version --short)" ;;
+    prometheus) promtool --version | head -1 ;;
+    redis-server) redis-server --version ;;
+    esac
+done
