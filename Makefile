@@ -7,8 +7,8 @@ VENV    := .venv
 BIN     := target/release
 SERVER_PORT ?= 51075
 
-.PHONY: build run test test-rust test-course lint fmt clean certs
-.PHONY: ops-check up up-secure down logs ps compose-test
+.PHONY: build run test test-rust test-course test-tools lint fmt clean certs
+.PHONY: ops-check up up-secure up-scale down logs ps compose-test compose-test-scale
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -32,9 +32,15 @@ certs:
 
 test: test-rust test-course ops-check soak-ci
 
+## Debian tools the tests start themselves: redis-server (the Redis-engine
+## tests and the two-replica course suite run one per test on a free loopback
+## port). Installs only what is missing (ops/check/install-tools.sh).
+test-tools:
+	ops/check/install-tools.sh redis-server
+
 ## Unit, property and end-to-end tests (release profile: shares the build with the binaries).
 ## The observability tests run the release binaries, so they are built first.
-test-rust: build
+test-rust: build test-tools
 	$(CARGO) test --release --workspace
 
 ## Course-compatible suite: real release binaries, real grpcurl.
@@ -56,18 +62,21 @@ $(VENV)/.ops-installed: ops/requirements.txt $(VENV)/.installed
 # `docker compose` (v2) when the plugin is there, else docker-compose (v1).
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 SECURE  := -f docker-compose.yml -f ops/compose/secure.yml
+SCALE   := -f docker-compose.yml -f ops/compose/scale.yml --profile scale
 DOCKERFILES := server/Dockerfile client/Dockerfile tests/course/Dockerfile
 
 ## Proves the deployment configs without a container engine: compose files
 ## (docker-compose 1.29), Dockerfiles (hadolint), Prometheus config, rules and
 ## rule unit tests (promtool), Grafana provisioning and collector pipelines, and
 ## every dashboard and alert query against a real Prometheus scraping the
-## release binaries. Installs the Debian packages docker-compose and prometheus if missing.
+## release binaries (two replicas on a real redis-server once the server has
+## --broker-url). Installs the Debian packages docker-compose, prometheus and
+## redis-server if missing.
 ops-check: build $(VENV)/.ops-installed
 	ops/check/install-tools.sh
 	ops/check/compose.sh
 	$(VENV)/bin/hadolint $(DOCKERFILES)
-	promtool check config ops/prometheus/prometheus.yml
+	promtool check config ops/prometheus/prometheus.yml ops/prometheus/prometheus-scale.yml
 	promtool check rules ops/prometheus/rules/*.yml
 	promtool test rules ops/prometheus/tests/*.yml
 	$(VENV)/bin/python ops/check/static.py
@@ -80,6 +89,12 @@ define STACK_URLS
 	@echo "client1     http://localhost:8080   (POST /sendMessage, /getAndFlushMessages)"
 	@echo "client2     http://localhost:8081"
 	@echo "server      localhost:51075 (gRPC), http://localhost:9464/metrics"
+endef
+
+define SCALE_URLS
+	@echo "server-b    localhost:51076 (gRPC, replica B; the one above is replica A), http://localhost:9465/metrics"
+	@echo "redis       the broker, inside the compose network only (redis:6379, stream messenger:chat)"
+	@echo "            client1 -> replica A, client2 -> replica B; Grafana's replica variable picks one"
 endef
 
 ## The full stack: server, two clients, collector, Jaeger, Prometheus, Grafana.
@@ -95,8 +110,17 @@ up-secure:
 	$(COMPOSE) $(SECURE) up -d --build
 	$(STACK_URLS)
 
+## Two server replicas sharing one chat through Redis Streams
+## (ops/compose/scale.yml): client1 -> replica A, client2 -> replica B.
+up-scale:
+	$(COMPOSE) $(SCALE) up -d --build
+	$(STACK_URLS)
+	$(SCALE_URLS)
+
+## Stops and removes whichever stack runs (plain, secure or scale); volumes
+## (Prometheus, Grafana, Redis data) are kept: `$(COMPOSE) $(SCALE) down -v` drops them.
 down:
-	$(COMPOSE) --profile test down --remove-orphans
+	$(COMPOSE) $(SCALE) --profile test down --remove-orphans
 
 logs:
 	$(COMPOSE) logs -f --tail=100
@@ -107,6 +131,10 @@ ps:
 ## The course-compatible suite in a container against the running stack.
 compose-test:
 	$(COMPOSE) --profile test run --rm tests
+
+## The same against the two-replica stack (make up-scale).
+compose-test-scale:
+	$(COMPOSE) $(SCALE) --profile test run --rm tests
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -8,6 +8,9 @@
 #   2. merged with ops/compose/secure.yml, after what `make up-secure` does
 #      first: the real `gen-certs` (target/release, built by `make build`)
 #      writes ops/secure/ in the copy.
+#   3. merged with ops/compose/scale.yml and the `scale` profile (make up-scale:
+#      redis and two server replicas), alone and with the `test` profile
+#      (make compose-test-scale).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 compose=${COMPOSE_CHECK:-docker-compose}
@@ -26,5 +29,7 @@ unset GRAFANA_ADMIN_PASSWORD MESSENGER_SECURE_DIR COMPOSE_FILE COMPOSE_PROFILES 
     "$compose" -f docker-compose.yml --profile test config -q
     "$OLDPWD/$gen_certs" ops/secure --shared-keys >/dev/null
     "$compose" -f docker-compose.yml -f ops/compose/secure.yml config -q
+    "$compose" -f docker-compose.yml -f ops/compose/scale.yml --profile scale config -q
+    "$compose" -f docker-compose.yml -f ops/compose/scale.yml --profile scale --profile test config -q
 )
-echo "compose OK ($("$compose" version --short)) from a copy of the tracked files: docker-compose.yml, with profile test, and merged with ops/compose/secure.yml after gen-certs"
+echo "compose OK ($("$compose" version --short)) from a copy of the tracked files: docker-compose.yml, with profile test, merged with ops/compose/secure.yml after gen-certs, and merged with ops/compose/scale.yml (profile scale, with and without test)"

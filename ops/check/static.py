@@ -9,7 +9,14 @@
 - Collector: every pipeline names receivers, processors, exporters and connectors that are
   defined; each connector is an exporter in one pipeline and a receiver in another; every
   defined component is used; exporters point at compose services that exist.
-- Compose: every bind-mounted ./ops path exists.
+- Compose: every bind-mounted ./ops path exists (also in ops/compose/scale.yml).
+- The two-replica stack (docker-compose.yml merged with ops/compose/scale.yml, as compose merges
+  them): redis pinned to an exact version, append-only on a named volume at /data, a redis-cli
+  ping healthcheck, only in the `scale` profile; every server replica on that redis
+  (MESSENGER_BROKER_URL) and waiting for its health; client1 and client2 on different replicas;
+  Prometheus mounting ops/prometheus/prometheus-scale.yml, which is prometheus.yml except that the
+  messenger-server job scrapes exactly the replicas' metrics ports, each with its own `replica`
+  label; every replica's stop_grace_period above its drain.
 - Grafana's entrypoint (ops/grafana/entrypoint.sh, run here with sh): without a password it
   makes a random one at first start, mode 0600 in the data dir, and keeps it across restarts;
   a password the operator sets (even the empty one compose passes when unset counts as unset)
@@ -50,6 +57,23 @@ def load_yaml(path):
 
 def compose():
     return load_yaml(REPO / "docker-compose.yml")
+
+
+def merged(base, override):
+    """Compose's merge for the keys checked here: mappings merge key by key (environment,
+    depends_on, networks), anything else is replaced; volumes merge by container path."""
+    out = dict(base)
+    for key, value in override.items():
+        if key == "volumes" and isinstance(out.get(key), list):
+            by_target = {v.split(":")[1]: v for v in out[key]}
+            by_target.update({v.split(":")[1]: v for v in value})
+            out[key] = list(by_target.values())
+        elif isinstance(value, dict) and isinstance(out.get(key), (dict, list)):
+            current = out[key] if isinstance(out[key], dict) else {k: {} for k in out[key]}
+            out[key] = merged(current, value)
+        else:
+            out[key] = value
+    return out
 
 
 def grafana(services):
@@ -145,7 +169,8 @@ def collector(services):
 
 
 def compose_mounts(services):
-    for name, svc in services.items():
+    scale_services = (load_yaml(OPS / "compose" / "scale.yml") or {}).get("services", {})
+    for name, svc in [*services.items(), *scale_services.items()]:
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith("./"):
@@ -196,9 +221,72 @@ def stop_grace(services):
               f"MESSENGER_SHUTDOWN_GRACE_SECS={grace}")
 
 
+def host_port(addr):
+    host, _, port = addr.rpartition(":")
+    return host, port
+
+
+def scale_stack(base):
+    """The two-replica stack: docker-compose.yml merged with ops/compose/scale.yml."""
+    where = "ops/compose/scale.yml"
+    override = load_yaml(OPS / "compose" / "scale.yml") or {}
+    services = {name: merged(base["services"].get(name, {}), svc)
+                for name, svc in override.get("services", {}).items()}
+    services = {**base["services"], **services}
+    redis = services.get("redis", {})
+    check(re.fullmatch(r"redis:\d+\.\d+\.\d+(-alpine)?", redis.get("image", "")),
+          f"docker-compose.yml: redis image {redis.get('image')!r} is not an exact redis:X.Y.Z tag")
+    command = [str(c) for c in redis.get("command", [])]
+    check("--appendonly" in command and command[command.index("--appendonly") + 1:][:1] == ["yes"],
+          "docker-compose.yml: redis without --appendonly yes")
+    data = [v for v in redis.get("volumes", []) if v.split(":")[1:2] == ["/data"]]
+    check(data and data[0].split(":")[0] in (base.get("volumes") or {}),
+          "docker-compose.yml: redis /data is not a named volume")
+    check("redis-cli" in str(redis.get("healthcheck", {}).get("test")) and "ping" in str(redis["healthcheck"]["test"]),
+          "docker-compose.yml: redis healthcheck is not redis-cli ping")
+    check(redis.get("profiles") == ["scale"], "docker-compose.yml: redis must be in the scale profile only")
+    replicas = {name: svc for name, svc in services.items() if svc.get("image") == "messenger-server:local"}
+    check(len(replicas) >= 2, f"{where}: fewer than two server replicas: {sorted(replicas)}")
+    names = {}  # every network name of a replica -> the replica
+    for name, svc in replicas.items():
+        names[name] = name
+        for alias in ((svc.get("networks") or {}).get("default") or {}).get("aliases", []):
+            names[alias] = name
+        env = svc.get("environment", {})
+        host = re.match(r"rediss?://([^:/]+)", env.get("MESSENGER_BROKER_URL", ""))
+        check(host and host.group(1) == "redis", f"{where}: {name} is not on the redis broker: {env.get('MESSENGER_BROKER_URL')}")
+        check((svc.get("depends_on") or {}).get("redis", {}).get("condition") == "service_healthy",
+              f"{where}: {name} does not wait for redis to be healthy")
+    reached = {c: names.get(host_port(services[c]["environment"].get("MESSENGER_SERVER_ADDR", ""))[0])
+               for c in ("client1", "client2")}
+    check(None not in reached.values() and len(set(reached.values())) == 2,
+          f"{where}: client1 and client2 must use different replicas: {reached}")
+    stop_grace(replicas)
+    mount = "./ops/prometheus/prometheus-scale.yml:/etc/prometheus/prometheus.yml:ro"
+    check(mount in services["prometheus"].get("volumes", []), f"{where}: prometheus does not mount {mount}")
+    single = load_yaml(OPS / "prometheus" / "prometheus.yml")
+    scaled = load_yaml(OPS / "prometheus" / "prometheus-scale.yml")
+    jobs = {j["job_name"]: j for j in scaled.get("scrape_configs", [])}
+    server_job = jobs.get("messenger-server", {})
+    strip = lambda cfg: {**cfg, "scrape_configs": [j for j in cfg["scrape_configs"] if j["job_name"] != "messenger-server"]}
+    check(strip(single) == strip(scaled), "prometheus-scale.yml differs from prometheus.yml beyond the messenger-server job")
+    targets = {t: (sc.get("labels") or {}).get("replica") for sc in server_job.get("static_configs", [])
+               for t in sc["targets"]}
+    scraped = {names.get(host_port(t)[0]) for t in targets}
+    ports = {host_port(t)[1] == replicas.get(names.get(host_port(t)[0]), {}).get("environment", {}).get("MESSENGER_METRICS_PORT")
+             for t in targets}
+    check(scraped == set(replicas) and ports == {True} and len(targets) == len(replicas),
+          f"prometheus-scale.yml: messenger-server targets {sorted(targets)} are not the replicas' metrics ports")
+    check(None not in targets.values() and len(set(targets.values())) == len(targets),
+          f"prometheus-scale.yml: each replica target needs its own replica label: {targets}")
+    return len(replicas)
+
+
 def main():
-    services = compose().get("services", {})
+    base = compose()
+    services = base.get("services", {})
     stop_grace(services)
+    replicas = scale_stack(base)
     boards = grafana(services)
     pipelines = collector(services)
     compose_mounts(services)
@@ -206,7 +294,8 @@ def main():
     if errors:
         print("FAIL:", *errors, sep="\n  ")
         sys.exit(1)
-    print(f"static ops checks OK: {boards} dashboards, {pipelines} collector pipelines, {len(services)} services")
+    print(f"static ops checks OK: {boards} dashboards, {pipelines} collector pipelines, {len(services)} services, "
+          f"{replicas} server replicas in the scale stack")
 
 
 if __name__ == "__main__":
