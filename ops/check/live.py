@@ -14,8 +14,17 @@
    the collector exports, are checked against ops/otel-collector/spanmetrics-series.txt), if a
    core panel returns no data, or if the SlowConsumerDisconnects alert does not fire.
 
+Broker mode (--broker on; `auto`, the default, turns it on when messenger-server --help lists
+--broker-url): the topology of ops/compose/scale.yml instead, scraped with
+ops/prometheus/prometheus-scale.yml: a redis-server on a free loopback port, two server replicas
+on it (MESSENGER_BROKER_URL), client1 on replica A (with the slow subscriber), client2 on replica
+B. Then every broker panel and broker alert quantity (messenger_broker_*) must return data, and
+both replicas must report messenger_broker_up 1. Without a broker those queries still run, but
+their metrics are not required to exist or to return data (they are listed as skipped).
+
 Every wait is on an event (a log line, /-/ready, target health, a series value), bounded by a
-timeout. Usage: live.py [--bin-dir target/release] [--prometheus prometheus]
+timeout. Usage: live.py [--bin-dir target/release] [--prometheus prometheus] [--broker auto|on|off]
+[--redis-server redis-server]
 """
 
 import argparse
@@ -38,6 +47,7 @@ from pathlib import Path
 
 import yaml
 
+import broker
 import promql
 from slow_subscriber import SlowSubscriber
 
@@ -46,8 +56,9 @@ CORE_PANELS = {"Send rate by gRPC code", "Delivery latency p50 / p95 / p99", "Su
 TIMEOUT = 60.0
 SUBSCRIBER_QUEUE = "16"
 # compose target -> native stand-in key (see NativeStack.targets)
-COMPOSE_TARGETS = {"server:9464": "server", "client1:8080": "client1", "client2:8081": "client2",
-                   "localhost:9090": "prometheus"}
+COMPOSE_TARGETS = {"server:9464": "server", "server-a:9464": "server", "server-b:9464": "server-b",
+                   "client1:8080": "client1", "client2:8081": "client2", "localhost:9090": "prometheus"}
+BROKER_METRIC_PREFIX = "messenger_broker_"
 
 
 def wait_for(what, predicate, timeout=TIMEOUT, interval=0.2):
@@ -118,21 +129,34 @@ class Proc:
 
 
 class NativeStack:
-    def __init__(self, bin_dir, prometheus_bin, workdir):
+    """server + client1 + client2, or with redis_bin two replicas on a redis-server: server
+    (replica A, client1 and the slow subscriber) and server-b (replica B, client2)."""
+
+    def __init__(self, bin_dir, prometheus_bin, workdir, redis_bin=None):
         self.procs, self.workdir = [], workdir
+        self.replicas = ["server", "server-b"] if redis_bin else ["server"]
         base = {"NO_COLOR": "1", "RUST_LOG": "info"}
         for key in list(os.environ):
             if key.startswith(("MESSENGER_", "OTEL_")):
                 base[key] = ""  # the stack is configured only by what follows
-        server = self._spawn("server", [bin_dir / "messenger-server"], {
-            **base, "MESSENGER_SERVER_HOST": "127.0.0.1", "MESSENGER_SERVER_PORT": "0",
-            "MESSENGER_METRICS_PORT": "0", "MESSENGER_SUBSCRIBER_QUEUE": SUBSCRIBER_QUEUE})
-        m = server.wait_line(r"grpc_addr=([\d.]+):(\d+) metrics_addr=[\d.]+:(\d+)")
-        self.grpc = ("127.0.0.1", int(m.group(2)))
-        self.targets = {"server": f"127.0.0.1:{m.group(3)}"}
-        for name in ("client1", "client2"):
+        server_env = {**base, "MESSENGER_SERVER_HOST": "127.0.0.1", "MESSENGER_SERVER_PORT": "0",
+                      "MESSENGER_METRICS_PORT": "0", "MESSENGER_SUBSCRIBER_QUEUE": SUBSCRIBER_QUEUE}
+        if redis_bin:
+            port = free_port()
+            redis = self._spawn("redis", broker.redis_argv(redis_bin, port, workdir))
+            redis.wait_line(broker.REDIS_READY)
+            server_env.update({broker.ENV_BROKER_URL: f"redis://127.0.0.1:{port}/0",
+                               broker.ENV_BROKER_STREAM: "messenger:ops-check"})
+        self.targets, grpc_ports = {}, {}
+        for name in self.replicas:
+            server = self._spawn(name, [bin_dir / "messenger-server"], server_env)
+            m = server.wait_line(r"grpc_addr=([\d.]+):(\d+) metrics_addr=[\d.]+:(\d+)")
+            grpc_ports[name] = int(m.group(2))
+            self.targets[name] = f"127.0.0.1:{m.group(3)}"
+        self.grpc = ("127.0.0.1", grpc_ports["server"])
+        for name, replica in (("client1", "server"), ("client2", self.replicas[-1])):
             client = self._spawn(name, [bin_dir / "messenger-client"], {
-                **base, "MESSENGER_SERVER_ADDR": f"127.0.0.1:{self.grpc[1]}",
+                **base, "MESSENGER_SERVER_ADDR": f"127.0.0.1:{grpc_ports[replica]}",
                 "MESSENGER_HTTP_HOST": "127.0.0.1", "MESSENGER_HTTP_PORT": "0"})
             port = client.wait_line(r"http_addr=[\d.]+:(\d+)").group(1)
             self.targets[name] = f"127.0.0.1:{port}"
@@ -150,8 +174,10 @@ class NativeStack:
         return proc
 
     def native_config(self):
-        """The compose prometheus.yml, scraping every second, with each target rewritten."""
-        config = yaml.safe_load((promql.OPS / "prometheus" / "prometheus.yml").read_text())
+        """The compose prometheus.yml (prometheus-scale.yml for two replicas), scraping every
+        second, with each target rewritten."""
+        name = "prometheus-scale.yml" if len(self.replicas) > 1 else "prometheus.yml"
+        config = yaml.safe_load((promql.OPS / "prometheus" / name).read_text())
         config["global"].update(scrape_interval="1s", evaluation_interval="1s")
         config["rule_files"] = [str(p) for p in promql.RULES]
         jobs = []
@@ -195,7 +221,7 @@ def drive_traffic(stack, prom):
     send = lambda base, author, text: http("POST", f"{base}/sendMessage",
                                            json.dumps({"author": author, "text": text}).encode())
     slow = SlowSubscriber(*stack.grpc)
-    wait_for("3 subscribers in Prometheus", lambda: prom.value("messenger_subscribers") == 3)
+    wait_for("3 subscribers in Prometheus", lambda: prom.value("sum(messenger_subscribers)") == 3)
     accepted = 0
     # Enough messages to fill the slow subscriber's queue (its window is 0, so nothing drains it).
     for i in range(4 * int(SUBSCRIBER_QUEUE)):
@@ -203,7 +229,7 @@ def drive_traffic(stack, prom):
         assert status == 200, (status, body)
         accepted += 1
     wait_for('messenger_subscriber_disconnects_total{reason="slow"} >= 1 in Prometheus',
-             lambda: (prom.value('messenger_subscriber_disconnects_total{reason="slow"}') or 0) >= 1)
+             lambda: (prom.value('sum(messenger_subscriber_disconnects_total{reason="slow"})') or 0) >= 1)
     slow.close()
     status, _ = send(c1, "a" * 300, "author over the 256-byte limit")
     assert status == 400, status  # the server's InvalidArgument, mapped by the client
@@ -215,8 +241,12 @@ def drive_traffic(stack, prom):
             accepted += 1
             assert http("POST", f"{base}/getAndFlushMessages")[0] == 200
         time.sleep(0.05)  # pacing of the load, not a readiness wait
-    wait_for(f"messenger_messages_accepted_total == {accepted} in Prometheus",
-             lambda: prom.value("messenger_messages_accepted_total") == accepted)
+    # Calls answered OK, summed over the replicas, whichever replica delivered what.
+    ok_sends = 'sum(grpc_server_handled_total{grpc_method="SendMessage", grpc_code="OK"})'
+    wait_for(f"{ok_sends} == {accepted} in Prometheus", lambda: prom.value(ok_sends) == accepted)
+    if len(stack.replicas) > 1:
+        wait_for("messenger_broker_up 1 on every replica in Prometheus",
+                 lambda: prom.value("sum(messenger_broker_up)") == len(stack.replicas))
     return accepted
 
 
@@ -234,7 +264,7 @@ def without_threshold(expr):
     return m.group(1) if m else None
 
 
-def run_queries(prom, start, scraped):
+def run_queries(prom, start, scraped, with_broker):
     spanmetrics = promql.spanmetrics_series()
     queries = promql.all_queries(CORE_PANELS)
     # An alert is quiet on a healthy stack, so its condition returns nothing; the quantity it
@@ -245,12 +275,17 @@ def run_queries(prom, start, scraped):
             raise SystemExit(f"FAIL: {q.source}: no final comparison with a constant in {q.expr!r}")
         queries.append(promql.Query(f"{q.source} (without threshold)", inner, core=True,
                                     metrics=promql.metric_names(inner)))
-    failures, with_data, empty = [], 0, []
+    failures, with_data, empty, skipped = [], 0, [], []
     for q in queries:
+        on_broker = any(name.startswith(BROKER_METRIC_PREFIX) for name in q.metrics)
+        q.core = q.core or (on_broker and with_broker)
         try:
             result = prom.api("query_range", query=q.expr, start=f"{start:.3f}", end=f"{time.time():.3f}", step="1")
         except ValueError as e:
             failures.append(f"{q.source}: query failed: {e}")
+            continue
+        if on_broker and not with_broker:
+            skipped.append(q)  # ran (so it parses), but no broker exports these metrics here
             continue
         for name in sorted(q.metrics):
             known = spanmetrics if name.startswith("traces_span_metrics_") else scraped
@@ -263,7 +298,7 @@ def run_queries(prom, start, scraped):
             empty.append(q)
             if q.core:
                 failures.append(f"{q.source}: core panel returned no data: {q.expr}")
-    return queries, with_data, empty, failures
+    return queries, with_data, empty, skipped, failures
 
 
 def main():
@@ -271,12 +306,23 @@ def main():
     repo = promql.OPS.parent
     parser.add_argument("--bin-dir", type=Path, default=repo / "target" / "release")
     parser.add_argument("--prometheus", default=shutil.which("prometheus") or "prometheus")
+    parser.add_argument("--broker", choices=("auto", "on", "off"), default="auto",
+                        help="two replicas on a redis-server (auto: when the server has --broker-url)")
+    parser.add_argument("--redis-server", default=None, help="redis-server binary (default: on PATH)")
     args = parser.parse_args()
+    server_bin = args.bin_dir.resolve() / "messenger-server"
+    with_broker = args.broker == "on" or (args.broker == "auto" and broker.server_has_broker(server_bin))
+    redis_bin = broker.redis_server_bin(args.redis_server) if with_broker else None
     workdir = Path(tempfile.mkdtemp(prefix="ops-check-"))
     stack = None
     try:
-        print("dashboard check: native server, 2 clients and Prometheus")
-        stack = NativeStack(args.bin_dir.resolve(), args.prometheus, workdir)
+        if with_broker:
+            print("dashboard check: redis-server, 2 native server replicas on it, 2 clients (one per replica) "
+                  "and Prometheus (prometheus-scale.yml)")
+        else:
+            print("dashboard check: native server, 2 clients and Prometheus "
+                  f"(no broker: the server has no {broker.BROKER_FLAG}, or --broker off)")
+        stack = NativeStack(args.bin_dir.resolve(), args.prometheus, workdir, redis_bin)
         prom = Prometheus(stack.prom_url)
         wait_for("Prometheus /-/ready", lambda: http("GET", f"{stack.prom_url}/-/ready", timeout=2)[0] == 200)
         expected = len([t for t in stack.targets])
@@ -288,13 +334,16 @@ def main():
                  lambda: any(a["labels"]["alertname"] == "SlowConsumerDisconnects" and a["state"] == "firing"
                              for a in prom.api("alerts")["alerts"]))
         scraped = set(prom.api("label/__name__/values"))
-        queries, with_data, empty, failures = run_queries(prom, start, scraped)
-        print(f"  traffic: {accepted} messages accepted, 1 slow subscriber disconnected, 1 InvalidArgument")
+        queries, with_data, empty, skipped, failures = run_queries(prom, start, scraped, with_broker)
+        print(f"  traffic: {accepted} messages accepted over {len(stack.replicas)} replica(s), "
+              "1 slow subscriber disconnected, 1 InvalidArgument")
         print(f"  {len(queries)} queries ran (dashboard panels, template variables, alert rules and "
               f"their thresholdless quantities); "
-              f"{with_data} returned data, {len(empty)} empty:")
+              f"{with_data} returned data, {len(empty)} empty, {len(skipped)} skipped:")
         for q in empty:
             print(f"    empty: {q.source}")
+        for q in skipped:
+            print(f"    skipped (no broker): {q.source}")
         if failures:
             print("FAIL:", *failures, sep="\n  ")
             sys.exit(1)

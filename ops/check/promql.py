@@ -27,6 +27,7 @@ SUBSTITUTIONS = {
     "${__range}": "1m",
     "$job": ".*",
     "$instance": ".*",
+    "$replica": ".*",
     "$service": ".*",
 }
 

@@ -4,7 +4,8 @@
 The JSON files are committed (Grafana reads them as they are); this script is their source, so
 panels stay uniform: every panel has a description saying what normal looks like, every query
 names the provisioned datasource by uid, every server/client query is filtered by the $job and
-$instance variables. `make ops-check` fails if the committed JSON differs from what this writes.
+$instance variables, and every server query also by $replica (the server instances: one for the
+single-server stack, one per replica on a broker). `make ops-check` fails if the committed JSON differs from what this writes.
 
     python3 ops/grafana/build_dashboards.py          # rewrite the JSON files
     python3 ops/grafana/build_dashboards.py --check  # exit 1 if they are stale
@@ -23,6 +24,8 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 PROM = {"type": "prometheus", "uid": "prometheus"}
 JAEGER = {"type": "jaeger", "uid": "jaeger"}
 SEL = 'job=~"$job", instance=~"$instance"'
+# Server series: also filtered by the replica variable (server instances only).
+SRV = f'{SEL}, instance=~"$replica"'
 QUANTILES = (0.5, 0.95, 0.99)
 
 
@@ -126,7 +129,7 @@ def stat(title, description, expr, legend, unit="short", thresholds=None, mappin
     }
 
 
-def variables(job_query="up", instance_metric="up"):
+def variables(job_query="up", instance_metric="up", replica_metric="messenger_subscribers"):
     def var(name, query):
         return {"name": name, "label": name, "type": "query", "datasource": PROM,
                 "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
@@ -134,7 +137,8 @@ def variables(job_query="up", instance_metric="up"):
                 "current": {"selected": True, "text": ["All"], "value": ["$__all"]}}
 
     return [var("job", f"label_values({job_query}, job)"),
-            var("instance", f'label_values({instance_metric}{{job=~"$job"}}, instance)')]
+            var("instance", f'label_values({instance_metric}{{job=~"$job"}}, instance)'),
+            var("replica", f'label_values({replica_metric}{{job=~"$job"}}, instance)')]
 
 
 def dashboard(uid, title, description, panels, templating, tags):
@@ -152,16 +156,18 @@ def dashboard(uid, title, description, panels, templating, tags):
 
 
 def overview():
-    server = f'{SEL}, grpc_service="mes_grpc.MessengerServer"'
+    server = f'{SRV}, grpc_service="mes_grpc.MessengerServer"'
     send = f'{server}, grpc_method="SendMessage"'
     L = Layout()
 
     L.row("SendMessage")
     L.add(timeseries(
         "Send rate by gRPC code",
-        "SendMessage calls finished per second, by grpc_code. Normal: all OK; InvalidArgument means "
-        "bad input from callers, Unavailable/DeadlineExceeded point at the server.",
-        [(f"sum by (grpc_code) (rate(grpc_server_handled_total{{{send}}}[$__rate_interval]))", "{{grpc_code}}")],
+        "SendMessage calls finished per second, by replica and grpc_code. Normal: all OK; InvalidArgument "
+        "means bad input from callers, Unavailable/DeadlineExceeded point at the server (on a broker, "
+        "Unavailable also while that replica cannot reach Redis).",
+        [(f"sum by (instance, grpc_code) (rate(grpc_server_handled_total{{{send}}}[$__rate_interval]))",
+          "{{instance}} {{grpc_code}}")],
         unit="reqps", links=TRACE_LINKS, stack=True))
     L.add(timeseries(
         "SendMessage error ratio",
@@ -180,61 +186,99 @@ def overview():
         "Delivery latency (fan-out)",
         "Per subscriber and message: acceptance until written to that subscriber's stream. Normal: "
         "the mass sits below 1 ms; a band moving up means a slow subscriber or a saturated CPU.",
-        f"sum by (le) (increase(messenger_delivery_latency_seconds_bucket{{{SEL}}}[$__rate_interval]))",
+        f"sum by (le) (increase(messenger_delivery_latency_seconds_bucket{{{SRV}}}[$__rate_interval]))",
         links=TRACE_LINKS), w=12)
     L.add(timeseries(
         "Delivery latency p50 / p95 / p99",
         "Fan-out latency quantiles. Normal: p99 below 50 ms even with 1000 subscribers; the "
         "DeliveryLatencyP99High alert fires above 250 ms for 5 min.",
-        quantiles("messenger_delivery_latency_seconds", SEL), unit="s", links=TRACE_LINKS), w=12)
+        quantiles("messenger_delivery_latency_seconds", SRV), unit="s", links=TRACE_LINKS), w=12)
     L.add(timeseries(
         "Fanout duration",
         "Time one SendMessage spends handing its message to every queue (under the hub lock). "
         "Normal: microseconds; it grows linearly with subscribers.",
-        quantiles("messenger_fanout_duration_seconds", SEL), unit="s"))
+        quantiles("messenger_fanout_duration_seconds", SRV), unit="s"))
     L.add(timeseries(
         "Subscribers",
         "Open ReadMessages streams per server. Normal: steady (each client holds one); drops and "
         "recoveries mean disconnects and reconnects.",
-        [(f"sum by (instance) (messenger_subscribers{{{SEL}}})", "{{instance}}")]))
+        [(f"sum by (instance) (messenger_subscribers{{{SRV}}})", "{{instance}}")]))
     L.add(timeseries(
         "Accepted × subscribers vs delivered",
         "Deliveries per second against messages accepted times subscribers. Normal: the two lines "
         "match; delivered below expected means messages were lost to slow-subscriber disconnects.",
-        [(f"sum(rate(messenger_messages_delivered_total{{{SEL}}}[$__rate_interval]))", "delivered"),
-         (f"sum(rate(messenger_messages_accepted_total{{{SEL}}}[$__rate_interval]) "
-          f"* on (job, instance) messenger_subscribers{{{SEL}}})", "accepted × subscribers")],
+        [(f"sum(rate(messenger_messages_delivered_total{{{SRV}}}[$__rate_interval]))", "delivered"),
+         (f"sum(rate(messenger_messages_accepted_total{{{SRV}}}[$__rate_interval]) "
+          f"* on (job, instance) messenger_subscribers{{{SRV}}})", "accepted × subscribers")],
         unit="ops"))
     L.add(timeseries(
         "Subscriber disconnects by reason",
         "Ended ReadMessages streams: cancelled (client went away), slow (fell MESSENGER_SUBSCRIBER_QUEUE "
         "behind and was cut off), shutdown, error. Normal: no slow at all; SlowConsumerDisconnects fires on any.",
-        [(f"sum by (reason) (increase(messenger_subscriber_disconnects_total{{{SEL}}}[$__rate_interval]))",
+        [(f"sum by (reason) (increase(messenger_subscriber_disconnects_total{{{SRV}}}[$__rate_interval]))",
           "{{reason}}")], stack=True), w=12)
     L.add(timeseries(
         "Accepted messages",
         "Messages accepted per second. Normal: follows the send rate; zero with callers active means "
         "every call fails.",
-        [(f"sum by (instance) (rate(messenger_messages_accepted_total{{{SEL}}}[$__rate_interval]))",
+        [(f"sum by (instance) (rate(messenger_messages_accepted_total{{{SRV}}}[$__rate_interval]))",
           "{{instance}}")], unit="ops", links=TRACE_LINKS), w=12)
+
+    L.row("Broker (Redis Streams, MESSENGER_BROKER_URL)")
+    L.add(stat(
+        "Broker up per replica",
+        "1 while the replica reaches Redis. Normal: up for every replica. Down: that replica's "
+        "SendMessage answers UNAVAILABLE and its health is NOT_SERVING until Redis is back; BrokerDown "
+        "fires after 30 s. Empty on the in-process engine (no MESSENGER_BROKER_URL).",
+        f"messenger_broker_up{{{SRV}}}", "{{instance}}",
+        thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
+        mappings=[{"type": "value", "options": {"0": {"text": "down", "color": "red"},
+                                                "1": {"text": "up", "color": "green"}}}]), w=6)
+    L.add(timeseries(
+        "Broker publish latency p50 / p99",
+        "SendMessage's broker hop per replica: the atomic script that stamps sendTime and XADDs the "
+        "message, one round trip to Redis. Normal: about one network round trip (sub-ms on one host, "
+        "a few ms across a network).",
+        quantiles("messenger_broker_publish_seconds", SRV, by="instance", qs=(0.5, 0.99)), unit="s",
+        links=TRACE_LINKS), w=9)
+    L.add(timeseries(
+        "Broker read lag p99 per replica",
+        "From the XADD in Redis until this replica's reader took the entry (measured against Redis "
+        "TIME, so clock skew between hosts adds to it). Normal: about 1 ms; BrokerReadLagHigh fires "
+        "above 500 ms for 5 min. One replica high and the others low points at that replica.",
+        quantiles("messenger_broker_read_lag_seconds", SRV, by="instance", qs=(0.99,)), unit="s"), w=9)
+    L.add(timeseries(
+        "Broker errors by op",
+        "Failed broker operations per replica: publish (the send script), read (the reader's XREAD), "
+        "load (history for a resume), decode (a malformed stream entry, skipped with a warning). "
+        "Normal: none; publish and read errors while Redis is down, decode when something else "
+        "writes to the stream.",
+        [(f"sum by (instance, op) (increase(messenger_broker_errors_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}} {{op}}")], stack=True), w=12)
+    L.add(timeseries(
+        "Stream entries read per replica",
+        "Entries each replica's one reader took from the stream per second. Normal: the same rate on "
+        "every replica (each reads the whole chat once), equal to the sum of the replicas' send rates.",
+        [(f"sum by (instance) (rate(messenger_broker_read_lag_seconds_count{{{SRV}}}[$__rate_interval]))",
+          "{{instance}}")], unit="ops"), w=12)
 
     L.row("History and resume")
     L.add(timeseries(
         "History size (messages)",
         "Messages held for resuming subscribers. Normal: grows to MESSENGER_HISTORY_SIZE and stays "
         "there, or lower when MESSENGER_HISTORY_BYTES is reached first; resets at a server restart.",
-        [(f"messenger_history_messages{{{SEL}}}", "{{instance}}")]))
+        [(f"messenger_history_messages{{{SRV}}}", "{{instance}}")]))
     L.add(timeseries(
         "History size (bytes)",
         "Accounted bytes of history (author, text, traceparent, a fixed overhead per message). "
         "Normal: at most MESSENGER_HISTORY_BYTES (64 MiB by default).",
-        [(f"messenger_history_bytes{{{SEL}}}", "{{instance}}")], unit="bytes"))
+        [(f"messenger_history_bytes{{{SRV}}}", "{{instance}}")], unit="bytes"))
     L.add(timeseries(
         "Resumes by result",
         "ReadMessages calls with messenger-since, on the server and in the clients. Normal: recovered "
         "after every reconnect; gap means a client missed messages (evicted, or a server restart) and "
         "ResumeGaps fires.",
-        [(f"sum by (result) (increase(messenger_resumes_total{{{SEL}}}[$__rate_interval]))",
+        [(f"sum by (result) (increase(messenger_resumes_total{{{SRV}}}[$__rate_interval]))",
           "server {{result}}"),
          (f"sum by (instance, result) (increase(messenger_client_resumes_total{{{SEL}}}[$__rate_interval]))",
           "{{instance}} {{result}}")]))
@@ -242,7 +286,7 @@ def overview():
         "Replayed and recovered messages",
         "Messages the server wrote from history to resuming subscribers, and the clients received "
         "from it. Normal: 0 between reconnects; a burst after each one.",
-        [(f"sum(rate(messenger_replayed_messages_total{{{SEL}}}[$__rate_interval]))", "replayed (server)"),
+        [(f"sum(rate(messenger_replayed_messages_total{{{SRV}}}[$__rate_interval]))", "replayed (server)"),
          (f"sum by (instance) (rate(messenger_client_recovered_messages_total{{{SEL}}}[$__rate_interval]))",
           "recovered {{instance}}")], unit="ops"), w=24)
 
