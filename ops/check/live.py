@@ -19,7 +19,8 @@ Broker mode (--broker on; `auto`, the default, turns it on when messenger-server
 ops/prometheus/prometheus-scale.yml: a redis-server on a free loopback port, two server replicas
 on it (MESSENGER_BROKER_URL), client1 on replica A (with the slow subscriber), client2 on replica
 B. Then every broker panel and broker alert quantity (messenger_broker_*) must return data, and
-both replicas must report messenger_broker_up 1. Without a broker those queries still run, but
+both replicas must report messenger_broker_up 1; finally Redis is stopped, and both must report
+0 and the BrokerDown alert must fire for each (about 30 s, its `for`). Without a broker those queries still run, but
 their metrics are not required to exist or to return data (they are listed as skipped).
 
 Every wait is on an event (a log line, /-/ready, target health, a series value), bounded by a
@@ -30,173 +31,24 @@ timeout. Usage: live.py [--bin-dir target/release] [--prometheus prometheus] [--
 import argparse
 import json
 import math
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-
-import yaml
 
 import broker
 import promql
+from native import SUBSCRIBER_QUEUE, TIMEOUT, NativeStack, http, wait_for
 from slow_subscriber import SlowSubscriber
 
 CORE_PANELS = {"Send rate by gRPC code", "Delivery latency p50 / p95 / p99", "Subscribers",
                "Accepted × subscribers vs delivered"}
-TIMEOUT = 60.0
-SUBSCRIBER_QUEUE = "16"
-# compose target -> native stand-in key (see NativeStack.targets)
-COMPOSE_TARGETS = {"server:9464": "server", "server-a:9464": "server", "server-b:9464": "server-b",
-                   "client1:8080": "client1", "client2:8081": "client2", "localhost:9090": "prometheus"}
 BROKER_METRIC_PREFIX = "messenger_broker_"
 
 
-def wait_for(what, predicate, timeout=TIMEOUT, interval=0.2):
-    """Polls predicate() until it returns something truthy; fails after timeout."""
-    deadline, last_error = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError) as e:
-            last_error = e
-        time.sleep(interval)
-    raise SystemExit(f"FAIL: timed out after {timeout}s waiting for {what} (last error: {last_error})")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(method, url, body=None, timeout=10):
-    req = urllib.request.Request(url, data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-class Proc:
-    """A child process whose output is collected; wait_line blocks until a pattern appears."""
-
-    def __init__(self, name, argv, env=None, cwd=None):
-        self.name, self.lines, self.cond = name, [], threading.Condition()
-        self.popen = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd)
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for raw in self.popen.stdout:
-            with self.cond:
-                self.lines.append(raw.decode("utf-8", "replace").rstrip())
-                self.cond.notify_all()
-
-    def wait_line(self, pattern, timeout=TIMEOUT):
-        regex, deadline = re.compile(pattern), time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines:
-                    if m := regex.search(line):
-                        return m
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.popen.poll() is not None:
-                    tail = "\n".join(self.lines[-20:])
-                    raise SystemExit(f"FAIL: {self.name}: no line matching {pattern!r}\n{tail}")
-                self.cond.wait(min(remaining, 0.5))
-
-    def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-
-
-class NativeStack:
-    """server + client1 + client2, or with redis_bin two replicas on a redis-server: server
-    (replica A, client1 and the slow subscriber) and server-b (replica B, client2)."""
-
-    def __init__(self, bin_dir, prometheus_bin, workdir, redis_bin=None):
-        self.procs, self.workdir = [], workdir
-        self.replicas = ["server", "server-b"] if redis_bin else ["server"]
-        base = {"NO_COLOR": "1", "RUST_LOG": "info"}
-        for key in list(os.environ):
-            if key.startswith(("MESSENGER_", "OTEL_")):
-                base[key] = ""  # the stack is configured only by what follows
-        server_env = {**base, "MESSENGER_SERVER_HOST": "127.0.0.1", "MESSENGER_SERVER_PORT": "0",
-                      "MESSENGER_METRICS_PORT": "0", "MESSENGER_SUBSCRIBER_QUEUE": SUBSCRIBER_QUEUE}
-        if redis_bin:
-            port = free_port()
-            redis = self._spawn("redis", broker.redis_argv(redis_bin, port, workdir))
-            redis.wait_line(broker.REDIS_READY)
-            server_env.update({broker.ENV_BROKER_URL: f"redis://127.0.0.1:{port}/0",
-                               broker.ENV_BROKER_STREAM: "messenger:ops-check"})
-        self.targets, grpc_ports = {}, {}
-        for name in self.replicas:
-            server = self._spawn(name, [bin_dir / "messenger-server"], server_env)
-            m = server.wait_line(r"grpc_addr=([\d.]+):(\d+) metrics_addr=[\d.]+:(\d+)")
-            grpc_ports[name] = int(m.group(2))
-            self.targets[name] = f"127.0.0.1:{m.group(3)}"
-        self.grpc = ("127.0.0.1", grpc_ports["server"])
-        for name, replica in (("client1", "server"), ("client2", self.replicas[-1])):
-            client = self._spawn(name, [bin_dir / "messenger-client"], {
-                **base, "MESSENGER_SERVER_ADDR": f"127.0.0.1:{grpc_ports[replica]}",
-                "MESSENGER_HTTP_HOST": "127.0.0.1", "MESSENGER_HTTP_PORT": "0"})
-            port = client.wait_line(r"http_addr=[\d.]+:(\d+)").group(1)
-            self.targets[name] = f"127.0.0.1:{port}"
-        self.targets["prometheus"] = f"127.0.0.1:{free_port()}"
-        self.prom_url = f"http://{self.targets['prometheus']}"
-        config = self.native_config()
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.prometheus = self._spawn("prometheus", [
-            prometheus_bin, f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={self.targets['prometheus']}"])
-
-    def _spawn(self, name, argv, env=None):
-        proc = Proc(name, argv, env, cwd=self.workdir)
-        self.procs.append(proc)
-        return proc
-
-    def native_config(self):
-        """The compose prometheus.yml (prometheus-scale.yml for two replicas), scraping every
-        second, with each target rewritten."""
-        name = "prometheus-scale.yml" if len(self.replicas) > 1 else "prometheus.yml"
-        config = yaml.safe_load((promql.OPS / "prometheus" / name).read_text())
-        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-        config["rule_files"] = [str(p) for p in promql.RULES]
-        jobs = []
-        for job in config["scrape_configs"]:
-            statics = []
-            for sc in job.get("static_configs", []):
-                native = [self.targets[COMPOSE_TARGETS[t]] for t in sc["targets"] if t in COMPOSE_TARGETS]
-                if native:
-                    statics.append({**sc, "targets": native})
-            if statics:
-                jobs.append({**job, "static_configs": statics})
-            else:
-                print(f"  job {job['job_name']}: no native stand-in for {job['static_configs']}, not scraped")
-        config["scrape_configs"] = jobs
-        return config
-
-    def stop(self):
-        for proc in reversed(self.procs):
-            proc.stop()
 
 
 class Prometheus:
@@ -250,6 +102,20 @@ def drive_traffic(stack, prom):
     return accepted
 
 
+def broker_down(stack, prom):
+    """Stops Redis: every replica must report messenger_broker_up 0 and BrokerDown must fire for
+    each (its `for` is 30 s, so this takes about that long)."""
+    stack.redis.stop()
+    wait_for("messenger_broker_up 0 on every replica in Prometheus",
+             lambda: prom.value("sum(messenger_broker_up)") == 0 and
+             prom.value("count(messenger_broker_up)") == len(stack.replicas))
+    firing = lambda: {a["labels"].get("instance") for a in prom.api("alerts")["alerts"]
+                      if a["labels"]["alertname"] == "BrokerDown" and a["state"] == "firing"}
+    wait_for(f"alert BrokerDown firing for all {len(stack.replicas)} replicas",
+             lambda: len(firing()) == len(stack.replicas), timeout=TIMEOUT + 30)
+    print(f"  Redis stopped: messenger_broker_up 0 and BrokerDown firing on {len(stack.replicas)} replicas")
+
+
 def has_data(result):
     for series in result:
         for _, v in series.get("values", []):
@@ -278,7 +144,9 @@ def run_queries(prom, start, scraped, with_broker):
     failures, with_data, empty, skipped = [], 0, [], []
     for q in queries:
         on_broker = any(name.startswith(BROKER_METRIC_PREFIX) for name in q.metrics)
-        q.core = q.core or (on_broker and with_broker)
+        # Broker panels must show data on a broker (an alert's condition stays quiet; its
+        # thresholdless quantity is already core).
+        q.core = q.core or (on_broker and with_broker and q.source.startswith("dashboard "))
         try:
             result = prom.api("query_range", query=q.expr, start=f"{start:.3f}", end=f"{time.time():.3f}", step="1")
         except ValueError as e:
@@ -347,6 +215,8 @@ def main():
         if failures:
             print("FAIL:", *failures, sep="\n  ")
             sys.exit(1)
+        if stack.redis:
+            broker_down(stack, prom)
         print("dashboard check: OK")
     finally:
         if stack:
