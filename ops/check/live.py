@@ -143,25 +143,29 @@ def run_queries(prom, start, scraped, with_broker):
                                     metrics=promql.metric_names(inner)))
     failures, with_data, empty, skipped = [], 0, [], []
     for q in queries:
-        on_broker = any(name.startswith(BROKER_METRIC_PREFIX) for name in q.metrics)
-        # Broker panels must show data on a broker (an alert's condition stays quiet; its
-        # thresholdless quantity is already core).
-        q.core = q.core or (on_broker and with_broker and q.source.startswith("dashboard "))
+        is_broker = lambda name: name.startswith(BROKER_METRIC_PREFIX)
+        on_broker = any(is_broker(name) for name in q.metrics)
+        broker_only = on_broker and all(is_broker(name) for name in q.metrics)
+        if with_broker:
+            # Broker panels must show data on a broker (an alert's condition stays quiet; its
+            # thresholdless quantity is already core).
+            q.core = q.core or (on_broker and q.source.startswith("dashboard "))
+        elif broker_only:
+            q.core = False  # nothing exports these without a broker; the query must still run
         try:
             result = prom.api("query_range", query=q.expr, start=f"{start:.3f}", end=f"{time.time():.3f}", step="1")
         except ValueError as e:
             failures.append(f"{q.source}: query failed: {e}")
             continue
-        if on_broker and not with_broker:
-            skipped.append(q)  # ran (so it parses), but no broker exports these metrics here
-            continue
         for name in sorted(q.metrics):
             known = spanmetrics if name.startswith("traces_span_metrics_") else scraped
-            if name not in known:
+            if name not in known and not (is_broker(name) and not with_broker):
                 where = "the collector's spanmetrics list" if known is spanmetrics else "what Prometheus scraped"
                 failures.append(f"{q.source}: metric {name} is not in {where}")
         if has_data(result["result"]):
             with_data += 1
+        elif broker_only and not with_broker:
+            skipped.append(q)
         else:
             empty.append(q)
             if q.core:

@@ -205,11 +205,14 @@ def overview():
         [(f"sum by (instance) (messenger_subscribers{{{SRV}}})", "{{instance}}")]))
     L.add(timeseries(
         "Accepted × subscribers vs delivered",
-        "Deliveries per second against messages accepted times subscribers. Normal: the two lines "
-        "match; delivered below expected means messages were lost to slow-subscriber disconnects.",
+        "Deliveries per second against messages fanned out times subscribers, per server: its "
+        "accepted messages on the in-process engine, every stream entry its reader took on a broker "
+        "(a replica also delivers what the others accepted). Normal: the two lines match; delivered "
+        "below expected means messages were lost to slow-subscriber disconnects.",
         [(f"sum(rate(messenger_messages_delivered_total{{{SRV}}}[$__rate_interval]))", "delivered"),
-         (f"sum(rate(messenger_messages_accepted_total{{{SRV}}}[$__rate_interval]) "
-          f"* on (job, instance) messenger_subscribers{{{SRV}}})", "accepted × subscribers")],
+         (f"sum((rate(messenger_broker_read_lag_seconds_count{{{SRV}}}[$__rate_interval]) "
+          f"or rate(messenger_messages_accepted_total{{{SRV}}}[$__rate_interval])) "
+          f"* on (job, instance) messenger_subscribers{{{SRV}}})", "fanned out × subscribers")],
         unit="ops"))
     L.add(timeseries(
         "Subscriber disconnects by reason",
