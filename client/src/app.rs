@@ -37,6 +37,14 @@ pub enum AppError {
     Token(String),
 }
 
+impl AppError {
+    /// A setting that cannot work (TLS files, token): the process exits with
+    /// the usage code, as for a bad flag, rather than as a runtime failure.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Tls(_) | Self::Token(_))
+    }
+}
+
 /// A subscribed client with its HTTP listener bound, not yet serving.
 pub struct App {
     listener: TcpListener,
@@ -49,7 +57,10 @@ pub struct App {
 }
 
 impl App {
-    /// Subscribes (retrying with backoff until the server answers), then binds HTTP.
+    /// Reads the TLS files and checks the token (the only place either is
+    /// read: a bad one is an [`AppError::is_config`] error before any
+    /// connection), subscribes (retrying with backoff until the server
+    /// answers), then binds HTTP.
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();

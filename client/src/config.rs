@@ -11,7 +11,10 @@ use messenger_runtime::tls::{ClientTlsFiles, ENV_CLIENT_CERT, ENV_CLIENT_KEY, EN
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use token::parse_token;
+pub use token::{MAX_TOKEN_BYTES, Token};
+
+mod token;
 
 // Defined with the TLS code, whose diagnoses name it too.
 pub use messenger_runtime::tls::ENV_SERVER_ADDR;
@@ -197,64 +200,6 @@ impl Config {
             key: self.client_key.clone(),
         }
     }
-
-    /// Reads the TLS files and checks the token once, so that a bad one is a
-    /// usage error at start-up (exit 2). Never shows the token.
-    pub fn check_files(&self) -> Result<(), String> {
-        self.tls_files().load().map_err(|e| e.to_string())?;
-        if let Some(token) = &self.client_token {
-            token.metadata()?;
-        }
-        Ok(())
-    }
-}
-
-/// Longest bearer token, in bytes. The server refuses a header list over 16
-/// KiB (hyper's default) as a whole call; with this bound, everything this
-/// client adds to a call (token, `traceparent`, a `tracestate` of at most 512
-/// characters, `messenger-trace-context`) stays under 5 KiB.
-pub const MAX_TOKEN_BYTES: usize = 4096;
-
-/// A bearer token. Its `Debug` never shows it, and neither does any error.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
-    }
-
-    /// The `authorization` metadata value, marked sensitive (HPACK never
-    /// indexes it, `Debug` hides it).
-    pub fn metadata(&self) -> Result<AsciiMetadataValue, String> {
-        let token = self.0.trim();
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!(
-                "{ENV_CLIENT_TOKEN} must be printable ASCII without spaces (value not shown)"
-            ));
-        }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(format!(
-                "{ENV_CLIENT_TOKEN} is longer than {MAX_TOKEN_BYTES} bytes (value not shown)"
-            ));
-        }
-        let mut value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| format!("{ENV_CLIENT_TOKEN} is not valid metadata (value not shown)"))?;
-        value.set_sensitive(true);
-        Ok(value)
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
-/// Accepts any string, so that clap never echoes a token in an error;
-/// [`Token::metadata`] validates it.
-fn parse_token(s: &str) -> Result<Token, std::convert::Infallible> {
-    Ok(Token::new(s))
 }
 
 /// Accepts `host:port` (as the course's env var has it), `http://host:port`
@@ -300,23 +245,5 @@ mod tests {
     fn rejects_bad_values() {
         assert!(Config::try_parse_from(["c", "--http-port", "x"]).is_err());
         assert!(Config::try_parse_from(["c", "--buffer-limit", "0"]).is_err());
-    }
-
-    #[test]
-    fn token_is_validated_and_never_shown() {
-        let secret = "s3cret-t0ken";
-        let token = Token::new(secret);
-        assert_eq!(token.metadata().unwrap(), "Bearer s3cret-t0ken");
-        assert!(!format!("{token:?}").contains(secret));
-        assert!(!format!("{:?}", token.metadata().unwrap()).contains(secret));
-        let long = "t".repeat(MAX_TOKEN_BYTES + 1);
-        assert!(Token::new("t".repeat(MAX_TOKEN_BYTES)).metadata().is_ok());
-        for bad in ["", "two words", "tökén", long.as_str()] {
-            let e = Token::new(bad).metadata().unwrap_err();
-            assert!(bad.is_empty() || !e.contains(bad), "{e}");
-            assert!(e.contains(ENV_CLIENT_TOKEN), "{e}");
-        }
-        let config = Config::try_parse_from(["c", "--client-token", secret]).unwrap();
-        assert!(!format!("{config:?}").contains(secret));
     }
 }

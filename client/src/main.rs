@@ -7,15 +7,17 @@ use std::process::ExitCode;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
-    if let Err(e) = config.check_files() {
-        usage_exit(e);
-    }
     if config.command == Some(Command::Healthcheck) {
         return healthcheck::run(&config);
     }
     // Dropped last: flushes spans after the app has stopped.
     let _telemetry = telemetry::init("messenger-client", config.log_format);
-    exit_code(run(config).await)
+    match run(config).await {
+        // A TLS file or token that cannot be used: one line, exit 2, as for
+        // any other bad setting. Read once, in `App::start`.
+        Err(e) if e.is_config() => usage_exit(e),
+        result => exit_code(result),
+    }
 }
 
 async fn run(config: Config) -> Result<(), AppError> {

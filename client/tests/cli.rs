@@ -86,3 +86,49 @@ fn sigterm_while_waiting_for_the_server_exits_zero() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// Runs the client with `env` against a server address nothing needs to
+/// answer, expecting a usage error: exit 2 and one line of stderr, returned.
+fn usage_error(env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .env("MESSENGER_SERVER_ADDR", "127.0.0.1:9")
+        .env("MESSENGER_HTTP_HOST", "127.0.0.1")
+        .env("MESSENGER_HTTP_PORT", "0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{env:?}: {stderr}");
+    stderr
+}
+
+/// The TLS files and the token are read once, at start (not a second time
+/// by a separate check first): a bad one is still a usage error before any
+/// connection attempt, and the token never appears in it.
+#[test]
+fn tls_and_token_errors_exit_2_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("messenger-client-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let not_pem = not_pem.to_str().unwrap();
+    let missing = "/nonexistent/client.key";
+
+    let e = usage_error(&[("MESSENGER_SERVER_CA", not_pem)]);
+    assert!(
+        e.contains(not_pem) && e.contains("no PEM certificate"),
+        "{e}"
+    );
+    let e = usage_error(&[("MESSENGER_SERVER_CA", missing)]);
+    assert!(e.contains(missing), "{e}");
+    let e = usage_error(&[("MESSENGER_CLIENT_CERT", not_pem)]);
+    assert!(e.contains("MESSENGER_CLIENT_KEY"), "{e}");
+    let secret = "two words s3cret";
+    let e = usage_error(&[("MESSENGER_CLIENT_TOKEN", secret)]);
+    assert!(
+        e.contains("MESSENGER_CLIENT_TOKEN") && !e.contains("s3cret"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -3,7 +3,8 @@
 //!
 //! Every refusal the server gives a caller is a [`ServiceError`]: validation
 //! of a request, load shedding and the subscriber cap (admission), token auth,
-//! a subscriber that fell behind, shutdown. [`ServiceError::code`] is the only
+//! a subscriber that fell behind, shutdown, and the refusals of the protocol
+//! layers (request cardinality, deadline, health and reflection requests). [`ServiceError::code`] is the only
 //! mapping from a refusal to a gRPC code, and `From<ServiceError> for Status`
 //! the only place in the server that builds a `Status`. Messages tell the
 //! caller what to do and name the variable behind a limit; they never contain
@@ -59,7 +60,38 @@ pub enum ServiceError {
          header of an earlier ReadMessages and a decimal offset (0: from the oldest held); got {got}"
     )]
     BadSince { header: &'static str, got: String },
+    /// The call's `grpc-timeout` passed before it completed (gRPC
+    /// PROTOCOL-HTTP2.md, "Timeout").
+    #[error("{DEADLINE_MESSAGE}")]
+    DeadlineExceeded,
+    /// A unary or server-streaming call whose request stream held a second
+    /// message (grpc-go and grpc-java answer UNIMPLEMENTED, statuscodes.md).
+    #[error(
+        "request cardinality violation: this method takes exactly one request message, \
+         and a second one started"
+    )]
+    SecondRequestMessage,
+    /// The same, for a request stream that ended with no message.
+    #[error(
+        "request cardinality violation: this method takes exactly one request message, \
+         and the request ended without one"
+    )]
+    NoRequestMessage,
+    /// `grpc.health.v1.Health` asked about a service it does not know
+    /// (health.proto: `Check` answers NOT_FOUND).
+    #[error("unknown service {service:?}; grpc.reflection lists the services")]
+    UnknownHealthService { service: String },
+    /// A reflection request with no `message_request` set.
+    #[error("ServerReflectionRequest has no message_request; set one of its fields")]
+    EmptyReflectionRequest,
+    /// A reflection message that did not survive re-encoding between v1 and
+    /// v1alpha (their wire formats are identical; this is a bug).
+    #[error("reflection transcoding failed: {0}")]
+    ReflectionTranscode(#[from] prost::DecodeError),
 }
+
+/// `grpc-message` of a call that ran past its `grpc-timeout`.
+pub const DEADLINE_MESSAGE: &str = "deadline exceeded (grpc-timeout) before the call completed";
 
 /// The variable that sets the limit on `field`.
 fn limit_env(field: Field) -> &'static str {
@@ -95,7 +127,13 @@ impl ServiceError {
     /// The gRPC status code the caller gets.
     pub fn code(&self) -> Code {
         match self {
-            Self::FieldTooLong(_) | Self::BadSince { .. } => Code::InvalidArgument,
+            Self::FieldTooLong(_) | Self::BadSince { .. } | Self::EmptyReflectionRequest => {
+                Code::InvalidArgument
+            }
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
+            Self::SecondRequestMessage | Self::NoRequestMessage => Code::Unimplemented,
+            Self::UnknownHealthService { .. } => Code::NotFound,
+            Self::ReflectionTranscode(_) => Code::Internal,
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
                 Code::ResourceExhausted
             }

@@ -15,6 +15,7 @@
 //! [`HealthReporter`] keeps tonic-health's method names, so callers set
 //! statuses the same way.
 
+use crate::error::ServiceError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -149,9 +150,10 @@ impl Health for HealthService {
             Some(status) => Ok(Response::new(HealthCheckResponse {
                 status: status as i32,
             })),
-            None => Err(Status::not_found(format!(
-                "unknown service {service:?}; grpc.reflection lists the services"
-            ))),
+            None => Err(ServiceError::UnknownHealthService {
+                service: service.clone(),
+            }
+            .into()),
         }
     }
 

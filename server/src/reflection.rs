@@ -23,6 +23,7 @@
 
 pub mod index;
 
+use crate::error::ServiceError;
 use index::{Index, IndexError};
 use prost::Message;
 use std::collections::HashSet;
@@ -98,9 +99,7 @@ fn answer(
     sent: &mut HashSet<String>,
 ) -> Result<v1::ServerReflectionResponse, Status> {
     let Some(message) = request.message_request.clone() else {
-        return Err(Status::invalid_argument(
-            "ServerReflectionRequest has no message_request; set one of its fields",
-        ));
+        return Err(ServiceError::EmptyReflectionRequest.into());
     };
     let files = |root: Option<&str>, what: String, sent: &mut HashSet<String>| match root {
         Some(root) => MessageResponse::FileDescriptorResponse(v1::FileDescriptorResponse {
@@ -162,7 +161,7 @@ fn not_found(message: String) -> MessageResponse {
 /// Re-encodes a message as its wire twin in the other reflection version.
 fn transcode<A: Message, B: Message + Default>(message: &A) -> Result<B, Status> {
     B::decode(message.encode_to_vec().as_slice())
-        .map_err(|e| Status::internal(format!("reflection transcoding failed: {e}")))
+        .map_err(|e| ServiceError::ReflectionTranscode(e).into())
 }
 
 #[tonic::async_trait]

@@ -27,6 +27,7 @@
 
 mod one_message;
 
+use crate::error::{DEADLINE_MESSAGE, ServiceError};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
@@ -44,7 +45,6 @@ const DECODED_TOO_LARGE: &str = "Error, decoded message length too large";
 const ENCODED_TOO_LARGE: &str = "Error, encoded message length too large";
 /// tonic's message when `grpc-timeout` passed before a unary answer.
 const TIMEOUT_EXPIRED: &str = "Timeout expired";
-const DEADLINE_MESSAGE: &str = "deadline exceeded (grpc-timeout) before the call completed";
 /// tonic's own timer for `grpc-timeout` sits outside every layer of ours and
 /// answers `CANCELLED`; ours answers this much earlier, so the caller gets
 /// the table's `DEADLINE_EXCEEDED` (two timer ticks of tokio's 1 ms wheel).
@@ -178,7 +178,7 @@ where
                 Some(at) => match tokio::time::timeout_at(at, response).await {
                     Ok(response) => response?,
                     Err(_) => {
-                        let status = tonic::Status::deadline_exceeded(DEADLINE_MESSAGE);
+                        let status = tonic::Status::from(ServiceError::DeadlineExceeded);
                         let (parts, ()) = status.into_http::<()>().into_parts();
                         let body = SpecBody {
                             inner: None,

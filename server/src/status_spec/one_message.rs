@@ -3,6 +3,7 @@
 //! (grpc/grpc `doc/statuscodes.md`, "Request cardinality violation"), before
 //! its handler runs: tonic decodes the whole request body first.
 
+use crate::error::ServiceError;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
@@ -83,17 +84,11 @@ impl<B> OneMessage<B> {
 }
 
 fn too_many() -> Status {
-    Status::unimplemented(
-        "request cardinality violation: this method takes exactly one request message, \
-         and a second one started",
-    )
+    ServiceError::SecondRequestMessage.into()
 }
 
 fn none() -> Status {
-    Status::unimplemented(
-        "request cardinality violation: this method takes exactly one request message, \
-         and the request ended without one",
-    )
+    ServiceError::NoRequestMessage.into()
 }
 
 impl<B> Body for OneMessage<B>
