@@ -5,8 +5,8 @@
 //! client; K stable gRPC subscribers and both clients' buffers (flushed every
 //! 100 ms) as checked subscribers; churning streams on fresh connections; one
 //! slow subscriber that never reads, is disconnected, checks its prefix and
-//! comes back ([`crate::soak_load`]). RSS and fds of the three processes are
-//! sampled every second ([`crate::soak_watch`]).
+//! comes back ([`crate::soak_load`], [`crate::soak_churn`]). RSS and fds of the three processes are
+//! sampled every second ([`crate::soak_watch`]); [`crate::soak_verdict`] judges.
 //!
 //! Invariants (any failure exits non-zero): no send fails; every subscriber
 //! that stayed connected got every acknowledged message once and in order;
@@ -17,13 +17,13 @@
 
 use crate::cli::{SoakArgs, duration};
 use crate::conn::{self, Readiness};
-use crate::fanout::missed_by;
 use crate::procs::Proc;
 use crate::publisher::{self, Plan, PubStats};
-use crate::soak_load::{self, ChurnStats, SlowStats, metric, scrape};
+use crate::soak_churn::{self, ChurnStats};
+use crate::soak_load::{self, metric, scrape};
+use crate::soak_verdict::{SoakReport, check, verdict};
 use crate::soak_watch::{TrendReport, Watch};
-use crate::subscriber::{self, Progress, SubStats};
-use serde::Serialize;
+use crate::subscriber::{self, Progress};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,36 +32,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-
-#[derive(Debug, Default, Serialize)]
-struct Checked {
-    name: String,
-    received: u64,
-    lost: u64,
-    duplicated: u64,
-    reordered: u64,
-    stayed_connected: bool,
-    note: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct SoakReport {
-    duration_secs: f64,
-    accepted_grpc: u64,
-    accepted_http: u64,
-    send_errors: u64,
-    send_error: Option<String>,
-    /// Deliveries compared against the acknowledged messages.
-    messages_checked: u64,
-    lost: u64,
-    duplicated: u64,
-    reordered: u64,
-    subscribers: Vec<Checked>,
-    churn: ChurnStats,
-    slow: SlowStats,
-    resources: Vec<TrendReport>,
-    violations: Vec<String>,
-}
 
 struct Procs {
     server: Proc,
@@ -245,9 +215,9 @@ async fn soak(
         })
         .collect();
     let churners: Vec<_> = (0..args.churners as u64)
-        .map(|i| tokio::spawn(soak_load::churner(p.grpc, i + 1, publishers, stop.clone())))
+        .map(|i| tokio::spawn(soak_churn::churner(p.grpc, i + 1, publishers, stop.clone())))
         .collect();
-    let slow = tokio::spawn(soak_load::slow_subscriber(p.grpc, p.metrics, stop.clone()));
+    let slow = tokio::spawn(soak_churn::slow_subscriber(p.grpc, p.metrics, stop.clone()));
 
     let mut last_line = Instant::now();
     while Instant::now() < end {
@@ -328,82 +298,4 @@ async fn soak(
     Ok(verdict(
         run_for, &pub_stats, pubs_n, checked, churn, slow, resources,
     ))
-}
-
-fn check(name: String, s: &SubStats, pubs: &[PubStats], note: Option<String>) -> Checked {
-    Checked {
-        name,
-        received: s.distinct,
-        lost: missed_by(s, pubs),
-        duplicated: s.duplicated,
-        reordered: s.reordered,
-        stayed_connected: note.is_none(),
-        note,
-    }
-}
-
-fn verdict(
-    run_for: Duration,
-    pubs: &[PubStats],
-    grpc_publishers: usize,
-    subscribers: Vec<Checked>,
-    churn: ChurnStats,
-    slow: SlowStats,
-    resources: Vec<TrendReport>,
-) -> SoakReport {
-    let mut violations = Vec::new();
-    let send_errors: u64 = pubs.iter().map(|s| s.failed.len() as u64).sum();
-    let send_error = pubs.iter().find_map(|s| s.first_error.clone());
-    if send_errors > 0 {
-        violations.push(format!("{send_errors} sends failed: {send_error:?}"));
-    }
-    let stayed: Vec<&Checked> = subscribers.iter().filter(|c| c.stayed_connected).collect();
-    for c in &subscribers {
-        if !c.stayed_connected {
-            violations.push(format!("{} did not stay connected: {:?}", c.name, c.note));
-        } else if c.lost + c.duplicated + c.reordered > 0 {
-            violations.push(format!(
-                "{}: {} lost, {} duplicated, {} reordered",
-                c.name, c.lost, c.duplicated, c.reordered
-            ));
-        }
-    }
-    if churn.duplicated + churn.reordered > 0 || churn.errors > 0 {
-        violations.push(format!(
-            "churned streams: {} duplicated, {} reordered, {} errors ({:?})",
-            churn.duplicated, churn.reordered, churn.errors, churn.first_error
-        ));
-    }
-    if slow.bad_cycles > 0 || (run_for >= Duration::from_secs(30) && slow.cycles == 0) {
-        violations.push(format!(
-            "slow subscriber: {} good rounds, {} bad ({:?})",
-            slow.cycles, slow.bad_cycles, slow.first_error
-        ));
-    }
-    for r in &resources {
-        if !r.flat {
-            violations.push(format!(
-                "{}: not flat after warm-up: RSS {} -> {} MiB (limit {}), fds {} -> {}",
-                r.process, r.rss_warm_mib, r.rss_end_mib, r.rss_limit_mib, r.fds_warm, r.fds_end
-            ));
-        }
-    }
-    let acked =
-        |range: std::ops::Range<usize>| pubs[range].iter().map(PubStats::acked).sum::<u64>();
-    SoakReport {
-        duration_secs: run_for.as_secs_f64(),
-        accepted_grpc: acked(0..grpc_publishers),
-        accepted_http: acked(grpc_publishers..pubs.len()),
-        send_errors,
-        send_error,
-        messages_checked: stayed.iter().map(|c| c.received).sum::<u64>() + churn.messages,
-        lost: stayed.iter().map(|c| c.lost).sum(),
-        duplicated: stayed.iter().map(|c| c.duplicated).sum(),
-        reordered: stayed.iter().map(|c| c.reordered).sum(),
-        subscribers,
-        churn,
-        slow,
-        resources,
-        violations,
-    }
 }
