@@ -22,7 +22,9 @@
 use crate::admission::Admission;
 use crate::auth::{self, Auth, AuthError};
 use crate::config::Config;
+use crate::config::ENV_BROKER_URL;
 use crate::engine::memory::InProcess;
+use crate::engine::redis::{self, RedisEngine};
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::reflection::Reflection;
@@ -76,6 +78,8 @@ pub enum ConfigError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("{ENV_BROKER_URL}: {0}")]
+    Broker(#[from] ::redis::RedisError),
 }
 
 /// The messenger service with its layers (see the module docs).
@@ -107,6 +111,8 @@ pub struct App {
     reloader: Option<AbortOnDropHandle<()>>,
     /// Logs the debug dump on SIGUSR2 while the app lives.
     dumper: AbortOnDropHandle<()>,
+    /// With the Redis engine: this replica's reader.
+    reader: Option<AbortOnDropHandle<()>>,
     shutdown: Shutdown,
 }
 
@@ -136,16 +142,31 @@ impl App {
         let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
         let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
         let (health, health_service) = crate::health::health_reporter();
-        health
-            .set_serving::<MessengerServerServer<MessengerService>>()
-            .await;
-        let shutdown = Shutdown::new(
-            health,
+        let broker = (config.broker_url.as_ref())
+            .map(|_| RedisEngine::new(&config))
+            .transpose()
+            .map_err(ConfigError::from)?;
+        let mut shutdown = Shutdown::new(
+            health.clone(),
             Arc::clone(&hub),
             config.shutdown_grace(),
             (grpc_hygiene.clone(), metrics_hygiene),
         );
-        let messenger = messenger(&config, &hub, &metrics, &shutdown, auth.clone());
+        let reader = match &broker {
+            None => {
+                health
+                    .set_serving::<MessengerServerServer<MessengerService>>()
+                    .await;
+                None
+            }
+            Some(broker) => {
+                let reporter = tokio::spawn(redis::report_health(broker.watch_up(), health));
+                shutdown.stop_on_drain(AbortOnDropHandle::new(reporter));
+                let reader = broker.start(Arc::clone(&hub), Arc::clone(&metrics)).await;
+                Some(AbortOnDropHandle::new(reader))
+            }
+        };
+        let messenger = messenger(&config, (&hub, broker), &metrics, &shutdown, auth.clone());
         let mut server = server.layer(TrackLayer).layer(SpecLayer);
         let reflection = Reflection::standard()?;
         let grpc = server
@@ -177,6 +198,7 @@ impl App {
             metrics,
             reloader,
             dumper: AbortOnDropHandle::new(dumper),
+            reader,
             shutdown,
         })
     }
@@ -228,7 +250,7 @@ impl App {
             self.auth.as_ref(),
             &self.hub,
         );
-        let (_reloader, _dumper) = (self.reloader, self.dumper);
+        let (_reloader, _dumper, _reader) = (self.reloader, self.dumper, self.reader);
         tokio::select! {
             () = signal => {}
             result = &mut server => return Ok(shutdown::joined(result)?),
@@ -251,9 +273,10 @@ fn grpc_server(config: &Config, tls: Option<ServerTlsConfig>) -> Result<Server, 
     })
 }
 
+/// The messenger service over `hub`, sending through the broker when there is one.
 fn messenger(
     config: &Config,
-    hub: &Arc<Hub>,
+    (hub, broker): (&Arc<Hub>, Option<Arc<RedisEngine>>),
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
     auth: Option<Auth>,
@@ -267,7 +290,8 @@ fn messenger(
         limits,
         Arc::clone(metrics),
         config.trace_deliver_spans_max,
-    );
+    )
+    .with_broker(broker);
     let service =
         MessengerServerServer::new(service).max_decoding_message_size(config.max_decoding_bytes());
     let admitted = Admission::new(
@@ -304,6 +328,8 @@ fn log_listening(
         max_concurrent_sends = config.max_concurrent_sends,
         history_size = config.history_size,
         history_bytes = config.history_bytes,
+        broker = config.broker_url.as_deref().map(crate::engine::redis::redacted),
+        broker_stream = config.broker_url.as_ref().map(|_| config.broker_stream.as_str()),
         epoch = %hub.epoch(),
         keepalive_interval_ms = config.keepalive_interval_ms,
         keepalive_timeout_ms = config.keepalive_timeout_ms,

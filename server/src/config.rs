@@ -31,6 +31,9 @@ pub use messenger_runtime::tls::{ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY};
 pub const ENV_AUTH_TOKENS_FILE: &str = "MESSENGER_AUTH_TOKENS_FILE";
 pub const ENV_HISTORY_SIZE: &str = "MESSENGER_HISTORY_SIZE";
 pub const ENV_HISTORY_BYTES: &str = "MESSENGER_HISTORY_BYTES";
+pub const ENV_BROKER_URL: &str = "MESSENGER_BROKER_URL";
+pub const ENV_BROKER_STREAM: &str = "MESSENGER_BROKER_STREAM";
+pub const ENV_BROKER_TIMEOUT_MS: &str = "MESSENGER_BROKER_TIMEOUT_MS";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -46,6 +49,8 @@ pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 20_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_HISTORY_SIZE: usize = 100_000;
 pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_BROKER_STREAM: &str = "messenger:chat";
+pub const DEFAULT_BROKER_TIMEOUT_MS: u64 = 2_000;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
@@ -133,6 +138,24 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(0..=(1u64 << 40)))]
     pub history_bytes: usize,
 
+    /// Redis engine: `redis://host:port[/db]` or `rediss://...` (TLS). Unset:
+    /// the in-process engine. Replicas with the same URL and stream share one chat.
+    #[arg(long, env = ENV_BROKER_URL, value_parser = parse_broker_url)]
+    pub broker_url: Option<String>,
+
+    /// The Redis stream that holds the chat (its metadata key is `<stream>:meta`;
+    /// on Redis Cluster give it a hash tag, e.g. `{messenger}:chat`).
+    #[arg(long, env = ENV_BROKER_STREAM, default_value = DEFAULT_BROKER_STREAM,
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub broker_stream: String,
+
+    /// Milliseconds a `SendMessage` may spend on the broker (publish, then this
+    /// replica's delivery) before it answers UNAVAILABLE; also bounds each
+    /// connection attempt.
+    #[arg(long, env = ENV_BROKER_TIMEOUT_MS, default_value_t = DEFAULT_BROKER_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub broker_timeout_ms: u64,
+
     /// Handshake and idle bounds of every connection we accept.
     #[command(flatten)]
     pub conn: ConnLimits,
@@ -187,6 +210,9 @@ impl Default for Config {
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             history_size: DEFAULT_HISTORY_SIZE,
             history_bytes: DEFAULT_HISTORY_BYTES,
+            broker_url: None,
+            broker_stream: DEFAULT_BROKER_STREAM.to_owned(),
+            broker_timeout_ms: DEFAULT_BROKER_TIMEOUT_MS,
             conn: ConnLimits::default(),
             log_format: LogFormat::Text,
             command: None,
@@ -211,7 +237,11 @@ impl Config {
         Duration::from_millis(self.keepalive_timeout_ms)
     }
 
-    /// History bounds of the in-process engine.
+    pub fn broker_timeout(&self) -> Duration {
+        Duration::from_millis(self.broker_timeout_ms)
+    }
+
+    /// History bounds (the in-process ring, and a Redis replica's local tail).
     pub fn history_bounds(&self) -> crate::engine::memory::Bounds {
         crate::engine::memory::Bounds {
             messages: self.history_size,
@@ -223,6 +253,18 @@ impl Config {
     pub fn max_decoding_bytes(&self) -> usize {
         self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES
     }
+}
+
+/// A `redis://` or `rediss://` URL the Redis client accepts; the error says
+/// what form is expected (clap prints it naming the flag, exit 2).
+fn parse_broker_url(url: &str) -> Result<String, String> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    if !matches!(scheme, Some("redis" | "rediss")) {
+        return Err("expected redis://host:port[/db] or rediss://host:port[/db]".to_owned());
+    }
+    redis::Client::open(url)
+        .map(|_| url.to_owned())
+        .map_err(|e| format!("not a usable Redis URL ({e}); expected redis://host:port[/db]"))
 }
 
 #[cfg(test)]
@@ -250,5 +292,25 @@ mod tests {
         assert!(Config::try_parse_from(["s", "--keepalive-interval-ms", "5"]).is_err());
         assert!(Config::try_parse_from(["s", "--history-size", "-1"]).is_err());
         assert!(Config::try_parse_from(["s", "--history-bytes", "lots"]).is_err());
+        for bad in [
+            "localhost:6379",
+            "http://h:1",
+            "redis://h:notaport",
+            "unix:///tmp/r",
+        ] {
+            assert!(
+                Config::try_parse_from(["s", "--broker-url", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Config::try_parse_from(["s", "--broker-stream", ""]).is_err());
+    }
+
+    #[test]
+    fn accepts_redis_urls() {
+        for good in ["redis://127.0.0.1:6379", "redis://h:1/2", "rediss://h:6380"] {
+            let c = Config::try_parse_from(["s", "--broker-url", good]).unwrap();
+            assert_eq!(c.broker_url.as_deref(), Some(good));
+        }
     }
 }

@@ -16,12 +16,19 @@
 //!   a contiguous run of offsets ending at the newest; evicting drops from the
 //!   oldest end only.
 //!
-//! [`memory::InProcess`] is the embedded default. A broker engine (Redis
-//! Streams, issue 14) stamps in the broker and appends the broker's entries,
-//! with the broker's offsets, through the same lock; its `read_after` serves
-//! the local tail it holds.
+//! Sequencing and holding are separate steps, so one history serves both
+//! engines:
+//! - [`memory::InProcess`] (the embedded default) sequences here:
+//!   [`Engine::append`] stamps and holds in one call.
+//! - The Redis engine ([`redis`], issue 14) sequences in the broker (one
+//!   atomic script per message). Each replica's reader then hands the
+//!   broker's entries, with the broker's offsets and `sendTime`, to
+//!   [`Engine::hold`] through the same lock, and [`Engine::restart`] when the
+//!   broker's history was lost (a new epoch) or skipped past this replica.
+//!   `read_after` serves the local tail it holds.
 
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,6 +91,16 @@ pub trait Engine: Send + 'static {
     /// [`messenger_proto::time::next_send_time`]), keeps it in history
     /// (evicting the oldest past the bounds) and returns it.
     fn append(&mut self, draft: Draft) -> Arc<Message>;
+
+    /// Keeps `message`, sequenced elsewhere (a broker), in history as the
+    /// newest. Its offset must be the newest held + 1 and its `sendTime`
+    /// greater than the newest's; callers [`Engine::restart`] first when a
+    /// message does not follow (the engine then holds it anyway).
+    fn hold(&mut self, message: Message) -> Arc<Message>;
+
+    /// Drops all history and continues in `epoch` after offset `newest`:
+    /// history may have been lost, so every position before is a [`Gap`].
+    fn restart(&mut self, epoch: String, newest: u64);
 
     /// Every message after `offset`, oldest first, if history holds all of
     /// them; offset 0 means "from the oldest still held". `epoch` is the

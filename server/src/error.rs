@@ -3,17 +3,19 @@
 //!
 //! Every refusal the server gives a caller is a [`ServiceError`]: validation
 //! of a request, load shedding and the subscriber cap (admission), token auth,
-//! a subscriber that fell behind, shutdown, and the refusals of the protocol
-//! layers (request cardinality, deadline, health and reflection requests). [`ServiceError::code`] is the only
+//! a subscriber that fell behind, shutdown, an unreachable broker, lost
+//! broker history, and the refusals of the protocol layers (request
+//! cardinality, deadline, health and reflection requests). [`ServiceError::code`] is the only
 //! mapping from a refusal to a gRPC code, and `From<ServiceError> for Status`
 //! the only place in the server that builds a `Status`. Messages tell the
 //! caller what to do and name the variable behind a limit; they never contain
-//! a token.
+//! a token or a broker password.
 
 use crate::config::{
     ENV_AUTH_TOKENS_FILE, ENV_MAX_AUTHOR_BYTES, ENV_MAX_CONCURRENT_SENDS, ENV_MAX_SUBSCRIBERS,
     ENV_MAX_TEXT_BYTES,
 };
+use crate::engine::redis::BrokerError;
 use crate::hub::{Disconnect, ShuttingDown, SubscribeError};
 use messenger_proto::limits::{Field, FieldTooLong};
 use tonic::body::Body;
@@ -32,6 +34,15 @@ pub enum ServiceError {
     FellBehind { capacity: usize },
     #[error("server shutting down")]
     ShuttingDown,
+    #[error(
+        "history lost: the broker's stream was lost or trimmed past this server; \
+         resubscribe with `messenger-since` to learn of the gap"
+    )]
+    HistoryLost,
+    /// The broker could not take (or this replica could not deliver) a
+    /// message within `MESSENGER_BROKER_TIMEOUT_MS`; the text names the broker.
+    #[error("{0}; retry with backoff")]
+    Broker(#[from] BrokerError),
     #[error(
         "the server already has its maximum of {max} subscribers ({ENV_MAX_SUBSCRIBERS}); \
          retry later or raise the limit"
@@ -121,6 +132,7 @@ impl ServiceError {
         match d {
             Disconnect::Slow => Self::FellBehind { capacity },
             Disconnect::Shutdown => Self::ShuttingDown,
+            Disconnect::HistoryLost => Self::HistoryLost,
         }
     }
 
@@ -137,7 +149,7 @@ impl ServiceError {
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
                 Code::ResourceExhausted
             }
-            Self::ShuttingDown => Code::Unavailable,
+            Self::ShuttingDown | Self::HistoryLost | Self::Broker(_) => Code::Unavailable,
             Self::NoCredentials | Self::MalformedCredentials => Code::Unauthenticated,
             Self::UnknownToken | Self::NotTokenAuthor | Self::TokenRevoked => {
                 Code::PermissionDenied

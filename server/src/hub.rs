@@ -29,34 +29,33 @@
 //! - **Bounded membership.** At most `max_subscribers` are registered; past
 //!   it [`Hub::subscribe`] fails with [`SubscribeError::Full`] and existing
 //!   subscriptions are untouched. The check and the insert share the lock.
+//! - **Broker order.** With a broker engine, [`Hub::ingest`] holds and
+//!   enqueues the broker's messages in the order its one reader hands them
+//!   over; [`Hub::restart`] ends every subscription with
+//!   [`Disconnect::HistoryLost`] (after its queue) when that order cannot
+//!   continue, so no subscriber ever sees a silent gap.
 //! - **Shutdown drains.** After [`Hub::shutdown`], publishes fail; existing
 //!   subscriptions yield their replay and what is queued, then
 //!   [`Disconnect::Shutdown`].
 
+mod fanout;
 mod subscription;
 
 pub use crate::engine::{Gap, HistoryStats, Message};
-pub use subscription::{Delivery, Resume, SubscriberDump, SubscriberInfo, Subscription};
+use subscription::State;
+pub use subscription::{
+    Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
+};
 
+use crate::engine::Engine;
 use crate::engine::memory::{Bounds, InProcess};
-use crate::engine::{Draft, Engine};
 use crate::trace::FanoutTrace;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc;
 use tokio::sync::watch;
-
-/// Why a subscription ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disconnect {
-    /// Its queue was full when a message arrived.
-    Slow,
-    /// The hub is shutting down; everything queued was delivered first.
-    Shutdown,
-}
 
 /// The hub no longer accepts publishes or subscriptions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -119,23 +118,6 @@ struct Subscriber {
     tx: mpsc::Sender<Queued>,
     state: Arc<State>,
     info: Arc<SubscriberInfo>,
-}
-
-/// Disconnect reason shared between the hub and a subscription; 0 = none.
-#[derive(Default)]
-struct State(AtomicU8);
-
-impl State {
-    fn set(&self, d: Disconnect) {
-        self.0.store(d as u8 + 1, Ordering::Release);
-    }
-    fn get(&self) -> Option<Disconnect> {
-        match self.0.load(Ordering::Acquire) {
-            1 => Some(Disconnect::Slow),
-            2 => Some(Disconnect::Shutdown),
-            _ => None,
-        }
-    }
 }
 
 impl Hub {
@@ -202,6 +184,11 @@ impl Hub {
         self.inner.lock().engine.stats()
     }
 
+    /// The hub has been shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.lock().shut_down
+    }
+
     /// Registers a plain subscriber: it receives every message published
     /// after this returns, and none from before.
     pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, SubscribeError> {
@@ -260,64 +247,6 @@ impl Hub {
             epoch,
             resume,
             head,
-        })
-    }
-
-    /// Puts the message in the engine's order and history and hands it to
-    /// every subscriber's queue.
-    pub fn publish(
-        &self,
-        author: String,
-        text: String,
-        trace: Option<Arc<FanoutTrace>>,
-    ) -> Result<Published, ShuttingDown> {
-        let traceparent = trace.as_ref().and_then(|t| t.traceparent());
-        let draft = Draft {
-            author,
-            text,
-            traceparent,
-        };
-        let mut inner = self.inner.lock();
-        if inner.shut_down {
-            return Err(ShuttingDown);
-        }
-        let message = inner.engine.append(draft);
-        let mut slow = Vec::new();
-        let before = inner.subscribers.len();
-        inner.subscribers.retain(|&id, sub| {
-            let queued = Queued {
-                message: Arc::clone(&message),
-                trace: trace.clone(),
-            };
-            match sub.tx.try_send(queued) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    sub.state.set(Disconnect::Slow);
-                    slow.push(id);
-                    false
-                }
-                // The subscription is being dropped; its Drop finds nothing to remove.
-                Err(TrySendError::Closed(_)) => false,
-            }
-        });
-        let delivered_to = inner.subscribers.len();
-        if delivered_to != before {
-            self.count.send_replace(delivered_to);
-        }
-        let history = inner.engine.stats();
-        drop(inner);
-        for id in &slow {
-            tracing::warn!(
-                subscriber = id,
-                queue_capacity = self.queue_capacity,
-                "subscriber fell behind; disconnecting it with RESOURCE_EXHAUSTED"
-            );
-        }
-        Ok(Published {
-            message,
-            delivered_to,
-            dropped_slow: slow.len(),
-            history,
         })
     }
 

@@ -1,8 +1,9 @@
 //! `messenger-server`: one chat, fanned out to every `ReadMessages` stream.
 //!
 //! - [`config`]: flags and environment (`ENV_*`, `DEFAULT_*`); parsing only.
-//! - [`engine`]: the engine trait (offsets, epoch, `sendTime`, history) and
-//!   its in-process implementation with bounded history.
+//! - [`engine`]: the engine trait (offsets, epoch, `sendTime`, history), its
+//!   in-process implementation with bounded history, and the Redis Streams
+//!   engine (`MESSENGER_BROKER_URL`: replicas share one chat).
 //! - [`hub`]: the fan-out core: total order, bounded queues, resume without a
 //!   seam, the slow-subscriber policy. Knows nothing about gRPC.
 //! - [`resume`]: the resume protocol's request metadata and response headers.

@@ -4,6 +4,12 @@
 //! [`serve`] answers `GET /metrics` on the metrics listener; [`track_subscribers`]
 //! keeps the subscriber gauge in step with the hub.
 
+mod broker;
+
+pub use broker::{
+    BROKER_ERRORS, BROKER_PUBLISH, BROKER_READ_LAG, BROKER_UP, BrokerMetrics, BrokerOp,
+};
+
 use messenger_runtime::conn::Hygiene;
 use messenger_runtime::metrics::{Exporter, exponential_buckets, grpc_code_name};
 use metrics::{
@@ -46,6 +52,8 @@ pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
         (FANOUT_DURATION, FANOUT_BUCKETS.as_slice()),
         (DELIVERY_LATENCY, DELIVERY_BUCKETS.as_slice()),
         (GRPC_HANDLING, HANDLING_BUCKETS.as_slice()),
+        (BROKER_PUBLISH, broker::PUBLISH_BUCKETS.as_slice()),
+        (BROKER_READ_LAG, broker::READ_LAG_BUCKETS.as_slice()),
     ]
 }
 

@@ -1,13 +1,16 @@
 //! `mes_grpc.MessengerServer`: maps proto requests to the [`Hub`] and hub
 //! messages back to proto, with per-call metrics and spans. Validation lives
-//! here; ordering lives in the hub.
+//! here; ordering lives in the hub, or in the broker with the Redis engine
+//! ([`RedisEngine::send`]: stored in the stream, then queued to this
+//! replica's subscribers, before the reply).
 
 use crate::auth::Principal;
+use crate::engine::redis::RedisEngine;
 use crate::error::ServiceError;
 use crate::hub::{Delivery, Hub, Resume, SubscribeRequest, Subscription};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::resume::{ReadOptions, set_headers};
-use crate::trace::FanoutTrace;
+use crate::trace::{FanoutTrace, PublishTrace};
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
@@ -29,6 +32,8 @@ pub struct MessengerService {
     limits: Limits,
     metrics: Arc<Metrics>,
     deliver_spans_max: usize,
+    /// The Redis engine, when `MESSENGER_BROKER_URL` is set.
+    broker: Option<Arc<RedisEngine>>,
 }
 
 impl MessengerService {
@@ -43,10 +48,17 @@ impl MessengerService {
             limits,
             metrics,
             deliver_spans_max,
+            broker: None,
         }
     }
 
-    fn accept(
+    /// Sends through `broker` instead of sequencing in this process.
+    pub fn with_broker(mut self, broker: Option<Arc<RedisEngine>>) -> Self {
+        self.broker = broker;
+        self
+    }
+
+    async fn accept(
         &self,
         req: SendMessageRequest,
         principal: Option<Principal>,
@@ -55,13 +67,32 @@ impl MessengerService {
         if principal.is_some_and(|p| !p.may_post_as(&req.author)) {
             return Err(ServiceError::NotTokenAuthor);
         }
+        let send_time = match &self.broker {
+            Some(broker) => {
+                let trace = PublishTrace::start(broker.stream());
+                let sent = (broker.send(&req.author, &req.text, trace.traceparent())).await;
+                match &sent {
+                    Ok(stamp) => trace.finish(Ok((&stamp.id, stamp.offset))),
+                    Err(e) => trace.finish(Err(&e.to_string())),
+                }
+                sent?.send_time
+            }
+            None => self.accept_here(req)?,
+        };
+        self.metrics.accepted.increment(1);
+        Ok(TimeResponse {
+            send_time: Some(to_timestamp(send_time)),
+        })
+    }
+
+    /// Sequences and fans out in this process; returns the `sendTime`.
+    fn accept_here(&self, req: SendMessageRequest) -> Result<i128, ServiceError> {
         let trace = FanoutTrace::start(self.deliver_spans_max);
         let started = Instant::now();
         let published = self.hub.publish(req.author, req.text, trace.clone())?;
         self.metrics
             .fanout_duration
             .record(started.elapsed().as_secs_f64());
-        self.metrics.accepted.increment(1);
         self.metrics.history(published.history);
         self.metrics
             .disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
@@ -69,9 +100,7 @@ impl MessengerService {
             trace.set_subscribers(published.delivered_to);
         }
         tracing::debug!(subscribers = published.delivered_to, "message accepted");
-        Ok(TimeResponse {
-            send_time: Some(to_timestamp(published.message.send_time)),
-        })
+        Ok(published.message.send_time)
     }
 }
 
@@ -101,7 +130,8 @@ impl MessengerServer for MessengerService {
         rpc.msg_received.increment(1);
         let started = Instant::now();
         let (span, incoming) = send_span(&request);
-        let result = async { self.accept(request.into_inner(), principal) }
+        let result = self
+            .accept(request.into_inner(), principal)
             .instrument(span.clone())
             // Outermost: when this process records nothing, the caller's context
             // is still current, for the receivers and for the log lines' trace id.
@@ -169,6 +199,7 @@ impl MessengerServer for MessengerService {
             principal,
             started: Instant::now(),
             end: None,
+            history_lost: false,
         });
         *response.metadata_mut() = headers;
         Ok(response)
@@ -190,6 +221,8 @@ pub struct MessageStream {
     started: Instant,
     /// Set once the stream has ended with a status.
     end: Option<Code>,
+    /// It ended because the broker's history was lost (counted as `error`).
+    history_lost: bool,
 }
 
 impl MessageStream {
@@ -234,6 +267,7 @@ impl Stream for MessageStream {
             Err(disconnect) => ServiceError::from_disconnect(disconnect, self.capacity),
         };
         self.end = Some(error.code());
+        self.history_lost = matches!(error, ServiceError::HistoryLost);
         Poll::Ready(Some(Err(error.into())))
     }
 }
@@ -248,7 +282,12 @@ impl Drop for MessageStream {
             }
         };
         if code == Code::Unavailable {
-            self.metrics.disconnected(DisconnectReason::Shutdown, 1);
+            let reason = if self.history_lost {
+                DisconnectReason::Error
+            } else {
+                DisconnectReason::Shutdown
+            };
+            self.metrics.disconnected(reason, 1);
         }
         self.metrics.read.handled(code);
         self.metrics

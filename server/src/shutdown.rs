@@ -3,7 +3,8 @@
 //! Order, each step starting when the one before has finished (or the grace
 //! period ran out):
 //! 1. health goes NOT_SERVING (overall and for the messenger service), so
-//!    balancers and probes stop sending new work;
+//!    balancers and probes stop sending new work (with the Redis engine, the
+//!    task mirroring the broker's reachability into health stops first);
 //! 2. the gRPC listener stops accepting, open connections get GOAWAY, and
 //!    those with nothing in flight (idle, half-open, never handshaked) are
 //!    closed at once ([`messenger_runtime::conn`]);
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tonic_health::ServingStatus;
 
 /// What the serve task returns.
@@ -47,6 +48,9 @@ pub struct Shutdown {
     /// The metrics port's connections: shut down when this is dropped, after
     /// the drain or with an unserved app.
     metrics: Hygiene,
+    /// With the Redis engine: the task that mirrors the broker's reachability
+    /// into health; stopped first, so it cannot turn SERVING back on.
+    broker_health: Option<AbortOnDropHandle<()>>,
 }
 
 impl Shutdown {
@@ -64,7 +68,13 @@ impl Shutdown {
             hub,
             grace,
             metrics,
+            broker_health: None,
         }
+    }
+
+    /// Stops `task` (the broker health reporter) at the start of the drain.
+    pub fn stop_on_drain(&mut self, task: AbortOnDropHandle<()>) {
+        self.broker_health = Some(task);
     }
 
     /// The tracker that admission hands each call's token from (step 3).
@@ -86,6 +96,9 @@ impl Shutdown {
     /// Runs steps 1 to 5 against the serve task; see the module docs.
     pub async fn drain(self, mut server: JoinHandle<Served>) -> Served {
         let deadline = Instant::now() + self.grace;
+        if let Some(task) = &self.broker_health {
+            task.abort();
+        }
         self.set_not_serving().await;
         // Stops accepting (tonic sends GOAWAY) and closes idle connections.
         self.grpc.shutdown();

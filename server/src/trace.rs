@@ -18,6 +18,15 @@
 //!
 //! A message whose sender sent no valid context, on a server that records
 //! nothing, carries no trace at all.
+//!
+//! With the Redis engine ([`broker`]), `SendMessage` records `broker.publish`
+//! (PRODUCER) instead of `fanout`, and every replica's reader continues the
+//! trace from the entry's `traceparent` with `broker.receive` (CONSUMER),
+//! under which that replica's `fanout` runs as above.
+
+mod broker;
+
+pub use broker::{PublishTrace, ReceiveTrace};
 
 use messenger_runtime::telemetry::{outgoing_current, traceparent, tracer};
 use opentelemetry::global::BoxedTracer;
@@ -61,12 +70,17 @@ impl FanoutTrace {
                 mode: Mode::Forwarded(forwarded),
             }));
         }
+        Some(Self::recorded(parent, deliver_spans_max))
+    }
+
+    /// Recorded, under `parent` (a sampled span of ours).
+    fn recorded(parent: Context, deliver_spans_max: usize) -> Arc<Self> {
         let tracer = tracer();
         let span = tracer
             .span_builder("fanout")
             .with_kind(SpanKind::Producer)
             .start_with_context(&tracer, &parent);
-        Some(Arc::new(Self {
+        Arc::new(Self {
             mode: Mode::Recorded(Recorded {
                 cx: parent.with_span(span),
                 tracer,
@@ -75,7 +89,7 @@ impl FanoutTrace {
                 max_latency_nanos: AtomicU64::new(0),
                 deliver_spans_max: deliver_spans_max as u64,
             }),
-        }))
+        })
     }
 
     /// W3C traceparent kept with the message in history so a replay still

@@ -2,6 +2,10 @@
 //! stamped in this process, history in a ring bounded by a message count and
 //! a byte budget, whichever is reached first; the epoch is a random id per
 //! process start, since history dies with the process.
+//!
+//! The same ring is the local tail a Redis replica holds: it then never
+//! appends, only [`Engine::hold`]s the broker's entries and
+//! [`Engine::restart`]s with the broker's epoch.
 
 use super::{Draft, Engine, Gap, HistoryStats, Message};
 use messenger_proto::time::{next_send_time, unix_nanos_now};
@@ -99,6 +103,23 @@ impl Engine for InProcess {
         self.history.push_back(Arc::clone(&message));
         self.evict();
         message
+    }
+
+    fn hold(&mut self, message: Message) -> Arc<Message> {
+        self.last_send_time = message.send_time;
+        self.newest = message.offset;
+        let message = Arc::new(message);
+        self.bytes += entry_bytes(&message);
+        self.history.push_back(Arc::clone(&message));
+        self.evict();
+        message
+    }
+
+    fn restart(&mut self, epoch: String, newest: u64) {
+        self.epoch = epoch;
+        self.newest = newest;
+        self.history.clear();
+        self.bytes = 0;
     }
 
     fn read_after(&self, epoch: &str, offset: u64) -> Result<Vec<Arc<Message>>, Gap> {
@@ -199,6 +220,32 @@ mod tests {
         assert_eq!(offsets(e.read_after("e", 1)), Vec::<u64>::new());
         append(&mut e, "y");
         assert_eq!(e.read_after("e", 1).err(), Some(Gap::Evicted { missed: 1 }));
+    }
+
+    #[test]
+    fn held_messages_keep_their_offsets_and_restart_forgets_everything() {
+        let mut e = engine(10, usize::MAX);
+        let held = |offset, send_time| Message {
+            author: "a".into(),
+            text: "t".into(),
+            send_time,
+            offset,
+            accepted_at: Instant::now(),
+            traceparent: None,
+        };
+        e.restart("broker".into(), 40);
+        assert_eq!(e.read_after("broker", 40).unwrap().len(), 0);
+        e.hold(held(41, 5));
+        e.hold(held(42, 7));
+        assert_eq!(offsets(e.read_after("broker", 40)), [41, 42]);
+        assert_eq!(e.read_after("e", 40).err(), Some(Gap::Epoch));
+        e.restart("next".into(), 0);
+        assert_eq!(e.stats(), HistoryStats::default());
+        assert_eq!(e.read_after("broker", 42).err(), Some(Gap::Epoch));
+        assert_eq!(
+            e.read_after("next", 1).err(),
+            Some(Gap::Ahead { newest: 0 })
+        );
     }
 
     #[test]

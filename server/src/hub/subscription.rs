@@ -1,16 +1,46 @@
 //! One subscriber's end of the hub: its replay, its live queue, and the
 //! counters the operator's debug dump shows.
 
-use super::{Disconnect, Gap, Hub, Message, Queued, State, SubscribeRequest};
+use super::{Gap, Hub, Message, Queued, SubscribeRequest};
 use crate::trace::FanoutTrace;
 use messenger_proto::time::unix_nanos_now;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::task::{Context, Poll, ready};
 use tokio::sync::mpsc;
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// Its queue was full when a message arrived.
+    Slow,
+    /// The hub is shutting down; everything queued was delivered first.
+    Shutdown,
+    /// The broker's history was lost or skipped past this replica (see
+    /// [`Hub::restart`]); everything queued was delivered first.
+    HistoryLost,
+}
+
+/// Disconnect reason shared between the hub and a subscription; 0 = none.
+#[derive(Default)]
+pub(super) struct State(AtomicU8);
+
+impl State {
+    pub(super) fn set(&self, d: Disconnect) {
+        self.0.store(d as u8 + 1, Ordering::Release);
+    }
+    pub(super) fn get(&self) -> Option<Disconnect> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(Disconnect::Slow),
+            2 => Some(Disconnect::Shutdown),
+            3 => Some(Disconnect::HistoryLost),
+            _ => None,
+        }
+    }
+}
 
 /// What came of a subscriber's request to resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,147 @@
+//! The server-side scripts, and the only code that writes the stream.
+//!
+//! Stored state, all strings: the metadata hash `<stream>:meta` holds
+//! `epoch`, `offset` (the last given), `sec` and `nsec` (the last `sendTime`:
+//! seconds and 9-digit nanoseconds). Seconds and nanoseconds stay separate
+//! integers because Lua numbers are doubles: 1.7e18 ns is past 2^53 and would
+//! lose its last digits.
+//!
+//! Each entry has the fields `epoch`, `offset`, `sendTime`
+//! (`<sec>.<9-digit nsec>`), `author`, `text`, and `traceparent` when the
+//! send was traced. Keys go through `KEYS` (the stream and its metadata; on
+//! Redis Cluster give the stream a hash tag so both share a slot), values
+//! through `ARGV`.
+//!
+//! Rules, from `messenger_proto::time::next_send_time`: `sendTime` is
+//! `max(now, last + 1 ns)`, bumped by 1 ns off a multiple of 1000, so it is
+//! strictly increasing across every replica and prints with 9 digits. The
+//! offset is the last + 1 (1 for the first of an epoch). A missing metadata
+//! key means history was lost (a flushed or restarted Redis without
+//! persistence): a new epoch is made from `TIME`, and a stream left without
+//! its metadata is deleted, since its offsets belong to no known epoch.
+//!
+//! [`redis::Script`] runs `EVALSHA` and loads the script on `NOSCRIPT` (a
+//! restarted Redis forgets scripts), so a script is never missing for long.
+
+use redis::aio::ConnectionLike;
+use std::sync::{Arc, LazyLock};
+
+/// Reads the metadata, making a new epoch when it is missing; defines
+/// `meta(stream, meta_key)` -> epoch, offset, sec, nsec.
+const PRELUDE: &str = r"
+local function meta(stream, key)
+  local m = redis.call('HMGET', key, 'epoch', 'offset', 'sec', 'nsec')
+  if m[1] then
+    return m[1], tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
+  end
+  local t = redis.call('TIME')
+  local epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('DEL', stream)
+  redis.call('HSET', key, 'epoch', epoch, 'offset', '0', 'sec', '0', 'nsec', '0')
+  return epoch, 0, 0, 0
+end
+";
+
+/// KEYS: stream, meta. ARGV: max length, author, text, traceparent ('' for
+/// none). Returns {epoch, offset, sec, nsec (9 digits), entry id}.
+const PUBLISH: &str = r"
+local epoch, offset, last_s, last_ns = meta(KEYS[1], KEYS[2])
+local t = redis.call('TIME')
+local s, ns = tonumber(t[1]), tonumber(t[2]) * 1000
+if s < last_s or (s == last_s and ns <= last_ns) then
+  s, ns = last_s, last_ns + 1
+end
+if ns >= 1000000000 then
+  s, ns = s + 1, ns - 1000000000
+end
+if ns % 1000 == 0 then
+  ns = ns + 1
+end
+local off = string.format('%d', offset + 1)
+local sec, nsec = string.format('%d', s), string.format('%09d', ns)
+redis.call('HSET', KEYS[2], 'offset', off, 'sec', sec, 'nsec', nsec)
+local fields = {'epoch', epoch, 'offset', off, 'sendTime', sec .. '.' .. nsec,
+  'author', ARGV[2], 'text', ARGV[3]}
+if ARGV[4] ~= '' then
+  fields[#fields + 1] = 'traceparent'
+  fields[#fields + 1] = ARGV[4]
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+return {epoch, off, sec, nsec, id}
+";
+
+/// KEYS: stream, meta. Returns {epoch, offset}, making the epoch if missing.
+const EPOCH: &str = r"
+local epoch, offset = meta(KEYS[1], KEYS[2])
+return {epoch, string.format('%d', offset)}
+";
+
+static PUBLISH_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{PUBLISH}")));
+static EPOCH_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{EPOCH}")));
+
+/// What the publish script gave a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub epoch: Arc<str>,
+    pub offset: u64,
+    /// Nanoseconds since the Unix epoch, UTC.
+    pub send_time: i128,
+    /// The stream entry id.
+    pub id: String,
+}
+
+/// Runs the publish script on `keys` = (stream, meta).
+pub async fn publish<C: ConnectionLike + Send>(
+    conn: &mut C,
+    (stream, meta): (&str, &str),
+    max_len: usize,
+    (author, text, traceparent): (&str, &str, Option<&str>),
+) -> redis::RedisResult<Stamp> {
+    let (epoch, offset, sec, nsec, id): (String, String, String, String, String) = PUBLISH_SCRIPT
+        .key(stream)
+        .key(meta)
+        .arg(max_len)
+        .arg(author)
+        .arg(text)
+        .arg(traceparent.unwrap_or_default())
+        .invoke_async(conn)
+        .await?;
+    let bad = |what| {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "publish script reply",
+            format!("{what} is not a number"),
+        ))
+    };
+    let send_time =
+        super::entry::parse_send_time(&format!("{sec}.{nsec}")).ok_or_else(|| bad("sendTime"))?;
+    Ok(Stamp {
+        epoch: epoch.into(),
+        offset: offset.parse().map_err(|_| bad("offset"))?,
+        send_time,
+        id,
+    })
+}
+
+/// The stream's epoch and last offset, making a new epoch if the metadata is
+/// missing (a fresh or emptied Redis).
+pub async fn epoch<C: ConnectionLike + Send>(
+    conn: &mut C,
+    (stream, meta): (&str, &str),
+) -> redis::RedisResult<(String, u64)> {
+    let (epoch, offset): (String, String) = EPOCH_SCRIPT
+        .key(stream)
+        .key(meta)
+        .invoke_async(conn)
+        .await?;
+    let offset = offset.parse().map_err(|_| {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "epoch script reply",
+            format!("offset {offset:?} is not a number"),
+        ))
+    })?;
+    Ok((epoch, offset))
+}

@@ -1,0 +1,100 @@
+//! The Redis engine's series (issue 14; the names are shared with the
+//! dashboards and alerts). Registered only when `MESSENGER_BROKER_URL` is set,
+//! so an in-process server exports no `messenger_broker_up 0` to alert on.
+
+use messenger_runtime::metrics::exponential_buckets;
+use metrics::{
+    Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+use std::sync::LazyLock;
+
+pub const BROKER_UP: &str = "messenger_broker_up";
+pub const BROKER_PUBLISH: &str = "messenger_broker_publish_seconds";
+pub const BROKER_READ_LAG: &str = "messenger_broker_read_lag_seconds";
+pub const BROKER_ERRORS: &str = "messenger_broker_errors_total";
+
+/// 50 µs .. ~3 s: one script round trip.
+pub(super) static PUBLISH_BUCKETS: LazyLock<Vec<f64>> =
+    LazyLock::new(|| exponential_buckets(5e-5, 2.0, 17));
+/// 100 µs .. ~6.5 s: `sendTime` (Redis clock) to this replica's reader.
+pub(super) static READ_LAG_BUCKETS: LazyLock<Vec<f64>> =
+    LazyLock::new(|| exponential_buckets(1e-4, 2.0, 17));
+
+/// What failed, as the `op` label of [`BROKER_ERRORS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerOp {
+    /// The publish script (or the wait for this replica's delivery).
+    Publish,
+    /// The reader's `XREAD` or its connection.
+    Read,
+    /// Loading the epoch and the stream's tail.
+    Load,
+    /// An entry that is not one of ours (skipped).
+    Decode,
+}
+
+impl BrokerOp {
+    const ALL: [Self; 4] = [Self::Publish, Self::Read, Self::Load, Self::Decode];
+    fn label(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Read => "read",
+            Self::Load => "load",
+            Self::Decode => "decode",
+        }
+    }
+}
+
+/// Cached handles to the broker series.
+pub struct BrokerMetrics {
+    pub up: Gauge,
+    pub publish: Histogram,
+    pub read_lag: Histogram,
+    errors: [Counter; 4],
+}
+
+impl BrokerMetrics {
+    /// Describes and registers every series (`up` at 0, errors at 0).
+    pub fn new() -> Self {
+        describe_gauge!(
+            BROKER_UP,
+            "1 while this replica's reader is connected to the broker and reading, else 0."
+        );
+        describe_histogram!(
+            BROKER_PUBLISH,
+            metrics::Unit::Seconds,
+            "Time of one publish script call (stamp, XADD, trim) as SendMessage sees it."
+        );
+        describe_histogram!(
+            BROKER_READ_LAG,
+            metrics::Unit::Seconds,
+            "Per entry: its sendTime (stamped from the broker's clock) until this replica's reader has it."
+        );
+        describe_counter!(
+            BROKER_ERRORS,
+            "Broker failures, by op (publish|read|load|decode)."
+        );
+        let metrics = Self {
+            up: gauge!(BROKER_UP),
+            publish: histogram!(BROKER_PUBLISH),
+            read_lag: histogram!(BROKER_READ_LAG),
+            errors: BrokerOp::ALL.map(|op| counter!(BROKER_ERRORS, "op" => op.label())),
+        };
+        metrics.up.set(0.0);
+        for c in &metrics.errors {
+            c.absolute(0);
+        }
+        metrics
+    }
+
+    pub fn error(&self, op: BrokerOp) {
+        self.errors[op as usize].increment(1);
+    }
+}
+
+impl Default for BrokerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
