@@ -11,6 +11,7 @@ pub mod procs;
 pub mod prom;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod w3c;
 
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;

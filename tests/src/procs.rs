@@ -107,6 +107,16 @@ impl Proc {
         nofile: Option<u64>,
     ) -> Self {
         let mut command = Command::new(binary(bin));
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("OTEL_") || k.starts_with("MESSENGER_") {
+                command.env_remove(&key);
+            }
+        }
+        command
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied());
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             let limit = libc::rlimit {
@@ -125,16 +135,14 @@ impl Proc {
                 });
             }
         }
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k.starts_with("OTEL_") || k.starts_with("MESSENGER_") {
-                command.env_remove(&key);
-            }
-        }
+        Self::spawn_command(name, command)
+    }
+
+    /// Spawns `command` as it is (any program), capturing its output.
+    pub fn spawn_command(name: &str, mut command: Command) -> Self {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let bin = program.as_str();
         let mut child = command
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,138 @@
+//! Redis lost and back: while it is down, `SendMessage` answers UNAVAILABLE
+//! naming the broker within the send timeout and health is NOT_SERVING;
+//! back with its data, health returns to SERVING on its own and a send
+//! through replica B reaches a subscriber on replica A that stayed open;
+//! back without its data (a new epoch), every stream ends UNAVAILABLE
+//! "history lost" and a resume from the old position reports
+//! `recovered: false`.
+
+use crate::{BROKER_TIMEOUT_MS, HEAVY, poll_until, replica};
+use messenger_proto::pb::ServerMessageResponse;
+use messenger_tests::redis::{RedisProc, free_port};
+use messenger_tests::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Opens `ReadMessages` with `key: value`; the epoch and recovered headers.
+async fn read(
+    addr: SocketAddr,
+    key: &'static str,
+    value: &str,
+) -> (String, Option<String>, Streaming<ServerMessageResponse>) {
+    let mut client = connect(addr).await;
+    let mut request = tonic::Request::new(());
+    request.metadata_mut().insert(key, value.parse().unwrap());
+    let response = within("ReadMessages headers", client.read_messages(request))
+        .await
+        .expect("subscribe");
+    let header = |k| (response.metadata().get(k)).map(|v| v.to_str().unwrap().to_owned());
+    let epoch = header("messenger-epoch").expect("epoch header");
+    let recovered = header("messenger-recovered");
+    (epoch, recovered, response.into_inner())
+}
+
+async fn next(stream: &mut Streaming<ServerMessageResponse>) -> ServerMessageResponse {
+    within("a stream message", stream.message())
+        .await
+        .expect("stream open")
+        .expect("a message")
+}
+
+/// Polls the messenger service's health on `addr` until it is `want`.
+async fn health_becomes(addr: SocketAddr, want: ServingStatus) -> Duration {
+    let channel = Channel::from_shared(format!("http://{addr}")).unwrap();
+    let mut health = HealthClient::new(within("connect", channel.connect()).await.unwrap());
+    let what = format!("{addr} health {want:?}");
+    let (_, took) = poll_until(&what, Duration::from_secs(15), || {
+        let mut health = health.clone();
+        async move {
+            let request = HealthCheckRequest {
+                service: messenger_proto::SERVICE_NAME.into(),
+            };
+            let status = health.check(request).await.ok()?.into_inner().status;
+            (status == want as i32).then_some(())
+        }
+    })
+    .await;
+    let _ = &mut health;
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_then_back_with_and_without_its_data() {
+    let _heavy = HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let redis = RedisProc::start_on(port, Some(dir.path())).await;
+    let url = redis.url();
+    let a = replica("a", &url, &[]).await;
+    let b = replica("b", &url, &[]).await;
+    let (epoch, _, mut on_a) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    let mut grpc_a = a.grpc().await;
+    let mut grpc_b = b.grpc().await;
+    grpc_send(&mut grpc_b, "bob", "before").await.unwrap();
+    assert_eq!(next(&mut on_a).await.text, "before");
+
+    // Down: UNAVAILABLE naming the broker, within the timeout; NOT_SERVING.
+    redis.proc.kill9_and_wait().await;
+    let started = Instant::now();
+    let refused = within(
+        "SendMessage with Redis down",
+        grpc_send(&mut grpc_a, "ann", "lost"),
+    )
+    .await
+    .expect_err("no broker, no acknowledgement");
+    let took = started.elapsed();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let broker = format!("broker redis://127.0.0.1:{port}");
+    assert!(refused.message().starts_with(&broker), "{refused:?}");
+    assert!(
+        took < Duration::from_millis(BROKER_TIMEOUT_MS + 500),
+        "answered within the send timeout: {took:?}"
+    );
+    health_becomes(a.grpc_addr, ServingStatus::NotServing).await;
+    health_becomes(b.grpc_addr, ServingStatus::NotServing).await;
+
+    // Back with its data: SERVING on its own, flow resumes, B reaches A's open stream.
+    let back = Instant::now();
+    let redis = RedisProc::start_on(port, Some(dir.path())).await;
+    let serving = health_becomes(a.grpc_addr, ServingStatus::Serving).await;
+    health_becomes(b.grpc_addr, ServingStatus::Serving).await;
+    grpc_send(&mut grpc_b, "bob", "after")
+        .await
+        .expect("flow resumed");
+    let after = next(&mut on_a).await;
+    assert_eq!(
+        (after.text.as_str(), after.offset),
+        ("after", 2),
+        "same epoch, next offset"
+    );
+    let resumed = back.elapsed();
+
+    // Back without its data: a new epoch; streams end with "history lost".
+    redis.proc.kill9_and_wait().await;
+    let _redis = RedisProc::start_on(port, None).await;
+    let ended = within("the stream ends", on_a.message())
+        .await
+        .expect_err("ended with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("history lost"), "{ended:?}");
+    let since = format!("{epoch}:2");
+    let (new_epoch, recovered, mut resumed_a) = read(a.grpc_addr, "messenger-since", &since).await;
+    assert_ne!(new_epoch, epoch);
+    assert_eq!(recovered.as_deref(), Some("false"), "the gap is reported");
+    grpc_send(&mut grpc_b, "bob", "new epoch").await.unwrap();
+    let first = next(&mut resumed_a).await;
+    assert_eq!((first.text.as_str(), first.offset), ("new epoch", 1));
+    println!(
+        "redis loss: SendMessage answered {:?} in {took:?} with Redis down (timeout {BROKER_TIMEOUT_MS} ms); \
+         back with its data: SERVING after {serving:?}, flow through B to A after {resumed:?}; \
+         back empty: streams ended \"history lost\", resume reported recovered=false",
+        refused.code()
+    );
+}

@@ -1,0 +1,88 @@
+//! A real `redis-server` for the Redis-engine tests, on a free loopback port,
+//! without persistence or with an append-only file in a directory the test
+//! keeps (to restart it "with its data"). Ready when it logs that it accepts
+//! connections; every wait is bounded. A missing `redis-server` fails the
+//! test with what to install, never skips it.
+
+use crate::procs::Proc;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the tests look for the server binary (Debian's `redis-server`).
+pub const REDIS_SERVER: &str = "redis-server";
+
+/// A running `redis-server`; killed (SIGKILL) on drop.
+pub struct RedisProc {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+/// The path of `redis-server`, or a failure saying how to install it.
+pub fn redis_server_path() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(REDIS_SERVER))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{REDIS_SERVER} is not installed: the Redis-engine tests need it \
+                 (`apt-get install redis-server`; `make test` and .ci/run install it)"
+            )
+        })
+}
+
+/// A loopback port that was free a moment ago (redis-server needs an explicit one).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+impl RedisProc {
+    /// Without persistence: a restart comes back empty.
+    pub async fn start() -> Self {
+        Self::start_on(free_port(), None).await
+    }
+
+    /// On `port`; with `dir`, an append-only file there (fsync per write), so
+    /// a restart on the same `dir` comes back with every acknowledged write.
+    pub async fn start_on(port: u16, dir: Option<&Path>) -> Self {
+        let mut command = Command::new(redis_server_path());
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match dir {
+            Some(dir) => command
+                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+                .arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let proc = Proc::spawn_command(&format!("redis:{port}"), command);
+        proc.wait_line("redis ready", |l| {
+            l.text.contains("Ready to accept connections")
+        })
+        .await;
+        Self { proc, port }
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A connection for driving Redis by hand.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("redis URL");
+        crate::within(
+            "connect to redis",
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .expect("connect to redis")
+    }
+}
