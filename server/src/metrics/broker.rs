@@ -69,7 +69,7 @@ impl BrokerMetrics {
         describe_histogram!(
             BROKER_READ_LAG,
             metrics::Unit::Seconds,
-            "Per entry: its sendTime (stamped from the broker's clock) until this replica's reader has it."
+            "Per live entry (not the tail loaded at start): its sendTime (the broker's clock) until this replica's reader has it."
         );
         describe_counter!(
             BROKER_ERRORS,

@@ -250,8 +250,11 @@ fn deliver(
             "broker stream trimmed past this replica; history restarts here"
         );
     }
-    let lag = unix_nanos_now() - entry.send_time;
-    broker.metrics.read_lag.record(lag.max(0) as f64 / 1e9);
+    if id.is_some() {
+        // Live entries only: a loaded tail's age is not lag.
+        let lag = unix_nanos_now() - entry.send_time;
+        broker.metrics.read_lag.record(lag.max(0) as f64 / 1e9);
+    }
     let receive = (entry.traceparent.as_deref())
         .and_then(|tp| ReceiveTrace::start(tp, &broker.stream, id?, entry.offset));
     let trace = receive.as_ref().map(|r| r.fanout(broker.deliver_spans_max));
