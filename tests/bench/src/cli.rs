@@ -46,6 +46,9 @@ pub(crate) struct FanoutArgs {
     pub(crate) connections: Option<usize>,
     pub(crate) payload: usize,
     pub(crate) server_pid: Option<u32>,
+    /// A second server of the same chat; see `--replica`.
+    pub(crate) replica: Option<SocketAddr>,
+    pub(crate) replica_pid: Option<u32>,
     pub(crate) json: Option<PathBuf>,
 }
 
@@ -77,6 +80,7 @@ pub(crate) struct SuiteArgs {
     pub(crate) idle_subscribers: usize,
     pub(crate) python: PathBuf,
     pub(crate) nats_server: PathBuf,
+    pub(crate) redis_server: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +199,8 @@ impl Given {
                 connections: self.opt("connections")?,
                 payload: self.get("payload")?,
                 server_pid: self.opt("server-pid")?,
+                replica: self.opt("replica")?,
+                replica_pid: self.opt("replica-pid")?,
                 json: self.opt("json")?,
             }),
             "idle" => Command::Idle(IdleArgs {
@@ -220,6 +226,7 @@ impl Given {
                 idle_subscribers: self.get("idle-subscribers")?,
                 python: self.get("python")?,
                 nats_server: self.get("nats-server")?,
+                redis_server: self.get("redis-server")?,
             }),
             "soak" => Command::Soak(SoakArgs {
                 bin_dir: self.get("bin-dir")?,

@@ -93,6 +93,23 @@ pub(crate) async fn connect_many(addr: SocketAddr, n: usize) -> Result<Vec<Chann
     Ok(out)
 }
 
+/// `n` connections, the i-th to `servers[i % servers.len()]`: spread over
+/// the replicas of one chat.
+pub(crate) async fn connect_spread(
+    servers: &[SocketAddr],
+    n: usize,
+) -> Result<Vec<Channel>, String> {
+    let m = servers.len().max(1);
+    let mut per = Vec::with_capacity(m);
+    for (j, server) in servers.iter().enumerate() {
+        let count = (0..n).filter(|i| i % m == j).count();
+        per.push(connect_many(*server, count).await?.into_iter());
+    }
+    Ok((0..n)
+        .map(|i| per[i % m].next().expect("counted per server"))
+        .collect())
+}
+
 /// How many subscribers have confirmed (seen a probe) or failed.
 #[derive(Debug, Default)]
 pub(crate) struct Readiness {

@@ -7,7 +7,9 @@
 //! ([`conn::phase`]); a run in which no message was acknowledged fails.
 //!
 //! `bench_cpu_seconds` and the server figures cover the load and drain
-//! window only, not connection setup.
+//! window only, not connection setup. With `--replica`, connections
+//! alternate between the two servers, the server CPU is both replicas' sum
+//! and the peak RSS the larger one.
 
 use crate::cli::{FanoutArgs, duration};
 use crate::conn::{self, Readiness};
@@ -30,6 +32,9 @@ const STOP_LIMIT: Duration = Duration::from_secs(10);
 #[derive(Debug, Serialize)]
 pub(crate) struct FanoutReport {
     pub(crate) server: String,
+    /// The second replica, when the load was spread over two.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) replica: Option<String>,
     pub(crate) subscribers: usize,
     pub(crate) publishers: usize,
     pub(crate) connections: usize,
@@ -77,9 +82,10 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
             "{c} connections don't fit the open-files limit {nofile}"
         ));
     }
+    let servers: Vec<_> = std::iter::once(args.server).chain(args.replica).collect();
     let (sub_channels, pub_channels) = conn::phase("connect", conn::connect_limit(c + p), async {
-        let subs = conn::connect_many(args.server, c).await?;
-        Ok((subs, conn::connect_many(args.server, p).await?))
+        let subs = conn::connect_spread(&servers, c).await?;
+        Ok((subs, conn::connect_spread(&servers, p).await?))
     })
     .await?;
 
@@ -104,6 +110,7 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
     conn::phase("subscribe", setup_limit + conn::REQUEST_LIMIT, probe).await?;
 
     let watch = ServerWatch::start(args.server_pid)?;
+    let replica_watch = ServerWatch::start(args.replica_pid)?;
     let cpu_start = procfs::self_cpu_seconds();
     let start = Instant::now();
     let plan = Plan {
@@ -166,6 +173,10 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
     .await?;
     let bench_cpu_seconds = procfs::self_cpu_seconds() - cpu_start;
     let server = watch.as_ref().map(ServerWatch::finish);
+    let server = match (server, replica_watch.as_ref().map(ServerWatch::finish)) {
+        (Some((cpu, rss)), Some((r_cpu, r_rss))) => Some((cpu + r_cpu, rss.max(r_rss))),
+        (server, _) => server,
+    };
     Ok(summarize(
         args,
         c,
@@ -221,6 +232,7 @@ fn summarize(
     let delivery_secs = ((last_receipt - start_unix) as f64 / 1e9).max(1e-3);
     FanoutReport {
         server: args.server.to_string(),
+        replica: args.replica.map(|r| r.to_string()),
         subscribers: args.subscribers,
         publishers: args.publishers,
         connections,

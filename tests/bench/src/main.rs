@@ -16,6 +16,7 @@
 //!   output, process figures.
 
 mod anchors;
+mod broker;
 mod chart;
 mod cli;
 mod cli_spec;

@@ -8,10 +8,12 @@
 //! subscribers on 10,000 connections; http with 10 connections; fanout
 //! K = 100 with the OTLP exporter on (into `otlp-sink`) at 100% and at 10%
 //! head sampling, and off ("off" is no trace export: the server's metrics
-//! recorder is always on). A failed run is recorded in the summary and the
+//! recorder is always on). The Redis-engine runs ([`crate::broker`]) follow
+//! the in-process runs they are compared with. A failed run is recorded in the summary and the
 //! suite goes on. Every child is bounded (its duration + [`CHILD_SLACK`]).
 
 use crate::anchors::{self, NATS_KS, REFERENCE_KS};
+use crate::broker;
 use crate::chart;
 use crate::cli::SuiteArgs;
 use crate::procs::{Proc, child};
@@ -28,7 +30,7 @@ const CHILD_SLACK: Duration = Duration::from_secs(300);
 pub(crate) const FANOUT_KS: [usize; 4] = [1, 8, 100, 1000];
 
 pub(crate) struct Bins {
-    server: PathBuf,
+    pub(crate) server: PathBuf,
     client: PathBuf,
     pub(crate) bench: PathBuf,
     /// Longest a bench child may run: its duration plus [`CHILD_SLACK`].
@@ -86,7 +88,47 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
             let run = anchors::nats(&bins, &args.out, &args.nats_server, &name, &same);
             runs.insert(name, run);
         }
+        if broker::REDIS_KS.iter().any(|n| n.to_string() == k) {
+            let name = format!("redis-fanout-k{k}");
+            let run = broker::fanout(&bins, &args.out, &args.redis_server, &name, 1, &same);
+            runs.insert(name, run);
+        }
     }
+    let two = [
+        "--subscribers",
+        "1000",
+        "--publishers",
+        &pubs,
+        "--duration",
+        &secs,
+    ];
+    let run = broker::fanout(
+        &bins,
+        &args.out,
+        &args.redis_server,
+        "redis-replicas-k1000",
+        2,
+        &two,
+    );
+    runs.insert("redis-replicas-k1000".to_owned(), run);
+    let ceiling_pubs = broker::CEILING_PUBLISHERS.to_string();
+    let ceiling = [
+        "--subscribers",
+        "2",
+        "--publishers",
+        &ceiling_pubs,
+        "--duration",
+        &secs,
+    ];
+    let run = broker::fanout(
+        &bins,
+        &args.out,
+        &args.redis_server,
+        "redis-ceiling",
+        2,
+        &ceiling,
+    );
+    runs.insert("redis-ceiling".to_owned(), run);
     let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
     let half = match max_rate {
         Some(rate) if rate > 0.0 => {

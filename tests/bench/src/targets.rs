@@ -8,13 +8,13 @@ use crate::suite::FANOUT_KS;
 use serde_json::{Value, json};
 
 /// A figure's threshold: `(at_least, bound, as shown)`.
-type Bound = (bool, f64, &'static str);
+pub(crate) type Bound = (bool, f64, &'static str);
 
-fn get(runs: &Value, run: &str, field: &str) -> Option<f64> {
+pub(crate) fn get(runs: &Value, run: &str, field: &str) -> Option<f64> {
     runs[run].pointer(field).and_then(Value::as_f64)
 }
 
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     a.zip(b).filter(|(_, b)| *b > 0.0).map(|(a, b)| a / b)
 }
 
@@ -25,7 +25,7 @@ fn error_of(run: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn errors(runs: &Value, names: &[&str]) -> String {
+pub(crate) fn errors(runs: &Value, names: &[&str]) -> String {
     names
         .iter()
         .map(|n| error_of(&runs[*n]))
@@ -34,7 +34,12 @@ fn errors(runs: &Value, names: &[&str]) -> String {
         .join("; ")
 }
 
-fn row(figure: String, measured: Option<f64>, bound: Option<Bound>, note: String) -> Value {
+pub(crate) fn row(
+    figure: String,
+    measured: Option<f64>,
+    bound: Option<Bound>,
+    note: String,
+) -> Value {
     let met = bound
         .map(|(at_least, b, _)| measured.is_some_and(|m| if at_least { m >= b } else { m <= b }));
     let target = bound.map_or("anchor", |(_, _, shown)| shown);
@@ -168,6 +173,7 @@ pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value 
             note,
         ));
     }
+    rows.extend(crate::broker::rows(runs));
     Value::Array(rows)
 }
 
@@ -193,6 +199,7 @@ fn fanout_runs() -> Vec<String> {
             names.push(format!("nats-k{k}"));
         }
     }
+    names.extend(crate::broker::run_names());
     let rest = [
         "fanout-k1000-half",
         "telemetry-on",
