@@ -153,8 +153,10 @@ clean:
 ## (tests/bench/reference, grpcio into .venv) at K=8 and K=100, and nats-server
 ## (Debian) driven by messenger-bench-nats (tests/bench/nats, its own lockfile,
 ## kept out of the workspace so `make build` never compiles async-nats and rustls).
+## The Redis-engine runs (issue 14) start redis-server (Debian, via test-tools)
+## on a free loopback port each.
 .PHONY: bench bench-smoke bench-anchors
-bench: build bench-anchors
+bench: build bench-anchors test-tools
 	$(BIN)/messenger-bench suite --bin-dir $(BIN) --out target/bench \
 	  --python $(VENV)/bin/python
 
