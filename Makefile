@@ -7,7 +7,7 @@ VENV    := .venv
 BIN     := target/release
 SERVER_PORT ?= 51075
 
-.PHONY: build run test test-rust test-course test-tools lint fmt clean certs
+.PHONY: build run test test-rust test-course test-course-replicas test-tools lint fmt clean certs
 .PHONY: ops-check up up-secure up-scale down logs ps compose-test compose-test-scale
 
 build:
@@ -30,7 +30,7 @@ certs:
 	$(CARGO) build --release -p messenger-tests --bin gen-certs
 	$(BIN)/gen-certs $(CERTS_DIR) $(if $(FORCE),--force) $(if $(SHARED_KEYS),--shared-keys)
 
-test: test-rust test-course ops-check soak-ci
+test: test-rust test-course test-course-replicas ops-check soak-ci
 
 ## Debian tools the tests start themselves: redis-server (the Redis-engine
 ## tests and the two-replica course suite run one per test on a free loopback
@@ -46,6 +46,11 @@ test-rust: build test-tools
 ## Course-compatible suite: real release binaries, real grpcurl.
 test-course: build $(VENV)/.installed
 	$(VENV)/bin/python -m pytest tests/course -q
+
+## The same suite against two server replicas on one redis-server of its own
+## (free loopback port): grpcurl and client1 on replica A, client2 on replica B.
+test-course-replicas: build test-tools $(VENV)/.installed
+	MESSENGER_TEST_REPLICAS=2 $(VENV)/bin/python -m pytest tests/course -q
 
 $(VENV)/.installed: tests/course/requirements.txt
 	$(PYTHON) -m venv $(VENV)

@@ -5,6 +5,10 @@ With MESSENGER_TEST_SERVER_ADDR, MESSENGER_TEST_CLIENT1_ADDR and MESSENGER_TEST_
 messenger-clients from $MESSENGER_BIN_DIR (default <repo>/target/release) on ephemeral ports, which
 are read from the processes' logs. Nothing here sleeps for readiness: every wait is for an event,
 bounded by a timeout.
+
+With MESSENGER_TEST_REPLICAS=2 (make test-course-replicas) the same suite runs against two server
+replicas on a redis-server of its own: grpcurl and client1 on replica A, client2 on replica B
+(replicas.py). The tests themselves are the same.
 """
 
 import functools
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import replicas
 
 REPO = Path(__file__).resolve().parents[2]
 PROTO_DIR = REPO / "proto"
@@ -129,8 +134,15 @@ def start_binary(name, label, env):
     return Proc(label, [path], env)
 
 
-def start_server():
-    server = start_binary("messenger-server", "server", {"MESSENGER_SERVER_PORT": "0", "MESSENGER_METRICS_PORT": "0"})
+# The broker every server the suite starts joins; empty on the in-process engine. Set by the
+# session-wide `broker` fixture before any test runs.
+BROKER_ENV = {}
+SERVER_LABELS = ["server", "server-b", "server-c", "server-d"]
+
+
+def start_server(label="server"):
+    env = {"MESSENGER_SERVER_PORT": "0", "MESSENGER_METRICS_PORT": "0", **BROKER_ENV}
+    server = start_binary("messenger-server", label, env)
     try:
         return server, f"127.0.0.1:{server.wait_port('grpc_addr')}"
     except BaseException:
@@ -147,24 +159,57 @@ class Stack:
     procs: dict = field(default_factory=dict)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def broker():
+    """The number of server replicas; with 2 or more, a redis-server they all share."""
+    try:
+        count = 1 if EXTERNAL else replicas.replicas_wanted()
+        if count > len(SERVER_LABELS):
+            raise replicas.ReplicaConfigError(f"{replicas.ENV_REPLICAS}={count}: at most {len(SERVER_LABELS)}")
+        if count > 1:
+            replicas.check_broker_support(BIN_DIR / "messenger-server")
+            workdir = replicas.temp_dir()
+            port = replicas.free_port()
+            argv = replicas.redis_argv(port, workdir)
+    except replicas.ReplicaConfigError as e:
+        pytest.fail(str(e))
+    if count == 1:
+        yield count
+        return
+    redis = Proc("redis-server", argv)
+    try:
+        if not redis.out.wait(lambda t: replicas.REDIS_READY in t, START_TIMEOUT):
+            pytest.fail(f"redis-server not ready within {START_TIMEOUT}s: {redis.describe()}")
+        BROKER_ENV.update({replicas.ENV_BROKER_URL: f"redis://127.0.0.1:{port}/0",
+                           replicas.ENV_BROKER_STREAM: f"messenger:course:{os.getpid()}"})
+        yield count
+    finally:
+        BROKER_ENV.clear()
+        redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def stack():
+def stack(broker):
     if EXTERNAL:
         yield Stack(*ENV_ADDRS)
         return
-    server, server_addr = start_server()
-    clients = []
+    servers, clients = [], []
     try:
-        for label in ("client1", "client2"):
-            env = {"MESSENGER_SERVER_ADDR": server_addr, "MESSENGER_HTTP_PORT": "0"}
+        for label in SERVER_LABELS[:broker]:
+            servers.append(start_server(label))
+        # client1 on replica A, client2 on replica B (the same server without a broker).
+        for i, label in enumerate(("client1", "client2")):
+            env = {"MESSENGER_SERVER_ADDR": servers[i % len(servers)][1], "MESSENGER_HTTP_PORT": "0"}
             clients.append(start_binary("messenger-client", label, env))
         ports = [c.wait_port("http_addr") for c in clients]
-        procs = {"server": server, "client1": clients[0], "client2": clients[1]}
-        yield Stack(server_addr, *(f"127.0.0.1:{p}" for p in ports), procs=procs)
+        procs = {**{s.name: s for s, _ in servers}, "client1": clients[0], "client2": clients[1]}
+        yield Stack(servers[0][1], *(f"127.0.0.1:{p}" for p in ports), procs=procs)
     finally:
         client_codes = [client.stop() for client in clients]
-        code = server.stop()
-    assert code == 0, f"server did not exit 0 on SIGTERM: {server.describe()}"
+        server_codes = [server.stop() for server, _ in servers]
+    for (server, _), code in zip(servers, server_codes):
+        assert code == 0, f"{server.name} did not exit 0 on SIGTERM: {server.describe()}"
     for client, client_code in zip(clients, client_codes):
         assert client_code == 0, f"client did not exit 0 on SIGTERM: {client.describe()}"
 
