@@ -74,9 +74,9 @@ DOCKERFILES := server/Dockerfile client/Dockerfile tests/course/Dockerfile
 ## (docker-compose 1.29), Dockerfiles (hadolint), Prometheus config, rules and
 ## rule unit tests (promtool), Grafana provisioning and collector pipelines, and
 ## every dashboard and alert query against a real Prometheus scraping the
-## release binaries (two replicas on a real redis-server once the server has
-## --broker-url). Installs the Debian packages docker-compose, prometheus and
-## redis-server if missing.
+## release binaries, as the plain stack (make up) and as the two-replica stack
+## on a real redis-server (make up-scale). Installs the Debian packages
+## docker-compose, prometheus and redis-server if missing.
 ops-check: build $(VENV)/.ops-installed
 	ops/check/install-tools.sh
 	ops/check/compose.sh
@@ -85,7 +85,8 @@ ops-check: build $(VENV)/.ops-installed
 	promtool check rules ops/prometheus/rules/*.yml
 	promtool test rules ops/prometheus/tests/*.yml
 	$(VENV)/bin/python ops/check/static.py
-	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN)
+	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN) --broker off
+	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN) --broker on
 
 define STACK_URLS
 	@echo "Grafana     http://localhost:3000   (messenger overview; anonymous viewer; admin password: $(COMPOSE) exec grafana cat /var/lib/grafana/admin-password, or $$GRAFANA_ADMIN_PASSWORD if you set it)"
