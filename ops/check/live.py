@@ -193,7 +193,7 @@ def main():
                   "and Prometheus (prometheus-scale.yml)")
         else:
             print("dashboard check: native server, 2 clients and Prometheus "
-                  f"(the plain stack: no broker)")
+                  "(the plain stack: no broker)")
         stack = NativeStack(args.bin_dir.resolve(), args.prometheus, workdir, redis_bin)
         prom = Prometheus(stack.prom_url)
         wait_for("Prometheus /-/ready", lambda: http("GET", f"{stack.prom_url}/-/ready", timeout=2)[0] == 200)
