@@ -22,7 +22,6 @@
 use crate::admission::Admission;
 use crate::auth::{self, Auth, AuthError};
 use crate::config::Config;
-use crate::config::ENV_BROKER_URL;
 use crate::engine::memory::InProcess;
 use crate::engine::redis::{self, RedisEngine};
 use crate::hub::Hub;
@@ -78,8 +77,8 @@ pub enum ConfigError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("{ENV_BROKER_URL}: {0}")]
-    Broker(#[from] ::redis::RedisError),
+    #[error(transparent)]
+    Broker(#[from] crate::engine::redis::BrokerConfigError),
 }
 
 /// The messenger service with its layers (see the module docs).

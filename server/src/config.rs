@@ -34,6 +34,7 @@ pub const ENV_HISTORY_BYTES: &str = "MESSENGER_HISTORY_BYTES";
 pub const ENV_BROKER_URL: &str = "MESSENGER_BROKER_URL";
 pub const ENV_BROKER_STREAM: &str = "MESSENGER_BROKER_STREAM";
 pub const ENV_BROKER_TIMEOUT_MS: &str = "MESSENGER_BROKER_TIMEOUT_MS";
+pub const ENV_BROKER_CA: &str = "MESSENGER_BROKER_CA";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -149,6 +150,11 @@ pub struct Config {
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub broker_stream: String,
 
+    /// CA bundle (PEM) that signs the broker's certificate, for `rediss://`
+    /// with a private CA; unset: the webpki and system roots.
+    #[arg(long, env = ENV_BROKER_CA)]
+    pub broker_ca: Option<PathBuf>,
+
     /// Milliseconds a `SendMessage` may spend on the broker (publish, then this
     /// replica's delivery) before it answers UNAVAILABLE; also bounds each
     /// connection attempt.
@@ -212,6 +218,7 @@ impl Default for Config {
             history_bytes: DEFAULT_HISTORY_BYTES,
             broker_url: None,
             broker_stream: DEFAULT_BROKER_STREAM.to_owned(),
+            broker_ca: None,
             broker_timeout_ms: DEFAULT_BROKER_TIMEOUT_MS,
             conn: ConnLimits::default(),
             log_format: LogFormat::Text,

@@ -11,6 +11,7 @@ mod malformed;
 mod order;
 mod replica;
 mod stamping;
+mod tls;
 mod traces;
 
 use messenger_tests::WAIT;

@@ -70,6 +70,40 @@ impl RedisProc {
         Self { proc, port }
     }
 
+    /// TLS only, on a free port, with `cert` and `key` (PEM files); clients
+    /// need no certificate. Its URL is `rediss://127.0.0.1:<port>`.
+    pub async fn start_tls(cert: &Path, key: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(redis_server_path());
+        command
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(cert)
+            .arg("--tls-key-file")
+            .arg(key);
+        let proc = Proc::spawn_command(&format!("redis-tls:{port}"), command);
+        proc.wait_line("redis ready", |l| {
+            l.text.contains("Ready to accept connections")
+        })
+        .await;
+        Self { proc, port }
+    }
+
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

@@ -23,16 +23,20 @@
 //! URL without credentials ([`redacted`]).
 
 pub mod entry;
+mod error;
 pub mod reader;
 pub mod script;
 
-use crate::config::{Config, ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
+pub use error::{BrokerConfigError, BrokerError, Failure};
+
+use crate::config::{Config, ENV_BROKER_URL};
 use crate::health::HealthReporter;
 use crate::hub::Hub;
 use crate::metrics::{BrokerMetrics, BrokerOp, Metrics};
 use messenger_proto::SERVICE_NAME;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -44,39 +48,6 @@ use tonic_health::ServingStatus;
 /// milliseconds behind, has read it.
 pub const STREAM_MIN_LEN: usize = 1_000;
 
-/// Why the broker could not take or confirm a message. Its text starts with
-/// the broker's URL (without credentials).
-#[derive(Debug, thiserror::Error)]
-#[error("broker {broker}: {failure}")]
-pub struct BrokerError {
-    pub broker: Arc<str>,
-    pub failure: Failure,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error("{}", describe(.0))]
-    Redis(#[from] redis::RedisError),
-    #[error("no answer within {0:?} ({ENV_BROKER_TIMEOUT_MS})")]
-    Timeout(Duration),
-    #[error(
-        "stored at offset {offset}, but this server's reader has not delivered it within {timeout:?} \
-         (the broker may be down; the message will still reach subscribers when it recovers)"
-    )]
-    NotDelivered { offset: u64, timeout: Duration },
-}
-
-/// A Redis error as one line: "connection refused", "NOSCRIPT ...".
-fn describe(e: &redis::RedisError) -> String {
-    if e.is_connection_refusal() {
-        "connection refused".to_owned()
-    } else if e.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        e.to_string()
-    }
-}
-
 /// `scheme://host:port/db` of `url` without user or password.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -85,6 +56,29 @@ pub fn redacted(url: &str) -> String {
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
     format!("{scheme}://{rest}")
+}
+
+/// The client for `url`, trusting the PEM CA bundle at `ca` when given (a
+/// `rediss://` URL only: a CA for a plaintext broker is a mistake).
+fn client(url: &str, ca: Option<&Path>) -> Result<redis::Client, BrokerConfigError> {
+    let Some(path) = ca else {
+        return redis::Client::open(url).map_err(BrokerConfigError::Url);
+    };
+    let bad = |why: String| BrokerConfigError::Ca {
+        path: path.to_owned(),
+        why,
+    };
+    if !url.starts_with("rediss://") {
+        return Err(bad(format!("a CA needs a rediss:// {ENV_BROKER_URL}")));
+    }
+    messenger_runtime::tls::read_certificate_ders(crate::config::ENV_BROKER_CA, path)?;
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    redis::Client::build_with_tls(url, certs)
+        .map_err(|e| bad(format!("not a usable PEM CA bundle ({e})")))
 }
 
 /// Where this replica's reader stands: the newest offset handed to the hub
@@ -117,18 +111,20 @@ pub struct RedisEngine {
 }
 
 impl RedisEngine {
-    /// A handle for `config.broker_url` (validated by the config parser);
-    /// connects lazily, so a broker that is down at start is not an error.
-    pub fn new(config: &Config) -> Result<Arc<Self>, redis::RedisError> {
+    /// A handle for `config.broker_url` (validated by the config parser),
+    /// trusting `config.broker_ca` when set; connects lazily, so a broker
+    /// that is down at start is not an error.
+    pub fn new(config: &Config) -> Result<Arc<Self>, BrokerConfigError> {
         let url = config.broker_url.as_deref().unwrap_or_default();
-        let client = redis::Client::open(url)?;
+        let client = client(url, config.broker_ca.as_deref())?;
         let timeout = config.broker_timeout();
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(timeout);
-        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), manager)?;
+        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+            .map_err(BrokerConfigError::Url)?;
         Ok(Arc::new(Self {
             name: redacted(url).into(),
             client,

@@ -1,0 +1,55 @@
+//! The Redis engine's errors: what a caller is told when the broker cannot
+//! take a message ([`BrokerError`], always naming the broker's URL without
+//! credentials), and a broker setting that cannot be used at start
+//! ([`BrokerConfigError`], naming its variable).
+
+use crate::config::{ENV_BROKER_CA, ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the broker could not take or confirm a message. Its text starts with
+/// the broker's URL (without credentials).
+#[derive(Debug, thiserror::Error)]
+#[error("broker {broker}: {failure}")]
+pub struct BrokerError {
+    pub broker: Arc<str>,
+    pub failure: Failure,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{}", describe(.0))]
+    Redis(#[from] redis::RedisError),
+    #[error("no answer within {0:?} ({ENV_BROKER_TIMEOUT_MS})")]
+    Timeout(Duration),
+    #[error(
+        "stored at offset {offset}, but this server's reader has not delivered it within {timeout:?} \
+         (the broker may be down; the message will still reach subscribers when it recovers)"
+    )]
+    NotDelivered { offset: u64, timeout: Duration },
+}
+
+/// A Redis error as one line: "connection refused", "NOSCRIPT ...".
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".to_owned()
+    } else if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        e.to_string()
+    }
+}
+
+/// A broker setting that cannot be used; `main` prints it as a usage error
+/// (exit 2), naming the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerConfigError {
+    #[error("{ENV_BROKER_URL}: {0}")]
+    Url(redis::RedisError),
+    #[error("{ENV_BROKER_CA} {path}: {why}", path = .path.display())]
+    Ca { path: PathBuf, why: String },
+    /// Unreadable, or not a PEM certificate bundle (the message names the variable).
+    #[error(transparent)]
+    CaFile(#[from] messenger_runtime::tls::TlsError),
+}
