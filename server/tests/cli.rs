@@ -21,6 +21,10 @@ fn help_documents_every_variable() {
         "MESSENGER_MAX_AUTHOR_BYTES",
         "MESSENGER_SHUTDOWN_GRACE_SECS",
         "MESSENGER_LOG_FORMAT",
+        "MESSENGER_BROKER_URL",
+        "MESSENGER_BROKER_STREAM",
+        "MESSENGER_BROKER_CA",
+        "MESSENGER_BROKER_TIMEOUT_MS",
     ] {
         assert!(help.contains(var), "--help lacks {var}:\n{help}");
     }
@@ -32,6 +36,8 @@ fn invalid_values_exit_2_with_one_line() {
         ("MESSENGER_SERVER_PORT", "http"),
         ("MESSENGER_SUBSCRIBER_QUEUE", "0"),
         ("MESSENGER_LOG_FORMAT", "xml"),
+        ("MESSENGER_BROKER_URL", "localhost:6379"),
+        ("MESSENGER_BROKER_TIMEOUT_MS", "0"),
     ] {
         let out = Command::new(BIN).env(var, value).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}={value}");
