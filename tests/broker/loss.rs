@@ -126,6 +126,8 @@ async fn redis_down_then_back_with_and_without_its_data() {
     let (new_epoch, recovered, mut resumed_a) = read(a.grpc_addr, "messenger-since", &since).await;
     assert_ne!(new_epoch, epoch);
     assert_eq!(recovered.as_deref(), Some("false"), "the gap is reported");
+    // B may still be reconnecting: it sends once its health says it can.
+    health_becomes(b.grpc_addr, ServingStatus::Serving).await;
     grpc_send(&mut grpc_b, "bob", "new epoch").await.unwrap();
     let first = next(&mut resumed_a).await;
     assert_eq!((first.text.as_str(), first.offset), ("new epoch", 1));
@@ -135,4 +137,73 @@ async fn redis_down_then_back_with_and_without_its_data() {
          back empty: streams ended \"history lost\", resume reported recovered=false",
         refused.code()
     );
+}
+
+/// A replica frozen while the stream is trimmed past its position (more
+/// than `MAXLEN` entries go through another replica) cannot continue: when
+/// it thaws, its open streams end "history lost" and a resume from before
+/// the gap reports `recovered: false`; then it delivers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_the_stream_was_trimmed_past_reports_the_gap() {
+    const SENT: usize = 1_500; // past MAXLEN ~ 1000 (the floor; history size 10)
+    let _heavy = HEAVY.lock().await;
+    let redis = RedisProc::start().await;
+    let small = [("MESSENGER_HISTORY_SIZE", "10")];
+    let a = replica("a", &redis.url(), &small).await;
+    let b = replica("b", &redis.url(), &small).await;
+    let (epoch, _, mut on_a) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    let mut grpc_b = b.grpc().await;
+    grpc_send(&mut grpc_b, "bob", "seen").await.unwrap();
+    assert_eq!(next(&mut on_a).await.offset, 1);
+
+    a.proc.pause();
+    for i in 0..SENT {
+        grpc_send(&mut grpc_b, "bob", &i.to_string()).await.unwrap();
+    }
+    a.proc.resume();
+    // What Redis had already answered A's pending XREAD with arrives first.
+    let mut before_gap = Vec::new();
+    let ended = within("A's stream ends", async {
+        loop {
+            match on_a.message().await {
+                Ok(Some(m)) => before_gap.push(m.offset),
+                Ok(None) => panic!("ended without a status"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await;
+    assert!(
+        before_gap
+            .iter()
+            .copied()
+            .eq(2..2 + before_gap.len() as u64),
+        "a gap-free prefix before the end: {before_gap:?}"
+    );
+    assert!(
+        before_gap.len() < 1000,
+        "then the gap: {}",
+        before_gap.len()
+    );
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("history lost"), "{ended:?}");
+    let (same_epoch, recovered, _) =
+        read(a.grpc_addr, "messenger-since", &format!("{epoch}:1")).await;
+    assert_eq!(same_epoch, epoch, "trimming is not a new epoch");
+    assert_eq!(recovered.as_deref(), Some("false"), "the gap is reported");
+    let (_, _, mut live) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    grpc_send(&mut grpc_b, "bob", "after").await.unwrap();
+    // A may still be catching up: what it delivers is gap-free up to "after".
+    let mut offsets = Vec::new();
+    loop {
+        let m = next(&mut live).await;
+        offsets.push(m.offset);
+        if m.text == "after" {
+            break;
+        }
+    }
+    assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+    assert_eq!(offsets.last(), Some(&(SENT as u64 + 2)));
+    let warned = (a.proc.lines().iter()).any(|l| l.text.contains("trimmed past this replica"));
+    assert!(warned, "the gap is logged");
 }
