@@ -7,6 +7,8 @@
 //!   the imported well-known types, so grpcurl resolves every type without a
 //!   local `.proto`.
 //! - [`SERVICE_NAME`] and the request metadata keys of the opt-in extensions.
+//! - [`frame`]: a `ServerMessageResponse` encoded once and written to every
+//!   subscriber as the same bytes, and the server's `ReadMessages` codec.
 //! - [`time`]: how a `sendTime` is built and rendered (9 fractional digits).
 //! - [`limits`]: the byte limits on `SendMessageRequest` fields and the error
 //!   naming the field, its length and the limit (the server adds the status
@@ -15,6 +17,7 @@
 //! Its normal dependency tree is tonic (no TLS), prost, chrono and thiserror, so the
 //! bench and the fuzz targets, which need only these, build quickly.
 
+pub mod frame;
 pub mod limits;
 pub mod time;
 
@@ -22,6 +25,7 @@ pub mod time;
 #[allow(unreachable_pub, clippy::all)]
 pub mod pb {
     tonic::include_proto!("mes_grpc");
+    include!(concat!(env!("OUT_DIR"), "/mes_grpc.MessengerServer.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of `messenger.proto` and its imports.

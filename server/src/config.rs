@@ -133,7 +133,7 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000_000))]
     pub history_size: usize,
 
-    /// Most bytes of history (author + text + traceparent + a fixed per-message
+    /// Most bytes of history (author + text + traceparent + the encoded message + a fixed per-message
     /// overhead); whichever of the two bounds is hit first evicts the oldest.
     #[arg(long, env = ENV_HISTORY_BYTES, default_value_t = DEFAULT_HISTORY_BYTES,
           value_parser = RangedU64ValueParser::<usize>::new().range(0..=(1u64 << 40)))]

@@ -30,11 +30,14 @@
 pub mod memory;
 pub mod redis;
 
+use messenger_proto::frame::Encoded;
+use messenger_proto::time::to_timestamp;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// A message as accepted: immutable and shared by every subscriber's queue
-/// and by history.
+/// and by history. Built only by [`Message::new`], which also encodes it for
+/// the wire once, so every engine's messages reach subscribers the same way.
 #[derive(Debug)]
 pub struct Message {
     pub author: String,
@@ -49,6 +52,31 @@ pub struct Message {
     /// traced; a replay hands it to subscribers that asked for trace context.
     /// A string, not the span itself, so history never holds a span open.
     pub traceparent: Option<String>,
+    /// Fields 1–3 of its `ServerMessageResponse`, written as they are to
+    /// every subscriber's stream.
+    encoded: Encoded,
+}
+
+impl Message {
+    /// The message `draft` became at `offset` and `send_time` (Unix
+    /// nanoseconds, UTC), accepted now; encodes it for the wire.
+    pub fn new(draft: Draft, send_time: i128, offset: u64) -> Self {
+        let encoded = Encoded::new(&draft.author, &draft.text, &to_timestamp(send_time));
+        Self {
+            author: draft.author,
+            text: draft.text,
+            send_time,
+            offset,
+            accepted_at: Instant::now(),
+            traceparent: draft.traceparent,
+            encoded,
+        }
+    }
+
+    /// Fields 1–3 of its `ServerMessageResponse`, encoded at acceptance.
+    pub fn encoded(&self) -> &Encoded {
+        &self.encoded
+    }
 }
 
 /// A message not yet in the order.

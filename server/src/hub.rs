@@ -44,7 +44,7 @@ mod subscription;
 pub use crate::engine::{Gap, HistoryStats, Message};
 use subscription::State;
 pub use subscription::{
-    Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
+    BATCH_MAX, Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
 };
 
 use crate::engine::Engine;
@@ -240,6 +240,8 @@ impl Hub {
         Ok(Subscription {
             id,
             rx,
+            batch: Vec::new(),
+            taken: 0,
             replay: replay.into(),
             state,
             info,

@@ -233,7 +233,7 @@ fn describe() {
     describe_gauge!(
         HISTORY_BYTES,
         metrics::Unit::Bytes,
-        "Accounted bytes of history (author + text + traceparent + fixed overhead per message)."
+        "Accounted bytes of history (author + text + traceparent + the encoded message + fixed overhead per message)."
     );
     describe_counter!(
         RESUMES,

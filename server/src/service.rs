@@ -3,27 +3,29 @@
 //! here; ordering lives in the hub, or in the broker with the Redis engine
 //! ([`RedisEngine::send`]: stored in the stream, then queued to this
 //! replica's subscribers, before the reply).
+//!
+//! A `ReadMessages` response is a [`MessageStream`] ([`stream`]).
 
 use crate::auth::Principal;
 use crate::engine::redis::RedisEngine;
 use crate::error::ServiceError;
-use crate::hub::{Delivery, Hub, Resume, SubscribeRequest, Subscription};
+use crate::hub::{Hub, Resume, SubscribeRequest};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::resume::{ReadOptions, set_headers};
 use crate::trace::{FanoutTrace, PublishTrace};
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
-use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse, TimeResponse};
+use messenger_proto::pb::{SendMessageRequest, TimeResponse};
 use messenger_proto::time::to_timestamp;
 use messenger_runtime::telemetry::{extract_metadata, record_rpc_status};
 use opentelemetry::trace::FutureExt as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Instant;
-use tokio_stream::Stream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tonic::{Code, Request, Response, Status};
+
+mod stream;
+pub use stream::MessageStream;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -190,109 +192,14 @@ impl MessengerServer for MessengerService {
         }
         let mut headers = tonic::metadata::MetadataMap::new();
         set_headers(&mut headers, &options, &subscription);
-        let mut response = Response::new(MessageStream {
+        let mut response = Response::new(MessageStream::new(
             subscription,
-            capacity: self.hub.queue_capacity(),
-            metrics: Arc::clone(&self.metrics),
-            wants_trace: options.wants_trace,
-            wants_offsets: options.wants_offsets,
+            self.hub.queue_capacity(),
+            Arc::clone(&self.metrics),
+            &options,
             principal,
-            started: Instant::now(),
-            end: None,
-            history_lost: false,
-        });
+        ));
         *response.metadata_mut() = headers;
         Ok(response)
-    }
-}
-
-/// The response stream of one `ReadMessages` call. Dropping it (the RPC was
-/// cancelled or the connection died) unsubscribes at once.
-pub struct MessageStream {
-    subscription: Subscription,
-    capacity: usize,
-    metrics: Arc<Metrics>,
-    /// The subscriber asked for `traceparent` on each message.
-    wants_trace: bool,
-    /// The subscriber asked for `offset` on each message.
-    wants_offsets: bool,
-    /// With token auth: the subscriber's token, re-checked after each reload.
-    principal: Option<Principal>,
-    started: Instant,
-    /// Set once the stream has ended with a status.
-    end: Option<Code>,
-    /// It ended because the broker's history was lost (counted as `error`).
-    history_lost: bool,
-}
-
-impl MessageStream {
-    fn deliver(&self, d: Delivery) -> ServerMessageResponse {
-        let m = &d.message;
-        self.metrics.read.msg_sent.increment(1);
-        let traceparent = if d.replayed {
-            // Acceptance-to-write latency would measure the outage, not the
-            // fan-out: replays are counted on their own.
-            self.metrics.replayed.increment(1);
-            m.traceparent.clone().filter(|_| self.wants_trace)
-        } else {
-            let latency = m.accepted_at.elapsed();
-            self.metrics.delivery_latency.record(latency.as_secs_f64());
-            self.metrics.delivered.increment(1);
-            d.trace
-                .as_ref()
-                .and_then(|t| t.deliver(self.subscription.id(), latency, self.wants_trace))
-        };
-        ServerMessageResponse {
-            author: m.author.clone(),
-            text: m.text.clone(),
-            send_time: Some(to_timestamp(m.send_time)),
-            traceparent: traceparent.unwrap_or_default(),
-            offset: if self.wants_offsets { m.offset } else { 0 },
-        }
-    }
-}
-
-impl Stream for MessageStream {
-    type Item = Result<ServerMessageResponse, Status>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.end.is_some() {
-            return Poll::Ready(None);
-        }
-        let received = ready!(self.subscription.poll_recv(cx));
-        let revoked = self.principal.as_mut().is_some_and(|p| !p.still_valid());
-        let error = match received {
-            _ if revoked => ServiceError::TokenRevoked,
-            Ok(delivery) => return Poll::Ready(Some(Ok(self.deliver(delivery)))),
-            Err(disconnect) => ServiceError::from_disconnect(disconnect, self.capacity),
-        };
-        self.end = Some(error.code());
-        self.history_lost = matches!(error, ServiceError::HistoryLost);
-        Poll::Ready(Some(Err(error.into())))
-    }
-}
-
-impl Drop for MessageStream {
-    fn drop(&mut self) {
-        let code = match self.end {
-            Some(code) => code,
-            None => {
-                self.metrics.disconnected(DisconnectReason::Cancelled, 1);
-                Code::Cancelled
-            }
-        };
-        if code == Code::Unavailable {
-            let reason = if self.history_lost {
-                DisconnectReason::Error
-            } else {
-                DisconnectReason::Shutdown
-            };
-            self.metrics.disconnected(reason, 1);
-        }
-        self.metrics.read.handled(code);
-        self.metrics
-            .read
-            .handling
-            .record(self.started.elapsed().as_secs_f64());
     }
 }

@@ -12,7 +12,6 @@ use messenger_proto::time::{next_send_time, unix_nanos_now};
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Fixed cost charged per history entry on top of its strings: the shared
 /// message (with the `Arc` counters) and its ring slot.
@@ -21,11 +20,13 @@ pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Message>()
     + std::mem::size_of::<Arc<Message>>();
 
 /// Bytes one message is charged in history: author, text and traceparent
-/// capacities plus [`ENTRY_OVERHEAD_BYTES`]. Allocator rounding is not counted.
+/// capacities, its encoded form ([`Message::encoded`]) plus
+/// [`ENTRY_OVERHEAD_BYTES`]. Allocator rounding is not counted.
 pub fn entry_bytes(m: &Message) -> usize {
     m.author.capacity()
         + m.text.capacity()
         + m.traceparent.as_ref().map_or(0, String::capacity)
+        + m.encoded().len()
         + ENTRY_OVERHEAD_BYTES
 }
 
@@ -91,14 +92,7 @@ impl Engine for InProcess {
         let send_time = next_send_time(self.last_send_time, unix_nanos_now());
         self.last_send_time = send_time;
         self.newest += 1;
-        let message = Arc::new(Message {
-            author: draft.author,
-            text: draft.text,
-            send_time,
-            offset: self.newest,
-            accepted_at: Instant::now(),
-            traceparent: draft.traceparent,
-        });
+        let message = Arc::new(Message::new(draft, send_time, self.newest));
         self.bytes += entry_bytes(&message);
         self.history.push_back(Arc::clone(&message));
         self.evict();
@@ -225,13 +219,13 @@ mod tests {
     #[test]
     fn held_messages_keep_their_offsets_and_restart_forgets_everything() {
         let mut e = engine(10, usize::MAX);
-        let held = |offset, send_time| Message {
-            author: "a".into(),
-            text: "t".into(),
-            send_time,
-            offset,
-            accepted_at: Instant::now(),
-            traceparent: None,
+        let held = |offset, send_time| {
+            let draft = Draft {
+                author: "a".into(),
+                text: "t".into(),
+                traceparent: None,
+            };
+            Message::new(draft, send_time, offset)
         };
         e.restart("broker".into(), 40);
         assert_eq!(e.read_after("broker", 40).unwrap().len(), 0);

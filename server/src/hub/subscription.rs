@@ -1,5 +1,13 @@
 //! One subscriber's end of the hub: its replay, its live queue, and the
 //! counters the operator's debug dump shows.
+//!
+//! The live queue is drained in batches: one wake-up takes up to
+//! [`BATCH_MAX`] queued messages at once (one release of queue room to the
+//! publisher, not one per message). A message in the batch no longer counts
+//! against the queue's allowance (the stream is writing it in this
+//! wake-up), but the debug dump still counts it as queued until the stream
+//! takes it. The dump's counters are this subscriber's own (plain stores, no
+//! read-modify-write, no line shared with other subscribers).
 
 use super::{Gap, Hub, Message, Queued, SubscribeRequest};
 use crate::trace::FanoutTrace;
@@ -9,8 +17,11 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use tokio::sync::mpsc;
+
+/// Most live messages taken from the queue in one wake-up.
+pub const BATCH_MAX: usize = 64;
 
 /// Why a subscription ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +86,9 @@ pub struct SubscriberInfo {
     wants_trace: bool,
     delivered: AtomicU64,
     last_offset: AtomicU64,
+    /// Live messages taken from the queue into the current batch and not
+    /// yet taken by the stream.
+    batched: AtomicUsize,
     replay_pending: AtomicUsize,
 }
 
@@ -109,6 +123,7 @@ impl SubscriberInfo {
             wants_trace: request.wants_trace,
             delivered: AtomicU64::new(0),
             last_offset: AtomicU64::new(0),
+            batched: AtomicUsize::new(0),
             replay_pending: AtomicUsize::new(replay),
         }
     }
@@ -118,7 +133,7 @@ impl SubscriberInfo {
             id: self.id,
             peer: self.peer,
             connected_since: self.connected_since,
-            queue_depth,
+            queue_depth: queue_depth + self.batched.load(Relaxed),
             queue_capacity,
             replay_pending: self.replay_pending.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
@@ -133,6 +148,11 @@ impl SubscriberInfo {
 pub struct Subscription {
     pub(super) id: u64,
     pub(super) rx: mpsc::Receiver<Queued>,
+    /// Live messages taken from `rx` in this wake-up, newest first (so the
+    /// next is `pop`); no allocation until the first batch.
+    pub(super) batch: Vec<Queued>,
+    /// Messages taken by the stream (mirrored in `info`).
+    pub(super) taken: u64,
     /// History after the requested position, delivered before `rx`.
     pub(super) replay: VecDeque<Arc<Message>>,
     pub(super) state: Arc<State>,
@@ -178,22 +198,32 @@ impl Subscription {
                 replayed: true,
             })));
         }
-        match ready!(self.rx.poll_recv(cx)) {
-            Some(q) => Poll::Ready(Ok(self.taken(Delivery {
-                message: q.message,
-                trace: q.trace,
-                replayed: false,
-            }))),
-            None => Poll::Ready(Err(self.state.get().unwrap_or(Disconnect::Shutdown))),
+        if self.batch.is_empty() {
+            let n = match self.rx.poll_recv_many(cx, &mut self.batch, BATCH_MAX) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(n) => n,
+            };
+            if n == 0 {
+                return Poll::Ready(Err(self.state.get().unwrap_or(Disconnect::Shutdown)));
+            }
+            self.batch.reverse();
         }
+        let q = self.batch.pop().expect("a batch is non-empty here");
+        self.info.batched.store(self.batch.len(), Relaxed);
+        Poll::Ready(Ok(self.taken(Delivery {
+            message: q.message,
+            trace: q.trace,
+            replayed: false,
+        })))
     }
 
     pub async fn recv(&mut self) -> Result<Delivery, Disconnect> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn taken(&self, d: Delivery) -> Delivery {
-        self.info.delivered.fetch_add(1, Relaxed);
+    fn taken(&mut self, d: Delivery) -> Delivery {
+        self.taken += 1;
+        self.info.delivered.store(self.taken, Relaxed);
         self.info.last_offset.store(d.message.offset, Relaxed);
         d
     }

@@ -14,7 +14,7 @@
 
 use super::entry::{self, Entry};
 use super::{Failure, Position, RedisEngine, script};
-use crate::engine::Message;
+use crate::engine::{Draft, Message};
 use crate::hub::{Hub, ShuttingDown};
 use crate::metrics::{BrokerOp, DisconnectReason, Metrics};
 use crate::trace::ReceiveTrace;
@@ -262,14 +262,15 @@ fn deliver(
     let traceparent = (trace.as_ref().and_then(|t| t.traceparent())).or(entry.traceparent);
     let started = Instant::now();
     let published = hub.ingest(
-        Message {
-            author: entry.author,
-            text: entry.text,
-            send_time: entry.send_time,
-            offset: entry.offset,
-            accepted_at: Instant::now(),
-            traceparent,
-        },
+        Message::new(
+            Draft {
+                author: entry.author,
+                text: entry.text,
+                traceparent,
+            },
+            entry.send_time,
+            entry.offset,
+        ),
         trace.clone(),
     )?;
     if let Some(trace) = &trace {
