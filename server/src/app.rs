@@ -19,8 +19,12 @@
 //! Invariant: every config file is read once, here, before any port is
 //! taken; a file that cannot be used is an [`AppError::Config`].
 
+mod error;
+
+pub use error::{AppError, ConfigError};
+
 use crate::admission::Admission;
-use crate::auth::{self, Auth, AuthError};
+use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::engine::memory::InProcess;
 use crate::engine::redis::{self, RedisEngine};
@@ -48,38 +52,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 use tonic::transport::{Server, ServerTlsConfig};
 use tower::layer::util::{Identity, Stack};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("building reflection service: {0}")]
-    Reflection(#[from] crate::reflection::index::IndexError),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
-    #[error("cannot install the SIGHUP handler for token reload: {0}")]
-    Signal(std::io::Error),
-    #[error("cannot install the SIGUSR2 handler for the debug dump: {0}")]
-    DebugSignal(std::io::Error),
-}
-
-/// A config file that cannot be used (missing, unreadable, not PEM, a key
-/// that does not fit its certificate, a bad tokens line). Its message names
-/// the file and its variable; `main` prints it as a usage error (exit 2).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error(transparent)]
-    Broker(#[from] crate::engine::redis::BrokerConfigError),
-}
 
 /// The messenger service with its layers (see the module docs).
 type Messenger =
