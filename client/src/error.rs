@@ -75,7 +75,9 @@ impl AppError {
 /// one of the statuses `/sendMessage` documents in `/openapi.json`.
 fn backend_status(e: &BackendError) -> StatusCode {
     match e {
-        BackendError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        BackendError::Unavailable { .. } | BackendError::ServerUnavailable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         BackendError::BadResponse => StatusCode::BAD_GATEWAY,
         BackendError::Rejected { code, .. } => rejected_status(*code),
@@ -149,6 +151,10 @@ mod tests {
             .collect();
         errors.extend([
             BackendError::Unavailable {
+                addr: String::new(),
+                message: String::new(),
+            },
+            BackendError::ServerUnavailable {
                 addr: String::new(),
                 message: String::new(),
             },

@@ -37,8 +37,13 @@ use tonic::Code;
 /// Why a call to the server failed, as the HTTP routes see it.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// No connection to the server (refused, reset, TLS failed).
     #[error("messenger server at {addr} is unreachable: {message}")]
     Unavailable { addr: String, message: String },
+    /// The server answered `UNAVAILABLE` itself: shutting down, or its
+    /// broker is down (its message names the broker).
+    #[error("messenger server at {addr} is unavailable: {message}")]
+    ServerUnavailable { addr: String, message: String },
     #[error("messenger server did not answer within {0:?}")]
     Timeout(Duration),
     #[error("messenger server answered {code:?}: {message}")]
@@ -52,7 +57,7 @@ impl BackendError {
     pub fn code(&self) -> Code {
         match self {
             Self::Timeout(_) => Code::DeadlineExceeded,
-            Self::Unavailable { .. } => Code::Unavailable,
+            Self::Unavailable { .. } | Self::ServerUnavailable { .. } => Code::Unavailable,
             Self::Rejected { code, .. } => *code,
             Self::BadResponse => Code::Internal,
         }

@@ -59,12 +59,10 @@ impl Backend {
     }
 
     fn classify(&self, status: Status) -> BackendError {
-        let unreachable = status.code() == Code::Unavailable || from_transport(&status);
+        let (addr, message) = (self.addr().to_owned(), status.message().to_owned());
         match status.code() {
-            _ if unreachable => BackendError::Unavailable {
-                addr: self.addr().to_owned(),
-                message: status.message().to_owned(),
-            },
+            _ if from_transport(&status) => BackendError::Unavailable { addr, message },
+            Code::Unavailable => BackendError::ServerUnavailable { addr, message },
             Code::DeadlineExceeded => BackendError::Timeout(self.send_timeout),
             code => BackendError::Rejected {
                 code,

@@ -26,6 +26,8 @@ enum Answer {
     Accept,
     Refuse(Code),
     Unreachable,
+    /// Answers `UNAVAILABLE` itself, as a server whose broker is down does.
+    BrokerDown,
     DeadlineExceeded,
     NoSendTime,
     /// Never answers (a stuck server).
@@ -55,6 +57,10 @@ impl MessageSender for Server {
                 Answer::Unreachable => Err(BackendError::Unavailable {
                     addr: "127.0.0.1:1".into(),
                     message: "connection refused".into(),
+                }),
+                Answer::BrokerDown => Err(BackendError::ServerUnavailable {
+                    addr: "127.0.0.1:1".into(),
+                    message: "broker redis://127.0.0.1:6379: connection refused".into(),
                 }),
                 Answer::DeadlineExceeded => Err(BackendError::Timeout(Duration::from_millis(5))),
                 Answer::NoSendTime => Err(BackendError::BadResponse),

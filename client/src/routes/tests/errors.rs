@@ -150,6 +150,19 @@ async fn send_503_when_the_server_is_unreachable_or_exhausted() {
     assert!(assert_retry_later(&c.send(GOOD).await).contains("ResourceExhausted"));
 }
 
+/// A server that answers `UNAVAILABLE` itself (its broker is down) is
+/// reachable: the 503 says "unavailable" and passes on what it named, rather
+/// than calling the server unreachable.
+#[tokio::test]
+async fn send_503_when_the_server_answers_unavailable_names_its_reason() {
+    let c = client(Answer::BrokerDown, |_| {});
+    let body = assert_retry_later(&c.send(GOOD).await);
+    assert!(
+        body.contains("is unavailable: broker redis://") && !body.contains("unreachable"),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn send_503_sheds_load_but_probes_still_answer() {
     let c = client(Answer::Hang, |s| s.max_in_flight = 1);
