@@ -94,41 +94,23 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
             runs.insert(name, run);
         }
     }
-    let two = [
-        "--subscribers",
-        "1000",
-        "--publishers",
-        &pubs,
-        "--duration",
-        &secs,
-    ];
-    let run = broker::fanout(
-        &bins,
-        &args.out,
-        &args.redis_server,
-        "redis-replicas-k1000",
-        2,
-        &two,
-    );
-    runs.insert("redis-replicas-k1000".to_owned(), run);
+    // Two replicas on one stream: fan-out at K=1000, then the acceptance ceiling.
     let ceiling_pubs = broker::CEILING_PUBLISHERS.to_string();
-    let ceiling = [
-        "--subscribers",
-        "2",
-        "--publishers",
-        &ceiling_pubs,
-        "--duration",
-        &secs,
-    ];
-    let run = broker::fanout(
-        &bins,
-        &args.out,
-        &args.redis_server,
-        "redis-ceiling",
-        2,
-        &ceiling,
-    );
-    runs.insert("redis-ceiling".to_owned(), run);
+    for (name, k, publishers) in [
+        ("redis-replicas-k1000", "1000", pubs.as_str()),
+        ("redis-ceiling", "2", ceiling_pubs.as_str()),
+    ] {
+        let flags = [
+            "--subscribers",
+            k,
+            "--publishers",
+            publishers,
+            "--duration",
+            &secs,
+        ];
+        let run = broker::fanout(&bins, &args.out, &args.redis_server, name, 2, &flags);
+        runs.insert(name.to_owned(), run);
+    }
     let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
     let half = match max_rate {
         Some(rate) if rate > 0.0 => {
