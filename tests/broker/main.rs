@@ -14,10 +14,8 @@ mod stamping;
 mod tls;
 mod traces;
 
-use messenger_tests::WAIT;
+pub(crate) use messenger_tests::poll_until;
 use messenger_tests::procs::{ServerProc, spawn_server};
-use std::future::Future;
-use std::time::{Duration, Instant};
 
 /// Serialises the tests of this binary: each runs several processes and a
 /// Redis, and they must not time each other out on a small machine.
@@ -37,29 +35,4 @@ pub(crate) async fn replica(name: &str, redis_url: &str, extra: &[(&str, &str)])
     ];
     env.extend_from_slice(extra);
     spawn_server(&env).await
-}
-
-/// Polls `probe` every 20 ms until it returns `Some`, failing after `limit`.
-/// Returns the value and how long it took. For conditions in another
-/// process that have no event to wait on (a health status, a metric).
-pub(crate) async fn poll_until<T, F, Fut>(
-    what: &str,
-    limit: Duration,
-    mut probe: F,
-) -> (T, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return (v, start.elapsed());
-        }
-        assert!(
-            start.elapsed() < limit.max(WAIT),
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

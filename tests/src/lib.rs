@@ -62,6 +62,27 @@ pub async fn within<F: std::future::Future>(what: &str, fut: F) -> F::Output {
         .unwrap_or_else(|_| panic!("timed out after {WAIT:?}: {what}"))
 }
 
+/// Polls `probe` every 20 ms until it returns `Some`, failing after `limit`.
+/// Returns the value and how long it took. For conditions that have no event
+/// to wait on (an HTTP status, a health status, a metric in another process).
+pub async fn poll_until<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return (v, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
