@@ -27,13 +27,14 @@ use crate::admission::Admission;
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::engine::memory::InProcess;
-use crate::engine::redis::{self, RedisEngine};
+use crate::engine::redis::RedisEngine;
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::reflection::Reflection;
 use crate::service::MessengerService;
 use crate::shutdown::{self, Shutdown};
 use crate::status_spec::SpecLayer;
+use messenger_proto::SERVICE_NAME;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_runtime::conn::{
@@ -131,7 +132,7 @@ impl App {
                 None
             }
             Some(broker) => {
-                let reporter = tokio::spawn(redis::report_health(broker.watch_up(), health));
+                let reporter = tokio::spawn(health.follow(SERVICE_NAME, broker.watch_up()));
                 shutdown.stop_on_drain(AbortOnDropHandle::new(reporter));
                 let reader = broker.start(Arc::clone(&hub), Arc::clone(&metrics)).await;
                 Some(AbortOnDropHandle::new(reader))

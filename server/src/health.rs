@@ -73,6 +73,23 @@ impl HealthReporter {
         self.set(service.as_ref().to_owned(), Wire::from(status));
     }
 
+    /// Mirrors `up` into `service`'s status: SERVING while `true`,
+    /// NOT_SERVING while `false` (the broker's reachability into the
+    /// messenger service's). Runs until aborted or the sender is dropped.
+    pub async fn follow(self, service: &'static str, mut up: watch::Receiver<bool>) {
+        loop {
+            let status = if *up.borrow_and_update() {
+                Wire::Serving
+            } else {
+                Wire::NotServing
+            };
+            self.set(service.to_owned(), status);
+            if up.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     fn set(&self, service: String, status: Wire) {
         let mut statuses = self.statuses.lock();
         statuses

@@ -5,81 +5,51 @@
 //!   ([`script`]) stamps `sendTime` from Redis `TIME`, counts the offset in
 //!   the metadata key `<stream>:meta`, `XADD`s the entry and trims the stream
 //!   (`MAXLEN ~`). It runs on the shared, reconnecting [`ConnectionManager`].
-//!   `send` then waits until this replica's reader has handed that offset to
-//!   the local hub, so "SendMessage returns after every subscriber of this
-//!   replica has the message" still holds.
+//!   `send` then hands the entry to the local hub itself when it is the next
+//!   one this replica expects ([`deliver`]), or else waits until this
+//!   replica's reader has; so "SendMessage returns after every subscriber of
+//!   this replica has the message" still holds.
 //! - **Delivering** ([`reader`]): one task per replica, on its own
 //!   connection, `XREAD BLOCK`s from its last entry id and hands every entry
 //!   to [`Hub::ingest`] in stream order; the local history is the stream's
 //!   tail, loaded with `XREVRANGE` on start and on every new epoch.
 //! - **Failures**: every call is bounded by `MESSENGER_BROKER_TIMEOUT_MS`;
-//!   [`RedisEngine::watch_up`] drives the messenger service's health; a
+//!   [`RedisEngine::watch_up`] drives the messenger service's health
+//!   ([`HealthReporter::follow`](crate::health::HealthReporter::follow)); a
 //!   lost stream (new epoch) or one trimmed past this replica ends the local
 //!   streams through [`Hub::restart`].
 //!
 //! Invariants: offsets and `sendTime` come only from the script, so every
-//! replica holds the same order; the reader is the only caller of
-//! `Hub::ingest`/`Hub::restart`; messages and errors name the broker by its
+//! replica holds the same order; entries reach `Hub::ingest` only through
+//! [`deliver`], under one lock, in offset order; messages and errors name the broker by its
 //! URL without credentials ([`redacted`]).
 
+mod connect;
+mod deliver;
 pub mod entry;
 mod error;
 pub mod reader;
 pub mod script;
 
+pub use connect::redacted;
 pub use error::{BrokerConfigError, BrokerError, Failure};
 
 use crate::config::{Config, ENV_BROKER_URL};
-use crate::health::HealthReporter;
 use crate::hub::Hub;
 use crate::metrics::{BrokerMetrics, BrokerOp, Metrics};
-use messenger_proto::SERVICE_NAME;
+use deliver::{Delivered, Local};
+use entry::Entry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
-use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::timeout_at;
-use tonic_health::ServingStatus;
 
 /// The stream keeps at least this many entries whatever the history bound,
 /// so trimming never removes an entry before a replica's reader, a few
 /// milliseconds behind, has read it.
 pub const STREAM_MIN_LEN: usize = 1_000;
-
-/// `scheme://host:port/db` of `url` without user or password.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<broker>".to_owned();
-    };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
-    format!("{scheme}://{rest}")
-}
-
-/// The client for `url`, trusting the PEM CA bundle at `ca` when given (a
-/// `rediss://` URL only: a CA for a plaintext broker is a mistake).
-fn client(url: &str, ca: Option<&Path>) -> Result<redis::Client, BrokerConfigError> {
-    let Some(path) = ca else {
-        return redis::Client::open(url).map_err(BrokerConfigError::Url);
-    };
-    let bad = |why: String| BrokerConfigError::Ca {
-        path: path.to_owned(),
-        why,
-    };
-    if !url.starts_with("rediss://") {
-        return Err(bad(format!("a CA needs a rediss:// {ENV_BROKER_URL}")));
-    }
-    messenger_runtime::tls::read_certificate_ders(crate::config::ENV_BROKER_CA, path)?;
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certs = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem),
-    };
-    redis::Client::build_with_tls(url, certs)
-        .map_err(|e| bad(format!("not a usable PEM CA bundle ({e})")))
-}
 
 /// Where this replica's reader stands: the newest offset handed to the hub
 /// in `epoch`.
@@ -105,6 +75,10 @@ pub struct RedisEngine {
     timeout: Duration,
     /// `MESSENGER_TRACE_DELIVER_SPANS_MAX`, for each replica's `fanout`.
     deliver_spans_max: usize,
+    /// Where this replica stands; guards every hand-over to the hub.
+    delivered: parking_lot::Mutex<Delivered>,
+    /// The hub and metrics entries go to, once started.
+    local: OnceLock<Local>,
     position: watch::Sender<Position>,
     up: watch::Sender<bool>,
     metrics: BrokerMetrics,
@@ -116,7 +90,7 @@ impl RedisEngine {
     /// that is down at start is not an error.
     pub fn new(config: &Config) -> Result<Arc<Self>, BrokerConfigError> {
         let url = config.broker_url.as_deref().unwrap_or_default();
-        let client = client(url, config.broker_ca.as_deref())?;
+        let client = connect::client(url, config.broker_ca.as_deref())?;
         let timeout = config.broker_timeout();
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -136,6 +110,8 @@ impl RedisEngine {
             tail_bytes: config.history_bytes,
             timeout,
             deliver_spans_max: config.trace_deliver_spans_max,
+            delivered: parking_lot::Mutex::new(Delivered::default()),
+            local: OnceLock::new(),
             position: watch::Sender::new(Position::default()),
             up: watch::Sender::new(false),
             metrics: BrokerMetrics::new(),
@@ -161,9 +137,11 @@ impl RedisEngine {
         self.position.subscribe()
     }
 
-    /// Publishes one message and waits until this replica's reader has
-    /// handed it to every local subscriber; all within the broker timeout.
-    /// Returns the broker's stamp (epoch, offset, `sendTime`).
+    /// Publishes one message and returns once it is queued to every local
+    /// subscriber, all within the broker timeout: handed over here when it
+    /// is the next entry this replica expects (saving the reader's `XREAD`
+    /// round trip), else by the reader. Returns the broker's stamp (epoch,
+    /// offset, `sendTime`, entry id).
     pub async fn send(
         &self,
         author: &str,
@@ -194,6 +172,9 @@ impl RedisEngine {
             Err(_) => return Err(self.publish_failed(Failure::Timeout(self.timeout))),
         };
         self.metrics.publish.record(started.elapsed().as_secs_f64());
+        if self.deliver_own(&stamp, author, text, traceparent) {
+            return Ok(stamp);
+        }
         let mut position = self.position.subscribe();
         let delivered = position.wait_for(|p| *p.epoch == *stamp.epoch && p.offset >= stamp.offset);
         match timeout_at(deadline, delivered).await {
@@ -203,6 +184,31 @@ impl RedisEngine {
                 timeout: self.timeout,
             })),
         }
+    }
+
+    /// Hands the entry just appended to the local hub when it is the next
+    /// one this replica expects; `false` leaves it to the reader. A hub
+    /// shutting down counts as handed over: the entry is in the stream, and
+    /// the local streams are ending anyway.
+    fn deliver_own(&self, stamp: &Stamp, author: &str, text: &str, tp: Option<&str>) -> bool {
+        let Some(local) = self.local.get() else {
+            return false;
+        };
+        let mut delivered = self.delivered.lock();
+        if !delivered.is_next(&stamp.epoch, stamp.offset) {
+            return false;
+        }
+        let entry = Entry {
+            epoch: stamp.epoch.to_string(),
+            offset: stamp.offset,
+            send_time: stamp.send_time,
+            author: author.to_owned(),
+            text: text.to_owned(),
+            traceparent: tp.map(str::to_owned),
+        };
+        let local = (&*local.hub, &*local.metrics);
+        let _ = delivered.deliver(self, local, entry, Some(&stamp.id));
+        true
     }
 
     fn publish_failed(&self, failure: Failure) -> BrokerError {
@@ -268,6 +274,13 @@ impl RedisEngine {
         metrics: Arc<Metrics>,
     ) -> tokio::task::JoinHandle<()> {
         let mut up = self.watch_up();
+        let local = Local {
+            hub: Arc::clone(&hub),
+            metrics: Arc::clone(&metrics),
+        };
+        if self.local.set(local).is_err() {
+            tracing::warn!(broker = %self.name, "broker engine started twice; keeping the first hub");
+        }
         let task = tokio::spawn(reader::run(Arc::clone(self), hub, metrics));
         if tokio::time::timeout(self.timeout, up.wait_for(|up| *up))
             .await
@@ -280,22 +293,5 @@ impl RedisEngine {
             );
         }
         task
-    }
-}
-
-/// Mirrors the broker's reachability into the messenger service's health:
-/// NOT_SERVING while down, SERVING once the reader reads again. Runs until
-/// aborted (the drain stops it first) or the engine is dropped.
-pub async fn report_health(mut up: watch::Receiver<bool>, health: HealthReporter) {
-    loop {
-        let status = if *up.borrow_and_update() {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        health.set_service_status(SERVICE_NAME, status).await;
-        if up.changed().await.is_err() {
-            return;
-        }
     }
 }

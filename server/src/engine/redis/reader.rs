@@ -1,5 +1,6 @@
-//! This replica's one reader: the only task that hands broker entries to the
-//! hub. It holds its own connection (a blocking `XREAD` would stall every
+//! This replica's one reader: it hands every broker entry to the hub through
+//! [`Delivered::deliver`], which skips the entries their accepting replica
+//! (this one) delivered early. It holds its own connection (a blocking `XREAD` would stall every
 //! publish sharing a multiplexed one), reads from its last entry id, and on
 //! any failure reconnects with capped exponential backoff, logging once per
 //! change of state.
@@ -13,17 +14,14 @@
 //! skipped with a warning and `messenger_broker_errors_total{op="decode"}`.
 
 use super::entry::{self, Entry};
-use super::{Failure, Position, RedisEngine, script};
-use crate::engine::{Draft, Message};
+use super::{Failure, RedisEngine, script};
 use crate::hub::{Hub, ShuttingDown};
-use crate::metrics::{BrokerOp, DisconnectReason, Metrics};
-use crate::trace::ReceiveTrace;
-use messenger_proto::time::unix_nanos_now;
+use crate::metrics::{BrokerOp, Metrics};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long one `XREAD` blocks waiting for entries.
 const BLOCK: Duration = Duration::from_millis(1_000);
@@ -33,24 +31,14 @@ const BATCH: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// The reader's place in the stream.
-struct Cursor {
-    /// `None` until the first load.
-    epoch: Option<Arc<str>>,
-    newest: u64,
-    last_id: String,
-}
-
 /// Runs until the hub shuts down.
 pub(super) async fn run(broker: Arc<RedisEngine>, hub: Arc<Hub>, metrics: Arc<Metrics>) {
-    let mut cursor = Cursor {
-        epoch: None,
-        newest: 0,
-        last_id: "0-0".to_owned(),
-    };
+    // The id of the last entry read: where the next `XREAD` starts.
+    let mut last_id = "0-0".to_owned();
     let mut backoff = BACKOFF_MIN;
     loop {
-        let failure = match session(&broker, &hub, &metrics, &mut cursor, &mut backoff).await {
+        let local = (&*hub, &*metrics);
+        let failure = match session(&broker, local, &mut last_id, &mut backoff).await {
             Ok(ShuttingDown) => return,
             Err(failure) => failure,
         };
@@ -67,9 +55,8 @@ pub(super) async fn run(broker: Arc<RedisEngine>, hub: Arc<Hub>, metrics: Arc<Me
 /// One connection's life: load, then read until something fails.
 async fn session(
     broker: &RedisEngine,
-    hub: &Hub,
-    metrics: &Metrics,
-    cursor: &mut Cursor,
+    (hub, metrics): (&Hub, &Metrics),
+    last_id: &mut String,
     backoff: &mut Duration,
 ) -> Result<ShuttingDown, Failure> {
     let config = AsyncConnectionConfig::new()
@@ -79,7 +66,7 @@ async fn session(
         .client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    load(broker, hub, metrics, &mut conn, cursor).await?;
+    load(broker, (hub, metrics), &mut conn, last_id).await?;
     broker.warm_publisher().await?;
     broker.set_up(true, None);
     *backoff = BACKOFF_MIN;
@@ -91,21 +78,21 @@ async fn session(
             .arg(BLOCK.as_millis() as u64)
             .arg("STREAMS")
             .arg(&broker.stream)
-            .arg(&cursor.last_id)
+            .arg(&*last_id)
             .query_async(&mut conn)
             .await?;
         broker.set_up(true, None);
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         for raw in entries {
-            cursor.last_id.clone_from(&raw.id);
+            last_id.clone_from(&raw.id);
             let Some(entry) = decoded(broker, &raw) else {
                 continue;
             };
-            if cursor.epoch.as_deref() != Some(entry.epoch.as_str()) {
+            let epoch = broker.delivered.lock().epoch.clone();
+            if epoch.as_deref() != Some(entry.epoch.as_str()) {
                 // A new epoch appeared under us, or a foreign entry: the metadata decides.
-                let before = cursor.epoch.clone();
-                load(broker, hub, metrics, &mut conn, cursor).await?;
-                if cursor.epoch == before {
+                load(broker, (hub, metrics), &mut conn, last_id).await?;
+                if broker.delivered.lock().epoch == epoch {
                     skip(
                         broker,
                         &raw.id,
@@ -115,7 +102,12 @@ async fn session(
                 }
                 break;
             }
-            if deliver(broker, (hub, metrics), cursor, entry, Some(&raw.id)).is_err() {
+            let delivered =
+                broker
+                    .delivered
+                    .lock()
+                    .deliver(broker, (hub, metrics), entry, Some(&raw.id));
+            if delivered.is_err() {
                 return Ok(ShuttingDown);
             }
         }
@@ -125,18 +117,19 @@ async fn session(
     }
 }
 
-/// Reads the epoch; on a new one, loads the tail into a restarted history.
+/// Reads the epoch; on a new one, loads the tail into a restarted history
+/// and moves `last_id` to its newest entry.
 async fn load(
     broker: &RedisEngine,
-    hub: &Hub,
-    metrics: &Metrics,
+    local: (&Hub, &Metrics),
     conn: &mut MultiplexedConnection,
-    cursor: &mut Cursor,
+    last_id: &mut String,
 ) -> Result<(), Failure> {
     let keys = (broker.stream.as_str(), broker.meta.as_str());
+    let current = broker.delivered.lock().epoch.clone();
     let loaded = async {
         let (epoch, offset) = script::epoch(conn, keys).await?;
-        if cursor.epoch.as_deref() == Some(epoch.as_str()) {
+        if current.as_deref() == Some(epoch.as_str()) {
             return Ok(None);
         }
         let tail = read_tail(broker, conn).await?;
@@ -150,7 +143,7 @@ async fn load(
             return Err(e.into());
         }
     };
-    let last_id = tail.first().map(|e| e.id.clone());
+    let newest_id = tail.first().map(|e| e.id.clone());
     let mut entries: Vec<Entry> = (tail.iter().rev())
         .filter_map(|raw| decoded(broker, raw))
         .filter(|e| e.epoch == epoch)
@@ -166,8 +159,11 @@ async fn load(
         entries.clear();
     }
     let newest = entries.first().map_or(offset, |e| e.offset - 1);
-    let ended = hub.restart(epoch.clone(), newest);
-    let had = cursor.epoch.replace(epoch.as_str().into());
+    // Senders deliver early only into the epoch held here, so none can
+    // interleave with the restart and the tail.
+    let mut delivered = broker.delivered.lock();
+    let ended = local.0.restart(epoch.clone(), newest);
+    let had = delivered.epoch.replace(epoch.as_str().into());
     if had.is_some() || ended > 0 {
         tracing::warn!(
             broker = %broker.name,
@@ -177,15 +173,16 @@ async fn load(
             "broker history lost (new epoch); ended local streams with UNAVAILABLE so clients resubscribe"
         );
     }
-    cursor.newest = newest;
-    cursor.last_id = last_id.unwrap_or_else(|| "0-0".to_owned());
+    delivered.newest = newest;
+    *last_id = newest_id.unwrap_or_else(|| "0-0".to_owned());
     let loaded = entries.len();
     for entry in entries {
-        if deliver(broker, (hub, metrics), cursor, entry, None).is_err() {
+        if delivered.deliver(broker, local, entry, None).is_err() {
             break;
         }
     }
-    publish_position(broker, cursor);
+    delivered.publish(broker);
+    drop(delivered);
     tracing::info!(broker = %broker.name, stream = %broker.stream, epoch, offset, loaded, "broker stream loaded");
     Ok(())
 }
@@ -224,75 +221,6 @@ async fn read_tail(
         }
     }
     Ok(tail)
-}
-
-/// Hands one entry of the current epoch to the hub, in order. A live entry
-/// (with its stream `id`) continues its sender's trace: `broker.receive`,
-/// then this replica's `fanout` under it.
-fn deliver(
-    broker: &RedisEngine,
-    (hub, metrics): (&Hub, &Metrics),
-    cursor: &mut Cursor,
-    entry: Entry,
-    id: Option<&str>,
-) -> Result<(), ShuttingDown> {
-    if entry.offset <= cursor.newest {
-        return Ok(()); // read again after a reconnect
-    }
-    let epoch = cursor.epoch.clone().unwrap_or_default();
-    if entry.offset != cursor.newest + 1 {
-        let ended = hub.restart(epoch.to_string(), entry.offset - 1);
-        tracing::warn!(
-            broker = %broker.name,
-            expected = cursor.newest + 1,
-            got = entry.offset,
-            streams_ended = ended,
-            "broker stream trimmed past this replica; history restarts here"
-        );
-    }
-    if id.is_some() {
-        // Live entries only: a loaded tail's age is not lag.
-        let lag = unix_nanos_now() - entry.send_time;
-        broker.metrics.read_lag.record(lag.max(0) as f64 / 1e9);
-    }
-    let receive = (entry.traceparent.as_deref())
-        .and_then(|tp| ReceiveTrace::start(tp, &broker.stream, id?, entry.offset));
-    let trace = receive.as_ref().map(|r| r.fanout(broker.deliver_spans_max));
-    // Replays continue from this replica's `fanout` when it was recorded.
-    let traceparent = (trace.as_ref().and_then(|t| t.traceparent())).or(entry.traceparent);
-    let started = Instant::now();
-    let published = hub.ingest(
-        Message::new(
-            Draft {
-                author: entry.author,
-                text: entry.text,
-                traceparent,
-            },
-            entry.send_time,
-            entry.offset,
-        ),
-        trace.clone(),
-    )?;
-    if let Some(trace) = &trace {
-        trace.set_subscribers(published.delivered_to);
-    }
-    drop(receive);
-    metrics
-        .fanout_duration
-        .record(started.elapsed().as_secs_f64());
-    metrics.history(published.history);
-    metrics.disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
-    cursor.newest = entry.offset;
-    publish_position(broker, cursor);
-    Ok(())
-}
-
-fn publish_position(broker: &RedisEngine, cursor: &Cursor) {
-    let position = Position {
-        epoch: cursor.epoch.clone().unwrap_or_default(),
-        offset: cursor.newest,
-    };
-    broker.position.send_replace(position);
 }
 
 /// The entry, or `None` after counting and logging why it was skipped.
