@@ -35,6 +35,8 @@ pub const ENV_BROKER_URL: &str = "MESSENGER_BROKER_URL";
 pub const ENV_BROKER_STREAM: &str = "MESSENGER_BROKER_STREAM";
 pub const ENV_BROKER_TIMEOUT_MS: &str = "MESSENGER_BROKER_TIMEOUT_MS";
 pub const ENV_BROKER_CA: &str = "MESSENGER_BROKER_CA";
+pub const ENV_BROKER_CERT: &str = "MESSENGER_BROKER_CERT";
+pub const ENV_BROKER_KEY: &str = "MESSENGER_BROKER_KEY";
 
 pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_PORT: u16 = 51075;
@@ -155,6 +157,16 @@ pub struct Config {
     #[arg(long, env = ENV_BROKER_CA)]
     pub broker_ca: Option<PathBuf>,
 
+    /// Client certificate chain (PEM) this server presents to a `rediss://`
+    /// broker that asks for one (Redis `tls-auth-clients yes`, its default);
+    /// set with `MESSENGER_BROKER_KEY`.
+    #[arg(long, env = ENV_BROKER_CERT)]
+    pub broker_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `MESSENGER_BROKER_CERT`.
+    #[arg(long, env = ENV_BROKER_KEY)]
+    pub broker_key: Option<PathBuf>,
+
     /// Milliseconds a `SendMessage` may spend on the broker (publish, then this
     /// replica's delivery) before it answers UNAVAILABLE; also bounds each
     /// connection attempt.
@@ -219,6 +231,8 @@ impl Default for Config {
             broker_url: None,
             broker_stream: DEFAULT_BROKER_STREAM.to_owned(),
             broker_ca: None,
+            broker_cert: None,
+            broker_key: None,
             broker_timeout_ms: DEFAULT_BROKER_TIMEOUT_MS,
             conn: ConnLimits::default(),
             log_format: LogFormat::Text,

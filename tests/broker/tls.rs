@@ -1,6 +1,8 @@
-//! `rediss://` with a private CA (`MESSENGER_BROKER_CA`): messages flow over
-//! TLS; a replica that does not trust the broker's certificate never talks
-//! to it, answering UNAVAILABLE naming the broker and reporting NOT_SERVING.
+//! `rediss://` with a private CA (`MESSENGER_BROKER_CA`) and with a client
+//! certificate (`MESSENGER_BROKER_CERT`/`_KEY`): messages flow over TLS; a
+//! replica that does not trust the broker's certificate, or has none to show
+//! a broker that asks, never talks to it, answering UNAVAILABLE naming the
+//! broker. Unusable TLS files are usage errors at start.
 
 use crate::{HEAVY, replica};
 use messenger_tests::certs::Ca;
@@ -24,7 +26,7 @@ async fn rediss_with_a_private_ca() {
         write("redis.key", &leaf.key_pem),
     );
     let ca_file = write("ca.pem", ca.pem());
-    let redis = RedisProc::start_tls(&cert, &key).await;
+    let redis = RedisProc::start_tls(&cert, &key, None).await;
     let url = format!("rediss://127.0.0.1:{}", redis.port);
 
     let ca_path = ca_file.to_str().unwrap();
@@ -53,23 +55,118 @@ async fn rediss_with_a_private_ca() {
     println!("rediss: a message over TLS with MESSENGER_BROKER_CA; without it: {refused:?}");
 }
 
-/// A CA file that cannot be used, or a CA for a plaintext broker, is a
-/// usage error (exit 2) in one line naming `MESSENGER_BROKER_CA`.
+/// Redis as its TLS docs set it up: `tls-auth-clients` left at its default
+/// (yes), so the broker asks every client for a certificate signed by its CA.
+/// A replica with `MESSENGER_BROKER_CERT`/`_KEY` publishes and delivers; one
+/// without is refused by the broker, answering UNAVAILABLE naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_asking_for_a_client_certificate() {
+    let _heavy = HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("broker mTLS CA");
+    let (server, client) = (ca.server(&["127.0.0.1"]), ca.client("messenger-server"));
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca_file = write("ca.pem", ca.pem());
+    let (cert, key) = (
+        write("redis.pem", &server.cert_pem),
+        write("redis.key", &server.key_pem),
+    );
+    let redis = RedisProc::start_tls(cert.as_ref(), key.as_ref(), Some(ca_file.as_ref())).await;
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let (client_cert, client_key) = (
+        write("client.pem", &client.cert_pem),
+        write("client.key", &client.key_pem),
+    );
+
+    let with_cert = [
+        ("MESSENGER_BROKER_CA", ca_file.as_str()),
+        ("MESSENGER_BROKER_CERT", client_cert.as_str()),
+        ("MESSENGER_BROKER_KEY", client_key.as_str()),
+    ];
+    let accepted = replica("with-cert", &url, &with_cert).await;
+    let mut stream = accepted.subscribe().await;
+    let mut grpc = accepted.grpc().await;
+    let sent = grpc_send(&mut grpc, "ann", "over mTLS")
+        .await
+        .expect("send with a client certificate");
+    let got = read_n(&mut stream, 1).await;
+    assert_eq!(
+        (got[0].text.as_str(), got[0].send_time.as_str()),
+        ("over mTLS", sent.as_str())
+    );
+
+    let without = replica("without-cert", &url, &with_cert[..1]).await;
+    let mut grpc = without.grpc().await;
+    let refused = grpc_send(&mut grpc, "ann", "no certificate")
+        .await
+        .expect_err("the broker asks for a client certificate");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().starts_with(&format!("broker {url}")),
+        "{refused:?}"
+    );
+    println!("rediss with client auth: a message with MESSENGER_BROKER_CERT; without: {refused:?}");
+}
+
+/// A TLS file that cannot be used, half a cert/key pair, or TLS files for a
+/// plaintext broker: a usage error (exit 2) in one line naming the variable.
+/// (A key of another certificate: `e2e::tls_field`.)
 #[test]
-fn an_unusable_broker_ca_exits_2_naming_the_variable() {
+fn unusable_broker_tls_files_exit_2_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
+    let junk = junk.to_str().unwrap();
     let missing = dir.path().join("missing.pem");
-    let cases = [
-        ("rediss://127.0.0.1:1", missing.as_path(), "No such file"),
-        ("rediss://127.0.0.1:1", junk.as_path(), "PEM"),
-        ("redis://127.0.0.1:1", junk.as_path(), "rediss://"),
+    let missing = missing.to_str().unwrap();
+    let (tls, plain) = ("rediss://127.0.0.1:1", "redis://127.0.0.1:1");
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case<'_>; 6] = [
+        (
+            tls,
+            &[("MESSENGER_BROKER_CA", missing)],
+            &["MESSENGER_BROKER_CA", "No such file"],
+        ),
+        (
+            tls,
+            &[("MESSENGER_BROKER_CA", junk)],
+            &["MESSENGER_BROKER_CA", "PEM"],
+        ),
+        (
+            plain,
+            &[("MESSENGER_BROKER_CA", junk)],
+            &["MESSENGER_BROKER_CA", "rediss://"],
+        ),
+        (
+            tls,
+            &[("MESSENGER_BROKER_CERT", junk)],
+            &["MESSENGER_BROKER_KEY", "set both"],
+        ),
+        (
+            plain,
+            &[
+                ("MESSENGER_BROKER_CERT", junk),
+                ("MESSENGER_BROKER_KEY", junk),
+            ],
+            &["MESSENGER_BROKER_CERT", "rediss://"],
+        ),
+        (
+            tls,
+            &[
+                ("MESSENGER_BROKER_CERT", junk),
+                ("MESSENGER_BROKER_KEY", missing),
+            ],
+            &["MESSENGER_BROKER_CERT", "no PEM certificate"],
+        ),
     ];
-    for (url, ca, why) in cases {
+    for (url, files, want) in cases {
         let out = std::process::Command::new(messenger_tests::procs::binary("messenger-server"))
             .env("MESSENGER_BROKER_URL", url)
-            .env("MESSENGER_BROKER_CA", ca)
+            .envs(files.iter().copied())
             .env("MESSENGER_SERVER_PORT", "0")
             .env("MESSENGER_METRICS_PORT", "0")
             .env("MESSENGER_SERVER_HOST", "127.0.0.1")
@@ -77,12 +174,9 @@ fn an_unusable_broker_ca_exits_2_naming_the_variable() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{url} {ca:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{url} {files:?}: {stderr}");
         let line = stderr.trim_end();
         assert_eq!(line.lines().count(), 1, "{stderr}");
-        assert!(
-            line.contains("MESSENGER_BROKER_CA") && line.contains(why),
-            "{line}"
-        );
+        assert!(want.iter().all(|w| line.contains(w)), "{files:?}: {line}");
     }
 }

@@ -238,3 +238,80 @@ async fn readyz_says_why_the_stream_is_down() {
     client.stop().await;
     second.stop().await.unwrap();
 }
+
+/// Runs `bin` with `env`, expecting a usage error (exit 2, one line of
+/// stderr), which is returned.
+fn usage_error(bin: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(binary(bin))
+        .env("MESSENGER_SERVER_HOST", "127.0.0.1")
+        .env("MESSENGER_SERVER_PORT", "0")
+        .env("MESSENGER_METRICS_PORT", "0")
+        .env("MESSENGER_SERVER_ADDR", "127.0.0.1:9")
+        .env("MESSENGER_HTTP_HOST", "127.0.0.1")
+        .env("MESSENGER_HTTP_PORT", "0")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{bin} {env:?}: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{bin} {env:?}: {stderr}"
+    );
+    stderr
+}
+
+/// A key that belongs to another certificate (two `openssl req` runs, files
+/// mixed up) is the same mistake wherever a cert/key pair is read: the
+/// server's certificate, the client's mTLS certificate and the server's
+/// certificate for a `rediss://` broker. Each is a usage error at start
+/// naming both variables and both files, never a failed handshake later.
+#[test]
+fn a_key_of_another_certificate_exits_2_naming_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("mixed-up files CA");
+    let (one, other) = (ca.server(&["127.0.0.1"]), ca.client("other"));
+    let write = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        path(&p)
+    };
+    let (cert, key) = (
+        write("one.pem", &one.cert_pem),
+        write("other.key", &other.key_pem),
+    );
+    let cases = [
+        (
+            "messenger-server",
+            "MESSENGER_TLS_CERT",
+            "MESSENGER_TLS_KEY",
+            None,
+        ),
+        (
+            "messenger-client",
+            "MESSENGER_CLIENT_CERT",
+            "MESSENGER_CLIENT_KEY",
+            None,
+        ),
+        (
+            "messenger-server",
+            "MESSENGER_BROKER_CERT",
+            "MESSENGER_BROKER_KEY",
+            Some("rediss://127.0.0.1:1"),
+        ),
+    ];
+    for (bin, cert_var, key_var, broker) in cases {
+        let mut env = vec![(cert_var, cert.as_str()), (key_var, key.as_str())];
+        env.extend(broker.map(|url| ("MESSENGER_BROKER_URL", url)));
+        let e = usage_error(bin, &env);
+        assert!(
+            e.contains("is not the private key of the certificate")
+                && [cert_var, key_var, &cert, &key]
+                    .iter()
+                    .all(|s| e.contains(s)),
+            "{bin}: {e}"
+        );
+    }
+}

@@ -70,9 +70,11 @@ impl RedisProc {
         Self { proc, port }
     }
 
-    /// TLS only, on a free port, with `cert` and `key` (PEM files); clients
-    /// need no certificate. Its URL is `rediss://127.0.0.1:<port>`.
-    pub async fn start_tls(cert: &Path, key: &Path) -> Self {
+    /// TLS only, on a free port, with `cert` and `key` (PEM files). With
+    /// `client_ca`, clients must present a certificate it signed (Redis's
+    /// default `tls-auth-clients yes`); without, they need none. Its URL is
+    /// `rediss://127.0.0.1:<port>`.
+    pub async fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Self {
         let port = free_port();
         let mut command = Command::new(redis_server_path());
         command
@@ -84,18 +86,15 @@ impl RedisProc {
                 "--bind",
                 "127.0.0.1",
             ])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--tls-auth-clients",
-                "no",
-            ])
+            .args(["--save", "", "--appendonly", "no"])
             .arg("--tls-cert-file")
             .arg(cert)
             .arg("--tls-key-file")
             .arg(key);
+        match client_ca {
+            Some(ca) => command.arg("--tls-ca-cert-file").arg(ca),
+            None => command.args(["--tls-auth-clients", "no"]),
+        };
         let proc = Proc::spawn_command(&format!("redis-tls:{port}"), command);
         proc.wait_line("redis ready", |l| {
             l.text.contains("Ready to accept connections")

@@ -22,16 +22,19 @@
 
 pub mod connector;
 pub mod diagnose;
+mod files;
 mod pinned;
 
 pub use connector::{ClientTls, GrpcTarget, HandshakeError};
 pub use diagnose::{Misconfiguration, misconfiguration};
+pub use files::{
+    IdentityFiles, pair, read_certificate_ders, read_certificates, read_identity,
+    read_identity_files,
+};
 
-use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-use tonic::transport::{Certificate, Endpoint, Identity, Uri};
+use tonic::transport::{Endpoint, Uri};
 
 /// The server's address: `host:port`, `http://host:port` or `https://host:port`.
 pub const ENV_SERVER_ADDR: &str = "MESSENGER_SERVER_ADDR";
@@ -69,6 +72,15 @@ pub enum TlsError {
         path: PathBuf,
         reason: String,
     },
+    #[error(
+        "{key_var} file {key} is not the private key of the certificate in {cert_var} file {cert}"
+    )]
+    KeyMismatch {
+        key_var: &'static str,
+        key: PathBuf,
+        cert_var: &'static str,
+        cert: PathBuf,
+    },
     #[error("{set} is set but {missing} is not; set both or neither")]
     Incomplete {
         set: &'static str,
@@ -82,71 +94,6 @@ pub enum TlsError {
     Config(#[from] tonic::transport::Error),
     #[error("TLS configuration rejected: {0}")]
     Rustls(String),
-}
-
-/// Reads a PEM file of one or more certificates (a CA bundle or a chain).
-pub fn read_certificates(var: &'static str, path: &Path) -> Result<Certificate, TlsError> {
-    read_certificate_ders(var, path)?;
-    Ok(Certificate::from_pem(read(var, path)?))
-}
-
-/// The certificates of a PEM file, DER; at least one.
-pub fn read_certificate_ders(
-    var: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_bytes = read(var, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem_bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(var, path, e))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            var,
-            path: path.to_owned(),
-        });
-    }
-    Ok(certs)
-}
-
-/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn read_key_der(var: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    match PrivateKeyDer::from_pem_slice(&read(var, path)?) {
-        Ok(key) => Ok(key),
-        Err(pem::Error::NoItemsFound) => Err(TlsError::NoKey {
-            var,
-            path: path.to_owned(),
-        }),
-        Err(e) => Err(invalid(var, path, e)),
-    }
-}
-
-/// Reads a certificate chain and its private key.
-pub fn read_identity(
-    (cert_var, cert): (&'static str, &Path),
-    (key_var, key): (&'static str, &Path),
-) -> Result<Identity, TlsError> {
-    let chain = read_certificates(cert_var, cert)?;
-    read_key_der(key_var, key)?;
-    Ok(Identity::from_pem(chain, read(key_var, key)?))
-}
-
-/// Both or neither of a cert/key pair; names the variable that is missing.
-pub fn pair<'a>(
-    (cert_var, cert): (&'static str, Option<&'a Path>),
-    (key_var, key): (&'static str, Option<&'a Path>),
-) -> Result<Option<(&'a Path, &'a Path)>, TlsError> {
-    match (cert, key) {
-        (Some(c), Some(k)) => Ok(Some((c, k))),
-        (None, None) => Ok(None),
-        (Some(_), None) => Err(TlsError::Incomplete {
-            set: cert_var,
-            missing: key_var,
-        }),
-        (None, Some(_)) => Err(TlsError::Incomplete {
-            set: key_var,
-            missing: cert_var,
-        }),
-    }
 }
 
 /// The client's TLS files: [`ENV_SERVER_CA`], [`ENV_CLIENT_CERT`], [`ENV_CLIENT_KEY`].
@@ -187,10 +134,10 @@ impl ClientTlsFiles {
             None => None,
         };
         let identity = match identity {
-            Some((cert, key)) => Some((
-                read_certificate_ders(ENV_CLIENT_CERT, cert)?,
-                read_key_der(ENV_CLIENT_KEY, key)?,
-            )),
+            Some((cert, key)) => {
+                let files = read_identity_files((ENV_CLIENT_CERT, cert), (ENV_CLIENT_KEY, key))?;
+                Some((files.chain, files.key))
+            }
             None => None,
         };
         ClientTls::new(ca, identity).map(Some)
@@ -223,25 +170,10 @@ pub fn with_https(uri: &Uri) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
-fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        var,
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn invalid(var: &'static str, path: &Path, e: pem::Error) -> TlsError {
-    TlsError::InvalidPem {
-        var,
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn temp_file(name: &str, contents: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("messenger-tls-{}", std::process::id()));

@@ -86,11 +86,11 @@ pub struct RedisEngine {
 
 impl RedisEngine {
     /// A handle for `config.broker_url` (validated by the config parser),
-    /// trusting `config.broker_ca` when set; connects lazily, so a broker
+    /// with its TLS files ([`connect::client`]); connects lazily, so a broker
     /// that is down at start is not an error.
     pub fn new(config: &Config) -> Result<Arc<Self>, BrokerConfigError> {
         let url = config.broker_url.as_deref().unwrap_or_default();
-        let client = connect::client(url, config.broker_ca.as_deref())?;
+        let client = connect::client(config)?;
         let timeout = config.broker_timeout();
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))

@@ -1,10 +1,10 @@
 //! The Redis client for the configured broker URL: TLS trust for a
-//! `rediss://` broker with a private CA, and the URL as logs and errors show
+//! `rediss://` broker with a private CA or a client certificate, and the URL as logs and errors show
 //! it, without credentials.
 
 use super::BrokerConfigError;
-use crate::config::ENV_BROKER_URL;
-use std::path::Path;
+use crate::config::{Config, ENV_BROKER_CA, ENV_BROKER_CERT, ENV_BROKER_KEY};
+use messenger_runtime::tls;
 
 /// `scheme://host:port/db` of `url` without user or password.
 pub fn redacted(url: &str) -> String {
@@ -16,25 +16,51 @@ pub fn redacted(url: &str) -> String {
     format!("{scheme}://{rest}")
 }
 
-/// The client for `url`, trusting the PEM CA bundle at `ca` when given (a
-/// `rediss://` URL only: a CA for a plaintext broker is a mistake).
-pub(super) fn client(url: &str, ca: Option<&Path>) -> Result<redis::Client, BrokerConfigError> {
-    let Some(path) = ca else {
-        return redis::Client::open(url).map_err(BrokerConfigError::Url);
-    };
-    let bad = |why: String| BrokerConfigError::Ca {
-        path: path.to_owned(),
-        why,
+/// The client for the configured broker URL (validated by the config
+/// parser). TLS files apply to a `rediss://` URL only (for a plaintext
+/// broker they are a mistake): `MESSENGER_BROKER_CA` replaces the webpki
+/// roots with a private CA bundle; `MESSENGER_BROKER_CERT`/`_KEY` (both or
+/// neither, the key checked against the certificate) are presented to a
+/// broker that asks for a client certificate.
+pub(super) fn client(config: &Config) -> Result<redis::Client, BrokerConfigError> {
+    let url = config.broker_url.as_deref().unwrap_or_default();
+    let ca = config.broker_ca.as_deref();
+    let identity = tls::pair(
+        (ENV_BROKER_CERT, config.broker_cert.as_deref()),
+        (ENV_BROKER_KEY, config.broker_key.as_deref()),
+    )?;
+    let var = match (ca, identity) {
+        (None, None) => return redis::Client::open(url).map_err(BrokerConfigError::Url),
+        (Some(_), _) => ENV_BROKER_CA,
+        (None, Some(_)) => ENV_BROKER_CERT,
     };
     if !url.starts_with("rediss://") {
-        return Err(bad(format!("a CA needs a rediss:// {ENV_BROKER_URL}")));
+        return Err(BrokerConfigError::NotTls { var });
     }
-    messenger_runtime::tls::read_certificate_ders(crate::config::ENV_BROKER_CA, path)?;
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certs = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem),
+    let root_cert = match ca {
+        Some(path) => {
+            tls::read_certificate_ders(ENV_BROKER_CA, path)?;
+            Some(std::fs::read(path).map_err(|source| tls::TlsError::Read {
+                var: ENV_BROKER_CA,
+                path: path.to_owned(),
+                source,
+            })?)
+        }
+        None => None,
     };
-    redis::Client::build_with_tls(url, certs)
-        .map_err(|e| bad(format!("not a usable PEM CA bundle ({e})")))
+    let client_tls = match identity {
+        Some((cert, key)) => {
+            let files = tls::read_identity_files((ENV_BROKER_CERT, cert), (ENV_BROKER_KEY, key))?;
+            Some(redis::ClientTlsConfig {
+                client_cert: files.cert_pem,
+                client_key: files.key_pem,
+            })
+        }
+        None => None,
+    };
+    let certs = redis::TlsCertificates {
+        client_tls,
+        root_cert,
+    };
+    redis::Client::build_with_tls(url, certs).map_err(BrokerConfigError::Tls)
 }

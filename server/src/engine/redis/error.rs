@@ -3,8 +3,7 @@
 //! credentials), and a broker setting that cannot be used at start
 //! ([`BrokerConfigError`], naming its variable).
 
-use crate::config::{ENV_BROKER_CA, ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
-use std::path::PathBuf;
+use crate::config::{ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,9 +46,14 @@ fn describe(e: &redis::RedisError) -> String {
 pub enum BrokerConfigError {
     #[error("{ENV_BROKER_URL}: {0}")]
     Url(redis::RedisError),
-    #[error("{ENV_BROKER_CA} {path}: {why}", path = .path.display())]
-    Ca { path: PathBuf, why: String },
-    /// Unreadable, or not a PEM certificate bundle (the message names the variable).
+    #[error(
+        "{var} needs a rediss:// {ENV_BROKER_URL}: TLS files for a plaintext broker are a mistake"
+    )]
+    NotTls { var: &'static str },
+    #[error("{ENV_BROKER_URL}: TLS files not usable: {0}")]
+    Tls(redis::RedisError),
+    /// Unreadable, not PEM, half a cert/key pair, or a key not the
+    /// certificate's (the message names the variable and file).
     #[error(transparent)]
-    CaFile(#[from] messenger_runtime::tls::TlsError),
+    TlsFile(#[from] messenger_runtime::tls::TlsError),
 }
