@@ -39,10 +39,11 @@
 //!   [`Disconnect::Shutdown`].
 
 mod fanout;
+mod queue;
 mod subscription;
 
 pub use crate::engine::{Gap, HistoryStats, Message};
-use subscription::State;
+use subscription::Slot;
 pub use subscription::{
     BATCH_MAX, Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
 };
@@ -51,10 +52,9 @@ use crate::engine::Engine;
 use crate::engine::memory::{Bounds, InProcess};
 use crate::trace::FanoutTrace;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio::sync::watch;
 
 /// The hub no longer accepts publishes or subscriptions.
@@ -110,14 +110,8 @@ pub struct Hub {
 struct Inner {
     engine: Box<dyn Engine>,
     next_id: u64,
-    subscribers: HashMap<u64, Subscriber>,
+    subscribers: HashMap<u64, Arc<Slot>>,
     shut_down: bool,
-}
-
-struct Subscriber {
-    tx: mpsc::Sender<Queued>,
-    state: Arc<State>,
-    info: Arc<SubscriberInfo>,
 }
 
 impl Hub {
@@ -201,8 +195,6 @@ impl Hub {
         self: &Arc<Self>,
         request: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
-        let (tx, rx) = mpsc::channel(self.queue_capacity);
-        let state = Arc::new(State::default());
         let mut inner = self.inner.lock();
         if inner.shut_down {
             return Err(ShuttingDown.into());
@@ -226,25 +218,18 @@ impl Hub {
         let head = inner.engine.stats().newest;
         let id = inner.next_id;
         inner.next_id += 1;
-        let info = Arc::new(SubscriberInfo::new(id, &request, replay.len()));
-        let sub = Subscriber {
-            tx,
-            state: Arc::clone(&state),
-            info: Arc::clone(&info),
-        };
-        inner.subscribers.insert(id, sub);
+        let slot = Arc::new(Slot::new(SubscriberInfo::new(id, &request, replay.len())));
+        inner.subscribers.insert(id, Arc::clone(&slot));
         let count = inner.subscribers.len();
         self.count.send_replace(count);
         drop(inner);
         tracing::info!(subscriber = id, subscribers = count, resume = ?resume, "subscriber joined");
         Ok(Subscription {
             id,
-            rx,
-            batch: Vec::new(),
+            slot,
+            batch: VecDeque::new(),
             taken: 0,
             replay: replay.into(),
-            state,
-            info,
             hub: Arc::clone(self),
             epoch,
             resume,
@@ -258,10 +243,7 @@ impl Hub {
         let mut out: Vec<SubscriberDump> = inner
             .subscribers
             .values()
-            .map(|s| {
-                s.info
-                    .dump(s.tx.max_capacity() - s.tx.capacity(), self.queue_capacity)
-            })
+            .map(|s| s.info.dump(s.queued(), self.queue_capacity))
             .collect();
         drop(inner);
         out.sort_by_key(|d| d.id);
@@ -276,8 +258,8 @@ impl Hub {
         let subscribers = std::mem::take(&mut inner.subscribers);
         self.count.send_replace(0);
         drop(inner);
-        for sub in subscribers.values() {
-            sub.state.set(Disconnect::Shutdown);
+        for slot in subscribers.values() {
+            slot.end(Disconnect::Shutdown);
         }
         tracing::info!(
             subscribers = subscribers.len(),

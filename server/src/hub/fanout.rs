@@ -4,11 +4,11 @@
 //! [`Hub::ingest`] (sequenced by a broker and read back by this replica's one
 //! reader); both share [`enqueue`], so what subscribers see is identical.
 
+use super::queue::PushError;
 use super::{Disconnect, Hub, Inner, Published, Queued, ShuttingDown};
 use crate::engine::{Draft, Message};
 use crate::trace::FanoutTrace;
 use std::sync::Arc;
-use tokio::sync::mpsc::error::TrySendError;
 
 impl Hub {
     /// Puts the message in the engine's order and history and hands it to
@@ -61,8 +61,8 @@ impl Hub {
         let subscribers = std::mem::take(&mut inner.subscribers);
         self.count.send_replace(0);
         drop(inner);
-        for sub in subscribers.values() {
-            sub.state.set(Disconnect::HistoryLost);
+        for slot in subscribers.values() {
+            slot.end(Disconnect::HistoryLost);
         }
         subscribers.len()
     }
@@ -77,20 +77,21 @@ impl Hub {
     ) -> Published {
         let mut slow = Vec::new();
         let before = inner.subscribers.len();
-        inner.subscribers.retain(|&id, sub| {
+        let capacity = self.queue_capacity;
+        inner.subscribers.retain(|&id, slot| {
             let queued = Queued {
                 message: Arc::clone(&message),
                 trace: trace.clone(),
             };
-            match sub.tx.try_send(queued) {
+            match slot.push(queued, capacity) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    sub.state.set(Disconnect::Slow);
+                Err(PushError::Full) => {
+                    slot.end(Disconnect::Slow);
                     slow.push(id);
                     false
                 }
-                // The subscription is being dropped; its Drop finds nothing to remove.
-                Err(TrySendError::Closed(_)) => false,
+                // Not reached: a slot is ended only once it is out of the map.
+                Err(PushError::Closed) => false,
             }
         });
         let delivered_to = inner.subscribers.len();

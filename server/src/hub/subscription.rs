@@ -1,6 +1,11 @@
 //! One subscriber's end of the hub: its replay, its live queue, and the
 //! counters the operator's debug dump shows.
 //!
+//! What the hub and a subscription share is one [`Slot`]: the live
+//! [`Queue`], why the subscription ended, and the counters. It is one
+//! allocation of about 200 bytes per subscriber, and the queue allocates
+//! its buffer only when a message arrives.
+//!
 //! The live queue is drained in batches: one wake-up takes up to
 //! [`BATCH_MAX`] queued messages at once (one release of queue room to the
 //! publisher, not one per message). A message in the batch no longer counts
@@ -9,16 +14,17 @@
 //! takes it. The dump's counters are this subscriber's own (plain stores, no
 //! read-modify-write, no line shared with other subscribers).
 
+use super::queue::{PushError, Queue};
 use super::{Gap, Hub, Message, Queued, SubscribeRequest};
 use crate::trace::FanoutTrace;
 use messenger_proto::time::unix_nanos_now;
+use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// Most live messages taken from the queue in one wake-up.
 pub const BATCH_MAX: usize = 64;
@@ -144,19 +150,60 @@ impl SubscriberInfo {
     }
 }
 
+/// What the hub and one subscription share (see the module docs).
+pub(super) struct Slot {
+    queue: Mutex<Queue<Queued>>,
+    state: State,
+    pub(super) info: SubscriberInfo,
+}
+
+impl Slot {
+    pub(super) fn new(info: SubscriberInfo) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            state: State::default(),
+            info,
+        }
+    }
+
+    /// Queues `queued` unless `capacity` messages are queued or the
+    /// subscription has ended, and wakes its stream.
+    pub(super) fn push(&self, queued: Queued, capacity: usize) -> Result<(), PushError> {
+        let waker = self.queue.lock().push(queued, capacity)?;
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Ends the subscription for `why`: nothing more is queued, and its
+    /// stream (woken) takes what is queued, then learns `why`; a slow one
+    /// learns it at once.
+    pub(super) fn end(&self, why: Disconnect) {
+        self.state.set(why);
+        let waker = self.queue.lock().close();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Live messages queued and not yet taken into a batch.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.lock().len()
+    }
+}
+
 /// One registered subscriber's end of the hub. Dropping it unsubscribes.
 pub struct Subscription {
     pub(super) id: u64,
-    pub(super) rx: mpsc::Receiver<Queued>,
-    /// Live messages taken from `rx` in this wake-up, newest first (so the
-    /// next is `pop`); no allocation until the first batch.
-    pub(super) batch: Vec<Queued>,
-    /// Messages taken by the stream (mirrored in `info`).
+    pub(super) slot: Arc<Slot>,
+    /// Live messages taken from the queue in this wake-up, oldest first; no
+    /// allocation until the first batch.
+    pub(super) batch: VecDeque<Queued>,
+    /// Messages taken by the stream (mirrored in `slot.info`).
     pub(super) taken: u64,
-    /// History after the requested position, delivered before `rx`.
+    /// History after the requested position, delivered before the queue.
     pub(super) replay: VecDeque<Arc<Message>>,
-    pub(super) state: Arc<State>,
-    pub(super) info: Arc<SubscriberInfo>,
     pub(super) hub: Arc<Hub>,
     pub(super) epoch: String,
     pub(super) resume: Resume,
@@ -187,11 +234,13 @@ impl Subscription {
     /// the subscription ended. A slow subscriber learns it at once, without
     /// draining its stale queue.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivery, Disconnect>> {
-        if self.state.get() == Some(Disconnect::Slow) {
+        let state = &self.slot.state;
+        if state.get() == Some(Disconnect::Slow) {
             return Poll::Ready(Err(Disconnect::Slow));
         }
         if let Some(message) = self.replay.pop_front() {
-            self.info.replay_pending.store(self.replay.len(), Relaxed);
+            let pending = self.replay.len();
+            self.slot.info.replay_pending.store(pending, Relaxed);
             return Poll::Ready(Ok(self.taken(Delivery {
                 message,
                 trace: None,
@@ -199,17 +248,17 @@ impl Subscription {
             })));
         }
         if self.batch.is_empty() {
-            let n = match self.rx.poll_recv_many(cx, &mut self.batch, BATCH_MAX) {
+            let n = match self.slot.queue.lock().take_batch(cx, &mut self.batch) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(n) => n,
             };
             if n == 0 {
-                return Poll::Ready(Err(self.state.get().unwrap_or(Disconnect::Shutdown)));
+                let state = &self.slot.state;
+                return Poll::Ready(Err(state.get().unwrap_or(Disconnect::Shutdown)));
             }
-            self.batch.reverse();
         }
-        let q = self.batch.pop().expect("a batch is non-empty here");
-        self.info.batched.store(self.batch.len(), Relaxed);
+        let q = self.batch.pop_front().expect("a batch is non-empty here");
+        self.slot.info.batched.store(self.batch.len(), Relaxed);
         Poll::Ready(Ok(self.taken(Delivery {
             message: q.message,
             trace: q.trace,
@@ -223,8 +272,9 @@ impl Subscription {
 
     fn taken(&mut self, d: Delivery) -> Delivery {
         self.taken += 1;
-        self.info.delivered.store(self.taken, Relaxed);
-        self.info.last_offset.store(d.message.offset, Relaxed);
+        let info = &self.slot.info;
+        info.delivered.store(self.taken, Relaxed);
+        info.last_offset.store(d.message.offset, Relaxed);
         d
     }
 }

@@ -39,6 +39,42 @@ fn subscriber_gets_only_messages_after_subscribing() {
     assert_eq!(got[0].text, "after");
 }
 
+/// A waker that counts its wake-ups.
+#[derive(Default)]
+struct Wakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_waiting_stream_is_woken_by_a_message_by_a_cut_off_and_by_shutdown() {
+    let hub = Hub::new(1);
+    let wakes = Arc::new(Wakes::default());
+    let waker = std::task::Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let woken = || wakes.0.load(std::sync::atomic::Ordering::SeqCst);
+    let mut slow = hub.subscribe().unwrap();
+    assert!(slow.poll_recv(&mut cx).is_pending());
+    send(&hub, "fills the queue");
+    assert_eq!(woken(), 1);
+    send(&hub, "overflows it");
+    assert!(matches!(
+        slow.poll_recv(&mut cx),
+        Poll::Ready(Err(Disconnect::Slow))
+    ));
+    let mut idle = hub.subscribe().unwrap();
+    assert!(idle.poll_recv(&mut cx).is_pending());
+    hub.shutdown();
+    assert_eq!(woken(), 2);
+    assert!(matches!(
+        idle.poll_recv(&mut cx),
+        Poll::Ready(Err(Disconnect::Shutdown))
+    ));
+}
+
 #[test]
 fn full_queue_disconnects_as_slow_and_others_keep_receiving() {
     let hub = Hub::new(2);
