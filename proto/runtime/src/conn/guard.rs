@@ -1,6 +1,7 @@
-//! [`Guarded`]: the socket wrapper that enforces the bounds, and
-//! [`ConnHandle`], its link to the requests it carries.
+//! [`Guarded`]: the socket wrapper that enforces the bounds, and the watcher
+//! that condemns a connection.
 
+use super::activity::{Activity, ConnHandle};
 use super::{CLOSE_LINGER, ConnLimits, Hygiene, Reason, closed_counter};
 use std::future::Future;
 use std::io;
@@ -9,53 +10,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
-use tokio::time::sleep;
+use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
-
-/// Requests seen on one connection.
-#[derive(Debug, Clone, Copy, Default)]
-struct Activity {
-    /// Requests whose response body has not ended yet.
-    in_flight: usize,
-    /// Requests started since the accept.
-    started: u64,
-}
-
-/// One connection's request counter, as found in each request's extensions
-/// (tonic inserts it as the `ConnectInfo` of [`Guarded`]; the HTTP loop
-/// passes it to [`super::Track`]). Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ConnHandle {
-    activity: Arc<watch::Sender<Activity>>,
-    remote: Option<std::net::SocketAddr>,
-}
-
-impl ConnHandle {
-    /// Counts a request as in flight until the returned guard is dropped.
-    pub fn begin(&self) -> RequestGuard {
-        self.activity.send_modify(|a| {
-            a.in_flight += 1;
-            a.started += 1;
-        });
-        RequestGuard(Arc::clone(&self.activity))
-    }
-
-    /// The peer's address, when the socket has one.
-    pub fn remote_addr(&self) -> Option<std::net::SocketAddr> {
-        self.remote
-    }
-}
-
-/// A request in flight on its connection; see [`ConnHandle::begin`].
-#[derive(Debug)]
-pub struct RequestGuard(Arc<watch::Sender<Activity>>);
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|a| a.in_flight -= 1);
-    }
-}
 
 type Doom = Pin<Box<dyn Future<Output = Reason> + Send>>;
 
@@ -78,15 +34,12 @@ impl<IO> Guarded<IO> {
     where
         IO: Peer,
     {
-        let (tx, rx) = watch::channel(Activity::default());
-        let handle = ConnHandle {
-            activity: Arc::new(tx),
-            remote: io.peer(),
-        };
+        let activity = Arc::new(Activity::new());
+        let handle = ConnHandle::new(Arc::clone(&activity), io.peer());
         Self {
             io,
             handle,
-            doom: Box::pin(doom(rx, hygiene.limits, hygiene.stop.clone())),
+            doom: Box::pin(doom(activity, hygiene.limits, hygiene.stop.clone())),
             verdict: None,
             listener: hygiene.listener,
             stop: hygiene.stop.clone(),
@@ -108,7 +61,7 @@ impl<IO> Guarded<IO> {
         {
             tracing::debug!(
                 listener = self.listener,
-                peer = ?self.handle.remote,
+                peer = ?self.handle.remote_addr(),
                 reason = reason.label(),
                 "closing connection"
             );
@@ -200,48 +153,57 @@ impl tonic::transport::server::Connected for Guarded<tokio::net::TcpStream> {
 }
 
 /// Resolves with the reason the connection must close; see the module docs.
-async fn doom(
-    mut activity: watch::Receiver<Activity>,
-    limits: ConnLimits,
-    stop: CancellationToken,
-) -> Reason {
+/// After the first request it wakes only when its timer fires: at the
+/// earliest moment the idle bound could have passed, given what it reads then.
+async fn doom(activity: Arc<Activity>, limits: ConnLimits, stop: CancellationToken) -> Reason {
+    let timer = sleep(limits.handshake_timeout());
+    tokio::pin!(timer);
     tokio::select! {
         biased;
-        () = stop.cancelled() => return Reason::Shutdown,
-        _ = activity.wait_for(|a| a.started > 0) => {}
-        () = sleep(limits.handshake_timeout()) => return Reason::HandshakeTimeout,
+        () = stop.cancelled() => {}
+        () = activity.first.notified() => {}
+        () = &mut timer => {}
     }
-    let idle = loop {
+    // Whichever woke us, a request that has started is waited for.
+    if activity.started() == 0 {
+        return if stop.is_cancelled() {
+            Reason::Shutdown
+        } else {
+            Reason::HandshakeTimeout
+        };
+    }
+    while !stop.is_cancelled() {
+        let now = Instant::now();
+        let deadline = match activity.idle_since() {
+            Some(since) if now >= since + limits.idle_timeout() => return Reason::IdleTimeout,
+            Some(since) => since + limits.idle_timeout(),
+            // A request that ends later moves the bound past `now + idle`.
+            None => now + limits.idle_timeout(),
+        };
+        timer.as_mut().reset(deadline);
         tokio::select! {
             biased;
-            () = stop.cancelled() => break false,
-            _ = activity.wait_for(|a| a.in_flight == 0) => {}
+            () = stop.cancelled() => {}
+            () = &mut timer => {}
         }
-        // A request may start and end between two wake-ups of this task, so
-        // activity is "any request started since", not "one in flight now".
-        let seen = activity.borrow().started;
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break false,
-            _ = activity.wait_for(|a| a.in_flight > 0 || a.started != seen) => {}
-            () = sleep(limits.idle_timeout()) => break true,
-        }
-    };
-    if idle {
-        return Reason::IdleTimeout;
     }
-    linger(&mut activity, CLOSE_LINGER).await;
+    linger(&activity, CLOSE_LINGER).await;
     Reason::Shutdown
 }
 
-async fn linger(activity: &mut watch::Receiver<Activity>, linger: Duration) {
+/// Completes once `linger` has passed since the last request ended with no
+/// request started since.
+async fn linger(activity: &Activity, linger: Duration) {
     loop {
-        // The sender lives as long as the connection, so these never fail.
-        let _ = activity.wait_for(|a| a.in_flight == 0).await;
-        let seen = activity.borrow().started;
-        tokio::select! {
-            () = sleep(linger) => return,
-            _ = activity.wait_for(|a| a.in_flight > 0 || a.started != seen) => {}
+        activity.drain().await;
+        let seen = activity.started();
+        let since = activity.idle_since().unwrap_or_else(Instant::now);
+        sleep_until(since + linger).await;
+        if activity.started() == seen && activity.idle_since().is_some() {
+            return;
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

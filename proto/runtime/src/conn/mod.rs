@@ -24,13 +24,17 @@
 //! and writes once the connection is condemned, which makes hyper drop it;
 //! [`TrackLayer`] counts each request from its head until its response body
 //! ends, per connection, through the [`ConnHandle`] in the request's
-//! extensions. Every close is counted in [`CLOSED_TOTAL`].
+//! extensions. Counting is a few atomics that wake nobody: the connection's
+//! watcher reads them when its own timer fires, so a busy connection's task
+//! is not woken twice per request. Every close is counted in [`CLOSED_TOTAL`].
 
+mod activity;
 mod guard;
 mod http;
 mod track;
 
-pub use guard::{ConnHandle, Guarded, Peer, RequestGuard};
+pub use activity::{ConnHandle, RequestGuard};
+pub use guard::{Guarded, Peer};
 pub use http::{grpc_incoming, serve_http};
 pub use track::{Track, TrackLayer, TrackedBody};
 

@@ -1,7 +1,7 @@
 //! [`TrackLayer`]: counts each request as in flight on its connection, from
 //! its head until its response body has ended (or the call was dropped).
 
-use super::guard::{ConnHandle, RequestGuard};
+use super::activity::{ConnHandle, RequestGuard};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
