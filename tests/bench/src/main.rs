@@ -63,10 +63,15 @@ fn main() -> ExitCode {
         Command::Soak(args) => return exit(soak::run(args)),
         _ => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    // The HTTP load is one request in flight per connection: on one thread its
+    // connection tasks wake each other without a futex or a cross-CPU wake-up,
+    // which halves the bench's CPU per request and leaves the cores to the
+    // client and server it measures.
+    let mut builder = match command {
+        Command::Http(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = builder.enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async move {
         match command {
             Command::Fanout(args) => fanout::run(args).await,
