@@ -64,6 +64,7 @@ impl App {
     pub async fn start(config: Config) -> Result<Self, AppError> {
         let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Metrics::new();
+        metrics::cache_hot_path();
         conn::register_metrics(&[LISTENER_HTTP]);
         let tls = config.tls_files().load()?;
         let tls_on = tls.is_some() || config.server_addr.scheme_str() == Some("https");

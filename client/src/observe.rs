@@ -30,8 +30,7 @@ pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next)
     let method = method_label(request.method());
     let route = matched
         .as_ref()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
     let span = tracing::debug_span!("HTTP request",
         otel.name = %format_args!("{method} {route}"), otel.kind = "server",
         http.request.method = %method, http.route = %route,
@@ -54,7 +53,7 @@ pub async fn observe(matched: Option<MatchedPath>, request: Request, next: Next)
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
-    http_request(method, &route, status, elapsed);
+    http_request(method, route, status, elapsed);
     // Inside the span, so the line carries its trace and span ids.
     span.in_scope(|| {
         tracing::debug!(
