@@ -21,12 +21,17 @@
 //! [`rpc`] holds the one shape of the `mes_grpc.MessengerServer/<Method>`
 //! span ([`crate::rpc_span!`], [`record_rpc_status`]) that both binaries use.
 
+mod batch;
 mod logs;
 mod propagation;
 pub mod rpc;
 mod traces;
 pub mod w3c;
 
+pub use batch::{
+    DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_BSP_MAX_QUEUE_SIZE, ENV_BSP_MAX_EXPORT_BATCH_SIZE,
+    ENV_BSP_MAX_QUEUE_SIZE,
+};
 pub use logs::{ENV_LOG_FORMAT, ENV_RUST_LOG, LogFormat};
 pub use propagation::{
     context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,

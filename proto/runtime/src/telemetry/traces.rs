@@ -3,9 +3,10 @@
 //! The SDK and the OTLP exporter read most of the standard env themselves:
 //! endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`),
 //! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` (resource detectors),
-//! `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_BSP_*`. This module only decides
-//! whether to export at all, supplies the default `service.name`, and warns
-//! about values the SDK would silently (or invisibly, see `logs`) ignore.
+//! `OTEL_TRACES_SAMPLER(_ARG)` and most of `OTEL_BSP_*`. This module only
+//! decides whether to export at all, supplies the default `service.name` and
+//! the batch processor's sizes ([`super::batch`]), and warns about values the
+//! SDK would silently (or invisibly, see `logs`) ignore.
 
 use opentelemetry::{Key, global, trace::TracerProvider as _};
 use opentelemetry_otlp::{
@@ -14,7 +15,7 @@ use opentelemetry_otlp::{
 use opentelemetry_sdk::{
     Resource,
     resource::{EnvResourceDetector, ResourceDetector as _},
-    trace::{SdkTracer, SdkTracerProvider},
+    trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider},
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_NAME;
 use std::env;
@@ -55,8 +56,8 @@ const SAMPLERS: [&str; 6] = [
 /// thread-based processor; `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s, bounds an export.)
 const BSP_VARS: [&str; 5] = [
     "OTEL_BSP_SCHEDULE_DELAY",
-    "OTEL_BSP_MAX_QUEUE_SIZE",
-    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    super::batch::ENV_BSP_MAX_QUEUE_SIZE,
+    super::batch::ENV_BSP_MAX_EXPORT_BATCH_SIZE,
     "OTEL_BSP_EXPORT_TIMEOUT",
     "OTEL_BSP_MAX_CONCURRENT_EXPORTS",
 ];
@@ -113,8 +114,11 @@ impl Tracing {
             .get(&Key::new(SERVICE_NAME))
             .map(|name| name.to_string())
             .unwrap_or_default();
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(super::batch::config(|name| env::var(name).ok()))
+            .build();
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_span_processor(processor)
             .with_resource(resource)
             .build();
         Some(Self {
