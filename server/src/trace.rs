@@ -50,6 +50,9 @@ enum Mode {
 struct Recorded {
     /// Context whose span is `fanout`.
     cx: Context,
+    /// `fanout`'s traceparent, formatted once: history keeps it, and every
+    /// receiver past the cap continues from it.
+    fanout_traceparent: Option<String>,
     /// Looked up once per message, not per delivery (the global lookup locks and allocates).
     tracer: BoxedTracer,
     accepted: SystemTime,
@@ -80,9 +83,11 @@ impl FanoutTrace {
             .span_builder("fanout")
             .with_kind(SpanKind::Producer)
             .start_with_context(&tracer, &parent);
+        let cx = parent.with_span(span);
         Arc::new(Self {
             mode: Mode::Recorded(Recorded {
-                cx: parent.with_span(span),
+                fanout_traceparent: traceparent(&cx),
+                cx,
                 tracer,
                 accepted: SystemTime::now(),
                 delivered: AtomicU64::new(0),
@@ -97,7 +102,7 @@ impl FanoutTrace {
     /// sender's as forwarded.
     pub fn traceparent(&self) -> Option<String> {
         match &self.mode {
-            Mode::Recorded(recorded) => traceparent(&recorded.cx),
+            Mode::Recorded(recorded) => recorded.fanout_traceparent.clone(),
             Mode::Forwarded(forwarded) => Some(forwarded.clone()),
         }
     }
@@ -138,7 +143,9 @@ impl Recorded {
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.max_latency_nanos.fetch_max(nanos, Relaxed);
         if n >= self.deliver_spans_max {
-            return want_traceparent.then(|| traceparent(&self.cx)).flatten();
+            return want_traceparent
+                .then(|| self.fanout_traceparent.clone())
+                .flatten();
         }
         let tracer = &self.tracer;
         let mut span = tracer
