@@ -2,12 +2,11 @@
 //!
 //! The SDK's defaults (a 2,048-span queue, 512-span exports) suit a service
 //! that makes a few spans per request. A traced message here makes up to
-//! `MESSENGER_TRACE_DELIVER_SPANS_MAX + 2` spans (64 `deliver` spans by
-//! default), so at K = 100 subscribers the SDK's queue holds about 30
-//! messages' worth: at 1,300 messages/s it overflowed and dropped about 45%
-//! of the spans, and each export carried the request overhead (HTTP/2
-//! headers, a round trip, a wake-up of the processor thread and of the
-//! collector) for only 512 spans.
+//! `MESSENGER_TRACE_DELIVER_SPANS_MAX + 2` spans. With 64 `deliver` spans
+//! at K = 100 subscribers, the SDK's queue held about 30 messages' worth: at
+//! 1,300 messages/s it overflowed and dropped about 45% of the spans, and
+//! each export carried the request overhead (HTTP/2 headers, a round trip, a
+//! wake-up of the processor thread and of the collector) for only 512 spans.
 //!
 //! Invariants:
 //! - `OTEL_BSP_MAX_QUEUE_SIZE` and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, when set
