@@ -139,6 +139,58 @@ async fn redis_down_then_back_with_and_without_its_data() {
     );
 }
 
+/// Redis back from an older snapshot of the same epoch (RDB after a crash,
+/// AOF `everysec`, a failover to a lagging replica): its offsets are behind
+/// what the replicas delivered. Reusing them would let every replica skip
+/// the next messages as already delivered (found by a review: acknowledged,
+/// delivered nowhere). Instead it is a new epoch: open streams end "history
+/// lost", a resume reports the gap, and new messages flow from offset 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_back_from_an_older_snapshot_is_a_new_epoch() {
+    let _heavy = HEAVY.lock().await;
+    let (dir, snapshot) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port();
+    let redis = RedisProc::start_on(port, Some(dir.path())).await;
+    let url = redis.url();
+    let a = replica("a", &url, &[]).await;
+    let b = replica("b", &url, &[]).await;
+    let (epoch, _, mut on_a) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    let mut grpc_b = b.grpc().await;
+    grpc_send(&mut grpc_b, "bob", "kept").await.unwrap();
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(dir.path().join("."))
+        .arg(snapshot.path())
+        .status()
+        .unwrap();
+    assert!(copied.success(), "snapshot of the AOF directory");
+    for text in ["rolled back 2", "rolled back 3"] {
+        grpc_send(&mut grpc_b, "bob", text).await.unwrap();
+    }
+    for want in ["kept", "rolled back 2", "rolled back 3"] {
+        assert_eq!(next(&mut on_a).await.text, want);
+    }
+
+    redis.proc.kill9_and_wait().await;
+    let _redis = RedisProc::start_on(port, Some(snapshot.path())).await;
+    let ended = within("the stream ends", on_a.message())
+        .await
+        .expect_err("ended with a status");
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("history lost"), "{ended:?}");
+    let since = format!("{epoch}:3");
+    let (new_epoch, recovered, mut resumed) = read(a.grpc_addr, "messenger-since", &since).await;
+    assert_ne!(new_epoch, epoch, "rolled back is a new epoch");
+    assert_eq!(recovered.as_deref(), Some("false"), "the gap is reported");
+    health_becomes(b.grpc_addr, ServingStatus::Serving).await;
+    grpc_send(&mut grpc_b, "bob", "after").await.unwrap();
+    let first = next(&mut resumed).await;
+    assert_eq!((first.text.as_str(), first.offset), ("after", 1));
+    println!(
+        "redis rolled back from offset 3 to 1: new epoch {new_epoch} (was {epoch}), streams ended, next message at offset 1"
+    );
+}
+
 /// A replica frozen while the stream is trimmed past its position (more
 /// than `MAXLEN` entries go through another replica) cannot continue: when
 /// it thaws, its open streams end "history lost" and a resume from before

@@ -1,7 +1,7 @@
 //! The publish script's `sendTime` rule, driven directly against Redis with
 //! a frozen `last` in the metadata: `max(now, last + 1 ns)`, nudged off a
 //! multiple of 1000, carried across a second boundary; offsets +1; a new
-//! epoch when the metadata is gone.
+//! epoch when the metadata is gone or behind what the caller delivered.
 
 use crate::HEAVY;
 use messenger_server::engine::redis::entry::decode;
@@ -14,7 +14,7 @@ const KEYS: (&str, &str) = ("s", "s:meta");
 const SEC: i128 = 1_000_000_000;
 
 async fn publish(conn: &mut redis::aio::MultiplexedConnection, text: &str) -> Stamp {
-    script::publish(conn, KEYS, 1000, ("a", text, None))
+    script::publish(conn, KEYS, 1000, ("a", text, None), ("", 0))
         .await
         .expect("publish script")
 }
@@ -87,4 +87,19 @@ async fn script_stamps_with_the_nanos_rule() {
     assert_eq!(fresh.offset, 1);
     let len: usize = conn.xlen(KEYS.0).await.unwrap();
     assert_eq!(len, 1, "the stream of the lost epoch was deleted");
+
+    // A caller that delivered up to offset 1 of this epoch: the same epoch
+    // continues. One that delivered past the metadata (Redis rolled back to
+    // an older snapshot): a new epoch, still stamping after the last sendTime.
+    let seen = |offset| (&*fresh.epoch, offset);
+    let next = script::publish(&mut conn, KEYS, 1000, ("a", "next", None), seen(1)).await;
+    let next = next.unwrap();
+    assert_eq!((&*next.epoch, next.offset), (&*fresh.epoch, 2));
+    let rolled = script::publish(&mut conn, KEYS, 1000, ("a", "rolled", None), seen(9)).await;
+    let rolled = rolled.unwrap();
+    assert_ne!(*rolled.epoch, *fresh.epoch, "behind a replica: a new epoch");
+    assert_eq!(rolled.offset, 1);
+    assert!(rolled.send_time > next.send_time);
+    let len: usize = conn.xlen(KEYS.0).await.unwrap();
+    assert_eq!(len, 1, "the rolled-back epoch's stream was deleted");
 }

@@ -150,13 +150,15 @@ impl RedisEngine {
     ) -> Result<Stamp, BrokerError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
+        let (epoch, newest) = self.seen();
         let call = async {
             let publish = || {
                 let mut conn = self.publisher.clone();
+                let seen = (epoch.as_deref().unwrap_or_default(), newest);
                 async move {
                     let (keys, fields) =
                         ((&*self.stream, &*self.meta), (author, text, traceparent));
-                    script::publish(&mut conn, keys, self.max_len, fields).await
+                    script::publish(&mut conn, keys, self.max_len, fields, seen).await
                 }
             };
             match publish().await {
@@ -184,6 +186,14 @@ impl RedisEngine {
                 timeout: self.timeout,
             })),
         }
+    }
+
+    /// This replica's epoch (`None` before its first load) and the newest
+    /// offset it delivered: what the scripts check the metadata against, so
+    /// a Redis rolled back behind it gets a new epoch.
+    fn seen(&self) -> (Option<Arc<str>>, u64) {
+        let delivered = self.delivered.lock();
+        (delivered.epoch.clone(), delivered.newest)
     }
 
     /// Hands the entry just appended to the local hub when it is the next

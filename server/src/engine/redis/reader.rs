@@ -126,9 +126,10 @@ async fn load(
     last_id: &mut String,
 ) -> Result<(), Failure> {
     let keys = (broker.stream.as_str(), broker.meta.as_str());
-    let current = broker.delivered.lock().epoch.clone();
+    let (current, newest) = broker.seen();
     let loaded = async {
-        let (epoch, offset) = script::epoch(conn, keys).await?;
+        let seen = (current.as_deref().unwrap_or_default(), newest);
+        let (epoch, offset) = script::epoch(conn, keys, seen).await?;
         if current.as_deref() == Some(epoch.as_str()) {
             return Ok(None);
         }

@@ -19,6 +19,12 @@
 //! key means history was lost (a flushed or restarted Redis without
 //! persistence): a new epoch is made from `TIME`, and a stream left without
 //! its metadata is deleted, since its offsets belong to no known epoch.
+//! So is metadata whose offset is behind what the calling replica already
+//! delivered in that epoch (`seen`): Redis came back from an older snapshot
+//! (RDB after a crash, AOF `everysec`, a failover to a lagging replica), and
+//! reusing those offsets for new messages would let replicas skip them as
+//! delivered. A new epoch makes every replica end its streams "history
+//! lost" instead. The last `sendTime` is kept, so stamps still increase.
 //!
 //! [`redis::Script`] runs `EVALSHA` and loads the script on `NOSCRIPT` (a
 //! restarted Redis forgets scripts), so a script is never missing for long.
@@ -26,26 +32,33 @@
 use redis::aio::ConnectionLike;
 use std::sync::{Arc, LazyLock};
 
-/// Reads the metadata, making a new epoch when it is missing; defines
-/// `meta(stream, meta_key)` -> epoch, offset, sec, nsec.
+/// Reads the metadata, making a new epoch when it is missing or behind what
+/// the calling replica has already delivered in the same epoch (`seen`:
+/// its epoch, '' for none, and newest offset); defines
+/// `meta(stream, meta_key, seen_epoch, seen_offset)` -> epoch, offset, sec, nsec.
 const PRELUDE: &str = r"
-local function meta(stream, key)
+local function meta(stream, key, seen_epoch, seen_offset)
   local m = redis.call('HMGET', key, 'epoch', 'offset', 'sec', 'nsec')
-  if m[1] then
+  if m[1] and not (m[1] == seen_epoch and tonumber(m[2]) < tonumber(seen_offset)) then
     return m[1], tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
   end
   local t = redis.call('TIME')
   local epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+  if epoch == m[1] then
+    epoch = epoch .. '1'
+  end
   redis.call('DEL', stream)
-  redis.call('HSET', key, 'epoch', epoch, 'offset', '0', 'sec', '0', 'nsec', '0')
-  return epoch, 0, 0, 0
+  local sec, nsec = m[3] or '0', m[4] or '0'
+  redis.call('HSET', key, 'epoch', epoch, 'offset', '0', 'sec', sec, 'nsec', nsec)
+  return epoch, 0, tonumber(sec), tonumber(nsec)
 end
 ";
 
 /// KEYS: stream, meta. ARGV: max length, author, text, traceparent ('' for
-/// none). Returns {epoch, offset, sec, nsec (9 digits), entry id}.
+/// none), seen epoch, seen offset. Returns {epoch, offset, sec, nsec (9
+/// digits), entry id}.
 const PUBLISH: &str = r"
-local epoch, offset, last_s, last_ns = meta(KEYS[1], KEYS[2])
+local epoch, offset, last_s, last_ns = meta(KEYS[1], KEYS[2], ARGV[5], ARGV[6])
 local t = redis.call('TIME')
 local s, ns = tonumber(t[1]), tonumber(t[2]) * 1000
 if s < last_s or (s == last_s and ns <= last_ns) then
@@ -70,9 +83,10 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(field
 return {epoch, off, sec, nsec, id}
 ";
 
-/// KEYS: stream, meta. Returns {epoch, offset}, making the epoch if missing.
+/// KEYS: stream, meta. ARGV: seen epoch, seen offset. Returns {epoch,
+/// offset}, making a new epoch if missing or rolled back.
 const EPOCH: &str = r"
-local epoch, offset = meta(KEYS[1], KEYS[2])
+local epoch, offset = meta(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return {epoch, string.format('%d', offset)}
 ";
 
@@ -98,6 +112,7 @@ pub async fn publish<C: ConnectionLike + Send>(
     (stream, meta): (&str, &str),
     max_len: usize,
     (author, text, traceparent): (&str, &str, Option<&str>),
+    seen: (&str, u64),
 ) -> redis::RedisResult<Stamp> {
     let (epoch, offset, sec, nsec, id): (String, String, String, String, String) = PUBLISH_SCRIPT
         .key(stream)
@@ -106,6 +121,8 @@ pub async fn publish<C: ConnectionLike + Send>(
         .arg(author)
         .arg(text)
         .arg(traceparent.unwrap_or_default())
+        .arg(seen.0)
+        .arg(seen.1)
         .invoke_async(conn)
         .await?;
     let bad = |what| {
@@ -126,14 +143,18 @@ pub async fn publish<C: ConnectionLike + Send>(
 }
 
 /// The stream's epoch and last offset, making a new epoch if the metadata is
-/// missing (a fresh or emptied Redis).
+/// missing (a fresh or emptied Redis) or behind `seen` (the caller's epoch,
+/// '' for none, and the newest offset it delivered).
 pub async fn epoch<C: ConnectionLike + Send>(
     conn: &mut C,
     (stream, meta): (&str, &str),
+    seen: (&str, u64),
 ) -> redis::RedisResult<(String, u64)> {
     let (epoch, offset): (String, String) = EPOCH_SCRIPT
         .key(stream)
         .key(meta)
+        .arg(seen.0)
+        .arg(seen.1)
         .invoke_async(conn)
         .await?;
     let offset = offset.parse().map_err(|_| {
