@@ -8,6 +8,7 @@
 
 use crate::{BROKER_TIMEOUT_MS, HEAVY, poll_until, replica};
 use messenger_proto::pb::ServerMessageResponse;
+use messenger_tests::procs::spawn_client;
 use messenger_tests::redis::{RedisProc, free_port};
 use messenger_tests::*;
 use std::net::SocketAddr;
@@ -188,6 +189,47 @@ async fn redis_back_from_an_older_snapshot_is_a_new_epoch() {
     assert_eq!((first.text.as_str(), first.offset), ("after", 1));
     println!(
         "redis rolled back from offset 3 to 1: new epoch {new_epoch} (was {epoch}), streams ended, next message at offset 1"
+    );
+}
+
+/// The first message after Redis came back empty (a new epoch) reaches every
+/// client, including one whose stream ends ("history lost") after that
+/// message was accepted: the client re-opens its stream from the new epoch's
+/// start instead of starting live past it (found by review: acknowledged, in
+/// no buffer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_first_message_of_a_new_epoch_reaches_every_client() {
+    let _heavy = HEAVY.lock().await;
+    let port = free_port();
+    let redis = RedisProc::start_on(port, None).await;
+    let url = redis.url();
+    let a = replica("a", &url, &[]).await;
+    let b = replica("b", &url, &[]).await;
+    let client = spawn_client(a.grpc_addr, &[("OTEL_SERVICE_NAME", "client-a")]).await;
+    client.send("ann", "before").await;
+    let flushed = |want: &'static str| {
+        let client = &client;
+        move || async move {
+            let got = client.flush().await;
+            got.iter().any(|m| m.text == want).then_some(got)
+        }
+    };
+    poll_until("the client holds 'before'", WAIT, flushed("before")).await;
+
+    redis.proc.kill9_and_wait().await;
+    let _redis = RedisProc::start_on(port, None).await;
+    // Sent through B at once, before A's reader has loaded the new epoch.
+    let grpc_b = b.grpc().await;
+    let first = "first of the new epoch";
+    let probe = || {
+        let mut grpc = grpc_b.clone();
+        async move { grpc_send(&mut grpc, "bob", first).await.ok() }
+    };
+    let (_, accepted) = poll_until("a send through B after the restart", WAIT, probe).await;
+    let (got, took) = poll_until("A's client holds it", WAIT, flushed(first)).await;
+    assert_eq!(got.iter().filter(|m| m.text == first).count(), 1, "{got:?}");
+    println!(
+        "redis back empty: first send accepted {accepted:?} after the restart, in A's client {took:?} later"
     );
 }
 

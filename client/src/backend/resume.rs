@@ -15,6 +15,12 @@
 //! - **A gap is said once.** `messenger-recovered: false` logs one warning
 //!   with the number of messages missed when the epoch is unchanged (head
 //!   offset minus position), "unknown" when it changed, and is counted.
+//! - **Nothing of a new epoch is skipped.** When the epoch changed, every
+//!   message of the new one came after the loss and none is buffered yet, so
+//!   the stream is dropped and re-opened at once from `<new epoch>:0`
+//!   ([`Headers::Again`]): the messages accepted between the loss and this
+//!   re-subscription (the first send after a broker came back empty, say)
+//!   are replayed, not skipped as the contract's "starts live" would.
 //!
 //! A server that sends no epoch or head offset gets plain re-subscriptions.
 
@@ -38,6 +44,18 @@ pub enum Received {
     Keep { replayed: bool, now_live: bool },
     /// Already buffered (at or below the position): drop it.
     Duplicate,
+}
+
+/// What the response headers of a subscription mean for its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headers {
+    /// Live at once (nothing to replay).
+    Live,
+    /// Live once the replay up to the head is buffered.
+    Replay,
+    /// The epoch changed: drop this stream and re-subscribe now, from the
+    /// new epoch's start.
+    Again,
 }
 
 /// The resume state of one subscriber loop.
@@ -77,22 +95,21 @@ impl Resumer {
         }
     }
 
-    /// Reads the response headers of a subscription; returns whether the
-    /// stream is live at once (nothing to replay).
-    pub fn on_headers(&mut self, headers: &MetadataMap) -> bool {
+    /// Reads the response headers of a subscription.
+    pub fn on_headers(&mut self, headers: &MetadataMap) -> Headers {
         let text = |key| headers.get(key).and_then(|v| v.to_str().ok());
         let epoch = text(EPOCH_METADATA);
         let head = text(HEAD_OFFSET_METADATA).and_then(|v| v.parse::<u64>().ok());
         let (Some(epoch), Some(head)) = (epoch, head) else {
             self.position = None;
-            return true;
+            return Headers::Live;
         };
         let previous = self.position.replace(Position {
             epoch: epoch.to_owned(),
             offset: head,
         });
         let (true, Some(previous)) = (self.asked, previous) else {
-            return true;
+            return Headers::Live;
         };
         if text(RECOVERED_METADATA) == Some("true") {
             self.metrics.resumes_recovered.increment(1);
@@ -105,10 +122,10 @@ impl Resumer {
             );
             self.position = Some(previous);
             if replay == 0 {
-                return true;
+                return Headers::Live;
             }
             self.replay_end = Some(head);
-            return false;
+            return Headers::Replay;
         }
         self.metrics.resumes_gap.increment(1);
         if previous.epoch == epoch && head >= previous.offset {
@@ -118,15 +135,20 @@ impl Resumer {
                 epoch,
                 "stream resumed with a gap: messages after the last buffered one are no longer in the server's history"
             );
-        } else {
-            tracing::warn!(
-                missed = "unknown",
-                previous_epoch = %previous.epoch,
-                epoch,
-                "stream resumed with a gap: the server's history was lost (new epoch)"
-            );
+            return Headers::Live;
         }
-        true
+        tracing::warn!(
+            missed = "unknown",
+            previous_epoch = %previous.epoch,
+            epoch,
+            head,
+            "stream resumed with a gap: the server's history was lost (new epoch); re-subscribing from the new epoch's start"
+        );
+        self.position = Some(Position {
+            epoch: epoch.to_owned(),
+            offset: 0,
+        });
+        Headers::Again
     }
 
     /// Decides about a message with `offset` (0: the server sent none).
@@ -193,10 +215,8 @@ mod tests {
     fn first_plain_then_resumes_from_the_head_or_the_last_buffered() {
         let mut r = Resumer::new(Metrics::new());
         assert_eq!(since(&mut r), None);
-        assert!(r.on_headers(&headers(&[
-            ("messenger-epoch", "e"),
-            ("messenger-head-offset", "7")
-        ])));
+        let first = [("messenger-epoch", "e"), ("messenger-head-offset", "7")];
+        assert_eq!(r.on_headers(&headers(&first)), Headers::Live);
         assert_eq!(
             since(&mut r).as_deref(),
             Some("e:7"),
@@ -207,7 +227,7 @@ mod tests {
             ("messenger-head-offset", "10"),
             ("messenger-recovered", "true"),
         ];
-        assert!(!r.on_headers(&headers(&recovered)), "3 to replay");
+        assert_eq!(r.on_headers(&headers(&recovered)), Headers::Replay);
         let replayed = |now_live| Received::Keep {
             replayed: true,
             now_live,
@@ -221,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_moves_the_position_to_the_new_head() {
+    fn a_gap_in_the_same_epoch_moves_the_position_to_the_new_head() {
         let mut r = Resumer::new(Metrics::new());
         r.on_headers(&headers(&[
             ("messenger-epoch", "e"),
@@ -230,20 +250,54 @@ mod tests {
         assert_eq!(r.on_message(1), KEEP);
         since(&mut r);
         let gap = [
-            ("messenger-epoch", "f"),
+            ("messenger-epoch", "e"),
             ("messenger-head-offset", "3"),
             ("messenger-recovered", "false"),
         ];
-        assert!(r.on_headers(&headers(&gap)));
+        assert_eq!(r.on_headers(&headers(&gap)), Headers::Live);
         assert_eq!(r.on_message(2), Received::Duplicate, "below the new head");
         assert_eq!(r.on_message(4), KEEP);
-        assert_eq!(since(&mut r).as_deref(), Some("f:4"));
+        assert_eq!(since(&mut r).as_deref(), Some("e:4"));
+    }
+
+    /// A new epoch's messages all came after the loss: none is skipped. The
+    /// stream is re-opened from `<new epoch>:0`, and that replay is resumed
+    /// like any other.
+    #[test]
+    fn a_new_epoch_is_resumed_from_its_start() {
+        let mut r = Resumer::new(Metrics::new());
+        r.on_headers(&headers(&[
+            ("messenger-epoch", "e"),
+            ("messenger-head-offset", "0"),
+        ]));
+        assert_eq!(r.on_message(1), KEEP);
+        assert_eq!(since(&mut r).as_deref(), Some("e:1"));
+        let lost = [
+            ("messenger-epoch", "f"),
+            ("messenger-head-offset", "2"),
+            ("messenger-recovered", "false"),
+        ];
+        assert_eq!(r.on_headers(&headers(&lost)), Headers::Again);
+        assert_eq!(since(&mut r).as_deref(), Some("f:0"));
+        let replay = [
+            ("messenger-epoch", "f"),
+            ("messenger-head-offset", "2"),
+            ("messenger-recovered", "true"),
+        ];
+        assert_eq!(r.on_headers(&headers(&replay)), Headers::Replay);
+        let replayed = |now_live| Received::Keep {
+            replayed: true,
+            now_live,
+        };
+        assert_eq!(r.on_message(1), replayed(false));
+        assert_eq!(r.on_message(2), replayed(true));
+        assert_eq!(since(&mut r).as_deref(), Some("f:2"));
     }
 
     #[test]
     fn a_server_without_offsets_gets_plain_resubscriptions() {
         let mut r = Resumer::new(Metrics::new());
-        assert!(r.on_headers(&MetadataMap::new()));
+        assert_eq!(r.on_headers(&MetadataMap::new()), Headers::Live);
         assert_eq!(r.on_message(0), KEEP);
         assert_eq!(since(&mut r), None);
     }

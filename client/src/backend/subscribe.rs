@@ -21,7 +21,7 @@
 
 use super::Backend;
 use super::receive::receive;
-use super::resume::{Received, Resumer};
+use super::resume::{Headers, Received, Resumer};
 use crate::buffer::Buffer;
 use crate::failure::Down;
 use crate::metrics::{self, Metrics};
@@ -74,7 +74,11 @@ impl Subscriber {
                     let reconnect = connections > 0;
                     connections += 1;
                     failures = 0;
-                    let live = resumer.on_headers(response.metadata());
+                    let live = match resumer.on_headers(response.metadata()) {
+                        // A new epoch: re-subscribe now, from its start.
+                        Headers::Again => continue,
+                        headers => headers == Headers::Live,
+                    };
                     if self
                         .consume(response.into_inner(), reconnect, live, &mut resumer)
                         .await
