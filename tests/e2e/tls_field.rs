@@ -6,7 +6,7 @@
 //! client backs off and `/readyz` says why.
 
 use messenger_runtime::tls::ClientTlsFiles;
-use messenger_tests::certs::{Ca, TestPki, openssl_self_signed};
+use messenger_tests::certs::{Ca, TestPki, openssl_self_signed, openssl_v1_client};
 use messenger_tests::procs::{Proc, binary, spawn_server};
 use messenger_tests::*;
 use std::path::{Path, PathBuf};
@@ -267,9 +267,10 @@ fn usage_error(bin: &str, env: &[(&str, &str)]) -> String {
 /// mixed up) is the same mistake wherever a cert/key pair is read: the
 /// server's certificate, the client's mTLS certificate and the server's
 /// certificate for a `rediss://` broker. Each is a usage error at start
-/// naming both variables and both files, never a failed handshake later.
+/// naming both variables and both files, never a failed handshake later. So
+/// is an X.509 v1 certificate, naming the certificate and how to re-issue it.
 #[test]
-fn a_key_of_another_certificate_exits_2_naming_both_files() {
+fn a_key_of_another_certificate_or_a_v1_certificate_exits_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("mixed-up files CA");
     let (one, other) = (ca.server(&["127.0.0.1"]), ca.client("other"));
@@ -311,6 +312,25 @@ fn a_key_of_another_certificate_exits_2_naming_both_files() {
                 && [cert_var, key_var, &cert, &key]
                     .iter()
                     .all(|s| e.contains(s)),
+            "{bin}: {e}"
+        );
+    }
+
+    // The two-step `openssl x509 -req` recipe without an extensions file
+    // issues an X.509 v1 certificate, which rustls cannot use anywhere (found
+    // by review: the error blamed the key). The certificate is named, with
+    // the fix.
+    let (_, v1, v1_key) = openssl_v1_client(dir.path());
+    let (v1, v1_key) = (path(&v1), path(&v1_key));
+    for (bin, cert_var, key_var, broker) in cases {
+        let mut env = vec![(cert_var, v1.as_str()), (key_var, v1_key.as_str())];
+        env.extend(broker.map(|url| ("MESSENGER_BROKER_URL", url)));
+        let e = usage_error(bin, &env);
+        assert!(
+            e.contains(cert_var)
+                && e.contains(&v1)
+                && e.contains("X.509 v1")
+                && !e.contains(key_var),
             "{bin}: {e}"
         );
     }

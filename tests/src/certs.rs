@@ -158,6 +158,68 @@ pub fn openssl_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
+/// A client certificate as the common two-step openssl recipe makes it:
+/// a CA from `openssl req -x509`, then `openssl x509 -req` without an
+/// extensions file, which issues an X.509 **v1** certificate. Returns the
+/// CA, the certificate and its key, in `dir`.
+pub fn openssl_v1_client(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    ]
+    .iter()
+    .chain(&[
+        "-subj",
+        "/CN=v1 CA",
+        "-keyout",
+        "v1-ca.key",
+        "-out",
+        "v1-ca.pem",
+    ])
+    .copied()
+    .collect::<Vec<_>>());
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=v1 client",
+        "-keyout",
+        "v1-client.key",
+        "-out",
+        "v1-client.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "v1-client.csr",
+        "-CA",
+        "v1-ca.pem",
+        "-CAkey",
+        "v1-ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "v1-client.pem",
+    ]);
+    let [ca, cert, key] = ["v1-ca.pem", "v1-client.pem", "v1-client.key"].map(|f| dir.join(f));
+    (ca, cert, key)
+}
+
 /// 32 random bytes, hex: a bearer token.
 pub fn random_token() -> String {
     let bytes: [u8; 32] = rand::rng().random();

@@ -81,6 +81,12 @@ pub enum TlsError {
         cert_var: &'static str,
         cert: PathBuf,
     },
+    #[error("{var} file {path} cannot be used: {reason}")]
+    UnusableCertificate {
+        var: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("{set} is set but {missing} is not; set both or neither")]
     Incomplete {
         set: &'static str,

@@ -9,6 +9,7 @@
 //! one clear line instead of a failed handshake later).
 
 use super::TlsError;
+use rustls::InconsistentKeys;
 use rustls::crypto::ring;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{self, PemObject};
@@ -64,6 +65,18 @@ pub(super) fn read_key_der(
     }
 }
 
+/// Why rustls (through webpki) cannot use a leaf certificate, with the fix
+/// for the one people actually meet.
+fn unusable(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::UnsupportedCertVersion => "it is an X.509 v1 certificate (what \
+            `openssl x509 -req` issues without an extensions file), and rustls needs v3; \
+            re-issue it with `-extfile` naming any extension, e.g. basicConstraints=CA:FALSE"
+            .to_owned(),
+        e => format!("not a usable X.509 certificate ({e})"),
+    }
+}
+
 /// Reads a certificate chain and its private key (for tonic).
 pub fn read_identity(
     cert: (&'static str, &Path),
@@ -82,23 +95,33 @@ pub fn read_identity_files(
     let chain = read_certificate_ders(cert_var, cert)?;
     let key_der = read_key_der(key_var, key)?;
     let provider = ring::default_provider();
-    match CertifiedKey::from_der(chain.clone(), key_der.clone_key(), &provider) {
-        Ok(_) => {}
-        Err(rustls::Error::InconsistentKeys(_)) => {
-            return Err(TlsError::KeyMismatch {
-                key_var,
-                key: key.to_owned(),
-                cert_var,
-                cert: cert.to_owned(),
-            });
-        }
-        Err(e) => {
-            return Err(TlsError::InvalidPem {
-                var: key_var,
-                path: key.to_owned(),
-                reason: e.to_string(),
-            });
-        }
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der.clone_key())
+        .map_err(|e| TlsError::InvalidPem {
+            var: key_var,
+            path: key.to_owned(),
+            reason: format!("not a usable private key ({e})"),
+        })?;
+    if let Some(leaf) = chain.first()
+        && let Err(e) = webpki::EndEntityCert::try_from(leaf)
+    {
+        return Err(TlsError::UnusableCertificate {
+            var: cert_var,
+            path: cert.to_owned(),
+            reason: unusable(&e),
+        });
+    }
+    let certified = CertifiedKey::new(chain.clone(), signing);
+    if let Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(TlsError::KeyMismatch {
+            key_var,
+            key: key.to_owned(),
+            cert_var,
+            cert: cert.to_owned(),
+        });
     }
     Ok(IdentityFiles {
         chain,
