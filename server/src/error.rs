@@ -40,8 +40,9 @@ pub enum ServiceError {
     )]
     HistoryLost,
     /// The broker could not take (or this replica could not deliver) a
-    /// message within `MESSENGER_BROKER_TIMEOUT_MS`; the text names the broker.
-    #[error("{0}; retry with backoff")]
+    /// message within `MESSENGER_BROKER_TIMEOUT_MS`; the text names the
+    /// broker, then whether a resend is safe ([`BrokerError::advice`]).
+    #[error("{0}; {advice}", advice = .0.advice())]
     Broker(#[from] BrokerError),
     #[error(
         "the server already has its maximum of {max} subscribers ({ENV_MAX_SUBSCRIBERS}); \

@@ -150,3 +150,19 @@ fn help_documents_the_security_variables() {
         assert!(help.contains(var), "--help lacks {var}:\n{help}");
     }
 }
+
+/// clap quotes an invalid value whole; a broker URL's password must not
+/// reach stderr (found by review).
+#[test]
+fn an_invalid_broker_url_never_shows_its_password() {
+    for url in [
+        "redis://:s3cr3tPW@127.0.0.1:99999",
+        "rediss://admin:s3cr3tPW@127.0.0.1:99999/x",
+    ] {
+        let e = usage_error(&[("MESSENGER_BROKER_URL", url)]);
+        assert!(
+            !e.contains("s3cr3tPW") && e.contains("***@127.0.0.1:99999"),
+            "{e}"
+        );
+    }
+}

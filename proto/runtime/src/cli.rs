@@ -17,10 +17,35 @@ pub fn parse_or_exit<T: Parser>() -> T {
         Err(e) => {
             let rendered = e.to_string();
             let line = rendered.lines().next().unwrap_or("invalid configuration");
-            eprintln!("{line} (see --help)");
+            eprintln!("{} (see --help)", redact_userinfo(line));
             std::process::exit(i32::from(EXIT_USAGE));
         }
     }
+}
+
+/// `line` with the user and password of every URL in it (`scheme://user:
+/// password@host`, RFC 3986 userinfo) replaced by `***`: clap quotes an
+/// invalid value whole, and a broker URL may carry a password.
+pub fn redact_userinfo(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || "'\"/?#".contains(c))
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***");
+                out.push_str(&tail[userinfo..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Prints one line to stderr and exits with [`EXIT_USAGE`]: for configuration
@@ -87,4 +112,22 @@ pub fn local_probe_addr(host: IpAddr, port: u16) -> SocketAddr {
         ip => ip,
     };
     SocketAddr::new(host, port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn userinfo_of_every_url_is_redacted() {
+        assert_eq!(
+            redact_userinfo("invalid value 'redis://:s3cr3t@127.0.0.1:99999' for '--broker-url'"),
+            "invalid value 'redis://***@127.0.0.1:99999' for '--broker-url'"
+        );
+        assert_eq!(
+            redact_userinfo("a rediss://admin:p@ss@host/x and http://host:1/a@b"),
+            "a rediss://***@host/x and http://host:1/a@b"
+        );
+        assert_eq!(redact_userinfo("no url here"), "no url here");
+    }
 }

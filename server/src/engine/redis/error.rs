@@ -16,6 +16,28 @@ pub struct BrokerError {
     pub failure: Failure,
 }
 
+impl BrokerError {
+    /// What the caller may do. A resend is safe only when the broker surely
+    /// did not run the publish script (refused connection, a script error);
+    /// after a timeout or a dropped connection the script may have run, so
+    /// the message may still reach every subscriber and a resend can
+    /// duplicate it (Redis gives no idempotent publish here).
+    pub fn advice(&self) -> &'static str {
+        match &self.failure {
+            Failure::Redis(e)
+                if e.is_connection_refusal()
+                    || !(e.is_timeout() || e.is_connection_dropped() || e.is_io_error()) =>
+            {
+                "retry with backoff"
+            }
+            Failure::NotDelivered { .. } => "do not resend it",
+            Failure::Redis(_) | Failure::Timeout(_) => {
+                "outcome unknown: it may still be stored and delivered, so a resend can duplicate it"
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error("{}", describe(.0))]
