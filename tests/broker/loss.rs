@@ -8,7 +8,7 @@
 
 use crate::{BROKER_TIMEOUT_MS, HEAVY, poll_until, replica};
 use messenger_proto::pb::ServerMessageResponse;
-use messenger_tests::procs::spawn_client;
+use messenger_tests::procs::{ServerProc, spawn_client};
 use messenger_tests::redis::{RedisProc, free_port};
 use messenger_tests::*;
 use std::net::SocketAddr;
@@ -64,16 +64,47 @@ async fn health_becomes(addr: SocketAddr, want: ServingStatus) -> Duration {
     took
 }
 
+/// Redis on a fixed free port, persisting into `dir` (so a test can restart
+/// it with or without its data), replicas A and B on it, and a raw stream
+/// on A that asks for offsets.
+struct Pair {
+    port: u16,
+    redis: RedisProc,
+    a: ServerProc,
+    b: ServerProc,
+    epoch: String,
+    on_a: Streaming<ServerMessageResponse>,
+}
+
+async fn pair_on(dir: &std::path::Path) -> Pair {
+    let port = free_port();
+    let redis = RedisProc::start_on(port, Some(dir)).await;
+    let url = redis.url();
+    let a = replica("a", &url, &[]).await;
+    let b = replica("b", &url, &[]).await;
+    let (epoch, _, on_a) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    Pair {
+        port,
+        redis,
+        a,
+        b,
+        epoch,
+        on_a,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_then_back_with_and_without_its_data() {
     let _heavy = HEAVY.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let redis = RedisProc::start_on(port, Some(dir.path())).await;
-    let url = redis.url();
-    let a = replica("a", &url, &[]).await;
-    let b = replica("b", &url, &[]).await;
-    let (epoch, _, mut on_a) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    let Pair {
+        port,
+        redis,
+        a,
+        b,
+        epoch,
+        mut on_a,
+    } = pair_on(dir.path()).await;
     let mut grpc_a = a.grpc().await;
     let mut grpc_b = b.grpc().await;
     grpc_send(&mut grpc_b, "bob", "before").await.unwrap();
@@ -150,12 +181,14 @@ async fn redis_down_then_back_with_and_without_its_data() {
 async fn redis_back_from_an_older_snapshot_is_a_new_epoch() {
     let _heavy = HEAVY.lock().await;
     let (dir, snapshot) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let port = free_port();
-    let redis = RedisProc::start_on(port, Some(dir.path())).await;
-    let url = redis.url();
-    let a = replica("a", &url, &[]).await;
-    let b = replica("b", &url, &[]).await;
-    let (epoch, _, mut on_a) = read(a.grpc_addr, "messenger-offsets", "1").await;
+    let Pair {
+        port,
+        redis,
+        a,
+        b,
+        epoch,
+        mut on_a,
+    } = pair_on(dir.path()).await;
     let mut grpc_b = b.grpc().await;
     grpc_send(&mut grpc_b, "bob", "kept").await.unwrap();
     let copied = std::process::Command::new("cp")
