@@ -6,12 +6,15 @@
 //! a warning is logged once per overflow episode (until the next flush).
 //! The `messenger_client_buffered_messages` gauge is set under the same lock
 //! as every change, so it always equals what a flush would return.
+//! [`Buffer::wait_pushed`] learns of a message only after it is in the buffer.
 
 use crate::metrics::{BUFFERED, DROPPED};
 use metrics::{Counter, Gauge};
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// A message as `/getAndFlushMessages` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -29,6 +32,8 @@ pub struct Buffer {
     inner: Mutex<Inner>,
     buffered: Gauge,
     dropped: Counter,
+    /// `sendTime` of the newest message pushed ("" before the first).
+    newest: watch::Sender<String>,
 }
 
 #[derive(Default)]
@@ -46,6 +51,7 @@ impl Buffer {
             inner: Mutex::new(Inner::default()),
             buffered: metrics::gauge!(BUFFERED),
             dropped: metrics::counter!(DROPPED),
+            newest: watch::Sender::new(String::new()),
         }
     }
 
@@ -59,15 +65,27 @@ impl Buffer {
             self.dropped.increment(1);
             started_overflow = !std::mem::replace(&mut inner.overflowing, true);
         }
+        let send_time = message.send_time.clone();
         inner.messages.push_back(message);
         self.buffered.set(inner.messages.len() as f64);
         drop(inner);
+        self.newest.send_replace(send_time);
         if started_overflow {
             tracing::warn!(
                 limit = self.limit,
                 "buffer full; dropping the oldest messages until the next flush"
             );
         }
+    }
+
+    /// Waits until a message stamped `send_time` or later has been pushed, at
+    /// most `limit`; `false` on timeout. sendTimes are strictly increasing
+    /// in the stream's one order and share one fixed-width RFC 3339 format,
+    /// so they compare as strings.
+    pub async fn wait_pushed(&self, send_time: &str, limit: Duration) -> bool {
+        let mut newest = self.newest.subscribe();
+        let pushed = newest.wait_for(|newest| newest.as_str() >= send_time);
+        matches!(tokio::time::timeout(limit, pushed).await, Ok(Ok(_)))
     }
 
     /// Removes and returns everything buffered, oldest first.

@@ -20,6 +20,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 
+/// Longest `/sendMessage` waits for its own message to reach the buffer.
+pub const OWN_COPY_WAIT: Duration = Duration::from_secs(1);
+
 /// Everything the handlers read. Tests build it around an in-memory
 /// [`MessageSender`], so [`router`] is exercised without a socket.
 #[derive(Clone)]
@@ -111,6 +114,14 @@ pub(crate) async fn send_message(
         return Err(not_subscribed(&state));
     }
     let send_time = state.backend.send(request.author, request.text).await?;
+    // The server queued it to this client's stream before acknowledging;
+    // answer once the stream has buffered it, so a flush right after this
+    // answer holds it (CONTRACT.md: a message sent through a client always
+    // appears in that client's own buffer). Bounded: a stream that broke
+    // meanwhile replays it on resume.
+    if !state.buffer.wait_pushed(&send_time, OWN_COPY_WAIT).await {
+        tracing::debug!(%send_time, "own copy not buffered yet; answering anyway");
+    }
     Ok(Json(SendResponse { send_time }))
 }
 

@@ -158,3 +158,30 @@ async fn form_content_type_is_read_as_json_and_flush_empties() {
     client.stop().await;
     server.stop().await.unwrap();
 }
+
+/// CONTRACT: a message sent through a client always appears in that
+/// client's own buffer. `/sendMessage` answers only once its own copy is
+/// buffered, so a flush right after the answer holds it, with no sleep (found
+/// by review with the real binaries: about 1 in 70 immediate flushes lacked
+/// it, because the answer could overtake the client's own stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flush_right_after_the_answer_holds_the_message_just_sent() {
+    let server = messenger_tests::procs::spawn_server(&[]).await;
+    let client = messenger_tests::procs::spawn_client(server.grpc_addr, &[]).await;
+    let mut lacked = Vec::new();
+    for i in 0..3000 {
+        let text = format!("own copy {i}");
+        let send_time = client.send("ann", &text).await;
+        let flushed = client.flush().await;
+        if !flushed
+            .iter()
+            .any(|m| m.text == text && m.send_time == send_time)
+        {
+            lacked.push(i);
+        }
+    }
+    assert!(
+        lacked.is_empty(),
+        "flushes right after the answer lacked the message: sends {lacked:?}"
+    );
+}

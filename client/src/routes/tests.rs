@@ -36,15 +36,26 @@ enum Answer {
     Panic,
 }
 
-/// The server side, in memory: answers with `answer` and counts the calls.
+/// The server side, in memory: answers with `answer` and counts the calls;
+/// an accepted message reaches `buffer` first, as the real server's stream
+/// delivers it before the acknowledgement.
 struct Server {
     answer: Answer,
     calls: watch::Sender<Vec<(String, String)>>,
+    buffer: Arc<Buffer>,
 }
 
 impl MessageSender for Server {
     fn send(&self, author: String, text: String) -> SendFuture<'_> {
-        self.calls.send_modify(|calls| calls.push((author, text)));
+        self.calls
+            .send_modify(|calls| calls.push((author.clone(), text.clone())));
+        if matches!(self.answer, Answer::Accept) {
+            self.buffer.push(BufferedMessage {
+                author,
+                text,
+                send_time: SEND_TIME.to_owned(),
+            });
+        }
         let answer = self.answer;
         Box::pin(async move {
             let rejected = |code| BackendError::Rejected {
@@ -110,11 +121,12 @@ impl Reply {
 
 /// A subscribed client whose server answers `answer`; `tweak` adjusts limits.
 fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
+    let buffer = Arc::new(Buffer::new(16));
     let server = Arc::new(Server {
         answer,
         calls: watch::Sender::new(Vec::new()),
+        buffer: Arc::clone(&buffer),
     });
-    let buffer = Arc::new(Buffer::new(16));
     let (subscribed, subscribed_rx) = watch::channel(true);
     let (down, down_rx) = watch::channel(None);
     let mut state = AppState {
