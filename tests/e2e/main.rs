@@ -21,5 +21,6 @@ mod shutdown;
 mod slow;
 mod tls;
 mod tls_field;
+mod tls_refused;
 mod traces;
 mod w3c;

@@ -1,17 +1,18 @@
 //! TLS as people set it up: the self-signed certificate of the common
 //! `openssl req -x509` one-liner (CA:TRUE) works as the server's certificate
-//! and the client's CA at once, through every TLS client we have; and a
-//! certificate that cannot work (another CA, another name, expired) is
-//! reported once, at ERROR, in one line naming the variable to fix, while the
-//! client backs off and `/readyz` says why.
+//! and the client's CA at once, through every TLS client we have; the same
+//! one-liner without `-addext subjectAltName` is refused naming the fix; and
+//! files that cannot work (a key of another certificate, an X.509 v1
+//! certificate) are usage errors at start. Refusals at connection time:
+//! `tls_refused`.
 
 use messenger_runtime::tls::ClientTlsFiles;
-use messenger_tests::certs::{Ca, TestPki, openssl_self_signed, openssl_v1_client};
-use messenger_tests::procs::{Proc, binary, spawn_server};
+use messenger_tests::certs::{Ca, openssl_self_signed, openssl_v1_client};
+use messenger_tests::procs::binary;
 use messenger_tests::*;
 use std::path::{Path, PathBuf};
 
-fn path(p: &Path) -> String {
+pub(crate) fn path(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
 
@@ -56,7 +57,13 @@ async fn the_openssl_one_liner_certificate_works_end_to_end() {
     assert_eq!(client2.collect(1).await, expected);
 
     // The container probe, the real binary, against the same server.
-    let probe = run_healthcheck(server.addr.port(), &cert, &key, &cert).await;
+    let probe = run_healthcheck(
+        server.addr.port(),
+        &cert,
+        &key,
+        &[("MESSENGER_SERVER_CA", &cert)],
+    )
+    .await;
     assert_eq!(probe.status.code(), Some(0), "{probe:?}");
 
     client1.stop().await;
@@ -64,8 +71,15 @@ async fn the_openssl_one_liner_certificate_works_end_to_end() {
     server.stop().await.unwrap();
 }
 
-/// `messenger-server healthcheck` as the image runs it, with `ca` as MESSENGER_SERVER_CA.
-async fn run_healthcheck(port: u16, cert: &Path, key: &Path, ca: &Path) -> std::process::Output {
+/// `messenger-server healthcheck` as the image runs it: the server's own
+/// `MESSENGER_TLS_CERT`/`_KEY`, and `client` (`MESSENGER_SERVER_CA`, maybe
+/// `MESSENGER_CLIENT_CERT`/`_KEY`).
+pub(crate) async fn run_healthcheck(
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    client: &[(&str, &Path)],
+) -> std::process::Output {
     let mut command = std::process::Command::new(binary("messenger-server"));
     command
         .arg("healthcheck")
@@ -74,169 +88,18 @@ async fn run_healthcheck(port: u16, cert: &Path, key: &Path, ca: &Path) -> std::
         .env("MESSENGER_SERVER_PORT", port.to_string())
         .env("MESSENGER_TLS_CERT", cert)
         .env("MESSENGER_TLS_KEY", key)
-        .env("MESSENGER_SERVER_CA", ca);
+        .envs(client.iter().copied());
     let run = tokio::task::spawn_blocking(move || command.output().expect("run healthcheck"));
     within("healthcheck exits", run).await.unwrap()
 }
 
 /// A server certificate/key pair written to `dir`.
-fn server_files(dir: &Path, leaf: &messenger_tests::certs::Leaf) -> (PathBuf, PathBuf) {
+pub(crate) fn server_files(dir: &Path, leaf: &messenger_tests::certs::Leaf) -> (PathBuf, PathBuf) {
     let cert = dir.join("server.pem");
     let key = dir.join("server.key");
     std::fs::write(&cert, &leaf.cert_pem).unwrap();
     std::fs::write(&key, &leaf.key_pem).unwrap();
     (cert, key)
-}
-
-const MISCONFIGURED: &str = "TLS misconfiguration";
-
-/// Runs the real server with `cert`/`key` and the real client trusting `ca`;
-/// the client must say `expected` (which names `variable`) once at ERROR and
-/// back off between attempts; the server healthcheck says the same.
-async fn reported_once(cert: &Path, key: &Path, ca: &Path, variable: &str, expected: &str) {
-    let (cert_s, key_s, ca_s) = (path(cert), path(key), path(ca));
-    let server = spawn_server(&[
-        ("MESSENGER_TLS_CERT", &cert_s),
-        ("MESSENGER_TLS_KEY", &key_s),
-    ])
-    .await;
-    let addr = server.grpc_addr.to_string();
-    let client = Proc::spawn(
-        "misconfigured client",
-        "messenger-client",
-        &[
-            ("MESSENGER_SERVER_ADDR", addr.as_str()),
-            ("MESSENGER_HTTP_PORT", "0"),
-            ("MESSENGER_SERVER_CA", &ca_s),
-            ("RUST_LOG", "info,messenger_client=debug"),
-        ],
-    );
-    let first = client
-        .wait_line(MISCONFIGURED, |l| l.text.contains(MISCONFIGURED))
-        .await;
-    assert!(first.text.contains("ERROR"), "{}", first.text);
-    assert!(
-        first.text.contains(variable) && first.text.contains(expected),
-        "expected {variable} and {expected:?} in: {}",
-        first.text
-    );
-    let fifth = client
-        .wait_line("the fifth failed attempt", |l| {
-            l.text.contains("failures=5")
-        })
-        .await;
-    // Backoff after failures 1..4 is at least 50 + 100 + 200 + 400 ms
-    // (half of each capped exponential step); a hot loop takes ~0.
-    let elapsed = fifth.logged_at() - first.logged_at();
-    assert!(
-        elapsed.num_milliseconds() >= 500,
-        "attempts 1 to 5 took only {elapsed}"
-    );
-    let errors = client
-        .lines()
-        .iter()
-        .filter(|l| l.text.contains(MISCONFIGURED))
-        .count();
-    assert_eq!(errors, 1, "{}", client.tail());
-
-    let probe = run_healthcheck(server.grpc_addr.port(), cert, key, ca).await;
-    let said = String::from_utf8_lossy(&probe.stderr);
-    assert_eq!(probe.status.code(), Some(1), "{said}");
-    assert!(said.contains(variable) && said.contains(expected), "{said}");
-
-    assert_eq!(
-        client.sigterm_and_wait().await,
-        Some(0),
-        "{}",
-        client.tail()
-    );
-    assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
-}
-
-#[tokio::test]
-async fn a_server_certificate_from_another_ca_is_reported_once() {
-    let pki = TestPki::generate();
-    reported_once(
-        &pki.server_cert,
-        &pki.server_key,
-        &pki.other_ca,
-        "MESSENGER_SERVER_CA",
-        "not issued by a CA in MESSENGER_SERVER_CA",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn a_server_certificate_for_another_name_is_reported_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("name test CA");
-    let (cert, key) = server_files(dir.path(), &ca.server(&["elsewhere.example"]));
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    reported_once(
-        &cert,
-        &key,
-        &ca_file,
-        "MESSENGER_SERVER_ADDR",
-        "not valid for",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn an_expired_server_certificate_is_reported_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new("expiry test CA");
-    let leaf = ca.server_valid(&["localhost", "127.0.0.1"], -30, -2);
-    let (cert, key) = server_files(dir.path(), &leaf);
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    reported_once(&cert, &key, &ca_file, "MESSENGER_TLS_CERT", "has expired").await;
-}
-
-/// A subscribed client whose server comes back with a certificate it cannot
-/// trust answers `/readyz` 503 with the reason and the variable to fix.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn readyz_says_why_the_stream_is_down() {
-    let pki = TestPki::generate();
-    let first = TestServer::start_with(|c| {
-        c.tls_cert = Some(pki.server_cert.clone());
-        c.tls_key = Some(pki.server_key.clone());
-    })
-    .await;
-    let port = first.addr.port();
-    let client = TestClient::start_with(first.addr, |c| c.server_ca = Some(pki.ca.clone())).await;
-    let (status, _) = client.get("/readyz").await;
-    assert_eq!(status, 200);
-    first.stop().await.unwrap();
-
-    let other = Ca::new("a CA the client does not trust");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = server_files(dir.path(), &other.server(&["localhost", "127.0.0.1"]));
-    let second = TestServer::start_with(|c| {
-        c.port = port;
-        c.tls_cert = Some(cert);
-        c.tls_key = Some(key);
-    })
-    .await;
-    let (status, json) = within("/readyz to say why", async {
-        loop {
-            let answer = client.get("/readyz").await;
-            if answer.1.to_string().contains("MESSENGER_SERVER_CA") {
-                return answer;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert_eq!(status, 503, "{json}");
-    let error = json["error"].as_str().unwrap();
-    assert!(
-        error.contains("not issued by a CA in MESSENGER_SERVER_CA"),
-        "{error}"
-    );
-    client.stop().await;
-    second.stop().await.unwrap();
 }
 
 /// Runs `bin` with `env`, expecting a usage error (exit 2, one line of

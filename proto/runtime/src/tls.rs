@@ -20,6 +20,7 @@
 //!   one-liner works as both (see [`pinned`]).
 //! - Nothing here logs, and no key material appears in an error message.
 
+mod alert;
 pub mod connector;
 pub mod diagnose;
 mod files;

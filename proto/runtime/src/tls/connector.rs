@@ -16,6 +16,7 @@
 //!   ([`ClientTls::domain_name`]); HTTP/2 must be agreed by ALPN, as tonic
 //!   requires.
 
+use super::alert::{Prefixed, asking, first_bytes};
 use super::pinned::PinnedOrWebPki;
 use super::{HANDSHAKE_TIMEOUT, TlsError};
 use hyper_util::rt::TokioIo;
@@ -217,11 +218,14 @@ pub enum HandshakeError {
     NoHttp2 { addr: String },
 }
 
-type Connecting =
-    Pin<Box<dyn Future<Output = Result<TokioIo<TlsStream<TcpStream>>, HandshakeError>> + Send>>;
+/// One connection: TLS over TCP, with the bytes read while waiting for the
+/// server to accept our certificate replayed first ([`super::alert`]).
+type TlsConnection = TokioIo<Prefixed<TlsStream<TcpStream>>>;
+
+type Connecting = Pin<Box<dyn Future<Output = Result<TlsConnection, HandshakeError>> + Send>>;
 
 impl tower::Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Response = TlsConnection;
     type Error = HandshakeError;
     type Future = Connecting;
 
@@ -246,27 +250,34 @@ impl tower::Service<Uri> for TlsConnector {
                     source,
                 })?;
             let _ = tcp.set_nodelay(true);
-            let connecting = tokio_rustls::TlsConnector::from(this.config)
-                .connect(this.server_name.clone(), tcp);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+            let (config, asked) = asking(&this.config);
+            let connecting =
+                tokio_rustls::TlsConnector::from(config).connect(this.server_name.clone(), tcp);
+            let failed = |e: std::io::Error, addr: String| match rustls_error(&e) {
+                Some(source) => HandshakeError::Tls {
+                    addr,
+                    server_name: server_name_text(&this.server_name),
+                    ca: this.ca.clone(),
+                    source,
+                },
+                None => HandshakeError::Io { addr, source: e },
+            };
+            let mut tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
                 Err(_) => return Err(HandshakeError::Timeout { addr }),
-                Ok(Err(e)) => {
-                    return Err(match rustls_error(&e) {
-                        Some(source) => HandshakeError::Tls {
-                            addr,
-                            server_name: server_name_text(&this.server_name),
-                            ca: this.ca,
-                            source,
-                        },
-                        None => HandshakeError::Io { addr, source: e },
-                    });
-                }
+                Ok(Err(e)) => return Err(failed(e, addr)),
                 Ok(Ok(tls)) => tls,
             };
             if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
                 return Err(HandshakeError::NoHttp2 { addr });
             }
-            Ok(TokioIo::new(tls))
+            // A server that asked for our certificate may still refuse it
+            // (TLS 1.3): hear its answer before HTTP/2 writes anything.
+            let first = if asked.load(std::sync::atomic::Ordering::Relaxed) {
+                first_bytes(&mut tls).await.map_err(|e| failed(e, addr))?
+            } else {
+                Vec::new()
+            };
+            Ok(TokioIo::new(Prefixed::new(first, tls)))
         })
     }
 }

@@ -4,9 +4,14 @@
 //! Permanent (retrying cannot help until someone changes a file or a
 //! variable): the server's certificate is refused (unknown CA, wrong name,
 //! expired, not yet valid, a CA used as the server's certificate without
-//! being pinned), the server refuses our client certificate, the server does
-//! not speak TLS, or it does not agree on HTTP/2. Everything else (refused or
-//! reset connections, timeouts) is passing.
+//! being pinned), the server refuses our client certificate (or wants one and
+//! gets none), the server does not speak TLS, or it does not agree on
+//! HTTP/2. Everything else (refused or reset connections, timeouts) is
+//! passing.
+//!
+//! A refusal of our certificate comes after the TLS 1.3 handshake; the
+//! connector waits for it ([`super::alert`]), so it arrives here as a
+//! [`HandshakeError::Tls`] like any refusal during the handshake.
 
 use super::connector::{HandshakeError, rustls_error};
 use super::{
@@ -127,10 +132,17 @@ fn of_rustls(
                 "that was refused ({other:?}); check it against {trusted}"
             )),
         },
+        RustlsError::AlertReceived(AlertDescription::CertificateRequired) => Misconfiguration {
+            variable: ENV_CLIENT_CERT,
+            message: format!(
+                "{server} requires a client certificate (mTLS) and this client presents none \
+                 ({e}); set {ENV_CLIENT_CERT} and {ENV_CLIENT_KEY} to a certificate and key issued \
+                 by the server's {ENV_TLS_CLIENT_CA}"
+            ),
+        },
         RustlsError::AlertReceived(
             AlertDescription::BadCertificate
             | AlertDescription::UnknownCA
-            | AlertDescription::CertificateRequired
             | AlertDescription::CertificateUnknown
             | AlertDescription::CertificateExpired
             | AlertDescription::AccessDenied,
