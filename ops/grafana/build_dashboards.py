@@ -239,9 +239,10 @@ def overview():
                                                 "1": {"text": "up", "color": "green"}}}]), w=6)
     L.add(timeseries(
         "Broker publish latency p50 / p99",
-        "SendMessage's broker hop per replica: the atomic script that stamps sendTime and XADDs the "
-        "message, one round trip to Redis. Normal: about one network round trip (sub-ms on one host, "
-        "a few ms across a network).",
+        "SendMessage's broker hop per replica: from queueing the message until the atomic script that "
+        "stamps sendTime and XADDs it answered. Concurrent sends share one script call (see batch "
+        "size). Normal: about one network round trip (sub-ms on one host, a few ms across a network); "
+        "under load up to two, while the call ahead finishes.",
         quantiles("messenger_broker_publish_seconds", SRV, by="instance", qs=(0.5, 0.99)), unit="s",
         links=TRACE_LINKS), w=9)
     L.add(timeseries(
@@ -257,13 +258,20 @@ def overview():
         "Normal: none; publish and read errors while Redis is down, decode when something else "
         "writes to the stream.",
         [(f"sum by (instance, op) (increase(messenger_broker_errors_total{{{SRV}}}[$__rate_interval]))",
-          "{{instance}} {{op}}")], stack=True), w=12)
+          "{{instance}} {{op}}")], stack=True), w=8)
+    L.add(timeseries(
+        "Broker publish batch size p50 / p99",
+        "Messages per publish script call on each replica: concurrent sends share one call and one "
+        "round trip (group commit, up to 128). Normal: 1 at low load, growing with concurrent "
+        "senders; a p99 near 128 means the replica publishes at its limit.",
+        quantiles("messenger_broker_publish_batch_messages", SRV, by="instance", qs=(0.5, 0.99))),
+        w=8)
     L.add(timeseries(
         "Stream entries read per replica",
         "Entries each replica's one reader took from the stream per second. Normal: the same rate on "
         "every replica (each reads the whole chat once), equal to the sum of the replicas' send rates.",
         [(f"sum by (instance) (rate(messenger_broker_read_lag_seconds_count{{{SRV}}}[$__rate_interval]))",
-          "{{instance}}")], unit="ops"), w=12)
+          "{{instance}}")], unit="ops"), w=8)
 
     L.row("History and resume")
     L.add(timeseries(

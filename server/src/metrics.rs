@@ -7,7 +7,8 @@
 mod broker;
 
 pub use broker::{
-    BROKER_ERRORS, BROKER_PUBLISH, BROKER_READ_LAG, BROKER_UP, BrokerMetrics, BrokerOp,
+    BROKER_ERRORS, BROKER_PUBLISH, BROKER_PUBLISH_BATCH, BROKER_READ_LAG, BROKER_UP, BrokerMetrics,
+    BrokerOp,
 };
 
 use messenger_runtime::conn::Hygiene;
@@ -53,6 +54,10 @@ pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
         (DELIVERY_LATENCY, DELIVERY_BUCKETS.as_slice()),
         (GRPC_HANDLING, HANDLING_BUCKETS.as_slice()),
         (BROKER_PUBLISH, broker::PUBLISH_BUCKETS.as_slice()),
+        (
+            BROKER_PUBLISH_BATCH,
+            broker::PUBLISH_BATCH_BUCKETS.as_slice(),
+        ),
         (BROKER_READ_LAG, broker::READ_LAG_BUCKETS.as_slice()),
     ]
 }

@@ -1,11 +1,12 @@
 //! The Redis engine (issue 14): real `messenger-server` replicas (and real
 //! `messenger-client`s) sharing one real `redis-server` on a free loopback
-//! port. Order across replicas, stamping, Redis loss, replica loss and
+//! port. Order across replicas, stamping, group commit, Redis loss, replica loss and
 //! foreign entries. Each test prints the figures it proves
 //! (`cargo test --release --test broker -- --nocapture`).
 //!
 //! Needs `redis-server` on PATH; without it every test fails saying so.
 
+mod commit;
 mod loss;
 mod malformed;
 mod order;

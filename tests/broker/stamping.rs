@@ -1,7 +1,8 @@
 //! The publish script's `sendTime` rule, driven directly against Redis with
 //! a frozen `last` in the metadata: `max(now, last + 1 ns)`, nudged off a
 //! multiple of 1000, carried across a second boundary; offsets +1; a new
-//! epoch when the metadata is gone or behind what the caller delivered.
+//! epoch when the metadata is gone or behind what the caller delivered; and
+//! a batch (group commit) stamped in order under the same rules.
 
 use crate::HEAVY;
 use messenger_server::engine::redis::entry::decode;
@@ -102,4 +103,59 @@ async fn script_stamps_with_the_nanos_rule() {
     assert!(rolled.send_time > next.send_time);
     let len: usize = conn.xlen(KEYS.0).await.unwrap();
     assert_eq!(len, 1, "the rolled-back epoch's stream was deleted");
+}
+
+/// One script call for several messages (group commit): consecutive offsets
+/// in the order given, strictly ascending stamps that keep the nanos rule
+/// even when they outrun the clock (a frozen `last` in the future), and
+/// entries holding exactly what was returned, each with its own traceparent.
+#[tokio::test]
+async fn a_batch_is_stamped_in_order_with_the_nanos_rule() {
+    let _heavy = HEAVY.lock().await;
+    let redis = RedisProc::start().await;
+    let mut conn = redis.conn().await;
+    let first = publish(&mut conn, "first").await;
+
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let batch: Vec<(String, Option<&str>)> = (0..5)
+        .map(|i| (format!("m{i}"), (i % 2 == 0).then_some(tp)))
+        .collect();
+    let fields: Vec<_> = (batch.iter())
+        .map(|(text, tp)| ("a", text.as_str(), *tp))
+        .collect();
+    let future = (messenger_proto::time::unix_nanos_now() / SEC) as i64 + 100;
+    // last + 1, + 2, ... crosses 999_999_999 and lands on multiples of 1000.
+    freeze(&mut conn, future, "999999997").await;
+    let stamps = script::publish_batch(&mut conn, KEYS, 1000, &fields, ("", 0))
+        .await
+        .expect("publish script");
+    let got: Vec<(u64, i128)> = stamps.iter().map(|s| (s.offset, s.send_time)).collect();
+    let base = i128::from(future) * SEC;
+    let want = [
+        (2, base + 999_999_998),
+        (3, base + 999_999_999),
+        (4, base + SEC + 1), // carried to .000000000, nudged off the multiple of 1000
+        (5, base + SEC + 2),
+        (6, base + SEC + 3),
+    ];
+    assert_eq!(got, want);
+    assert!(stamps.iter().all(|s| *s.epoch == *first.epoch));
+
+    let range: StreamRangeReply = conn.xrange_all(KEYS.0).await.unwrap();
+    let entries: Vec<_> = range.ids.iter().map(|e| decode(e).unwrap()).collect();
+    assert_eq!(entries.len(), 6);
+    for ((entry, stamp), (text, tp)) in entries[1..].iter().zip(&stamps).zip(&batch) {
+        assert_eq!(
+            (entry.offset, entry.send_time),
+            (stamp.offset, stamp.send_time)
+        );
+        assert_eq!(&entry.text, text);
+        assert_eq!(entry.traceparent.as_deref(), *tp);
+    }
+    assert_eq!(range.ids[5].id, stamps[4].id);
+
+    // The metadata holds the batch's last: the next single send follows it.
+    let next = publish(&mut conn, "next").await;
+    assert_eq!(next.offset, 7);
+    assert_eq!(next.send_time, base + SEC + 4);
 }

@@ -4,11 +4,12 @@
 //! - **Publishing** ([`RedisEngine::send`]): one atomic script
 //!   ([`script`]) stamps `sendTime` from Redis `TIME`, counts the offset in
 //!   the metadata key `<stream>:meta`, `XADD`s the entry and trims the stream
-//!   (`MAXLEN ~`). It runs on the shared, reconnecting [`ConnectionManager`].
-//!   `send` then hands the entry to the local hub itself when it is the next
-//!   one this replica expects ([`deliver`]), or else waits until this
-//!   replica's reader has; so "SendMessage returns after every subscriber of
-//!   this replica has the message" still holds.
+//!   (`MAXLEN ~`). Concurrent sends share one script call ([`commit`]: group
+//!   commit, on the shared, reconnecting [`ConnectionManager`]). The entry
+//!   is then handed to the local hub right away when it is the next one this
+//!   replica expects ([`deliver`]), or else by this replica's reader; `send`
+//!   returns only after that, so "SendMessage returns after every subscriber
+//!   of this replica has the message" still holds.
 //! - **Delivering** ([`reader`]): one task per replica, on its own
 //!   connection, `XREAD BLOCK`s from its last entry id and hands every entry
 //!   to [`Hub::ingest`] in stream order; the local history is the stream's
@@ -24,6 +25,7 @@
 //! [`deliver`], under one lock, in offset order; messages and errors name the broker by its
 //! URL without credentials ([`redacted`]).
 
+mod commit;
 mod connect;
 mod deliver;
 pub mod entry;
@@ -38,12 +40,12 @@ use crate::config::{Config, ENV_BROKER_URL};
 use crate::hub::Hub;
 use crate::metrics::{BrokerMetrics, BrokerOp, Metrics};
 use deliver::{Delivered, Local};
-use entry::Entry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout_at;
 
 /// The stream keeps at least this many entries whatever the history bound,
@@ -82,6 +84,13 @@ pub struct RedisEngine {
     position: watch::Sender<Position>,
     up: watch::Sender<bool>,
     metrics: BrokerMetrics,
+    /// Sends waiting for their publish script call ([`commit`]), and the
+    /// receiving end until `start` hands it to the committing task.
+    queue: commit::Queue,
+    queued: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<commit::Pending>>>,
+    /// The publishing thread's runtime ([`commit::start`]), where every use
+    /// of `publisher` runs.
+    publishing: OnceLock<tokio::runtime::Handle>,
 }
 
 impl RedisEngine {
@@ -99,6 +108,7 @@ impl RedisEngine {
             .set_max_delay(timeout);
         let publisher = ConnectionManager::new_lazy_with_config(client.clone(), manager)
             .map_err(BrokerConfigError::Url)?;
+        let (queue, queued) = mpsc::unbounded_channel();
         Ok(Arc::new(Self {
             name: redacted(url).into(),
             client,
@@ -115,6 +125,9 @@ impl RedisEngine {
             position: watch::Sender::new(Position::default()),
             up: watch::Sender::new(false),
             metrics: BrokerMetrics::new(),
+            queue,
+            queued: parking_lot::Mutex::new(Some(queued)),
+            publishing: OnceLock::new(),
         }))
     }
 
@@ -138,10 +151,12 @@ impl RedisEngine {
     }
 
     /// Publishes one message and returns once it is queued to every local
-    /// subscriber, all within the broker timeout: handed over here when it
-    /// is the next entry this replica expects (saving the reader's `XREAD`
-    /// round trip), else by the reader. Returns the broker's stamp (epoch,
-    /// offset, `sendTime`, entry id).
+    /// subscriber, all within the broker timeout. Concurrent sends share
+    /// script calls ([`commit`]); the committing task hands the entry to the
+    /// local hub when it is the next one this replica expects (saving the
+    /// reader's `XREAD` round trip), else the reader does. Returns the
+    /// broker's stamp (epoch, offset, `sendTime`, entry id). A send before
+    /// [`start`](Self::start) waits for it, within the same timeout.
     pub async fn send(
         &self,
         author: &str,
@@ -150,31 +165,25 @@ impl RedisEngine {
     ) -> Result<Stamp, BrokerError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
-        let (epoch, newest) = self.seen();
-        let call = async {
-            let publish = || {
-                let mut conn = self.publisher.clone();
-                let seen = (epoch.as_deref().unwrap_or_default(), newest);
-                async move {
-                    let (keys, fields) =
-                        ((&*self.stream, &*self.meta), (author, text, traceparent));
-                    script::publish(&mut conn, keys, self.max_len, fields, seen).await
-                }
-            };
-            match publish().await {
-                // Nothing was sent (the manager's last reconnect had failed, and
-                // it reconnects now): safe to try once more.
-                Err(e) if e.is_connection_refusal() => publish().await,
-                result => result,
-            }
+        let (reply, answer) = oneshot::channel();
+        let pending = commit::Pending {
+            author: author.to_owned(),
+            text: text.to_owned(),
+            traceparent: traceparent.map(str::to_owned),
+            queued: started,
+            reply,
         };
-        let stamp = match timeout_at(deadline, call).await {
-            Ok(Ok(stamp)) => stamp,
-            Ok(Err(e)) => return Err(self.publish_failed(Failure::Redis(e))),
+        if self.queue.send(pending).is_err() {
+            return Err(self.publish_failed(Failure::Stopped));
+        }
+        let committed = match timeout_at(deadline, answer).await {
+            Ok(Ok(Ok(committed))) => committed,
+            Ok(Ok(Err(failure))) => return Err(self.publish_failed(failure)),
+            Ok(Err(_)) => return Err(self.publish_failed(Failure::Stopped)),
             Err(_) => return Err(self.publish_failed(Failure::Timeout(self.timeout))),
         };
-        self.metrics.publish.record(started.elapsed().as_secs_f64());
-        if self.deliver_own(&stamp, author, text, traceparent) {
+        let stamp = committed.stamp;
+        if committed.delivered {
             return Ok(stamp);
         }
         let mut position = self.position.subscribe();
@@ -196,37 +205,12 @@ impl RedisEngine {
         (delivered.epoch.clone(), delivered.newest)
     }
 
-    /// Hands the entry just appended to the local hub when it is the next
-    /// one this replica expects; `false` leaves it to the reader. A hub
-    /// shutting down counts as handed over: the entry is in the stream, and
-    /// the local streams are ending anyway.
-    fn deliver_own(&self, stamp: &Stamp, author: &str, text: &str, tp: Option<&str>) -> bool {
-        let Some(local) = self.local.get() else {
-            return false;
-        };
-        let mut delivered = self.delivered.lock();
-        if !delivered.is_next(&stamp.epoch, stamp.offset) {
-            return false;
-        }
-        let entry = Entry {
-            epoch: stamp.epoch.to_string(),
-            offset: stamp.offset,
-            send_time: stamp.send_time,
-            author: author.to_owned(),
-            text: text.to_owned(),
-            traceparent: tp.map(str::to_owned),
-        };
-        let local = (&*local.hub, &*local.metrics);
-        let _ = delivered.deliver(self, local, entry, Some(&stamp.id));
-        true
-    }
-
     fn publish_failed(&self, failure: Failure) -> BrokerError {
         self.metrics.error(BrokerOp::Publish);
         let unreachable = match &failure {
             Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
             Failure::Timeout(_) => true,
-            Failure::NotDelivered { .. } => false,
+            Failure::NotDelivered { .. } | Failure::Stopped => false,
         };
         if unreachable {
             self.set_up(false, Some(&failure));
@@ -242,9 +226,16 @@ impl RedisEngine {
     /// publish would go through.
     async fn warm_publisher(&self) -> Result<(), Failure> {
         let mut conn = self.publisher.clone();
-        let ping = || redis::cmd("PING");
-        if ping().query_async::<()>(&mut conn).await.is_err() {
-            ping().query_async::<()>(&mut conn).await?;
+        let warm = async move {
+            let ping = || redis::cmd("PING");
+            if ping().query_async::<()>(&mut conn).await.is_err() {
+                ping().query_async::<()>(&mut conn).await?;
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        match self.publishing.get() {
+            Some(runtime) => runtime.spawn(warm).await.map_err(|_| Failure::Stopped)??,
+            None => warm.await?,
         }
         Ok(())
     }
@@ -290,6 +281,11 @@ impl RedisEngine {
         };
         if self.local.set(local).is_err() {
             tracing::warn!(broker = %self.name, "broker engine started twice; keeping the first hub");
+        }
+        if let Some(queued) = self.queued.lock().take()
+            && let Some(runtime) = commit::start(Arc::downgrade(self), queued)
+        {
+            let _ = self.publishing.set(runtime);
         }
         let task = tokio::spawn(reader::run(Arc::clone(self), hub, metrics));
         if tokio::time::timeout(self.timeout, up.wait_for(|up| *up))

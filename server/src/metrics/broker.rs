@@ -11,12 +11,16 @@ use std::sync::LazyLock;
 
 pub const BROKER_UP: &str = "messenger_broker_up";
 pub const BROKER_PUBLISH: &str = "messenger_broker_publish_seconds";
+pub const BROKER_PUBLISH_BATCH: &str = "messenger_broker_publish_batch_messages";
 pub const BROKER_READ_LAG: &str = "messenger_broker_read_lag_seconds";
 pub const BROKER_ERRORS: &str = "messenger_broker_errors_total";
 
 /// 50 µs .. ~3 s: one script round trip.
 pub(super) static PUBLISH_BUCKETS: LazyLock<Vec<f64>> =
     LazyLock::new(|| exponential_buckets(5e-5, 2.0, 17));
+/// 1 .. 128 messages: one publish script call (`script::BATCH_MAX`).
+pub(super) static PUBLISH_BATCH_BUCKETS: LazyLock<Vec<f64>> =
+    LazyLock::new(|| exponential_buckets(1.0, 2.0, 8));
 /// 100 µs .. ~6.5 s: `sendTime` (Redis clock) to this replica's reader.
 pub(super) static READ_LAG_BUCKETS: LazyLock<Vec<f64>> =
     LazyLock::new(|| exponential_buckets(1e-4, 2.0, 17));
@@ -50,6 +54,7 @@ impl BrokerOp {
 pub struct BrokerMetrics {
     pub up: Gauge,
     pub publish: Histogram,
+    pub publish_batch: Histogram,
     pub read_lag: Histogram,
     errors: [Counter; 4],
 }
@@ -64,7 +69,12 @@ impl BrokerMetrics {
         describe_histogram!(
             BROKER_PUBLISH,
             metrics::Unit::Seconds,
-            "Time of one publish script call (stamp, XADD, trim) as SendMessage sees it."
+            "Per message: from SendMessage queueing it until its publish script call (stamp, XADD, trim) answered."
+        );
+        describe_histogram!(
+            BROKER_PUBLISH_BATCH,
+            metrics::Unit::Count,
+            "Messages per publish script call: concurrent sends on a replica share one call (group commit)."
         );
         describe_histogram!(
             BROKER_READ_LAG,
@@ -78,6 +88,7 @@ impl BrokerMetrics {
         let metrics = Self {
             up: gauge!(BROKER_UP),
             publish: histogram!(BROKER_PUBLISH),
+            publish_batch: histogram!(BROKER_PUBLISH_BATCH),
             read_lag: histogram!(BROKER_READ_LAG),
             errors: BrokerOp::ALL.map(|op| counter!(BROKER_ERRORS, "op" => op.label())),
         };

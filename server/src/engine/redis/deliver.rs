@@ -3,17 +3,18 @@
 //!
 //! Two callers share it under one lock (the engine's `delivered` mutex):
 //! - the reader, for every entry it reads and for the tail it loads;
-//! - [`RedisEngine::send`], for the entry it has just appended, when that
-//!   entry is the very next one this replica expects. The accepting
-//!   replica's subscribers then get the message one `XREAD` round trip
-//!   sooner, and the reader, reading it later, skips it as delivered.
+//! - the committing task ([`commit`]), for the entries a publish script call
+//!   has just appended, when they are the very next ones this replica
+//!   expects. The accepting replica's subscribers then get the message one
+//!   `XREAD` round trip sooner, and the reader, reading it later, skips it
+//!   as delivered.
 //!
 //! Invariants: entries reach the hub in offset order and at most once per
 //! epoch; `newest` and the published [`Position`] change only under the
 //! lock; only the reader's load changes the epoch, so an entry is delivered
 //! early only into the epoch it was stamped in.
 //!
-//! [`RedisEngine::send`]: super::RedisEngine::send
+//! [`commit`]: super::commit
 
 use super::entry::Entry;
 use super::{Position, RedisEngine};

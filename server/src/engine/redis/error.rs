@@ -31,14 +31,14 @@ impl BrokerError {
                 "retry with backoff"
             }
             Failure::NotDelivered { .. } => "do not resend it",
-            Failure::Redis(_) | Failure::Timeout(_) => {
+            Failure::Redis(_) | Failure::Timeout(_) | Failure::Stopped => {
                 "outcome unknown: it may still be stored and delivered, so a resend can duplicate it"
             }
         }
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Failure {
     #[error("{}", describe(.0))]
     Redis(#[from] redis::RedisError),
@@ -49,6 +49,10 @@ pub enum Failure {
          (the broker may be down; the message will still reach subscribers when it recovers)"
     )]
     NotDelivered { offset: u64, timeout: Duration },
+    /// The publishing task ended (the server is shutting down) with the
+    /// message taken but unanswered.
+    #[error("this server stopped publishing (shutting down) before the broker answered")]
+    Stopped,
 }
 
 /// A Redis error as one line: "connection refused", "NOSCRIPT ...".

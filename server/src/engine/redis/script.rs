@@ -54,33 +54,52 @@ local function meta(stream, key, seen_epoch, seen_offset)
 end
 ";
 
-/// KEYS: stream, meta. ARGV: max length, author, text, traceparent ('' for
-/// none), seen epoch, seen offset. Returns {epoch, offset, sec, nsec (9
-/// digits), entry id}.
+/// KEYS: stream, meta. ARGV: max length, seen epoch, seen offset, then
+/// author, text and traceparent ('' for none) of each message, in order.
+/// Returns {epoch, offset of the first, then sec, nsec (9 digits) and entry
+/// id of each}. One `TIME` serves the whole batch: each stamp is
+/// `max(now, previous + 1 ns)`, so a batch's stamps are consecutive
+/// nanoseconds when they outrun the clock. Only the last `XADD` trims.
 const PUBLISH: &str = r"
-local epoch, offset, last_s, last_ns = meta(KEYS[1], KEYS[2], ARGV[5], ARGV[6])
+local epoch, offset, s, ns = meta(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
 local t = redis.call('TIME')
-local s, ns = tonumber(t[1]), tonumber(t[2]) * 1000
-if s < last_s or (s == last_s and ns <= last_ns) then
-  s, ns = last_s, last_ns + 1
+local now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
+local n = (#ARGV - 3) / 3
+local reply = {epoch, string.format('%d', offset + 1)}
+local sec, nsec, off
+for i = 1, n do
+  if now_s > s or (now_s == s and now_ns > ns) then
+    s, ns = now_s, now_ns
+  else
+    ns = ns + 1
+  end
+  if ns >= 1000000000 then
+    s, ns = s + 1, ns - 1000000000
+  end
+  if ns % 1000 == 0 then
+    ns = ns + 1
+  end
+  off = string.format('%d', offset + i)
+  sec, nsec = string.format('%d', s), string.format('%09d', ns)
+  local a = 3 * i + 1
+  local fields = {'epoch', epoch, 'offset', off, 'sendTime', sec .. '.' .. nsec,
+    'author', ARGV[a], 'text', ARGV[a + 1]}
+  if ARGV[a + 2] ~= '' then
+    fields[#fields + 1] = 'traceparent'
+    fields[#fields + 1] = ARGV[a + 2]
+  end
+  local id
+  if i == n then
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+  else
+    id = redis.call('XADD', KEYS[1], '*', unpack(fields))
+  end
+  reply[#reply + 1] = sec
+  reply[#reply + 1] = nsec
+  reply[#reply + 1] = id
 end
-if ns >= 1000000000 then
-  s, ns = s + 1, ns - 1000000000
-end
-if ns % 1000 == 0 then
-  ns = ns + 1
-end
-local off = string.format('%d', offset + 1)
-local sec, nsec = string.format('%d', s), string.format('%09d', ns)
 redis.call('HSET', KEYS[2], 'offset', off, 'sec', sec, 'nsec', nsec)
-local fields = {'epoch', epoch, 'offset', off, 'sendTime', sec .. '.' .. nsec,
-  'author', ARGV[2], 'text', ARGV[3]}
-if ARGV[4] ~= '' then
-  fields[#fields + 1] = 'traceparent'
-  fields[#fields + 1] = ARGV[4]
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-return {epoch, off, sec, nsec, id}
+return reply
 ";
 
 /// KEYS: stream, meta. ARGV: seen epoch, seen offset. Returns {epoch,
@@ -106,40 +125,74 @@ pub struct Stamp {
     pub id: String,
 }
 
-/// Runs the publish script on `keys` = (stream, meta).
+/// One message to publish: author, text and the traceparent, if traced.
+pub type Fields<'a> = (&'a str, &'a str, Option<&'a str>);
+
+/// Most messages one publish script call carries ([`publish_batch`]).
+pub const BATCH_MAX: usize = 128;
+
+/// Runs the publish script for one message on `keys` = (stream, meta).
 pub async fn publish<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: (&str, &str),
+    max_len: usize,
+    fields: Fields<'_>,
+    seen: (&str, u64),
+) -> redis::RedisResult<Stamp> {
+    let mut stamps = publish_batch(conn, keys, max_len, &[fields], seen).await?;
+    stamps.pop().ok_or_else(|| bad_reply("stamps", "missing"))
+}
+
+/// Runs the publish script once for `messages` (1 to [`BATCH_MAX`]), which
+/// get consecutive offsets and ascending `sendTime`s in the order given:
+/// one round trip and one script run for the whole group (group commit).
+/// Atomic like every script: all are appended, or none.
+pub async fn publish_batch<C: ConnectionLike + Send>(
     conn: &mut C,
     (stream, meta): (&str, &str),
     max_len: usize,
-    (author, text, traceparent): (&str, &str, Option<&str>),
+    messages: &[Fields<'_>],
     seen: (&str, u64),
-) -> redis::RedisResult<Stamp> {
-    let (epoch, offset, sec, nsec, id): (String, String, String, String, String) = PUBLISH_SCRIPT
-        .key(stream)
-        .key(meta)
-        .arg(max_len)
-        .arg(author)
-        .arg(text)
-        .arg(traceparent.unwrap_or_default())
-        .arg(seen.0)
-        .arg(seen.1)
-        .invoke_async(conn)
-        .await?;
-    let bad = |what| {
-        redis::RedisError::from((
-            redis::ErrorKind::Parse,
-            "publish script reply",
-            format!("{what} is not a number"),
-        ))
-    };
-    let send_time =
-        super::entry::parse_send_time(&format!("{sec}.{nsec}")).ok_or_else(|| bad("sendTime"))?;
-    Ok(Stamp {
-        epoch: epoch.into(),
-        offset: offset.parse().map_err(|_| bad("offset"))?,
-        send_time,
-        id,
-    })
+) -> redis::RedisResult<Vec<Stamp>> {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut call = PUBLISH_SCRIPT.key(stream);
+    call.key(meta).arg(max_len).arg(seen.0).arg(seen.1);
+    for (author, text, traceparent) in messages {
+        call.arg(author)
+            .arg(text)
+            .arg(traceparent.unwrap_or_default());
+    }
+    let reply: Vec<String> = call.invoke_async(conn).await?;
+    let (head, each) = reply
+        .split_at_checked(2)
+        .ok_or_else(|| bad_reply("reply", "short"))?;
+    if each.len() != 3 * messages.len() {
+        return Err(bad_reply("reply", "not one stamp per message"));
+    }
+    let epoch: Arc<str> = head[0].as_str().into();
+    let first: u64 = (head[1].parse()).map_err(|_| bad_reply("offset", "not a number"))?;
+    (each.chunks_exact(3).zip(first..))
+        .map(|(stamp, offset)| {
+            let send_time = super::entry::parse_send_time(&format!("{}.{}", stamp[0], stamp[1]))
+                .ok_or_else(|| bad_reply("sendTime", "not a number"))?;
+            Ok(Stamp {
+                epoch: Arc::clone(&epoch),
+                offset,
+                send_time,
+                id: stamp[2].clone(),
+            })
+        })
+        .collect()
+}
+
+fn bad_reply(what: &str, why: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "publish script reply",
+        format!("{what}: {why}"),
+    ))
 }
 
 /// The stream's epoch and last offset, making a new epoch if the metadata is
