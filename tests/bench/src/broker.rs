@@ -10,6 +10,11 @@
 //! - `redis-ceiling`: two replicas, [`CEILING_PUBLISHERS`] publishers and one
 //!   subscriber per replica at max rate: the most messages per second the
 //!   stream accepted (one chat is one stream, so this is the chat's ceiling).
+//! - `fanout-k{K}-p64` then `redis-fanout-k{K}-p64`: both engines with
+//!   [`SATURATING_PUBLISHERS`] closed-loop publishers. Four publishers wait
+//!   on each send's latency, so their rate compares the engines' latency
+//!   (the broker hop is one more round trip); with 64 neither engine waits,
+//!   and the rate compares what each delivers at its limit.
 //!
 //! A missing `redis-server` is recorded as the run's error, with what
 //! installs it; the suite goes on.
@@ -25,6 +30,8 @@ use std::path::Path;
 pub(crate) const REDIS_KS: [usize; 2] = [100, 1000];
 /// Publishers of the acceptance-ceiling run.
 pub(crate) const CEILING_PUBLISHERS: usize = 32;
+/// Closed-loop publishers that keep either engine busy (the saturated pair).
+pub(crate) const SATURATING_PUBLISHERS: usize = 64;
 /// redis-server's line once it serves clients.
 const READY: &str = "Ready to accept connections";
 
@@ -35,6 +42,13 @@ pub(crate) fn run_names() -> Vec<String> {
         .map(|k| format!("redis-fanout-k{k}"))
         .collect();
     names.extend(["redis-replicas-k1000", "redis-ceiling"].map(String::from));
+    for k in REDIS_KS {
+        let p = SATURATING_PUBLISHERS;
+        names.extend([
+            format!("fanout-k{k}-p{p}"),
+            format!("redis-fanout-k{k}-p{p}"),
+        ]);
+    }
     names
 }
 
@@ -149,6 +163,22 @@ pub(crate) fn rows(runs: &Value) -> Vec<Value> {
                 note.clone(),
             ));
         }
+    }
+    for k in REDIS_KS {
+        let p = SATURATING_PUBLISHERS;
+        let (ours, redis) = (
+            format!("fanout-k{k}-p{p}"),
+            format!("redis-fanout-k{k}-p{p}"),
+        );
+        rows.push(row(
+            format!("Redis engine ÷ in-process: deliveries/s, K={k}, one replica, {p} publishers (both saturated)"),
+            ratio(
+                get(runs, &redis, "/deliveries_per_sec"),
+                get(runs, &ours, "/deliveries_per_sec"),
+            ),
+            Some((true, 0.8, "≥ 0.8")),
+            errors(runs, &[&ours, &redis]),
+        ));
     }
     let two = "redis-replicas-k1000";
     rows.push(row(

@@ -111,6 +111,27 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         let run = broker::fanout(&bins, &args.out, &args.redis_server, name, 2, &flags);
         runs.insert(name.to_owned(), run);
     }
+    // Both engines saturated, side by side (see `broker`).
+    let saturating = broker::SATURATING_PUBLISHERS.to_string();
+    for k in broker::REDIS_KS {
+        let k = k.to_string();
+        let flags = [
+            "--subscribers",
+            &k,
+            "--publishers",
+            &saturating,
+            "--duration",
+            &secs,
+        ];
+        let name = format!("fanout-k{k}-p{saturating}");
+        runs.insert(
+            name.clone(),
+            fanout_run(&bins, &args.out, &name, &[], &flags),
+        );
+        let name = format!("redis-fanout-k{k}-p{saturating}");
+        let run = broker::fanout(&bins, &args.out, &args.redis_server, &name, 1, &flags);
+        runs.insert(name, run);
+    }
     let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
     let half = match max_rate {
         Some(rate) if rate > 0.0 => {
