@@ -130,14 +130,17 @@ async fn redis_down_then_back_with_and_without_its_data() {
     health_becomes(a.grpc_addr, ServingStatus::NotServing).await;
     health_becomes(b.grpc_addr, ServingStatus::NotServing).await;
 
-    // Back with its data: SERVING on its own, flow resumes, B reaches A's open stream.
+    // Back with its data: flow resumes, B reaches A's open stream, SERVING
+    // on its own. B sends at once, before its reader is back: its publishing
+    // connection died with Redis and nothing replaced it (B sent nothing
+    // while Redis was down), and that first send must not fail "broken pipe".
     let back = Instant::now();
     let redis = RedisProc::start_on(port, Some(dir.path())).await;
-    let serving = health_becomes(a.grpc_addr, ServingStatus::Serving).await;
-    health_becomes(b.grpc_addr, ServingStatus::Serving).await;
     grpc_send(&mut grpc_b, "bob", "after")
         .await
-        .expect("flow resumed");
+        .expect("the first send after Redis is back is acknowledged");
+    let serving = health_becomes(a.grpc_addr, ServingStatus::Serving).await;
+    health_becomes(b.grpc_addr, ServingStatus::Serving).await;
     let after = next(&mut on_a).await;
     assert_eq!(
         (after.text.as_str(), after.offset),

@@ -210,6 +210,7 @@ impl RedisEngine {
         let unreachable = match &failure {
             Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
             Failure::Timeout(_) => true,
+            Failure::Unreachable(_) => true,
             Failure::NotDelivered { .. } | Failure::Stopped => false,
         };
         if unreachable {
@@ -221,23 +222,34 @@ impl RedisEngine {
         }
     }
 
-    /// Gets the publishing connection going again (the manager reconnects on
-    /// the first failure it sees), so health turns SERVING only when a
-    /// publish would go through.
+    /// Gets the publishing connection going again, on the publishing
+    /// thread, so health turns SERVING only when a publish would go through.
     async fn warm_publisher(&self) -> Result<(), Failure> {
-        let mut conn = self.publisher.clone();
-        let warm = async move {
-            let ping = || redis::cmd("PING");
-            if ping().query_async::<()>(&mut conn).await.is_err() {
-                ping().query_async::<()>(&mut conn).await?;
-            }
-            Ok::<(), redis::RedisError>(())
-        };
+        let warm = self.ping_publisher();
         match self.publishing.get() {
             Some(runtime) => runtime.spawn(warm).await.map_err(|_| Failure::Stopped)??,
             None => warm.await?,
         }
         Ok(())
+    }
+
+    /// `PING` on the publishing connection, once more after a failure: the
+    /// manager replaces a dead connection (Redis restarted) on the first
+    /// failure it sees, so the second goes out on a fresh one.
+    fn ping_publisher(&self) -> impl Future<Output = redis::RedisResult<()>> + Send + 'static {
+        let mut conn = self.publisher.clone();
+        async move {
+            let ping = || redis::cmd("PING");
+            if ping().query_async::<()>(&mut conn).await.is_err() {
+                ping().query_async::<()>(&mut conn).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// `false` while the broker is known to be unreachable.
+    fn is_up(&self) -> bool {
+        *self.up.borrow()
     }
 
     /// Records a change of reachability: the gauge, and one log line per

@@ -147,6 +147,22 @@ async fn publish(
         return (batch, Err(Failure::Stopped));
     };
     let broker = &*broker;
+    let deadline = tokio::time::Instant::now() + broker.timeout;
+    // A broker known to be down may have restarted: its old connection is
+    // dead, and a script written to it would fail "broken pipe" with an
+    // unknown outcome. A PING first replaces it, or tells surely that
+    // nothing was sent.
+    if !broker.is_up() {
+        let ping = tokio::time::timeout_at(deadline, broker.ping_publisher()).await;
+        let failed = match ping {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
+        };
+        if let Some(e) = failed {
+            return (batch, Err(Failure::Unreachable(e)));
+        }
+    }
     let result = {
         let fields: Vec<Fields<'_>> = (batch.iter())
             .map(|p| (&*p.author, &*p.text, p.traceparent.as_deref()))
@@ -165,7 +181,7 @@ async fn publish(
                 result => result,
             }
         };
-        match tokio::time::timeout(broker.timeout, call).await {
+        match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(stamps)) => Ok(stamps),
             Ok(Err(e)) => Err(Failure::Redis(e)),
             Err(_) => Err(Failure::Timeout(broker.timeout)),

@@ -30,6 +30,7 @@ impl BrokerError {
             {
                 "retry with backoff"
             }
+            Failure::Unreachable(_) => "retry with backoff",
             Failure::NotDelivered { .. } => "do not resend it",
             Failure::Redis(_) | Failure::Timeout(_) | Failure::Stopped => {
                 "outcome unknown: it may still be stored and delivered, so a resend can duplicate it"
@@ -44,6 +45,10 @@ pub enum Failure {
     Redis(#[from] redis::RedisError),
     #[error("no answer within {0:?} ({ENV_BROKER_TIMEOUT_MS})")]
     Timeout(Duration),
+    /// The broker was down and still did not answer a `PING`, so the
+    /// message was not sent.
+    #[error("unreachable, message not sent: {}", describe(.0))]
+    Unreachable(redis::RedisError),
     #[error(
         "stored at offset {offset}, but this server's reader has not delivered it within {timeout:?} \
          (the broker may be down; the message will still reach subscribers when it recovers)"
