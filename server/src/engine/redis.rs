@@ -30,6 +30,7 @@ mod connect;
 mod deliver;
 pub mod entry;
 mod error;
+mod reach;
 pub mod reader;
 pub mod script;
 
@@ -38,7 +39,7 @@ pub use error::{BrokerConfigError, BrokerError, Failure};
 
 use crate::config::{Config, ENV_BROKER_URL};
 use crate::hub::Hub;
-use crate::metrics::{BrokerMetrics, BrokerOp, Metrics};
+use crate::metrics::{BrokerMetrics, Metrics};
 use deliver::{Delivered, Local};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
@@ -203,78 +204,6 @@ impl RedisEngine {
     fn seen(&self) -> (Option<Arc<str>>, u64) {
         let delivered = self.delivered.lock();
         (delivered.epoch.clone(), delivered.newest)
-    }
-
-    fn publish_failed(&self, failure: Failure) -> BrokerError {
-        self.metrics.error(BrokerOp::Publish);
-        let unreachable = match &failure {
-            Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
-            Failure::Timeout(_) => true,
-            Failure::Unreachable(_) => true,
-            Failure::NotDelivered { .. } | Failure::Stopped => false,
-        };
-        if unreachable {
-            self.set_up(false, Some(&failure));
-        }
-        BrokerError {
-            broker: Arc::clone(&self.name),
-            failure,
-        }
-    }
-
-    /// Gets the publishing connection going again, on the publishing
-    /// thread, so health turns SERVING only when a publish would go through.
-    async fn warm_publisher(&self) -> Result<(), Failure> {
-        let warm = self.ping_publisher();
-        match self.publishing.get() {
-            Some(runtime) => runtime.spawn(warm).await.map_err(|_| Failure::Stopped)??,
-            None => warm.await?,
-        }
-        Ok(())
-    }
-
-    /// `PING` on the publishing connection, once more after a failure: the
-    /// manager replaces a dead connection (Redis restarted) on the first
-    /// failure it sees, so the second goes out on a fresh one.
-    fn ping_publisher(&self) -> impl Future<Output = redis::RedisResult<()>> + Send + 'static {
-        let mut conn = self.publisher.clone();
-        async move {
-            let ping = || redis::cmd("PING");
-            if ping().query_async::<()>(&mut conn).await.is_err() {
-                ping().query_async::<()>(&mut conn).await?;
-            }
-            Ok(())
-        }
-    }
-
-    /// `false` while the broker is known to be unreachable.
-    fn is_up(&self) -> bool {
-        *self.up.borrow()
-    }
-
-    /// Records a change of reachability: the gauge, and one log line per
-    /// change (not per retry).
-    fn set_up(&self, up: bool, why: Option<&Failure>) {
-        let changed = self.up.send_if_modified(|current| {
-            let changed = *current != up;
-            *current = up;
-            changed
-        });
-        self.metrics.up.set(if up { 1.0 } else { 0.0 });
-        if !changed {
-            return;
-        }
-        match why {
-            _ if up => {
-                tracing::info!(broker = %self.name, stream = %self.stream, "broker reachable")
-            }
-            Some(e) => {
-                tracing::warn!(broker = %self.name, error = %e, "broker unreachable; retrying with backoff")
-            }
-            None => {
-                tracing::warn!(broker = %self.name, "broker unreachable; retrying with backoff")
-            }
-        }
     }
 
     /// Starts this replica's reader and waits (up to the broker timeout) for
