@@ -7,9 +7,8 @@ use clap::builder::RangedU64ValueParser;
 use http::Uri;
 use messenger_runtime::conn::ConnLimits;
 use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
-use messenger_runtime::tls::{ClientTlsFiles, ENV_CLIENT_CERT, ENV_CLIENT_KEY, ENV_SERVER_CA};
+use messenger_runtime::tls::ClientTlsFiles;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::time::Duration;
 use token::parse_token;
 pub use token::{MAX_TOKEN_BYTES, Token};
@@ -49,7 +48,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
 #[command(
     name = "messenger-client",
     version,
-    about = "HTTP front for the messenger: buffers the stream, forwards sends"
+    about = "HTTP front for the messenger: buffers the stream, forwards sends",
+    after_help = messenger_runtime::telemetry::env_help()
 )]
 pub struct Config {
     /// Messenger server, as host:port, http://host:port or https://host:port
@@ -118,18 +118,9 @@ pub struct Config {
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// CA bundle (PEM) that signed the server's certificate; connects with TLS.
-    /// Without it, https:// trusts the webpki roots.
-    #[arg(long, env = ENV_SERVER_CA)]
-    pub server_ca: Option<PathBuf>,
-
-    /// Client certificate (PEM) to present when the server asks (mTLS).
-    #[arg(long, env = ENV_CLIENT_CERT)]
-    pub client_cert: Option<PathBuf>,
-
-    /// Private key (PEM) of --client-cert.
-    #[arg(long, env = ENV_CLIENT_KEY)]
-    pub client_key: Option<PathBuf>,
+    /// The TLS files for the connection to the server.
+    #[command(flatten)]
+    pub tls: ClientTlsFiles,
 
     /// Bearer token sent on every call to the server. Prefer the variable:
     /// a flag shows in `ps`.
@@ -166,9 +157,7 @@ impl Default for Config {
             conn: ConnLimits::default(),
             log_format: LogFormat::Text,
             command: None,
-            server_ca: None,
-            client_cert: None,
-            client_key: None,
+            tls: ClientTlsFiles::default(),
             client_token: None,
         }
     }
@@ -194,11 +183,7 @@ impl Config {
         }
     }
     pub fn tls_files(&self) -> ClientTlsFiles {
-        ClientTlsFiles {
-            ca: self.server_ca.clone(),
-            cert: self.client_cert.clone(),
-            key: self.client_key.clone(),
-        }
+        self.tls.clone()
     }
 }
 

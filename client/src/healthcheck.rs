@@ -38,8 +38,15 @@ pub fn probe_addr(config: &Config) -> SocketAddr {
 
 /// `Ok` when `GET /readyz` answers 200; the error says what came back instead.
 pub fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
+        // CONTRACT.md: the HTTP port opens once the first subscription is
+        // registered, so a closed port usually means "not subscribed yet".
+        std::io::ErrorKind::ConnectionRefused => format!(
+            "connect: {e} (the client opens its HTTP port only once subscribed to the server; \
+             its log says why it is not)"
+        ),
+        _ => format!("connect: {e}"),
+    })?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))

@@ -27,6 +27,7 @@ pub const ENV_MAX_CONCURRENT_SENDS: &str = "MESSENGER_MAX_CONCURRENT_SENDS";
 pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
 pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
 // Defined with the TLS code, whose diagnoses name them too.
+use messenger_runtime::tls::ClientTlsFiles;
 pub use messenger_runtime::tls::{ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY};
 pub const ENV_AUTH_TOKENS_FILE: &str = "MESSENGER_AUTH_TOKENS_FILE";
 pub const ENV_HISTORY_SIZE: &str = "MESSENGER_HISTORY_SIZE";
@@ -68,7 +69,8 @@ pub const DECODE_HEADROOM_BYTES: usize = 1024 * 1024;
 #[command(
     name = "messenger-server",
     version,
-    about = "gRPC messenger server (mes_grpc.MessengerServer)"
+    about = "gRPC messenger server (mes_grpc.MessengerServer)",
+    after_help = messenger_runtime::telemetry::env_help()
 )]
 pub struct Config {
     /// Address to listen on for gRPC, health and reflection.
@@ -209,9 +211,21 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum Command {
-    /// Ask the server on this host (MESSENGER_SERVER_PORT) for grpc.health.v1
-    /// status; exit 0 when SERVING, 1 otherwise. For container health checks.
-    Healthcheck,
+    /// Ask the server on this host (its host and port settings) for
+    /// grpc.health.v1 status; exit 0 when SERVING, 1 otherwise. For container
+    /// health checks. Speaks TLS when the server does, with its own TLS
+    /// flags: see `healthcheck --help`.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// What the probe needs beyond the server's own settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The files the probe uses when the server serves TLS (the same
+    /// variables as the messenger client's; the certificate is checked for
+    /// the name `localhost`).
+    #[command(flatten)]
+    pub tls: ClientTlsFiles,
 }
 
 impl Default for Config {

@@ -11,7 +11,8 @@
 //! TLS too, as a client would: it verifies the certificate for the name
 //! [`TLS_NAME`] against `MESSENGER_SERVER_CA` (the webpki roots without it)
 //! and, for mTLS, presents `MESSENGER_CLIENT_CERT`/`MESSENGER_CLIENT_KEY`:
-//! the same variables the messenger client reads.
+//! the same flags and variables as the messenger client's
+//! ([`ClientTlsFiles`], the subcommand's arguments).
 
 use crate::config::Config;
 use messenger_proto::SERVICE_NAME;
@@ -48,9 +49,9 @@ pub enum HealthcheckError {
 
 /// Runs the probe against the configured port and maps the outcome to the
 /// exit code, printing one line.
-pub async fn run(config: &Config) -> ExitCode {
+pub async fn run(config: &Config, files: &ClientTlsFiles) -> ExitCode {
     let addr = probe_addr(config);
-    let tls = match probe_tls(config) {
+    let tls = match probe_tls(config, files) {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("{SERVICE_NAME} at {addr}: unhealthy: {e}");
@@ -77,13 +78,16 @@ pub fn probe_addr(config: &Config) -> SocketAddr {
     messenger_runtime::cli::local_probe_addr(config.host, config.port)
 }
 
-/// The probe's TLS config: `None` when the server speaks plaintext; else the
-/// client TLS variables of this process, checked for [`TLS_NAME`].
-pub fn probe_tls(config: &Config) -> Result<Option<ClientTls>, HealthcheckError> {
+/// The probe's TLS config: `None` when the server speaks plaintext; else
+/// `files`, checked for [`TLS_NAME`].
+pub fn probe_tls(
+    config: &Config,
+    files: &ClientTlsFiles,
+) -> Result<Option<ClientTls>, HealthcheckError> {
     if config.tls_cert.is_none() {
         return Ok(None);
     }
-    let tls = match ClientTlsFiles::from_env().load()? {
+    let tls = match files.load()? {
         Some(tls) => tls,
         None => ClientTls::webpki_roots()?,
     };

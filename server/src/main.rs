@@ -9,8 +9,8 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: Config = parse_or_exit();
-    if config.command == Some(Command::Healthcheck) {
-        return healthcheck::run(&config).await;
+    if let Some(Command::Healthcheck(probe)) = &config.command {
+        return healthcheck::run(&config, &probe.tls).await;
     }
     // Dropped last: flushes spans after the server has stopped.
     let _telemetry = telemetry::init("messenger-server", config.log_format);

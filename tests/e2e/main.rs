@@ -5,6 +5,7 @@
 mod auth;
 mod churn;
 mod client;
+mod config;
 mod contract;
 mod debug;
 mod health;

@@ -148,7 +148,7 @@ async fn health_and_reflection_work_over_tls() {
 async fn course_scenario_through_two_clients_over_tls() {
     let pki = TestPki::generate();
     let server = tls_server(&pki, false).await;
-    let tls = |c: &mut messenger_client::Config| c.server_ca = Some(pki.ca.clone());
+    let tls = |c: &mut messenger_client::Config| c.tls.ca = Some(pki.ca.clone());
     let client1 = TestClient::start_with(server.addr, tls).await;
     let client2 = TestClient::start_with(server.addr, tls).await;
     server.wait_subscribers(2).await;

@@ -43,7 +43,7 @@ async fn the_openssl_one_liner_certificate_works_end_to_end() {
         .unwrap();
 
     // Two HTTP clients: a message sent through one reaches both.
-    let tls = |c: &mut messenger_client::Config| c.server_ca = Some(cert.clone());
+    let tls = |c: &mut messenger_client::Config| c.tls.ca = Some(cert.clone());
     let client1 = TestClient::start_with(server.addr, tls).await;
     let client2 = TestClient::start_with(server.addr, tls).await;
     server.wait_subscribers(2).await;

@@ -210,7 +210,7 @@ async fn readyz_says_why_the_stream_is_down() {
     })
     .await;
     let port = first.addr.port();
-    let client = TestClient::start_with(first.addr, |c| c.server_ca = Some(pki.ca.clone())).await;
+    let client = TestClient::start_with(first.addr, |c| c.tls.ca = Some(pki.ca.clone())).await;
     let (status, _) = client.get("/readyz").await;
     assert_eq!(status, 200);
     first.stop().await.unwrap();
@@ -247,9 +247,9 @@ async fn readyz_and_send_message_say_the_client_certificate_is_refused() {
     .await;
     let port = first.addr.port();
     let client = TestClient::start_with(first.addr, |c| {
-        c.server_ca = Some(pki.ca.clone());
-        c.client_cert = Some(pki.stranger_cert.clone());
-        c.client_key = Some(pki.stranger_key.clone());
+        c.tls.ca = Some(pki.ca.clone());
+        c.tls.cert = Some(pki.stranger_cert.clone());
+        c.tls.key = Some(pki.stranger_key.clone());
     })
     .await;
     first.stop().await.unwrap();

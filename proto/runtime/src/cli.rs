@@ -1,7 +1,9 @@
 //! Process plumbing shared by both binaries: config parsing with a usage exit,
 //! the shutdown signal, and where a local health probe finds a listener.
 
-use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use clap::{Arg, Parser};
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
@@ -9,18 +11,94 @@ use std::process::ExitCode;
 pub const EXIT_USAGE: u8 = 2;
 
 /// Parses flags and environment. `--help`/`--version` print and exit 0; an
-/// invalid value prints one line to stderr and exits with [`EXIT_USAGE`].
+/// invalid value prints one line to stderr ([`usage_line`]) and exits with
+/// [`EXIT_USAGE`].
 pub fn parse_or_exit<T: Parser>() -> T {
     match T::try_parse() {
         Ok(config) => config,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let rendered = e.to_string();
-            let line = rendered.lines().next().unwrap_or("invalid configuration");
-            eprintln!("{} (see --help)", redact_userinfo(line));
-            std::process::exit(i32::from(EXIT_USAGE));
+            let argv: Vec<OsString> = std::env::args_os().collect();
+            let line = usage_line(&T::command(), e, &argv, |name| std::env::var_os(name));
+            usage_exit(format!("{line} (see --help)"))
         }
     }
+}
+
+/// clap's error as one line, with two changes. A bad value that came from
+/// the environment (its flag is not in `argv`, its variable is set) is
+/// named by its variable, then its flag: clap names only the flag, which a
+/// user who set the variable cannot find. And it never shows a secret: the
+/// value of an argument whose env values are hidden (a token) is replaced by
+/// `***`, and so is the userinfo of any URL ([`redact_userinfo`]).
+pub fn usage_line(
+    command: &clap::Command,
+    mut error: clap::Error,
+    argv: &[OsString],
+    env: impl Fn(&str) -> Option<OsString>,
+) -> String {
+    let mut command = command.clone();
+    command.build();
+    let failed = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(rendered)) => find_arg(&command, rendered).cloned(),
+        _ => None,
+    };
+    if let Some(arg) = failed {
+        let variable = arg.get_env().and_then(|v| v.to_str()).map(str::to_owned);
+        let from_env = variable
+            .as_deref()
+            .is_some_and(|v| env(v).is_some() && !on_command_line(&arg, argv));
+        if let (true, Some(variable)) = (from_env, variable) {
+            let flag = arg
+                .get_long()
+                .map_or_else(|| arg.to_string(), |l| format!("--{l}"));
+            let name = format!("{variable} (environment; flag {flag})");
+            error.insert(ContextKind::InvalidArg, ContextValue::String(name));
+        }
+        if arg.is_hide_env_values_set() {
+            let hidden = ContextValue::String("***".to_owned());
+            error.insert(ContextKind::InvalidValue, hidden);
+        }
+    }
+    let rendered = error.render().to_string();
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    let line = if parts.is_empty() {
+        "invalid configuration".to_owned()
+    } else {
+        parts.join(" ")
+    };
+    redact_userinfo(&line)
+}
+
+/// The argument clap rendered as `rendered` (`--flag <VALUE>`), in
+/// `command` or any of its subcommands.
+fn find_arg<'a>(command: &'a clap::Command, rendered: &str) -> Option<&'a Arg> {
+    command
+        .get_arguments()
+        .find(|a| a.to_string() == rendered)
+        .or_else(|| {
+            command
+                .get_subcommands()
+                .find_map(|sub| find_arg(sub, rendered))
+        })
+}
+
+/// Whether `argv` gives `arg` as `--long`, `--long=...`, `-s` or `-s...`.
+fn on_command_line(arg: &Arg, argv: &[OsString]) -> bool {
+    argv.iter().skip(1).filter_map(|a| a.to_str()).any(|a| {
+        let long = arg.get_long().is_some_and(|l| {
+            a.strip_prefix("--")
+                .is_some_and(|rest| rest == l || rest.starts_with(&format!("{l}=")))
+        });
+        let short = arg.get_short().is_some_and(|s| {
+            a.len() > 1 && a.starts_with('-') && !a.starts_with("--") && a[1..].starts_with(s)
+        });
+        long || short
+    })
 }
 
 /// `line` with the user and password of every URL in it (`scheme://user:
@@ -116,7 +194,67 @@ pub fn local_probe_addr(host: IpAddr, port: u16) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_userinfo;
+    use super::{redact_userinfo, usage_line};
+    use clap::{CommandFactory, Parser};
+    use std::ffi::OsString;
+
+    #[derive(Debug, Parser)]
+    struct Demo {
+        #[arg(long, env = "DEMO_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(10..=600))]
+        timeout_ms: Option<u64>,
+        #[arg(long, env = "DEMO_URL")]
+        url: Option<u16>,
+        #[arg(long, env = "DEMO_TOKEN", hide_env_values = true, value_parser = clap::value_parser!(u8))]
+        token: Option<u8>,
+    }
+
+    /// The line for `argv` with `env` as the environment.
+    fn line(argv: &[&str], env: &[(&str, &str)]) -> String {
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        };
+        // clap reads the process environment, which a test must not set:
+        // the value comes from argv, and `env` says where it "came from".
+        let error = Demo::try_parse_from(&argv).unwrap_err();
+        usage_line(&Demo::command(), error, &argv, lookup)
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        // Given as a flag, the flag is named, as clap does.
+        let flag = line(&["demo", "--timeout-ms", "5"], &[]);
+        assert!(flag.contains("'--timeout-ms <TIMEOUT_MS>'"), "{flag}");
+        assert!(flag.contains("5 is not in 10..=600"), "{flag}");
+        // The same value from the variable (argv without the flag is how
+        // clap sees it): the variable, then the flag.
+        let argv: Vec<OsString> = vec!["demo".into()];
+        let error = Demo::try_parse_from(["demo", "--timeout-ms=5"]).unwrap_err();
+        let env = |n: &str| (n == "DEMO_TIMEOUT_MS").then(|| OsString::from("5"));
+        let from_env = usage_line(&Demo::command(), error, &argv, env);
+        assert!(
+            from_env.contains("DEMO_TIMEOUT_MS (environment; flag --timeout-ms)"),
+            "{from_env}"
+        );
+        assert!(from_env.contains("5 is not in 10..=600"), "{from_env}");
+        assert_eq!(from_env.lines().count(), 1, "{from_env}");
+    }
+
+    #[test]
+    fn hidden_values_and_userinfo_never_show() {
+        let token = line(&["demo", "--token", "s3cr3t"], &[]);
+        assert!(
+            !token.contains("s3cr3t") && token.contains("***"),
+            "{token}"
+        );
+        let url = line(&["demo", "--url", "redis://:pw@h:1"], &[]);
+        assert!(
+            !url.contains("pw") && url.contains("redis://***@h:1"),
+            "{url}"
+        );
+    }
 
     #[test]
     fn userinfo_of_every_url_is_redacted() {

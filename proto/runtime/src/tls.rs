@@ -103,25 +103,28 @@ pub enum TlsError {
     Rustls(String),
 }
 
-/// The client's TLS files: [`ENV_SERVER_CA`], [`ENV_CLIENT_CERT`], [`ENV_CLIENT_KEY`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The client's TLS files: [`ENV_SERVER_CA`], [`ENV_CLIENT_CERT`],
+/// [`ENV_CLIENT_KEY`]; flags and variables of every binary that calls the
+/// server (`#[command(flatten)]`: the client, and the server's healthcheck).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct ClientTlsFiles {
+    /// CA bundle (PEM) that signed the server's certificate; connects with
+    /// TLS. A certificate in it is also accepted as the server's own
+    /// (pinned), so a self-signed server certificate can be its own CA file.
+    /// Without it, https:// trusts the webpki roots.
+    #[arg(long = "server-ca", env = ENV_SERVER_CA)]
     pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present when the server asks (mTLS).
+    #[arg(long = "client-cert", env = ENV_CLIENT_CERT)]
     pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --client-cert.
+    #[arg(long = "client-key", env = ENV_CLIENT_KEY)]
     pub key: Option<PathBuf>,
 }
 
 impl ClientTlsFiles {
-    /// Reads the files named by the three variables in the process environment.
-    pub fn from_env() -> Self {
-        let var = |name| std::env::var_os(name).map(PathBuf::from);
-        Self {
-            ca: var(ENV_SERVER_CA),
-            cert: var(ENV_CLIENT_CERT),
-            key: var(ENV_CLIENT_KEY),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.ca.is_none() && self.cert.is_none() && self.key.is_none()
     }

@@ -33,16 +33,80 @@ pub use batch::{
     ENV_BSP_MAX_QUEUE_SIZE,
 };
 pub use logs::{ENV_LOG_FORMAT, ENV_RUST_LOG, LogFormat};
+pub use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT};
 pub use propagation::{
     context_from_traceparent, extract_http, extract_metadata, inject_metadata, outgoing,
     outgoing_current, traceparent,
 };
 pub use rpc::record_rpc_status;
-pub use traces::{ENV_OTEL_SERVICE_NAME, ENV_OTEL_TRACES_SAMPLER, ENV_OTEL_TRACES_SAMPLER_ARG};
+pub use traces::{
+    ENV_BSP_SCHEDULE_DELAY, ENV_OTEL_RESOURCE_ATTRIBUTES, ENV_OTEL_SERVICE_NAME,
+    ENV_OTEL_TRACES_SAMPLER, ENV_OTEL_TRACES_SAMPLER_ARG,
+};
 
 use opentelemetry::global;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+/// Every variable telemetry reads that is not a flag (standard names, read
+/// by us or by the OpenTelemetry SDK), with what it does: the `--help` of
+/// both binaries ends with it ([`env_help`]).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    (
+        ENV_RUST_LOG,
+        "log filter (tracing EnvFilter syntax); default info",
+    ),
+    (
+        OTEL_EXPORTER_OTLP_ENDPOINT,
+        "OTLP/gRPC collector for traces, e.g. http://localhost:4317; unset: nothing exported",
+    ),
+    (
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        "the same for traces only; wins over the one above",
+    ),
+    (
+        ENV_OTEL_SERVICE_NAME,
+        "service.name; default the binary's name",
+    ),
+    (
+        ENV_OTEL_RESOURCE_ATTRIBUTES,
+        "extra resource attributes, key=value,...",
+    ),
+    (
+        ENV_OTEL_TRACES_SAMPLER,
+        "sampler, e.g. parentbased_traceidratio; default parentbased_always_on",
+    ),
+    (
+        ENV_OTEL_TRACES_SAMPLER_ARG,
+        "the sampler's ratio, 0.0..=1.0",
+    ),
+    (
+        ENV_BSP_MAX_QUEUE_SIZE,
+        "spans buffered for export; default 16384",
+    ),
+    (
+        ENV_BSP_MAX_EXPORT_BATCH_SIZE,
+        "spans per export; default 4096, at most the queue",
+    ),
+    (
+        ENV_BSP_SCHEDULE_DELAY,
+        "longest a span waits for a batch, ms; default 5000",
+    ),
+];
+
+/// The end of `--help`: [`ENV_VARS`], one per line.
+pub fn env_help() -> String {
+    let width = ENV_VARS
+        .iter()
+        .map(|(name, _)| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut help = String::from("Also read from the environment (standard names, no flags):\n");
+    for (name, what) in ENV_VARS {
+        help.push_str(&format!("  {name:width$}  {what}\n"));
+    }
+    help
+}
 
 /// Set by the first [`init`]/[`init_logging`]; the global subscriber and the
 /// tracer provider can only be installed once.

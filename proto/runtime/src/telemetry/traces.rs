@@ -33,6 +33,10 @@ use tracing_subscriber::{
 pub const ENV_OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const ENV_OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 pub const ENV_OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
+/// Read by the SDK's resource detector (`service.name=...,key=value`).
+pub const ENV_OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
+/// Read by the SDK's batch span processor, in milliseconds.
+pub const ENV_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 
 /// Instrumentation scope of every span we create.
 pub(super) const TRACER_NAME: &str = "messenger";
@@ -55,7 +59,7 @@ const SAMPLERS: [&str; 6] = [
 /// (`OTEL_BSP_EXPORT_TIMEOUT` is parsed but unused by the SDK's default,
 /// thread-based processor; `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s, bounds an export.)
 const BSP_VARS: [&str; 5] = [
-    "OTEL_BSP_SCHEDULE_DELAY",
+    ENV_BSP_SCHEDULE_DELAY,
     super::batch::ENV_BSP_MAX_QUEUE_SIZE,
     super::batch::ENV_BSP_MAX_EXPORT_BATCH_SIZE,
     "OTEL_BSP_EXPORT_TIMEOUT",
