@@ -82,7 +82,12 @@ async fn client_healthcheck_is_0_when_ready_and_1_on_a_closed_port() {
 
     let closed = healthcheck("messenger-client", &env(closed_port())).await;
     assert_eq!(closed.status.code(), Some(1), "{}", report(&closed));
-    assert!(String::from_utf8_lossy(&closed.stderr).contains("unhealthy"));
+    let said = String::from_utf8_lossy(&closed.stderr);
+    // The port opens once subscribed (CONTRACT.md): the probe says so.
+    assert!(
+        said.contains("unhealthy") && said.contains("only once subscribed"),
+        "{said}"
+    );
 
     assert_eq!(client.proc.sigterm_and_wait().await, Some(0));
     assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
