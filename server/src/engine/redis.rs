@@ -6,8 +6,9 @@
 //!   the metadata key `<stream>:meta`, `XADD`s the entry and trims the stream
 //!   (`MAXLEN ~`). Concurrent sends share one script call ([`commit`]: group
 //!   commit, on the shared, reconnecting [`ConnectionManager`]). The entry
-//!   is then handed to the local hub right away when it is the next one this
-//!   replica expects ([`deliver`]), or else by this replica's reader; `send`
+//!   is then handed to the local hub right away by its sender when it is the
+//!   next one this replica expects ([`deliver`]), or else by this replica's
+//!   reader; `send`
 //!   returns only after that, so "SendMessage returns after every subscriber
 //!   of this replica has the message" still holds.
 //! - **Delivering** ([`reader`]): one task per replica, on its own
@@ -153,9 +154,10 @@ impl RedisEngine {
 
     /// Publishes one message and returns once it is queued to every local
     /// subscriber, all within the broker timeout. Concurrent sends share
-    /// script calls ([`commit`]); the committing task hands the entry to the
-    /// local hub when it is the next one this replica expects (saving the
-    /// reader's `XREAD` round trip), else the reader does. Returns the
+    /// script calls ([`commit`]); the first sender of a batch to run hands
+    /// its entries to the local hub when they are the next ones this replica
+    /// expects (saving the reader's `XREAD` round trip), else the reader
+    /// does. Returns the
     /// broker's stamp (epoch, offset, `sendTime`, entry id). A send before
     /// [`start`](Self::start) waits for it, within the same timeout.
     pub async fn send(
@@ -184,7 +186,7 @@ impl RedisEngine {
             Err(_) => return Err(self.publish_failed(Failure::Timeout(self.timeout))),
         };
         let stamp = committed.stamp;
-        if committed.delivered {
+        if committed.staged && self.deliver_staged(&stamp) {
             return Ok(stamp);
         }
         let mut position = self.position.subscribe();
@@ -196,6 +198,18 @@ impl RedisEngine {
                 timeout: self.timeout,
             })),
         }
+    }
+
+    /// Delivers what its batch staged, if it is next; `true` once `stamp`'s
+    /// entry reached the hub. A hub shutting down counts as reached: the
+    /// entry is in the stream, and the local streams are ending anyway.
+    fn deliver_staged(&self, stamp: &Stamp) -> bool {
+        let Some(local) = self.local.get() else {
+            return false;
+        };
+        let mut delivered = self.delivered.lock();
+        let local = (&*local.hub, &*local.metrics);
+        delivered.deliver_staged(self, local).is_err() || delivered.has(&stamp.epoch, stamp.offset)
     }
 
     /// This replica's epoch (`None` before its first load) and the newest

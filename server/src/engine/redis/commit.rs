@@ -21,10 +21,10 @@
 //!   and replies come back in that order, which is the order batches were
 //!   taken (`FuturesOrdered`). So a batch's messages get consecutive offsets
 //!   in queue order, and batches are answered in offset order.
-//! - Each answered batch is handed to the local hub first ([`Delivered`],
-//!   under the engine's lock, when it is the next entry this replica
-//!   expects), then every sender is answered, so "SendMessage returns after
-//!   every local subscriber has the message" holds for all of them.
+//! - Each answered batch is staged ([`Delivered`], under the engine's lock)
+//!   before any sender is answered; the first sender to run delivers it, and
+//!   each returns only once its own entry reached the hub, so "SendMessage
+//!   returns after every local subscriber has the message" holds for all.
 //! - A message whose sender gave up (its call was cancelled) before its
 //!   batch was taken is not published; every taken message gets exactly one
 //!   answer.
@@ -57,12 +57,12 @@ pub(super) struct Pending {
     pub(super) reply: oneshot::Sender<Result<Committed, Failure>>,
 }
 
-/// A published message: its stamp, and whether it was handed to the local
-/// hub already (else the reader will, and the sender waits for that).
+/// A published message: its stamp, and whether it was staged for its
+/// senders to deliver (else the reader will, and the sender waits for that).
 #[derive(Debug)]
 pub(super) struct Committed {
     pub(super) stamp: Stamp,
-    pub(super) delivered: bool,
+    pub(super) staged: bool,
 }
 
 pub(super) type Queue = mpsc::UnboundedSender<Pending>;
@@ -190,8 +190,10 @@ async fn publish(
     (batch, result)
 }
 
-/// Hands a published batch to the local hub when it is next, then answers
-/// every sender; a failure answers each with it.
+/// Stages a published batch for its senders to deliver, then answers each
+/// sender; a failure answers each with it. The hub work is left to the
+/// senders: they run on the server's worker threads, where waking the
+/// subscriber tasks is local, while this thread would wake each remotely.
 fn answer(broker: &Weak<RedisEngine>, batch: Vec<Pending>, result: Result<Vec<Stamp>, Failure>) {
     let (stamps, broker) = match (result, broker.upgrade()) {
         (Ok(stamps), Some(broker)) => (stamps, broker),
@@ -207,33 +209,23 @@ fn answer(broker: &Weak<RedisEngine>, batch: Vec<Pending>, result: Result<Vec<St
     for pending in &batch {
         (broker.metrics.publish).record(pending.queued.elapsed().as_secs_f64());
     }
-    let mut delivered = broker.delivered.lock();
-    let local = broker.local.get();
-    let early =
-        local.is_some() && (stamps.first()).is_some_and(|s| delivered.is_next(&s.epoch, s.offset));
     let mut replies = Vec::with_capacity(batch.len());
+    let mut delivered = broker.delivered.lock();
+    let local = broker.local.get().is_some();
     for (pending, stamp) in batch.into_iter().zip(stamps) {
-        if let (true, Some(local)) = (early, local) {
-            let entry = Entry {
-                epoch: stamp.epoch.to_string(),
-                offset: stamp.offset,
-                send_time: stamp.send_time,
-                author: pending.author,
-                text: pending.text,
-                traceparent: pending.traceparent,
-            };
-            let id = stamp.id.clone();
-            // A hub shutting down counts as handed over: the entry is in
-            // the stream, and the local streams are ending anyway.
-            let _ = delivered.deliver(&broker, (&local.hub, &local.metrics), entry, Some(&id));
-        }
-        replies.push((pending.reply, stamp));
+        let entry = Entry {
+            epoch: stamp.epoch.to_string(),
+            offset: stamp.offset,
+            send_time: stamp.send_time,
+            author: pending.author,
+            text: pending.text,
+            traceparent: pending.traceparent,
+        };
+        let staged = local && delivered.stage(entry, stamp.id.clone());
+        replies.push((pending.reply, Committed { stamp, staged }));
     }
     drop(delivered);
-    for (reply, stamp) in replies {
-        let _ = reply.send(Ok(Committed {
-            stamp,
-            delivered: early,
-        }));
+    for (reply, committed) in replies {
+        let _ = reply.send(Ok(committed));
     }
 }

@@ -3,16 +3,20 @@
 //!
 //! Two callers share it under one lock (the engine's `delivered` mutex):
 //! - the reader, for every entry it reads and for the tail it loads;
-//! - the committing task ([`commit`]), for the entries a publish script call
-//!   has just appended, when they are the very next ones this replica
-//!   expects. The accepting replica's subscribers then get the message one
-//!   `XREAD` round trip sooner, and the reader, reading it later, skips it
-//!   as delivered.
+//! - the senders of this replica: the committing task ([`commit`]) stages
+//!   the entries a publish script call has just appended ([`Delivered::stage`]),
+//!   and the first of their senders to run delivers every staged entry that
+//!   is next ([`Delivered::deliver_staged`]). The accepting replica's
+//!   subscribers then get the message one `XREAD` round trip sooner, from a
+//!   server worker thread (so waking them is local to that worker), and the
+//!   reader, reading it later, skips it as delivered.
 //!
 //! Invariants: entries reach the hub in offset order and at most once per
 //! epoch; `newest` and the published [`Position`] change only under the
-//! lock; only the reader's load changes the epoch, so an entry is delivered
-//! early only into the epoch it was stamped in.
+//! lock; only the reader's load changes the epoch (and drops what is
+//! staged), so an entry is delivered early only into the epoch it was
+//! stamped in; a staged entry at or below `newest` is dropped, never
+//! delivered.
 //!
 //! [`commit`]: super::commit
 
@@ -23,6 +27,7 @@ use crate::hub::{Hub, ShuttingDown};
 use crate::metrics::{DisconnectReason, Metrics};
 use crate::trace::ReceiveTrace;
 use messenger_proto::time::unix_nanos_now;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +37,9 @@ use std::time::Instant;
 pub(super) struct Delivered {
     pub(super) epoch: Option<Arc<str>>,
     pub(super) newest: u64,
+    /// Entries this replica published in `epoch`, by offset, with their
+    /// stream ids, waiting for one of their senders to deliver them.
+    staged: BTreeMap<u64, (Entry, String)>,
 }
 
 /// Where entries go on this replica, set once by `RedisEngine::start`.
@@ -41,10 +49,48 @@ pub(super) struct Local {
 }
 
 impl Delivered {
-    /// `true` when `offset` in `epoch` is the next entry this replica
-    /// expects, so delivering it now keeps the stream's order.
-    pub(super) fn is_next(&self, epoch: &str, offset: u64) -> bool {
-        self.epoch.as_deref() == Some(epoch) && offset == self.newest + 1
+    /// Moves to `epoch` (the reader's load), where delivery continues after
+    /// `newest`; what was staged belonged to the old one.
+    pub(super) fn restart(&mut self, epoch: &str, newest: u64) -> Option<Arc<str>> {
+        self.staged.clear();
+        self.newest = newest;
+        self.epoch.replace(epoch.into())
+    }
+
+    /// Keeps an entry just published by this replica for its senders to
+    /// deliver; `false` (dropped, left to the reader) unless it is of the
+    /// current epoch and not delivered yet.
+    pub(super) fn stage(&mut self, entry: Entry, id: String) -> bool {
+        let current = self.epoch.as_deref() == Some(entry.epoch.as_str());
+        if !current || entry.offset <= self.newest {
+            return false;
+        }
+        self.staged.insert(entry.offset, (entry, id));
+        true
+    }
+
+    /// Delivers every staged entry that is next, in order (a gap waits for
+    /// the reader); drops those already delivered.
+    pub(super) fn deliver_staged(
+        &mut self,
+        broker: &RedisEngine,
+        local: (&Hub, &Metrics),
+    ) -> Result<(), ShuttingDown> {
+        while let Some(entry) = self.staged.first_entry() {
+            if *entry.key() > self.newest + 1 {
+                break;
+            }
+            let (offset, (entry, id)) = entry.remove_entry();
+            if offset == self.newest + 1 {
+                self.deliver(broker, local, entry, Some(&id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `true` once `offset` of `epoch` has reached the hub.
+    pub(super) fn has(&self, epoch: &str, offset: u64) -> bool {
+        self.epoch.as_deref() == Some(epoch) && offset <= self.newest
     }
 
     /// Hands one entry of the current epoch to the hub, in order, and

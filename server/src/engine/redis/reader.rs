@@ -164,7 +164,7 @@ async fn load(
     // interleave with the restart and the tail.
     let mut delivered = broker.delivered.lock();
     let ended = local.0.restart(epoch.clone(), newest);
-    let had = delivered.epoch.replace(epoch.as_str().into());
+    let had = delivered.restart(&epoch, newest);
     if had.is_some() || ended > 0 {
         tracing::warn!(
             broker = %broker.name,
@@ -174,7 +174,6 @@ async fn load(
             "broker history lost (new epoch); ended local streams with UNAVAILABLE so clients resubscribe"
         );
     }
-    delivered.newest = newest;
     *last_id = newest_id.unwrap_or_else(|| "0-0".to_owned());
     let loaded = entries.len();
     for entry in entries {
