@@ -43,6 +43,14 @@ async fn rediss_with_a_private_ca() {
     );
 
     let untrusted = replica("untrusted", &url, &[]).await;
+    // The reader's first failure is logged with its reason, not only the
+    // sends' errors (a field report: the start-up WARN said no why).
+    let why = "the start-up failure, with its reason";
+    (untrusted.proc)
+        .wait_line(why, |l| {
+            l.text.contains("broker unreachable") && l.text.contains("UnknownIssuer")
+        })
+        .await;
     let mut grpc = untrusted.grpc().await;
     let refused = grpc_send(&mut grpc, "ann", "not trusted")
         .await

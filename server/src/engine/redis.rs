@@ -44,6 +44,7 @@ use crate::metrics::{BrokerMetrics, Metrics};
 use deliver::{Delivered, Local};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -85,6 +86,8 @@ pub struct RedisEngine {
     local: OnceLock<Local>,
     position: watch::Sender<Position>,
     up: watch::Sender<bool>,
+    /// Whether `up` was reported (logged) yet.
+    reported: AtomicBool,
     metrics: BrokerMetrics,
     /// Sends waiting for their publish script call ([`commit`]), and the
     /// receiving end until `start` hands it to the committing task.
@@ -126,6 +129,7 @@ impl RedisEngine {
             local: OnceLock::new(),
             position: watch::Sender::new(Position::default()),
             up: watch::Sender::new(false),
+            reported: AtomicBool::new(false),
             metrics: BrokerMetrics::new(),
             queue,
             queued: parking_lot::Mutex::new(Some(queued)),

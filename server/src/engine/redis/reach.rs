@@ -11,6 +11,7 @@
 use super::{BrokerError, Failure, RedisEngine};
 use crate::metrics::BrokerOp;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 impl RedisEngine {
     /// Counts a failed publish and wraps it for the caller; a failure that
@@ -64,8 +65,8 @@ impl RedisEngine {
         *self.up.borrow()
     }
 
-    /// Records a change of reachability: the gauge, and one log line per
-    /// change (not per retry).
+    /// Records reachability: the gauge, and one log line for the first report
+    /// and per change (not per retry).
     pub(super) fn set_up(&self, up: bool, why: Option<&Failure>) {
         let changed = self.up.send_if_modified(|current| {
             let changed = *current != up;
@@ -73,7 +74,10 @@ impl RedisEngine {
             changed
         });
         self.metrics.up.set(if up { 1.0 } else { 0.0 });
-        if !changed {
+        // The first report logs too: `up` starts false, and a broker that is
+        // unreachable from the start (a wrong CA, a wrong port) must say why.
+        let first = !self.reported.swap(true, Ordering::Relaxed);
+        if !changed && !first {
             return;
         }
         match why {
