@@ -7,6 +7,7 @@
 //! Needs `redis-server` on PATH; without it every test fails saying so.
 
 mod commit;
+mod epoch;
 mod loss;
 mod malformed;
 mod order;
