@@ -5,7 +5,7 @@
 //! broker. Unusable TLS files are usage errors at start.
 
 use crate::{HEAVY, replica};
-use messenger_tests::certs::Ca;
+use messenger_tests::certs::{Ca, SAN_LOCALHOST, req_x509};
 use messenger_tests::redis::RedisProc;
 use messenger_tests::*;
 use tonic::Code;
@@ -186,5 +186,77 @@ fn unusable_broker_tls_files_exit_2_naming_the_variable() {
         let line = stderr.trim_end();
         assert_eq!(line.lines().count(), 1, "{stderr}");
         assert!(want.iter().all(|w| line.contains(w)), "{files:?}: {line}");
+    }
+}
+
+/// The broker's certificate as people make it: the `openssl req -x509`
+/// one-liner, given to Redis as `tls-cert-file` and to the replica as
+/// `MESSENGER_BROKER_CA`. As it comes (CA:TRUE), with or without a
+/// subjectAltName, the replica cannot use it (webpki refuses a CA as the
+/// server's own certificate, and the Redis client takes no pinning
+/// verifier), and the answer says which variable and exactly how to
+/// re-issue it; re-issued as the README's one-liner says (CA:FALSE, the
+/// host in subjectAltName), messages flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_the_openssl_one_liner_certificate() {
+    let _heavy = HEAVY.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = "basicConstraints=critical,CA:FALSE";
+    // (file stem, -addext, what the refusal says; None: it works)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<&'a [&'a str]>);
+    let cases: [Case<'_>; 4] = [
+        (
+            "one-liner",
+            &[SAN_LOCALHOST],
+            Some(&["MESSENGER_BROKER_CA", "CA certificate", leaf]),
+        ),
+        (
+            "one-liner-no-san",
+            &[],
+            Some(&[
+                "MESSENGER_BROKER_CA",
+                "CA certificate",
+                leaf,
+                "subjectAltName",
+            ]),
+        ),
+        (
+            "leaf-no-san",
+            &[leaf],
+            Some(&[
+                "tls-cert-file",
+                "without a subjectAltName",
+                "subjectAltName=IP:127.0.0.1",
+            ]),
+        ),
+        ("readme", &[SAN_LOCALHOST, leaf], None),
+    ];
+    for (stem, addext, refused) in cases {
+        let (cert, key) = req_x509(dir.path(), stem, addext);
+        let redis = RedisProc::start_tls(&cert, &key, None).await;
+        let url = format!("rediss://127.0.0.1:{}", redis.port);
+        let ca = cert.to_str().unwrap();
+        let replica = replica(stem, &url, &[("MESSENGER_BROKER_CA", ca)]).await;
+        let mut grpc = replica.grpc().await;
+        let sent = grpc_send(&mut grpc, "ann", stem).await;
+        match refused {
+            None => {
+                let mut stream = replica.subscribe().await;
+                let sent = grpc_send(&mut grpc, "ann", "again").await.expect(stem);
+                let got = read_n(&mut stream, 1).await;
+                assert_eq!(got[0].send_time, sent, "{stem}");
+            }
+            Some(said) => {
+                let refused = sent.expect_err(stem);
+                assert_eq!(refused.code(), Code::Unavailable, "{stem}: {refused:?}");
+                let message = refused.message();
+                assert!(
+                    said.iter().all(|s| message.contains(s)),
+                    "{stem}: expected {said:?} in {message}"
+                );
+                println!("rediss with the {stem} certificate: {message}");
+            }
+        }
+        replica.proc.sigterm_and_wait().await;
     }
 }

@@ -4,6 +4,7 @@
 //! [`Ca`] issues server and client certificates; [`TestPki`] writes a full
 //! set into a temporary directory that is removed on drop; [`write_dev_set`]
 //! writes the file names the deployment consumes (see [`DEV_FILES`]).
+//! Certificates as people make them with the `openssl` CLI: [`openssl`].
 
 use chrono::{Datelike, Duration, Utc};
 use rand::Rng;
@@ -14,6 +15,9 @@ use rcgen::{
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+mod openssl;
+pub use openssl::{SAN_LOCALHOST, openssl_self_signed, openssl_v1_client, req_x509};
 
 /// rcgen's date for `days` from today (negative: in the past).
 macro_rules! days_from_now {
@@ -132,92 +136,6 @@ impl Ca {
 fn set_validity(params: &mut CertificateParams) {
     params.not_before = days_from_now!(-1);
     params.not_after = days_from_now!(730);
-}
-
-/// The self-signed certificate (`basicConstraints CA:TRUE`) that the common
-/// one-liner makes, by running exactly it in `dir`:
-/// `openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost
-/// -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout key.pem -out cert.pem`.
-/// Returns (cert.pem, key.pem). Needs `openssl` (`.ci/run` installs it).
-pub fn openssl_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .args(["-keyout", "key.pem", "-out", "cert.pem"])
-        .output()
-        .expect("run openssl (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl req failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (dir.join("cert.pem"), dir.join("key.pem"))
-}
-
-/// A client certificate as the common two-step openssl recipe makes it:
-/// a CA from `openssl req -x509`, then `openssl x509 -req` without an
-/// extensions file, which issues an X.509 **v1** certificate. Returns the
-/// CA, the certificate and its key, in `dir`.
-pub fn openssl_v1_client(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .expect("run openssl (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-    ]
-    .iter()
-    .chain(&[
-        "-subj",
-        "/CN=v1 CA",
-        "-keyout",
-        "v1-ca.key",
-        "-out",
-        "v1-ca.pem",
-    ])
-    .copied()
-    .collect::<Vec<_>>());
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=v1 client",
-        "-keyout",
-        "v1-client.key",
-        "-out",
-        "v1-client.csr",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "v1-client.csr",
-        "-CA",
-        "v1-ca.pem",
-        "-CAkey",
-        "v1-ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "v1-client.pem",
-    ]);
-    let [ca, cert, key] = ["v1-ca.pem", "v1-client.pem", "v1-client.key"].map(|f| dir.join(f));
-    (ca, cert, key)
 }
 
 /// 32 random bytes, hex: a bearer token.

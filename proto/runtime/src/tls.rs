@@ -27,7 +27,7 @@ mod files;
 mod pinned;
 
 pub use connector::{ClientTls, GrpcTarget, HandshakeError};
-pub use diagnose::{Misconfiguration, misconfiguration};
+pub use diagnose::{Misconfiguration, Peer, Trust, misconfiguration, of_peer};
 pub use files::{
     IdentityFiles, pair, read_certificate_ders, read_certificates, read_identity,
     read_identity_files,

@@ -3,8 +3,41 @@
 //! it, without credentials.
 
 use super::BrokerConfigError;
-use crate::config::{Config, ENV_BROKER_CA, ENV_BROKER_CERT, ENV_BROKER_KEY};
-use messenger_runtime::tls;
+use crate::config::{Config, ENV_BROKER_CA, ENV_BROKER_CERT, ENV_BROKER_KEY, ENV_BROKER_URL};
+use messenger_runtime::tls::{self, Peer, Trust};
+
+/// The broker as TLS diagnoses name it: our `MESSENGER_BROKER_*` variables,
+/// and Redis's own settings (`tls-cert-file`, `tls-ca-cert-file`). The Redis
+/// client takes no certificate verifier of ours, so nothing is pinned: a
+/// self-signed CA certificate (the `openssl req -x509` default) is refused
+/// even when it is in `MESSENGER_BROKER_CA`, and the message says how to
+/// re-issue it.
+const BROKER: Peer = Peer {
+    what: "the broker",
+    ca_var: ENV_BROKER_CA,
+    addr_var: ENV_BROKER_URL,
+    cert_setting: "tls-cert-file",
+    cert_var: ENV_BROKER_CA,
+    client_cert_var: ENV_BROKER_CERT,
+    client_key_var: ENV_BROKER_KEY,
+    client_ca_setting: "tls-ca-cert-file",
+    pins: false,
+};
+
+/// "TLS misconfiguration: ..." when `error` is a TLS failure a setting
+/// explains, for the broker at `url` (redacted, so it has no userinfo; an
+/// empty `url` when unknown).
+pub(super) fn tls_misconfiguration(url: &str, error: &redis::RedisError) -> Option<String> {
+    let host_port = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host_port = host_port.split('/').next().unwrap_or_default();
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    tls::of_peer(error, &BROKER, host_port, host, Trust::Either)
+        .map(|m| format!("TLS misconfiguration: {}", m.message))
+}
 
 /// `scheme://host:port/db` of `url` without user or password.
 pub fn redacted(url: &str) -> String {

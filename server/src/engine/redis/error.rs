@@ -8,12 +8,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the broker could not take or confirm a message. Its text starts with
-/// the broker's URL (without credentials).
-#[derive(Debug, thiserror::Error)]
-#[error("broker {broker}: {failure}")]
+/// the broker's URL (without credentials); a TLS failure that a setting
+/// explains is said as that misconfiguration, naming the variable and the fix.
+#[derive(Debug)]
 pub struct BrokerError {
     pub broker: Arc<str>,
     pub failure: Failure,
+}
+
+// As before this impl: the failure is in the text, not a source.
+impl std::error::Error for BrokerError {}
+
+impl std::fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let broker = &self.broker;
+        let tls = |e| super::connect::tls_misconfiguration(broker, e);
+        match &self.failure {
+            Failure::Redis(e) => match tls(e) {
+                Some(m) => write!(f, "broker {broker}: {m}"),
+                None => write!(f, "broker {broker}: {}", self.failure),
+            },
+            Failure::Unreachable(e) => match tls(e) {
+                Some(m) => write!(f, "broker {broker}: unreachable, message not sent: {m}"),
+                None => write!(f, "broker {broker}: {}", self.failure),
+            },
+            _ => write!(f, "broker {broker}: {}", self.failure),
+        }
+    }
 }
 
 impl BrokerError {
@@ -60,9 +81,12 @@ pub enum Failure {
     Stopped,
 }
 
-/// A Redis error as one line: "connection refused", "NOSCRIPT ...".
+/// A Redis error as one line: "connection refused", "NOSCRIPT ...", or the
+/// TLS misconfiguration behind it.
 fn describe(e: &redis::RedisError) -> String {
-    if e.is_connection_refusal() {
+    if let Some(tls) = super::connect::tls_misconfiguration("", e) {
+        tls
+    } else if e.is_connection_refusal() {
         "connection refused".to_owned()
     } else if e.is_timeout() {
         "timed out".to_owned()
