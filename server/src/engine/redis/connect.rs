@@ -24,7 +24,7 @@ const BROKER: Peer = Peer {
     pins: false,
 };
 
-/// "TLS misconfiguration: ..." when `error` is a TLS failure a setting
+/// "TLS misconfiguration (<the client's error>): ..." when `error` is a TLS failure a setting
 /// explains, for the broker at `url` (redacted, so it has no userinfo; an
 /// empty `url` when unknown).
 pub(super) fn tls_misconfiguration(url: &str, error: &redis::RedisError) -> Option<String> {
@@ -35,8 +35,10 @@ pub(super) fn tls_misconfiguration(url: &str, error: &redis::RedisError) -> Opti
         .map_or(host_port, |(host, _)| host)
         .trim_start_matches('[')
         .trim_end_matches(']');
+    // The client's own words too ("invalid peer certificate: UnknownIssuer"):
+    // what a search for the error finds.
     tls::of_peer(error, &BROKER, host_port, host, Trust::Either)
-        .map(|m| format!("TLS misconfiguration: {}", m.message))
+        .map(|m| format!("TLS misconfiguration ({error}): {}", m.message))
 }
 
 /// `scheme://host:port/db` of `url` without user or password.
