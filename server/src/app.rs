@@ -27,7 +27,7 @@ use crate::admission::Admission;
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::engine::memory::InProcess;
-use crate::engine::redis::RedisEngine;
+use crate::engine::redis::{BrokerConfigError, RedisEngine};
 use crate::hub::Hub;
 use crate::metrics::{self, Metrics};
 use crate::reflection::Reflection;
@@ -114,10 +114,11 @@ impl App {
         let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
         let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
         let (health, health_service) = crate::health::health_reporter();
-        let broker = (config.broker_url.as_ref())
-            .map(|_| RedisEngine::new(&config))
-            .transpose()
-            .map_err(ConfigError::from)?;
+        let broker = match (&config.broker_url, config.broker_tls_var()) {
+            (Some(_), _) => Some(RedisEngine::new(&config).map_err(ConfigError::from)?),
+            (None, None) => None,
+            (None, Some(var)) => Err(ConfigError::from(BrokerConfigError::NoBroker { var }))?,
+        };
         let mut shutdown = Shutdown::new(
             health.clone(),
             Arc::clone(&hub),

@@ -275,6 +275,18 @@ impl Config {
         Duration::from_millis(self.keepalive_timeout_ms)
     }
 
+    /// The first broker TLS variable that is set, if any: with no broker
+    /// URL it would be ignored, which `App::bind` refuses.
+    pub fn broker_tls_var(&self) -> Option<&'static str> {
+        [
+            (ENV_BROKER_CA, &self.broker_ca),
+            (ENV_BROKER_CERT, &self.broker_cert),
+            (ENV_BROKER_KEY, &self.broker_key),
+        ]
+        .into_iter()
+        .find_map(|(var, file)| file.as_ref().map(|_| var))
+    }
+
     pub fn broker_timeout(&self) -> Duration {
         Duration::from_millis(self.broker_timeout_ms)
     }

@@ -121,7 +121,8 @@ async fn rediss_asking_for_a_client_certificate() {
 }
 
 /// A TLS file that cannot be used, half a cert/key pair, or TLS files for a
-/// plaintext broker: a usage error (exit 2) in one line naming the variable.
+/// plaintext broker or for no broker at all (they would be ignored): a
+/// usage error (exit 2) in one line naming the variable.
 /// (A key of another certificate: `e2e::tls_field`.)
 #[test]
 fn unusable_broker_tls_files_exit_2_naming_the_variable() {
@@ -171,9 +172,29 @@ fn unusable_broker_tls_files_exit_2_naming_the_variable() {
             &["MESSENGER_BROKER_CERT", "no PEM certificate"],
         ),
     ];
-    for (url, files, want) in cases {
-        let out = std::process::Command::new(messenger_tests::procs::binary("messenger-server"))
-            .env("MESSENGER_BROKER_URL", url)
+    let no_broker = [
+        ("MESSENGER_BROKER_CA", junk),
+        ("MESSENGER_BROKER_CERT", junk),
+        ("MESSENGER_BROKER_KEY", junk),
+    ];
+    let ignored: Vec<Case<'_>> = no_broker
+        .iter()
+        .map(|file| {
+            (
+                "",
+                std::slice::from_ref(file),
+                &["MESSENGER_BROKER_URL is not"][..],
+            )
+        })
+        .collect();
+    for (url, files, want) in cases.into_iter().chain(ignored) {
+        let mut command =
+            std::process::Command::new(messenger_tests::procs::binary("messenger-server"));
+        match url {
+            "" => command.env_remove("MESSENGER_BROKER_URL"),
+            url => command.env("MESSENGER_BROKER_URL", url),
+        };
+        let out = command
             .envs(files.iter().copied())
             .env("MESSENGER_SERVER_PORT", "0")
             .env("MESSENGER_METRICS_PORT", "0")

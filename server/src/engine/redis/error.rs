@@ -105,6 +105,8 @@ pub enum BrokerConfigError {
         "{var} needs a rediss:// {ENV_BROKER_URL}: TLS files for a plaintext broker are a mistake"
     )]
     NotTls { var: &'static str },
+    #[error("{var} is set but {ENV_BROKER_URL} is not: broker TLS files need a rediss:// broker")]
+    NoBroker { var: &'static str },
     #[error("{ENV_BROKER_URL}: TLS files not usable: {0}")]
     Tls(redis::RedisError),
     /// Unreadable, not PEM, half a cert/key pair, or a key not the
