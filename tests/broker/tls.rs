@@ -275,6 +275,10 @@ async fn rediss_with_the_openssl_one_liner_certificate() {
                     said.iter().all(|s| message.contains(s)),
                     "{stem}: expected {said:?} in {message}"
                 );
+                assert!(
+                    message.ends_with("until the TLS setting above is fixed"),
+                    "{stem}: not 'retry with backoff' for a file to fix: {message}"
+                );
                 println!("rediss with the {stem} certificate: {message}");
             }
         }

@@ -38,13 +38,20 @@ impl std::fmt::Display for BrokerError {
 }
 
 impl BrokerError {
-    /// What the caller may do. A resend is safe only when the broker surely
+    /// What the caller may do. A TLS misconfiguration needs the setting fixed
+    /// first. A resend is safe only when the broker surely
     /// did not run the publish script (refused connection, a script error);
     /// after a timeout or a dropped connection the script may have run, so
     /// the message may still reach every subscriber and a resend can
     /// duplicate it (Redis gives no idempotent publish here).
     pub fn advice(&self) -> &'static str {
+        let misconfigured = |e| super::connect::tls_misconfiguration(&self.broker, e).is_some();
         match &self.failure {
+            // The handshake failed, so no script ran; but retrying cannot
+            // help until the file or setting named in the text is fixed.
+            Failure::Redis(e) | Failure::Unreachable(e) if misconfigured(e) => {
+                "nothing was sent; a resend fails the same way until the TLS setting above is fixed"
+            }
             Failure::Redis(e)
                 if e.is_connection_refusal()
                     || !(e.is_timeout() || e.is_connection_dropped() || e.is_io_error()) =>
