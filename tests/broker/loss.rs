@@ -173,3 +173,54 @@ async fn redis_down_then_back_with_and_without_its_data() {
         refused.code()
     );
 }
+
+/// Redis's idle-client `timeout` (or `CLIENT KILL`, or a NAT reset) closes a
+/// replica's publishing connection after a quiet spell, while its reader,
+/// blocked in `XREAD`, is exempt and the replica stays up. The next send
+/// must not be written to the dead connection ("broken pipe; outcome
+/// unknown"): a connection idle past a second is `PING`ed first, which
+/// replaces it (found by review; reproduced 4 of 4 before the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_after_redis_closed_the_idle_publishing_connection_is_acknowledged() {
+    let _heavy = HEAVY.lock().await;
+    let redis = RedisProc::start().await;
+    let server = replica("a", &redis.url(), &[]).await;
+    let mut grpc = connect(server.grpc_addr).await;
+    grpc_send(&mut grpc, "a", "warm").await.expect("first send");
+
+    let mut admin = redis.conn().await;
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("timeout")
+        .arg("1")
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG SET timeout");
+    // Only the reader (blocked in XREAD) and this admin connection are left
+    // once Redis closed the idle publishing one.
+    let idled_out = || {
+        let mut admin = admin.clone();
+        async move {
+            let list: String = ::redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut admin)
+                .await
+                .expect("CLIENT LIST");
+            (list.lines().count() <= 2).then_some(())
+        }
+    };
+    let limit = Duration::from_secs(10);
+    poll_until(
+        "Redis closed the idle publishing connection",
+        limit,
+        idled_out,
+    )
+    .await;
+
+    let sent = grpc_send(&mut grpc, "a", "after idle").await;
+    assert!(
+        sent.is_ok(),
+        "the first send after the idle close: {sent:?}"
+    );
+    health_becomes(server.grpc_addr, ServingStatus::Serving).await;
+}

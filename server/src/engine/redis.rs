@@ -173,11 +173,14 @@ impl RedisEngine {
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
         let (reply, answer) = oneshot::channel();
+        let claim = Arc::new(commit::Claim::default());
         let pending = commit::Pending {
             author: author.to_owned(),
             text: text.to_owned(),
             traceparent: traceparent.map(str::to_owned),
             queued: started,
+            deadline,
+            claim: Arc::clone(&claim),
             reply,
         };
         if self.queue.send(pending).is_err() {
@@ -187,6 +190,9 @@ impl RedisEngine {
             Ok(Ok(Ok(committed))) => committed,
             Ok(Ok(Err(failure))) => return Err(self.publish_failed(failure)),
             Ok(Err(_)) => return Err(self.publish_failed(Failure::Stopped)),
+            Err(_) if claim.abandon() => {
+                return Err(self.publish_failed(Failure::Queued(self.timeout)));
+            }
             Err(_) => return Err(self.publish_failed(Failure::Timeout(self.timeout))),
         };
         let stamp = committed.stamp;
@@ -194,9 +200,20 @@ impl RedisEngine {
             return Ok(stamp);
         }
         let mut position = self.position.subscribe();
-        let delivered = position.wait_for(|p| *p.epoch == *stamp.epoch && p.offset >= stamp.offset);
-        match timeout_at(deadline, delivered).await {
-            Ok(Ok(_)) => Ok(stamp),
+        // Delivered, or this replica moved on to another epoch than the
+        // stamp's (the broker lost its history again), where this offset
+        // will never come. A replica still behind, in the epoch before the
+        // stamp's, is not that: it is about to load the stamp's epoch.
+        let behind = position.borrow().epoch.clone();
+        let settled = |p: &Position| {
+            let other = *p.epoch != *stamp.epoch;
+            (other && *p.epoch != *behind) || (!other && p.offset >= stamp.offset)
+        };
+        match timeout_at(deadline, position.wait_for(settled)).await {
+            Ok(Ok(p)) if *p.epoch == *stamp.epoch => Ok(stamp),
+            Ok(Ok(_)) => Err(self.publish_failed(Failure::Lost {
+                offset: stamp.offset,
+            })),
             _ => Err(self.publish_failed(Failure::NotDelivered {
                 offset: stamp.offset,
                 timeout: self.timeout,

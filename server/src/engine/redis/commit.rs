@@ -37,14 +37,28 @@ use super::script::{self, Fields, Stamp};
 use super::{Failure, RedisEngine};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most publish script calls in flight at once on this replica. One more
 /// call would only queue behind the others inside Redis; its messages
 /// wait here instead and go out together in the next batch.
 pub(super) const DEPTH: usize = 2;
+
+/// A publishing connection idle this long is checked with a `PING` before a
+/// script goes out on it: Redis's idle `timeout`, `CLIENT KILL` or a NAT
+/// reset may have closed it, and a script written to a closed connection
+/// fails "broken pipe" with an outcome the sender cannot know.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// How much sooner than its senders' deadlines a batch gives up, so they
+/// get its precise answer rather than their own timer's (at most 20 ms, and
+/// a tenth of the timeout below 200 ms).
+fn margin(timeout: Duration) -> Duration {
+    (timeout / 10).min(Duration::from_millis(20))
+}
 
 /// A message waiting for its publish script call.
 pub(super) struct Pending {
@@ -54,7 +68,41 @@ pub(super) struct Pending {
     /// When `send` queued it: `messenger_broker_publish_seconds` runs from
     /// here to the script's answer.
     pub(super) queued: Instant,
+    /// When its sender stops waiting (`MESSENGER_BROKER_TIMEOUT_MS`).
+    pub(super) deadline: tokio::time::Instant,
+    /// Who decided its fate first: this task taking it into a batch, or
+    /// its sender giving up on it while still queued ([`Claim`]).
+    pub(super) claim: Arc<Claim>,
     pub(super) reply: oneshot::Sender<Result<Committed, Failure>>,
+}
+
+/// A queued message is taken into a batch or abandoned by its sender,
+/// never both: so a sender that gave up before its message was taken can
+/// say surely that it was not sent.
+#[derive(Debug, Default)]
+pub(super) struct Claim(AtomicU8);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Claim {
+    /// `true` if the message is now this task's to publish.
+    fn take(&self) -> bool {
+        (self
+            .0
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire))
+        .is_ok()
+    }
+
+    /// `true` if the sender gave the message up before it was taken (it will
+    /// not be published); `false` if it was taken already.
+    pub(super) fn abandon(&self) -> bool {
+        (self
+            .0
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire))
+        .is_ok()
+    }
 }
 
 /// A published message: its stamp, and whether it was staged for its
@@ -114,19 +162,25 @@ pub(super) fn start(
 async fn run(broker: Weak<RedisEngine>, mut queue: mpsc::UnboundedReceiver<Pending>) {
     let mut in_flight = FuturesOrdered::new();
     let mut taken = Vec::with_capacity(script::BATCH_MAX);
+    let mut last_used = Instant::now();
     loop {
         tokio::select! {
             biased;
             Some((batch, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                last_used = Instant::now();
                 answer(&broker, batch, result);
             }
             n = queue.recv_many(&mut taken, script::BATCH_MAX), if in_flight.len() < DEPTH => {
                 if n == 0 {
                     break;
                 }
-                let batch: Vec<Pending> = (taken.drain(..)).filter(|p| !p.reply.is_closed()).collect();
+                let batch: Vec<Pending> = (taken.drain(..))
+                    .filter(|p| !p.reply.is_closed() && p.claim.take())
+                    .collect();
                 if !batch.is_empty() {
-                    in_flight.push_back(publish(broker.clone(), batch));
+                    let idle = last_used.elapsed() >= IDLE_CHECK;
+                    last_used = Instant::now();
+                    in_flight.push_back(publish(broker.clone(), batch, idle));
                 }
             }
         }
@@ -136,23 +190,27 @@ async fn run(broker: Weak<RedisEngine>, mut queue: mpsc::UnboundedReceiver<Pendi
     }
 }
 
-/// One script call for `batch`, bounded by the broker timeout; a refused
-/// connection (nothing was sent; the manager reconnects now) is tried once
-/// more.
+/// One script call for `batch`, given up a [`margin`] before the first of
+/// its senders' deadlines; a refused connection (nothing was sent; the
+/// manager reconnects now) is tried once more. A broker marked down, or a
+/// connection `idle` for [`IDLE_CHECK`], is `PING`ed first: that replaces a
+/// dead connection, or tells surely that nothing was sent.
 async fn publish(
     broker: Weak<RedisEngine>,
     batch: Vec<Pending>,
+    idle: bool,
 ) -> (Vec<Pending>, Result<Vec<Stamp>, Failure>) {
     let Some(broker) = broker.upgrade() else {
         return (batch, Err(Failure::Stopped));
     };
     let broker = &*broker;
-    let deadline = tokio::time::Instant::now() + broker.timeout;
-    // A broker known to be down may have restarted: its old connection is
-    // dead, and a script written to it would fail "broken pipe" with an
-    // unknown outcome. A PING first replaces it, or tells surely that
-    // nothing was sent.
-    if !broker.is_up() {
+    let first = batch.iter().map(|p| p.deadline).min();
+    let deadline = first.unwrap_or_else(tokio::time::Instant::now) - margin(broker.timeout);
+    if deadline <= tokio::time::Instant::now() {
+        let queued = Failure::Queued(broker.timeout);
+        return (batch, Err(queued));
+    }
+    if !broker.is_up() || idle {
         let ping = tokio::time::timeout_at(deadline, broker.ping_publisher()).await;
         let failed = match ping {
             Ok(Ok(())) => None,
@@ -160,7 +218,7 @@ async fn publish(
             Err(_) => Some(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
         };
         if let Some(e) = failed {
-            return (batch, Err(Failure::Unreachable(e)));
+            return (batch, Err(broker.batch_failed(Failure::Unreachable(e))));
         }
     }
     let result = {
@@ -183,8 +241,8 @@ async fn publish(
         };
         match tokio::time::timeout_at(deadline, call).await {
             Ok(Ok(stamps)) => Ok(stamps),
-            Ok(Err(e)) => Err(Failure::Redis(e)),
-            Err(_) => Err(Failure::Timeout(broker.timeout)),
+            Ok(Err(e)) => Err(broker.batch_failed(Failure::Redis(e))),
+            Err(_) => Err(broker.batch_failed(Failure::Timeout(broker.timeout))),
         }
     };
     (batch, result)

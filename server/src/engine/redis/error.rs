@@ -58,7 +58,8 @@ impl BrokerError {
             {
                 "retry with backoff"
             }
-            Failure::Unreachable(_) => "retry with backoff",
+            Failure::Unreachable(_) | Failure::Queued(_) => "retry with backoff",
+            Failure::Lost { .. } => "resend it",
             Failure::NotDelivered { .. } => "do not resend it",
             Failure::Redis(_) | Failure::Timeout(_) | Failure::Stopped => {
                 "outcome unknown: it may still be stored and delivered, so a resend can duplicate it"
@@ -73,6 +74,20 @@ pub enum Failure {
     Redis(#[from] redis::RedisError),
     #[error("no answer within {0:?} ({ENV_BROKER_TIMEOUT_MS})")]
     Timeout(Duration),
+    /// Still queued on this replica when its sender's deadline came, so
+    /// never published: the broker is slow or this replica overloaded.
+    #[error(
+        "not sent: still queued on this server after {0:?} ({ENV_BROKER_TIMEOUT_MS}; \
+         the broker is slow or this server is overloaded)"
+    )]
+    Queued(Duration),
+    /// Stored, but the broker lost its history (a new epoch) before this
+    /// replica delivered it: the message is gone.
+    #[error(
+        "stored at offset {offset}, but the broker lost its history (a new epoch) before \
+         this server delivered it, so it is lost"
+    )]
+    Lost { offset: u64 },
     /// The broker was down and still did not answer a `PING`, so the
     /// message was not sent.
     #[error("unreachable, message not sent: {}", describe(.0))]

@@ -14,23 +14,30 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 impl RedisEngine {
-    /// Counts a failed publish and wraps it for the caller; a failure that
-    /// says the broker is unreachable also marks it down.
+    /// Counts a failed publish and wraps it for the caller. Marking the
+    /// broker down is the publishing task's ([`Self::batch_failed`]): a
+    /// sender's own timeout says nothing about the broker (it may only have
+    /// waited in a long queue).
     pub(super) fn publish_failed(&self, failure: Failure) -> BrokerError {
         self.metrics.error(BrokerOp::Publish);
-        let unreachable = match &failure {
-            Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
-            Failure::Timeout(_) => true,
-            Failure::Unreachable(_) => true,
-            Failure::NotDelivered { .. } | Failure::Stopped => false,
-        };
-        if unreachable {
-            self.set_up(false, Some(&failure));
-        }
         BrokerError {
             broker: Arc::clone(&self.name),
             failure,
         }
+    }
+
+    /// A publish script call (or its `PING`) failed: a failure that says the
+    /// broker is unreachable marks it down. Returns the failure.
+    pub(super) fn batch_failed(&self, failure: Failure) -> Failure {
+        let unreachable = match &failure {
+            Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
+            Failure::Timeout(_) | Failure::Unreachable(_) => true,
+            _ => false,
+        };
+        if unreachable {
+            self.set_up(false, Some(&failure));
+        }
+        failure
     }
 
     /// Gets the publishing connection going again, on the publishing
