@@ -39,6 +39,13 @@ pub enum ServiceError {
          resubscribe with `messenger-since` to learn of the gap"
     )]
     HistoryLost,
+    /// A replica whose broker has been unreachable since it started has no
+    /// stream history (nor epoch) to serve a subscription from yet.
+    #[error(
+        "broker {broker}: this server has not loaded the stream yet (the broker has been \
+         unreachable since it started); retry with backoff"
+    )]
+    BrokerNotLoaded { broker: std::sync::Arc<str> },
     /// The broker could not take (or this replica could not deliver) a
     /// message within `MESSENGER_BROKER_TIMEOUT_MS`; the text names the
     /// broker, then whether a resend is safe ([`BrokerError::advice`]).
@@ -150,7 +157,10 @@ impl ServiceError {
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
                 Code::ResourceExhausted
             }
-            Self::ShuttingDown | Self::HistoryLost | Self::Broker(_) => Code::Unavailable,
+            Self::ShuttingDown
+            | Self::HistoryLost
+            | Self::BrokerNotLoaded { .. }
+            | Self::Broker(_) => Code::Unavailable,
             Self::NoCredentials | Self::MalformedCredentials => Code::Unauthenticated,
             Self::UnknownToken | Self::NotTokenAuthor | Self::TokenRevoked => {
                 Code::PermissionDenied

@@ -162,14 +162,25 @@ impl MessengerServer for MessengerService {
         let rpc = &self.metrics.read;
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
-        let subscribed = ReadOptions::from_metadata(request.metadata()).and_then(|options| {
-            let subscription = self.hub.subscribe_with(SubscribeRequest {
-                since: options.since.clone(),
-                peer: request.remote_addr(),
-                wants_trace: options.wants_trace,
-            })?;
-            Ok((options, subscription))
-        });
+        // Before its first load a replica has only a placeholder epoch: a
+        // stream opened now would end "history lost" when the broker comes,
+        // reporting a gap where nothing was missed.
+        let loaded = match &self.broker {
+            Some(broker) if !broker.is_loaded() => Err(ServiceError::BrokerNotLoaded {
+                broker: broker.name().into(),
+            }),
+            _ => Ok(()),
+        };
+        let subscribed = loaded
+            .and_then(|()| ReadOptions::from_metadata(request.metadata()))
+            .and_then(|options| {
+                let subscription = self.hub.subscribe_with(SubscribeRequest {
+                    since: options.since.clone(),
+                    peer: request.remote_addr(),
+                    wants_trace: options.wants_trace,
+                })?;
+                Ok((options, subscription))
+            });
         let (options, subscription) = match subscribed {
             Ok(s) => s,
             Err(e) => {

@@ -224,3 +224,35 @@ async fn a_send_after_redis_closed_the_idle_publishing_connection_is_acknowledge
     );
     health_becomes(server.grpc_addr, ServingStatus::Serving).await;
 }
+
+/// A replica started while Redis is down has no stream loaded, only a
+/// placeholder epoch: a subscription opened then would end "history lost"
+/// when Redis comes and report a gap where nothing was missed (found by
+/// review, 2 of 2). It is refused UNAVAILABLE naming the broker until the
+/// first load; after it, streams open and stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_started_before_redis_refuses_subscriptions_until_loaded() {
+    let _heavy = HEAVY.lock().await;
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = replica("a", &url, &[]).await;
+    let mut grpc = connect(a.grpc_addr).await;
+    let refused = within("ReadMessages before the first load", grpc.read_messages(()))
+        .await
+        .expect_err("no stream before the broker's stream is loaded");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().starts_with(&format!("broker {url}"))
+            && refused.message().contains("not loaded the stream yet"),
+        "{refused:?}"
+    );
+
+    let _redis = RedisProc::start_on(port, None).await;
+    health_becomes(a.grpc_addr, ServingStatus::Serving).await;
+    let mut stream = subscribe_at(a.grpc_addr).await;
+    grpc_send(&mut grpc, "ann", "first").await.expect("send");
+    let got = read_n(&mut stream, 1).await;
+    assert_eq!(got[0].text, "first");
+    grpc_send(&mut grpc, "ann", "second").await.expect("send");
+    assert_eq!(read_n(&mut stream, 1).await[0].text, "second", "still open");
+}

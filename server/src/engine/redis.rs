@@ -233,6 +233,11 @@ impl RedisEngine {
         delivered.deliver_staged(self, local).is_err() || delivered.has(&stamp.epoch, stamp.offset)
     }
 
+    /// `true` once the reader has loaded the stream (its epoch and tail).
+    pub fn is_loaded(&self) -> bool {
+        self.delivered.lock().epoch.is_some()
+    }
+
     /// This replica's epoch (`None` before its first load) and the newest
     /// offset it delivered: what the scripts check the metadata against, so
     /// a Redis rolled back behind it gets a new epoch.
