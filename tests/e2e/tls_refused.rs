@@ -196,6 +196,35 @@ async fn a_client_certificate_the_server_refuses_is_reported_once() {
     .await;
 }
 
+/// The same refusal when the client's certificate comes from a CA of the
+/// same name but another key (certificates regenerated on one side only:
+/// `make certs FORCE=1`): the server's alert is `DecryptError`, not
+/// `UnknownCA` (found by review: a WARN per retry, naming nothing).
+#[tokio::test]
+async fn a_client_certificate_from_a_same_named_ca_is_reported_once() {
+    let pki = TestPki::generate();
+    let twin = Ca::new("messenger test CA").client("client1");
+    let (cert, key) = (
+        pki.dir.path().join("twin.pem"),
+        pki.dir.path().join("twin.key"),
+    );
+    std::fs::write(&cert, &twin.cert_pem).unwrap();
+    std::fs::write(&key, &twin.key_pem).unwrap();
+    reported_once(Case {
+        cert: &pki.server_cert,
+        key: &pki.server_key,
+        client_ca: Some(&pki.ca),
+        client: &[
+            ("MESSENGER_SERVER_CA", &pki.ca),
+            ("MESSENGER_CLIENT_CERT", &cert),
+            ("MESSENGER_CLIENT_KEY", &key),
+        ],
+        variable: "MESSENGER_CLIENT_CERT",
+        expected: &["refused this client's certificate", "DecryptError"],
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn no_client_certificate_for_a_server_that_wants_one_is_reported_once() {
     let pki = TestPki::generate();

@@ -268,7 +268,12 @@ fn of_rustls(
             | AlertDescription::UnknownCA
             | AlertDescription::CertificateUnknown
             | AlertDescription::CertificateExpired
-            | AlertDescription::AccessDenied,
+            | AlertDescription::AccessDenied
+            // A signature that does not verify: a CA of the same name but
+            // another key (certificates regenerated on one side only).
+            | AlertDescription::DecryptError
+            // The wrong key usage (e.g. a serverAuth-only certificate).
+            | AlertDescription::UnsupportedCertificate,
         ) => Misconfiguration {
             variable: peer.client_cert_var,
             message: format!(
