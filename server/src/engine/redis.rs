@@ -179,7 +179,6 @@ impl RedisEngine {
             text: text.to_owned(),
             traceparent: traceparent.map(str::to_owned),
             queued: started,
-            deadline,
             claim: Arc::clone(&claim),
             reply,
         };

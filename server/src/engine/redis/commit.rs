@@ -66,10 +66,9 @@ pub(super) struct Pending {
     pub(super) text: String,
     pub(super) traceparent: Option<String>,
     /// When `send` queued it: `messenger_broker_publish_seconds` runs from
-    /// here to the script's answer.
+    /// here to the script's answer, and its sender waits from here for
+    /// `MESSENGER_BROKER_TIMEOUT_MS`.
     pub(super) queued: Instant,
-    /// When its sender stops waiting (`MESSENGER_BROKER_TIMEOUT_MS`).
-    pub(super) deadline: tokio::time::Instant,
     /// Who decided its fate first: this task taking it into a batch, or
     /// its sender giving up on it while still queued ([`Claim`]).
     pub(super) claim: Arc<Claim>,
@@ -204,8 +203,13 @@ async fn publish(
         return (batch, Err(Failure::Stopped));
     };
     let broker = &*broker;
-    let first = batch.iter().map(|p| p.deadline).min();
-    let deadline = first.unwrap_or_else(tokio::time::Instant::now) - margin(broker.timeout);
+    // Its senders stop waiting `MESSENGER_BROKER_TIMEOUT_MS` after queueing.
+    let first = batch
+        .iter()
+        .map(|p| p.queued)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let deadline = tokio::time::Instant::from_std(first + broker.timeout - margin(broker.timeout));
     if deadline <= tokio::time::Instant::now() {
         let queued = Failure::Queued(broker.timeout);
         return (batch, Err(queued));
