@@ -5,35 +5,37 @@
 //! The gRPC port serves the messenger service, `grpc.health.v1` and
 //! reflection (v1 and v1alpha); the metrics port serves Prometheus `/metrics`.
 //! The messenger service's layers, outermost first: token auth
-//! ([`crate::auth`]), admission ([`crate::admission`]: in-flight tracking and
+//! ([`crate::grpc::auth`]), admission ([`crate::grpc::admission`]: in-flight tracking and
 //! `SendMessage` shedding), then the service itself. So a refused caller never
 //! takes an admission permit, and a call counts as in flight from its headers.
 //!
 //! Every connection, on both ports, lives under the handshake and idle bounds
 //! of [`messenger_runtime::conn`]; the gRPC port's statuses follow
-//! [`crate::status_spec`].
+//! [`crate::grpc::status_spec`].
 //!
-//! Security is opt-in: TLS on the whole port ([`crate::tls`]) and token auth
+//! Security is opt-in: TLS on the whole port ([`crate::app::tls`]) and token auth
 //! on the messenger service only, never on health or reflection.
 //!
 //! Invariant: every config file is read once, here, before any port is
 //! taken; a file that cannot be used is an [`AppError::Config`].
 
+pub mod config;
 mod error;
+pub mod shutdown;
+pub mod tls;
 
 pub use error::{AppError, ConfigError};
 
-use crate::admission::Admission;
-use crate::auth::{self, Auth};
-use crate::config::Config;
-use crate::engine::memory::InProcess;
-use crate::engine::redis::{BrokerConfigError, RedisEngine};
-use crate::hub::Hub;
-use crate::metrics::{self, Metrics};
-use crate::reflection::Reflection;
-use crate::service::MessengerService;
-use crate::shutdown::{self, Shutdown};
-use crate::status_spec::SpecLayer;
+use crate::core::broker::{BrokerConfigError, RedisEngine};
+use crate::core::history::memory::InProcess;
+use crate::core::hub::Hub;
+use crate::grpc::admission::Admission;
+use crate::grpc::auth::{self, Auth};
+use crate::grpc::reflection::Reflection;
+use crate::grpc::service::MessengerService;
+use crate::grpc::status_spec::SpecLayer;
+use crate::ops::metrics::{self, Metrics};
+use config::Config;
 use messenger_proto::SERVICE_NAME;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
@@ -42,6 +44,7 @@ use messenger_runtime::conn::{
 };
 use messenger_runtime::metrics::Exporter;
 use messenger_runtime::tls::TlsError;
+use shutdown::Shutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -59,7 +62,7 @@ type Messenger =
     InterceptedService<Admission<MessengerServerServer<MessengerService>>, auth::Interceptor>;
 
 /// Layers around every service on the gRPC port, outermost first: the
-/// status corrections of [`crate::status_spec`], then per-connection request
+/// status corrections of [`crate::grpc::status_spec`], then per-connection request
 /// tracking for the idle bound and prompt shutdown ([`conn`]).
 type Layers = Stack<SpecLayer, Stack<TrackLayer, Identity>>;
 
@@ -93,7 +96,7 @@ impl App {
     /// every service. Port 0 picks a free port; see [`App::local_addr`] and
     /// [`App::metrics_addr`].
     pub async fn bind(config: Config) -> Result<Self, AppError> {
-        let tls = crate::tls::server_config(&config).map_err(ConfigError::from)?;
+        let tls = tls::server_config(&config).map_err(ConfigError::from)?;
         let auth = (config.auth_tokens_file.as_deref())
             .map(Auth::load)
             .transpose()
@@ -113,7 +116,7 @@ impl App {
         conn::register_metrics(&[LISTENER_GRPC, LISTENER_METRICS]);
         let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
         let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
-        let (health, health_service) = crate::health::health_reporter();
+        let (health, health_service) = crate::grpc::health::health_reporter();
         let broker = match (&config.broker_url, config.broker_tls_var()) {
             (Some(_), _) => Some(RedisEngine::new(&config).map_err(ConfigError::from)?),
             (None, None) => None,
@@ -155,7 +158,7 @@ impl App {
         let reloader = (auth.clone().map(auth::reload_on_sighup).transpose())
             .map_err(AppError::Signal)?
             .map(AbortOnDropHandle::new);
-        let dumper = crate::debug::log_on_sigusr2(Arc::clone(&hub), shutdown.in_flight())
+        let dumper = crate::ops::debug::log_on_sigusr2(Arc::clone(&hub), shutdown.in_flight())
             .map_err(AppError::DebugSignal)?;
         Ok(Self {
             config,
@@ -201,12 +204,12 @@ impl App {
         self.shutdown.in_flight()
     }
 
-    /// Serves until `signal` completes, then drains ([`crate::shutdown`]).
+    /// Serves until `signal` completes, then drains ([`crate::app::shutdown`]).
     pub async fn run_until_stopped(self, signal: impl Future<Output = ()>) -> Result<(), AppError> {
         tokio::spawn(metrics::serve(
             self.metrics_listener,
             self.exporter,
-            crate::debug::router(Arc::clone(&self.hub)),
+            crate::ops::debug::router(Arc::clone(&self.hub)),
             self.shutdown.metrics_hygiene(),
         ));
         tokio::spawn(metrics::track_subscribers(
@@ -301,7 +304,7 @@ fn log_listening(
         max_concurrent_sends = config.max_concurrent_sends,
         history_size = config.history_size,
         history_bytes = config.history_bytes,
-        broker = config.broker_url.as_deref().map(crate::engine::redis::redacted),
+        broker = config.broker_url.as_deref().map(crate::core::broker::redacted),
         broker_stream = config.broker_url.as_ref().map(|_| config.broker_stream.as_str()),
         epoch = %hub.epoch(),
         keepalive_interval_ms = config.keepalive_interval_ms,

@@ -2,8 +2,9 @@ use messenger_runtime::cli::{
     exit_code, parse_or_exit, raise_nofile_limit, shutdown_signal, usage_exit,
 };
 use messenger_runtime::telemetry;
-use messenger_server::config::Command;
-use messenger_server::{App, AppError, Config, healthcheck};
+use messenger_server::app::config::Command;
+use messenger_server::ops::healthcheck;
+use messenger_server::{App, AppError, Config};
 use std::process::ExitCode;
 
 #[tokio::main]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The ceiling of one stream itself: how many messages per second one Redis
-# accepts through our publish script (server/src/engine/redis/script.rs),
+# accepts through our publish script (server/src/core/broker/script.rs),
 # one message per call and in group-commit batches, driven by
 # redis-benchmark on a fresh redis-server (free loopback port, no
 # persistence). The end-to-end ceiling through replicas is `make bench`'s
@@ -15,7 +15,7 @@ for tool in redis-server redis-cli redis-benchmark python3; do
 done
 lua=$(python3 - <<'PY'
 import re
-s = open("server/src/engine/redis/script.rs").read()
+s = open("server/src/core/broker/script.rs").read()
 grab = lambda name: re.search(r'const ' + name + r': &str = r"(.*?)";', s, re.S).group(1)
 print(grab("PRELUDE") + grab("PUBLISH"))
 PY

@@ -5,8 +5,8 @@
 //! a batch (group commit) stamped in order under the same rules.
 
 use crate::HEAVY;
-use messenger_server::engine::redis::entry::decode;
-use messenger_server::engine::redis::script::{self, Stamp};
+use messenger_server::core::broker::entry::decode;
+use messenger_server::core::broker::script::{self, Stamp};
 use messenger_tests::redis::RedisProc;
 use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;

@@ -65,7 +65,7 @@ async fn check_answers_known_services_and_not_found_for_others() {
 /// then "a new message whenever the service's serving status changes".
 #[tokio::test]
 async fn watch_of_an_unknown_service_stays_open_and_reports_changes() {
-    let (reporter, service) = messenger_server::health::health_reporter();
+    let (reporter, service) = messenger_server::grpc::health::health_reporter();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();

@@ -17,7 +17,7 @@ pub mod w3c;
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
 use messenger_proto::pb::{SendMessageRequest, ServerMessageResponse};
 use messenger_proto::time::format_rfc3339;
-use messenger_server::hub::Hub;
+use messenger_server::core::hub::Hub;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -87,7 +87,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
     /// The token table, when the config enables token auth.
-    pub auth: Option<messenger_server::auth::Auth>,
+    pub auth: Option<messenger_server::grpc::auth::Auth>,
     /// Admitted `SendMessage` calls (see `App::sends_in_flight`).
     pub sends_in_flight: tokio_util::task::TaskTracker,
     stop: Option<oneshot::Sender<()>>,

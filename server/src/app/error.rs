@@ -2,7 +2,7 @@
 //! everything `bind` and `run_until_stopped` can fail with, and its
 //! [`ConfigError`] part, the one `main` turns into a usage error (exit 2).
 
-use crate::auth::AuthError;
+use crate::grpc::auth::AuthError;
 use messenger_runtime::tls::TlsError;
 use std::net::SocketAddr;
 
@@ -16,7 +16,7 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error("building reflection service: {0}")]
-    Reflection(#[from] crate::reflection::index::IndexError),
+    Reflection(#[from] crate::grpc::reflection::index::IndexError),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("cannot install the SIGHUP handler for token reload: {0}")]
@@ -35,5 +35,5 @@ pub enum ConfigError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Broker(#[from] crate::engine::redis::BrokerConfigError),
+    Broker(#[from] crate::core::broker::BrokerConfigError),
 }

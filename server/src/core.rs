@@ -1,0 +1,15 @@
+//! The core: the chat itself. Knows nothing about gRPC.
+//!
+//! - [`hub`]: the fan-out core (total order, bounded queues, resume without
+//!   a seam, the slow-subscriber policy); its `//!` states the invariants.
+//! - [`history`]: where an accepted message gets its place in the one order
+//!   (offset, epoch, `sendTime`) and how long it is kept; its in-process
+//!   implementation with bounded history.
+//! - [`broker`]: the Redis Streams engine (`MESSENGER_BROKER_URL`): replicas
+//!   share one chat.
+//! - [`resume`]: the resume protocol's request metadata and response headers.
+
+pub mod broker;
+pub mod history;
+pub mod hub;
+pub mod resume;

@@ -1,0 +1,168 @@
+//! The one path from a stream entry to this replica's hub, and where this
+//! replica stands in the stream ([`Delivered`]).
+//!
+//! Two callers share it under one lock (the engine's `delivered` mutex):
+//! - the reader, for every entry it reads and for the tail it loads;
+//! - the senders of this replica: the committing task ([`commit`]) stages
+//!   the entries a publish script call has just appended ([`Delivered::stage`]),
+//!   and the first of their senders to run delivers every staged entry that
+//!   is next ([`Delivered::deliver_staged`]). The accepting replica's
+//!   subscribers then get the message one `XREAD` round trip sooner, from a
+//!   server worker thread (so waking them is local to that worker), and the
+//!   reader, reading it later, skips it as delivered.
+//!
+//! Invariants: entries reach the hub in offset order and at most once per
+//! epoch; `newest` and the published [`Position`] change only under the
+//! lock; only the reader's load changes the epoch (and drops what is
+//! staged), so an entry is delivered early only into the epoch it was
+//! stamped in; a staged entry at or below `newest` is dropped, never
+//! delivered.
+//!
+//! [`commit`]: super::commit
+
+use super::entry::Entry;
+use super::{Position, RedisEngine};
+use crate::core::history::{Draft, Message};
+use crate::core::hub::{Hub, ShuttingDown};
+use crate::ops::metrics::{DisconnectReason, Metrics};
+use crate::ops::trace::ReceiveTrace;
+use messenger_proto::time::unix_nanos_now;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// This replica's place in the stream: the newest offset handed to the hub,
+/// in `epoch` (`None` until the reader's first load).
+#[derive(Debug, Default)]
+pub(super) struct Delivered {
+    pub(super) epoch: Option<Arc<str>>,
+    pub(super) newest: u64,
+    /// Entries this replica published in `epoch`, by offset, with their
+    /// stream ids, waiting for one of their senders to deliver them.
+    staged: BTreeMap<u64, (Entry, String)>,
+}
+
+/// Where entries go on this replica, set once by `RedisEngine::start`.
+pub(super) struct Local {
+    pub(super) hub: Arc<Hub>,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+impl Delivered {
+    /// Moves to `epoch` (the reader's load), where delivery continues after
+    /// `newest`; what was staged belonged to the old one.
+    pub(super) fn restart(&mut self, epoch: &str, newest: u64) -> Option<Arc<str>> {
+        self.staged.clear();
+        self.newest = newest;
+        self.epoch.replace(epoch.into())
+    }
+
+    /// Keeps an entry just published by this replica for its senders to
+    /// deliver; `false` (dropped, left to the reader) unless it is of the
+    /// current epoch and not delivered yet.
+    pub(super) fn stage(&mut self, entry: Entry, id: String) -> bool {
+        let current = self.epoch.as_deref() == Some(entry.epoch.as_str());
+        if !current || entry.offset <= self.newest {
+            return false;
+        }
+        self.staged.insert(entry.offset, (entry, id));
+        true
+    }
+
+    /// Delivers every staged entry that is next, in order (a gap waits for
+    /// the reader); drops those already delivered.
+    pub(super) fn deliver_staged(
+        &mut self,
+        broker: &RedisEngine,
+        local: (&Hub, &Metrics),
+    ) -> Result<(), ShuttingDown> {
+        while let Some(entry) = self.staged.first_entry() {
+            if *entry.key() > self.newest + 1 {
+                break;
+            }
+            let (offset, (entry, id)) = entry.remove_entry();
+            if offset == self.newest + 1 {
+                self.deliver(broker, local, entry, Some(&id))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `true` once `offset` of `epoch` has reached the hub.
+    pub(super) fn has(&self, epoch: &str, offset: u64) -> bool {
+        self.epoch.as_deref() == Some(epoch) && offset <= self.newest
+    }
+
+    /// Hands one entry of the current epoch to the hub, in order, and
+    /// publishes the new position. An entry at or below `newest` was
+    /// delivered already (read again after a reconnect, or delivered early by
+    /// its sender) and is skipped; one past `newest + 1` means the stream was
+    /// trimmed past this replica, so history restarts at it. A live entry
+    /// (with its stream `id`) continues its sender's trace: `broker.receive`,
+    /// then this replica's `fanout` under it.
+    pub(super) fn deliver(
+        &mut self,
+        broker: &RedisEngine,
+        (hub, metrics): (&Hub, &Metrics),
+        entry: Entry,
+        id: Option<&str>,
+    ) -> Result<(), ShuttingDown> {
+        if entry.offset <= self.newest {
+            return Ok(());
+        }
+        let epoch = self.epoch.clone().unwrap_or_default();
+        if entry.offset != self.newest + 1 {
+            let ended = hub.restart(epoch.to_string(), entry.offset - 1);
+            tracing::warn!(
+                broker = %broker.name,
+                expected = self.newest + 1,
+                got = entry.offset,
+                streams_ended = ended,
+                "broker stream trimmed past this replica; history restarts here"
+            );
+        }
+        if id.is_some() {
+            // Live entries only: a loaded tail's age is not lag.
+            let lag = unix_nanos_now() - entry.send_time;
+            broker.metrics.read_lag.record(lag.max(0) as f64 / 1e9);
+        }
+        let receive = (entry.traceparent.as_deref())
+            .and_then(|tp| ReceiveTrace::start(tp, &broker.stream, id?, entry.offset));
+        let trace = receive.as_ref().map(|r| r.fanout(broker.deliver_spans_max));
+        // Replays continue from this replica's `fanout` when it was recorded.
+        let traceparent = (trace.as_ref().and_then(|t| t.traceparent())).or(entry.traceparent);
+        let started = Instant::now();
+        let published = hub.ingest(
+            Message::new(
+                Draft {
+                    author: entry.author,
+                    text: entry.text,
+                    traceparent,
+                },
+                entry.send_time,
+                entry.offset,
+            ),
+            trace.clone(),
+        )?;
+        if let Some(trace) = &trace {
+            trace.set_subscribers(published.delivered_to);
+        }
+        drop(receive);
+        metrics
+            .fanout_duration
+            .record(started.elapsed().as_secs_f64());
+        metrics.history(published.history);
+        metrics.disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
+        self.newest = entry.offset;
+        self.publish(broker);
+        Ok(())
+    }
+
+    /// Tells waiting senders (`RedisEngine::send`) where this replica stands.
+    pub(super) fn publish(&self, broker: &RedisEngine) {
+        broker.position.send_replace(Position {
+            epoch: self.epoch.clone().unwrap_or_default(),
+            offset: self.newest,
+        });
+    }
+}

@@ -1,0 +1,286 @@
+//! The fan-out core. Knows nothing about gRPC.
+//!
+//! Owns the subscriber set and hands each message from the [`Engine`] (which
+//! owns offsets, `sendTime` and history) to every subscriber's queue.
+//!
+//! Invariants:
+//! - **One total order.** [`Hub::publish`] appends to the engine and enqueues
+//!   under one lock, so every subscriber's queue receives messages in the same
+//!   order, which is ascending offset and ascending `sendTime` (see
+//!   [`messenger_proto::time::next_send_time`]).
+//! - **Handed over before return.** When `publish` returns, the message is in
+//!   history and in the queue of every subscriber registered before it took
+//!   the lock.
+//! - **Resume has no seam.** [`Hub::subscribe_with`] with a position copies
+//!   the history after it and registers the live queue under that same lock,
+//!   so the replay ends exactly where the live queue begins: no gap, no
+//!   duplicate. A position history cannot serve (another epoch, evicted, ahead)
+//!   is a [`Gap`]; the subscription then starts live, as a plain one does.
+//! - **The sender never waits.** Live queues are bounded (`try_send`). A
+//!   subscriber whose live queue is full is removed and its stream ends with
+//!   [`Disconnect::Slow`] at its next poll; it is never silently skipped.
+//! - **Replay is outside the allowance.** A replay is a snapshot delivered
+//!   before the live queue and does not count against `queue_capacity`; live
+//!   messages arriving while it is read do. A resuming subscriber that cannot
+//!   read its replay before `queue_capacity` new messages arrive is cut off as
+//!   slow and resumes again from the offset it reached.
+//! - **Prompt removal.** Dropping a [`Subscription`] (a cancelled RPC) removes
+//!   it from the set at once, with no message needed to notice.
+//! - **Bounded membership.** At most `max_subscribers` are registered; past
+//!   it [`Hub::subscribe`] fails with [`SubscribeError::Full`] and existing
+//!   subscriptions are untouched. The check and the insert share the lock.
+//! - **Broker order.** With a broker engine, [`Hub::ingest`] holds and
+//!   enqueues the broker's messages in the order its one reader hands them
+//!   over; [`Hub::restart`] ends every subscription with
+//!   [`Disconnect::HistoryLost`] (after its queue) when that order cannot
+//!   continue, so no subscriber ever sees a silent gap.
+//! - **Shutdown drains.** After [`Hub::shutdown`], publishes fail; existing
+//!   subscriptions yield their replay and what is queued, then
+//!   [`Disconnect::Shutdown`].
+
+mod fanout;
+mod queue;
+mod subscription;
+
+pub use crate::core::history::{Gap, HistoryStats, Message};
+use subscription::Slot;
+pub use subscription::{
+    BATCH_MAX, Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
+};
+
+use crate::core::history::Engine;
+use crate::core::history::memory::{Bounds, InProcess};
+use crate::ops::trace::FanoutTrace;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The hub no longer accepts publishes or subscriptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("server shutting down")]
+pub struct ShuttingDown;
+
+/// Why [`Hub::subscribe`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    #[error(transparent)]
+    ShuttingDown(#[from] ShuttingDown),
+    #[error("subscriber limit of {max} reached")]
+    Full { max: usize },
+}
+
+/// The outcome of one publish.
+pub struct Published {
+    pub message: Arc<Message>,
+    /// Subscribers whose queue received the message.
+    pub delivered_to: usize,
+    /// Subscribers disconnected by this publish because their queue was full.
+    pub dropped_slow: usize,
+    /// History after this publish.
+    pub history: HistoryStats,
+}
+
+/// What a new subscriber asks for and who it is (for the debug dump).
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeRequest {
+    /// `(epoch, offset)`: replay every message after `offset`, then live.
+    pub since: Option<(String, u64)>,
+    pub peer: Option<SocketAddr>,
+    pub wants_trace: bool,
+}
+
+/// One entry of a live queue: the shared message and, when its send is
+/// traced, the `fanout` span that stays open until every queue released it.
+pub(crate) struct Queued {
+    message: Arc<Message>,
+    trace: Option<Arc<FanoutTrace>>,
+}
+
+pub struct Hub {
+    queue_capacity: usize,
+    max_subscribers: usize,
+    inner: Mutex<Inner>,
+    /// Subscriber count, updated under the lock on every change, so watchers
+    /// (tests, metrics) wait on an event rather than poll.
+    count: watch::Sender<usize>,
+}
+
+struct Inner {
+    engine: Box<dyn Engine>,
+    next_id: u64,
+    subscribers: HashMap<u64, Arc<Slot>>,
+    shut_down: bool,
+}
+
+impl Hub {
+    /// A hub whose subscribers each queue at most `queue_capacity` messages,
+    /// with no limit on their number and the default in-process history.
+    pub fn new(queue_capacity: usize) -> Arc<Self> {
+        Self::with_max_subscribers(queue_capacity, usize::MAX)
+    }
+
+    /// A hub that also refuses subscribers past `max_subscribers`.
+    pub fn with_max_subscribers(queue_capacity: usize, max_subscribers: usize) -> Arc<Self> {
+        let bounds = Bounds {
+            messages: crate::app::config::DEFAULT_HISTORY_SIZE,
+            bytes: crate::app::config::DEFAULT_HISTORY_BYTES,
+        };
+        Self::with_engine(
+            queue_capacity,
+            max_subscribers,
+            Box::new(InProcess::new(bounds)),
+        )
+    }
+
+    /// A hub over `engine`.
+    pub fn with_engine(
+        queue_capacity: usize,
+        max_subscribers: usize,
+        engine: Box<dyn Engine>,
+    ) -> Arc<Self> {
+        assert!(queue_capacity > 0, "queue capacity must be positive");
+        Arc::new(Self {
+            queue_capacity,
+            max_subscribers,
+            inner: Mutex::new(Inner {
+                engine,
+                next_id: 1,
+                subscribers: HashMap::new(),
+                shut_down: false,
+            }),
+            count: watch::Sender::new(0),
+        })
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// Current number of registered subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.inner.lock().subscribers.len()
+    }
+
+    /// Watches the number of registered subscribers.
+    pub fn watch_subscribers(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
+    }
+
+    /// The engine's epoch.
+    pub fn epoch(&self) -> String {
+        self.inner.lock().engine.epoch().to_owned()
+    }
+
+    /// History's current size.
+    pub fn history(&self) -> HistoryStats {
+        self.inner.lock().engine.stats()
+    }
+
+    /// The hub has been shut down.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.lock().shut_down
+    }
+
+    /// Registers a plain subscriber: it receives every message published
+    /// after this returns, and none from before.
+    pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, SubscribeError> {
+        self.subscribe_with(SubscribeRequest::default())
+    }
+
+    /// Registers a subscriber; with `since`, it first receives history after
+    /// that position (see [`Subscription::resume`]), then live messages.
+    pub fn subscribe_with(
+        self: &Arc<Self>,
+        request: SubscribeRequest,
+    ) -> Result<Subscription, SubscribeError> {
+        let mut inner = self.inner.lock();
+        if inner.shut_down {
+            return Err(ShuttingDown.into());
+        }
+        if inner.subscribers.len() >= self.max_subscribers {
+            return Err(SubscribeError::Full {
+                max: self.max_subscribers,
+            });
+        }
+        let (replay, resume) = match &request.since {
+            None => (Vec::new(), Resume::NotAsked),
+            Some((epoch, offset)) => match inner.engine.read_after(epoch, *offset) {
+                Ok(replay) => {
+                    let replayed = replay.len();
+                    (replay, Resume::Recovered { replayed })
+                }
+                Err(gap) => (Vec::new(), Resume::Gap(gap)),
+            },
+        };
+        let epoch = inner.engine.epoch().to_owned();
+        let head = inner.engine.stats().newest;
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let slot = Arc::new(Slot::new(SubscriberInfo::new(id, &request, replay.len())));
+        inner.subscribers.insert(id, Arc::clone(&slot));
+        let count = inner.subscribers.len();
+        self.count.send_replace(count);
+        drop(inner);
+        tracing::info!(subscriber = id, subscribers = count, resume = ?resume, "subscriber joined");
+        Ok(Subscription {
+            id,
+            slot,
+            batch: VecDeque::new(),
+            taken: 0,
+            replay: replay.into(),
+            hub: Arc::clone(self),
+            epoch,
+            resume,
+            head,
+        })
+    }
+
+    /// Every open subscription's state, by id, for the operator's debug dump.
+    pub fn dump(&self) -> Vec<SubscriberDump> {
+        let inner = self.inner.lock();
+        let mut out: Vec<SubscriberDump> = inner
+            .subscribers
+            .values()
+            .map(|s| s.info.dump(s.queued(), self.queue_capacity))
+            .collect();
+        drop(inner);
+        out.sort_by_key(|d| d.id);
+        out
+    }
+
+    /// Refuses further publishes and subscriptions and ends every subscription
+    /// once its queue is drained. Idempotent.
+    pub fn shutdown(&self) {
+        let mut inner = self.inner.lock();
+        inner.shut_down = true;
+        let subscribers = std::mem::take(&mut inner.subscribers);
+        self.count.send_replace(0);
+        drop(inner);
+        for slot in subscribers.values() {
+            slot.end(Disconnect::Shutdown);
+        }
+        tracing::info!(
+            subscribers = subscribers.len(),
+            "hub shut down; ending streams"
+        );
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        let mut inner = self.inner.lock();
+        let removed = inner.subscribers.remove(&id).is_some();
+        let count = inner.subscribers.len();
+        if removed {
+            self.count.send_replace(count);
+        }
+        drop(inner);
+        if removed {
+            tracing::info!(subscriber = id, subscribers = count, "subscriber left");
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! The publish path: putting a message in the engine's order and history and
+//! handing it to every subscriber's queue, under the hub's one lock. Messages
+//! come from [`Hub::publish`] (sequenced here, in-process) or from
+//! [`Hub::ingest`] (sequenced by a broker and read back by this replica's one
+//! reader); both share [`enqueue`], so what subscribers see is identical.
+
+use super::queue::PushError;
+use super::{Disconnect, Hub, Inner, Published, Queued, ShuttingDown};
+use crate::core::history::{Draft, Message};
+use crate::ops::trace::FanoutTrace;
+use std::sync::Arc;
+
+impl Hub {
+    /// Puts the message in the engine's order and history and hands it to
+    /// every subscriber's queue.
+    pub fn publish(
+        &self,
+        author: String,
+        text: String,
+        trace: Option<Arc<FanoutTrace>>,
+    ) -> Result<Published, ShuttingDown> {
+        let traceparent = trace.as_ref().and_then(|t| t.traceparent());
+        let draft = Draft {
+            author,
+            text,
+            traceparent,
+        };
+        let mut inner = self.inner.lock();
+        if inner.shut_down {
+            return Err(ShuttingDown);
+        }
+        let message = inner.engine.append(draft);
+        Ok(self.enqueue(inner, message, trace))
+    }
+
+    /// Holds `message`, already sequenced by the broker, in history and
+    /// hands it to every subscriber's queue. The caller (the one reader)
+    /// hands messages over in the broker's order and calls [`Hub::restart`]
+    /// first when one does not follow the newest held.
+    pub fn ingest(
+        &self,
+        message: Message,
+        trace: Option<Arc<FanoutTrace>>,
+    ) -> Result<Published, ShuttingDown> {
+        let mut inner = self.inner.lock();
+        if inner.shut_down {
+            return Err(ShuttingDown);
+        }
+        let message = inner.engine.hold(message);
+        Ok(self.enqueue(inner, message, trace))
+    }
+
+    /// History could not continue (the broker lost its stream, or trimmed
+    /// entries this replica had not read): history restarts in `epoch` after
+    /// offset `newest`, and every subscription ends with
+    /// [`Disconnect::HistoryLost`] once its queue is delivered, so clients
+    /// resubscribe and learn of the gap. Returns how many were ended.
+    pub fn restart(&self, epoch: String, newest: u64) -> usize {
+        let mut inner = self.inner.lock();
+        inner.engine.restart(epoch, newest);
+        let subscribers = std::mem::take(&mut inner.subscribers);
+        self.count.send_replace(0);
+        drop(inner);
+        for slot in subscribers.values() {
+            slot.end(Disconnect::HistoryLost);
+        }
+        subscribers.len()
+    }
+
+    /// Hands `message` to every queue; a full queue disconnects its
+    /// subscriber as slow. Releases the lock before logging.
+    fn enqueue(
+        &self,
+        mut inner: parking_lot::MutexGuard<'_, Inner>,
+        message: Arc<Message>,
+        trace: Option<Arc<FanoutTrace>>,
+    ) -> Published {
+        let mut slow = Vec::new();
+        let before = inner.subscribers.len();
+        let capacity = self.queue_capacity;
+        inner.subscribers.retain(|&id, slot| {
+            let queued = Queued {
+                message: Arc::clone(&message),
+                trace: trace.clone(),
+            };
+            match slot.push(queued, capacity) {
+                Ok(()) => true,
+                Err(PushError::Full) => {
+                    slot.end(Disconnect::Slow);
+                    slow.push(id);
+                    false
+                }
+                // Not reached: a slot is ended only once it is out of the map.
+                Err(PushError::Closed) => false,
+            }
+        });
+        let delivered_to = inner.subscribers.len();
+        if delivered_to != before {
+            self.count.send_replace(delivered_to);
+        }
+        let history = inner.engine.stats();
+        drop(inner);
+        for id in &slow {
+            tracing::warn!(
+                subscriber = id,
+                queue_capacity = self.queue_capacity,
+                "subscriber fell behind; disconnecting it with RESOURCE_EXHAUSTED"
+            );
+        }
+        Published {
+            message,
+            delivered_to,
+            dropped_slow: slow.len(),
+            history,
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! One subscriber's end of the hub: its replay, its live queue, and the
+//! counters the operator's debug dump shows.
+//!
+//! What the hub and a subscription share is one [`Slot`]: the live
+//! [`Queue`], why the subscription ended, and the counters. It is one
+//! allocation of about 200 bytes per subscriber, and the queue allocates
+//! its buffer only when a message arrives.
+//!
+//! The live queue is drained in batches: one wake-up takes up to
+//! [`BATCH_MAX`] queued messages at once (one release of queue room to the
+//! publisher, not one per message). A message in the batch no longer counts
+//! against the queue's allowance (the stream is writing it in this
+//! wake-up), but the debug dump still counts it as queued until the stream
+//! takes it. The dump's counters are this subscriber's own (plain stores, no
+//! read-modify-write, no line shared with other subscribers).
+
+use super::queue::{PushError, Queue};
+use super::{Gap, Hub, Message, Queued, SubscribeRequest};
+use crate::ops::trace::FanoutTrace;
+use messenger_proto::time::unix_nanos_now;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::task::{Context, Poll};
+
+/// Most live messages taken from the queue in one wake-up.
+pub const BATCH_MAX: usize = 64;
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// Its queue was full when a message arrived.
+    Slow,
+    /// The hub is shutting down; everything queued was delivered first.
+    Shutdown,
+    /// The broker's history was lost or skipped past this replica (see
+    /// [`Hub::restart`]); everything queued was delivered first.
+    HistoryLost,
+}
+
+/// Disconnect reason shared between the hub and a subscription; 0 = none.
+#[derive(Default)]
+pub(super) struct State(AtomicU8);
+
+impl State {
+    pub(super) fn set(&self, d: Disconnect) {
+        self.0.store(d as u8 + 1, Ordering::Release);
+    }
+    pub(super) fn get(&self) -> Option<Disconnect> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(Disconnect::Slow),
+            2 => Some(Disconnect::Shutdown),
+            3 => Some(Disconnect::HistoryLost),
+            _ => None,
+        }
+    }
+}
+
+/// What came of a subscriber's request to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// A plain subscription: no position was given.
+    NotAsked,
+    /// History continues from the position; `replayed` messages come first.
+    Recovered { replayed: usize },
+    /// History cannot continue from the position; the stream starts live.
+    Gap(Gap),
+}
+
+/// One message handed to a subscriber.
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// The live `fanout` span when the send was traced; `None` for replays,
+    /// whose original context is [`Message::traceparent`].
+    pub trace: Option<Arc<FanoutTrace>>,
+    /// It came from history, not the live queue.
+    pub replayed: bool,
+}
+
+/// A subscriber's identity and counters, shared by the hub (for the dump)
+/// and its subscription (which updates them as it delivers).
+#[derive(Debug)]
+pub struct SubscriberInfo {
+    id: u64,
+    peer: Option<SocketAddr>,
+    /// Unix nanoseconds, UTC.
+    connected_since: i128,
+    resumed: bool,
+    wants_trace: bool,
+    delivered: AtomicU64,
+    last_offset: AtomicU64,
+    /// Live messages taken from the queue into the current batch and not
+    /// yet taken by the stream.
+    batched: AtomicUsize,
+    replay_pending: AtomicUsize,
+}
+
+/// One line of the debug dump (`GET /debug/subscribers`, SIGUSR2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberDump {
+    pub id: u64,
+    pub peer: Option<SocketAddr>,
+    /// Unix nanoseconds, UTC.
+    pub connected_since: i128,
+    /// Live messages queued and not yet taken by the stream.
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    /// Replayed messages not yet taken by the stream.
+    pub replay_pending: usize,
+    /// Messages taken by the stream (replayed and live).
+    pub delivered: u64,
+    /// Offset of the last message taken (0: none yet).
+    pub last_offset: u64,
+    /// It subscribed with a position (`messenger-since`).
+    pub resumed: bool,
+    pub wants_trace: bool,
+}
+
+impl SubscriberInfo {
+    pub(super) fn new(id: u64, request: &SubscribeRequest, replay: usize) -> Self {
+        Self {
+            id,
+            peer: request.peer,
+            connected_since: unix_nanos_now(),
+            resumed: request.since.is_some(),
+            wants_trace: request.wants_trace,
+            delivered: AtomicU64::new(0),
+            last_offset: AtomicU64::new(0),
+            batched: AtomicUsize::new(0),
+            replay_pending: AtomicUsize::new(replay),
+        }
+    }
+
+    pub(super) fn dump(&self, queue_depth: usize, queue_capacity: usize) -> SubscriberDump {
+        SubscriberDump {
+            id: self.id,
+            peer: self.peer,
+            connected_since: self.connected_since,
+            queue_depth: queue_depth + self.batched.load(Relaxed),
+            queue_capacity,
+            replay_pending: self.replay_pending.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            last_offset: self.last_offset.load(Relaxed),
+            resumed: self.resumed,
+            wants_trace: self.wants_trace,
+        }
+    }
+}
+
+/// What the hub and one subscription share (see the module docs).
+pub(super) struct Slot {
+    queue: Mutex<Queue<Queued>>,
+    state: State,
+    pub(super) info: SubscriberInfo,
+}
+
+impl Slot {
+    pub(super) fn new(info: SubscriberInfo) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            state: State::default(),
+            info,
+        }
+    }
+
+    /// Queues `queued` unless `capacity` messages are queued or the
+    /// subscription has ended, and wakes its stream.
+    pub(super) fn push(&self, queued: Queued, capacity: usize) -> Result<(), PushError> {
+        let waker = self.queue.lock().push(queued, capacity)?;
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Ends the subscription for `why`: nothing more is queued, and its
+    /// stream (woken) takes what is queued, then learns `why`; a slow one
+    /// learns it at once.
+    pub(super) fn end(&self, why: Disconnect) {
+        self.state.set(why);
+        let waker = self.queue.lock().close();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Live messages queued and not yet taken into a batch.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.lock().len()
+    }
+}
+
+/// One registered subscriber's end of the hub. Dropping it unsubscribes.
+pub struct Subscription {
+    pub(super) id: u64,
+    pub(super) slot: Arc<Slot>,
+    /// Live messages taken from the queue in this wake-up, oldest first; no
+    /// allocation until the first batch.
+    pub(super) batch: VecDeque<Queued>,
+    /// Messages taken by the stream (mirrored in `slot.info`).
+    pub(super) taken: u64,
+    /// History after the requested position, delivered before the queue.
+    pub(super) replay: VecDeque<Arc<Message>>,
+    pub(super) hub: Arc<Hub>,
+    pub(super) epoch: String,
+    pub(super) resume: Resume,
+    /// Newest offset at registration: replay ends here, live starts after.
+    pub(super) head: u64,
+}
+
+impl Subscription {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The epoch the offsets of this subscription's messages belong to.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    pub fn resume(&self) -> Resume {
+        self.resume
+    }
+
+    /// Offset of the newest message accepted before registration (0: none).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The next message in total order (replay first, then live), or why
+    /// the subscription ended. A slow subscriber learns it at once, without
+    /// draining its stale queue.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Delivery, Disconnect>> {
+        let state = &self.slot.state;
+        if state.get() == Some(Disconnect::Slow) {
+            return Poll::Ready(Err(Disconnect::Slow));
+        }
+        if let Some(message) = self.replay.pop_front() {
+            let pending = self.replay.len();
+            self.slot.info.replay_pending.store(pending, Relaxed);
+            return Poll::Ready(Ok(self.taken(Delivery {
+                message,
+                trace: None,
+                replayed: true,
+            })));
+        }
+        if self.batch.is_empty() {
+            let n = match self.slot.queue.lock().take_batch(cx, &mut self.batch) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(n) => n,
+            };
+            if n == 0 {
+                let state = &self.slot.state;
+                return Poll::Ready(Err(state.get().unwrap_or(Disconnect::Shutdown)));
+            }
+        }
+        let q = self.batch.pop_front().expect("a batch is non-empty here");
+        self.slot.info.batched.store(self.batch.len(), Relaxed);
+        Poll::Ready(Ok(self.taken(Delivery {
+            message: q.message,
+            trace: q.trace,
+            replayed: false,
+        })))
+    }
+
+    pub async fn recv(&mut self) -> Result<Delivery, Disconnect> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn taken(&mut self, d: Delivery) -> Delivery {
+        self.taken += 1;
+        let info = &self.slot.info;
+        info.delivered.store(self.taken, Relaxed);
+        info.last_offset.store(d.message.offset, Relaxed);
+        d
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(self.id);
+    }
+}

@@ -1,0 +1,142 @@
+//! The resume protocol's metadata (CONTRACT.md, "Opt-in extensions"): what a
+//! `ReadMessages` caller asks for, and the response headers that answer it.
+//! Parsing is strict: a malformed `messenger-since` is INVALID_ARGUMENT
+//! naming the header and the expected form, never a silent plain subscribe.
+
+use crate::core::hub::{Resume, Subscription};
+use crate::grpc::error::ServiceError;
+use messenger_proto::{
+    EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
+    TRACE_CONTEXT_METADATA,
+};
+use tonic::metadata::{AsciiMetadataValue, MetadataMap};
+
+/// Longest part of a bad value quoted back in the error.
+const QUOTE_MAX: usize = 64;
+
+/// The opt-in extensions a subscriber asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// `messenger-trace-context: 1`.
+    pub wants_trace: bool,
+    /// `messenger-offsets: 1`, or implied by `since`.
+    pub wants_offsets: bool,
+    /// `messenger-since: <epoch>:<offset>`.
+    pub since: Option<(String, u64)>,
+}
+
+impl ReadOptions {
+    /// Reads the request metadata; only `messenger-since` can be malformed.
+    pub fn from_metadata(metadata: &MetadataMap) -> Result<Self, ServiceError> {
+        let flag = |key| metadata.get(key).is_some_and(|v| v == "1");
+        let since = metadata
+            .get(SINCE_METADATA)
+            .map(|v| parse_since(v.to_str().ok()))
+            .transpose()?;
+        Ok(Self {
+            wants_trace: flag(TRACE_CONTEXT_METADATA),
+            wants_offsets: flag(OFFSETS_METADATA) || since.is_some(),
+            since,
+        })
+    }
+}
+
+/// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
+/// separates) and a decimal u64. `None` is a value that was not ASCII.
+pub fn parse_since(value: Option<&str>) -> Result<(String, u64), ServiceError> {
+    let bad = || ServiceError::BadSince {
+        header: SINCE_METADATA,
+        got: value.map_or_else(
+            || "a non-ASCII value".to_owned(),
+            |v| format!("{:?}", v.chars().take(QUOTE_MAX).collect::<String>()),
+        ),
+    };
+    let (epoch, offset) = value.and_then(|v| v.rsplit_once(':')).ok_or_else(bad)?;
+    if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    if offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let offset = offset.parse().map_err(|_| bad())?;
+    Ok((epoch.to_owned(), offset))
+}
+
+/// Adds `messenger-epoch`; `messenger-head-offset` when offsets were asked
+/// for; `messenger-recovered` when a position was given.
+pub fn set_headers(metadata: &mut MetadataMap, options: &ReadOptions, subscription: &Subscription) {
+    let epoch = subscription.epoch();
+    match AsciiMetadataValue::try_from(epoch) {
+        Ok(v) => {
+            metadata.insert(EPOCH_METADATA, v);
+        }
+        Err(_) => tracing::error!(epoch, "engine epoch is not ASCII; header omitted"),
+    }
+    if options.wants_offsets {
+        metadata.insert(
+            HEAD_OFFSET_METADATA,
+            AsciiMetadataValue::from(subscription.head()),
+        );
+    }
+    let recovered = match subscription.resume() {
+        Resume::NotAsked => return,
+        Resume::Recovered { .. } => "true",
+        Resume::Gap(_) => "false",
+    };
+    metadata.insert(
+        RECOVERED_METADATA,
+        AsciiMetadataValue::from_static(recovered),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_the_documented_form() {
+        assert_eq!(parse_since(Some("abc:0")).unwrap(), ("abc".into(), 0));
+        assert_eq!(parse_since(Some("a:b:42")).unwrap(), ("a:b".into(), 42));
+        assert_eq!(
+            parse_since(Some("e:18446744073709551615")).unwrap().1,
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn since_refuses_anything_else_naming_the_header_and_form() {
+        for bad in [
+            "",
+            "abc",
+            ":5",
+            "abc:",
+            "abc:-1",
+            "abc:+1",
+            "abc:1.5",
+            "abc: 1",
+            "a b:1",
+            "abc:18446744073709551616",
+        ] {
+            let e = parse_since(Some(bad)).unwrap_err().to_string();
+            assert!(
+                e.contains("messenger-since") && e.contains("<epoch>:<offset>"),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse_since(None).unwrap_err().to_string();
+        assert!(e.contains("non-ASCII"), "{e}");
+    }
+
+    #[test]
+    fn offsets_are_implied_by_since_and_flags_need_1() {
+        let mut m = MetadataMap::new();
+        m.insert(OFFSETS_METADATA, AsciiMetadataValue::from_static("yes"));
+        assert_eq!(
+            ReadOptions::from_metadata(&m).unwrap(),
+            ReadOptions::default()
+        );
+        m.insert(SINCE_METADATA, AsciiMetadataValue::from_static("e:3"));
+        let o = ReadOptions::from_metadata(&m).unwrap();
+        assert!(o.wants_offsets && o.since == Some(("e".into(), 3)));
+    }
+}

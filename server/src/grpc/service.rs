@@ -1,0 +1,216 @@
+//! `mes_grpc.MessengerServer`: maps proto requests to the [`Hub`] and hub
+//! messages back to proto, with per-call metrics and spans. Validation lives
+//! here; ordering lives in the hub, or in the broker with the Redis engine
+//! ([`RedisEngine::send`]: stored in the stream, then queued to this
+//! replica's subscribers, before the reply).
+//!
+//! A `ReadMessages` response is a [`MessageStream`] ([`stream`]).
+
+use crate::core::broker::RedisEngine;
+use crate::core::hub::{Hub, Resume, SubscribeRequest};
+use crate::core::resume::{ReadOptions, set_headers};
+use crate::grpc::auth::Principal;
+use crate::grpc::error::ServiceError;
+use crate::ops::metrics::{DisconnectReason, Metrics};
+use crate::ops::trace::{FanoutTrace, PublishTrace};
+use messenger_proto::limits::Limits;
+use messenger_proto::pb::messenger_server_server::MessengerServer;
+use messenger_proto::pb::{SendMessageRequest, TimeResponse};
+use messenger_proto::time::to_timestamp;
+use messenger_runtime::telemetry::{extract_metadata, record_rpc_status};
+use opentelemetry::trace::FutureExt as _;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tonic::{Code, Request, Response, Status};
+
+mod stream;
+pub use stream::MessageStream;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub struct MessengerService {
+    hub: Arc<Hub>,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    deliver_spans_max: usize,
+    /// The Redis engine, when `MESSENGER_BROKER_URL` is set.
+    broker: Option<Arc<RedisEngine>>,
+}
+
+impl MessengerService {
+    pub fn new(
+        hub: Arc<Hub>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        deliver_spans_max: usize,
+    ) -> Self {
+        Self {
+            hub,
+            limits,
+            metrics,
+            deliver_spans_max,
+            broker: None,
+        }
+    }
+
+    /// Sends through `broker` instead of sequencing in this process.
+    pub fn with_broker(mut self, broker: Option<Arc<RedisEngine>>) -> Self {
+        self.broker = broker;
+        self
+    }
+
+    async fn accept(
+        &self,
+        req: SendMessageRequest,
+        principal: Option<Principal>,
+    ) -> Result<TimeResponse, ServiceError> {
+        self.limits.check(&req)?;
+        if principal.is_some_and(|p| !p.may_post_as(&req.author)) {
+            return Err(ServiceError::NotTokenAuthor);
+        }
+        let send_time = match &self.broker {
+            Some(broker) => {
+                let trace = PublishTrace::start(broker.stream());
+                let sent = (broker.send(&req.author, &req.text, trace.traceparent())).await;
+                match &sent {
+                    Ok(stamp) => trace.finish(Ok((&stamp.id, stamp.offset))),
+                    Err(e) => trace.finish(Err(&e.to_string())),
+                }
+                sent?.send_time
+            }
+            None => self.accept_here(req)?,
+        };
+        self.metrics.accepted.increment(1);
+        Ok(TimeResponse {
+            send_time: Some(to_timestamp(send_time)),
+        })
+    }
+
+    /// Sequences and fans out in this process; returns the `sendTime`.
+    fn accept_here(&self, req: SendMessageRequest) -> Result<i128, ServiceError> {
+        let trace = FanoutTrace::start(self.deliver_spans_max);
+        let started = Instant::now();
+        let published = self.hub.publish(req.author, req.text, trace.clone())?;
+        self.metrics
+            .fanout_duration
+            .record(started.elapsed().as_secs_f64());
+        self.metrics.history(published.history);
+        self.metrics
+            .disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
+        if let Some(trace) = trace {
+            trace.set_subscribers(published.delivered_to);
+        }
+        tracing::debug!(subscribers = published.delivered_to, "message accepted");
+        Ok(published.message.send_time)
+    }
+}
+
+/// The SERVER span of one `SendMessage`, continuing the caller's trace from
+/// metadata (parsed strictly; anything invalid starts a new trace), and that
+/// caller's context.
+fn send_span<T>(request: &Request<T>) -> (tracing::Span, opentelemetry::Context) {
+    let span = messenger_runtime::rpc_span!(server, "SendMessage");
+    let incoming = extract_metadata(request.metadata());
+    let _ = span.set_parent(incoming.clone());
+    (span, incoming)
+}
+
+#[tonic::async_trait]
+impl MessengerServer for MessengerService {
+    async fn send_message(
+        &self,
+        mut request: Request<SendMessageRequest>,
+    ) -> Result<Response<TimeResponse>, Status> {
+        // Put there by the app's interceptor before the body was decoded; held
+        // until the reply, so shutdown waits for this call.
+        let _in_flight = request.extensions_mut().remove::<TaskTrackerToken>();
+        // Put there by the same interceptor when token auth is on.
+        let principal = request.extensions_mut().remove::<Principal>();
+        let rpc = &self.metrics.send;
+        rpc.started.increment(1);
+        rpc.msg_received.increment(1);
+        let started = Instant::now();
+        let (span, incoming) = send_span(&request);
+        let result = self
+            .accept(request.into_inner(), principal)
+            .instrument(span.clone())
+            // Outermost: when this process records nothing, the caller's context
+            // is still current, for the receivers and for the log lines' trace id.
+            // The span's own context wins when it has one.
+            .with_context(incoming)
+            .await;
+        let code = result
+            .as_ref()
+            .map_or_else(ServiceError::code, |_| Code::Ok);
+        record_rpc_status(&span, code);
+        rpc.handled(code);
+        rpc.handling.record(started.elapsed().as_secs_f64());
+        if code == Code::Ok {
+            rpc.msg_sent.increment(1);
+        }
+        result.map(Response::new).map_err(Into::into)
+    }
+
+    type ReadMessagesStream = MessageStream;
+
+    async fn read_messages(
+        &self,
+        mut request: Request<()>,
+    ) -> Result<Response<Self::ReadMessagesStream>, Status> {
+        let principal = request.extensions_mut().remove::<Principal>();
+        let rpc = &self.metrics.read;
+        rpc.started.increment(1);
+        rpc.msg_received.increment(1);
+        // Before its first load a replica has only a placeholder epoch: a
+        // stream opened now would end "history lost" when the broker comes,
+        // reporting a gap where nothing was missed.
+        let loaded = match &self.broker {
+            Some(broker) if !broker.is_loaded() => Err(ServiceError::BrokerNotLoaded {
+                broker: broker.name().into(),
+            }),
+            _ => Ok(()),
+        };
+        let subscribed = loaded
+            .and_then(|()| ReadOptions::from_metadata(request.metadata()))
+            .and_then(|options| {
+                let subscription = self.hub.subscribe_with(SubscribeRequest {
+                    since: options.since.clone(),
+                    peer: request.remote_addr(),
+                    wants_trace: options.wants_trace,
+                })?;
+                Ok((options, subscription))
+            });
+        let (options, subscription) = match subscribed {
+            Ok(s) => s,
+            Err(e) => {
+                rpc.handled(e.code());
+                return Err(e.into());
+            }
+        };
+        let resume = subscription.resume();
+        match resume {
+            Resume::NotAsked => {}
+            Resume::Recovered { .. } => self.metrics.resumes_recovered.increment(1),
+            Resume::Gap(gap) => {
+                self.metrics.resumes_gap.increment(1);
+                tracing::info!(
+                    subscriber = subscription.id(),
+                    ?gap,
+                    "resume not recovered; starting live"
+                );
+            }
+        }
+        let mut headers = tonic::metadata::MetadataMap::new();
+        set_headers(&mut headers, &options, &subscription);
+        let mut response = Response::new(MessageStream::new(
+            subscription,
+            self.hub.queue_capacity(),
+            Arc::clone(&self.metrics),
+            &options,
+            principal,
+        ));
+        *response.metadata_mut() = headers;
+        Ok(response)
+    }
+}
