@@ -21,8 +21,8 @@
 
 pub mod config;
 mod error;
-pub mod shutdown;
-pub mod tls;
+pub(crate) mod shutdown;
+pub(crate) mod tls;
 
 pub use error::{AppError, ConfigError};
 

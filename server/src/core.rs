@@ -10,6 +10,6 @@
 //! - [`resume`]: the resume protocol's request metadata and response headers.
 
 pub mod broker;
-pub mod history;
+pub(crate) mod history;
 pub mod hub;
-pub mod resume;
+pub(crate) mod resume;

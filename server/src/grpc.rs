@@ -16,10 +16,10 @@
 //! - [`error`]: the server's one error type (validation, admission, auth,
 //!   slow subscribers, shutdown) and its one conversion to `Status`.
 
-pub mod admission;
+pub(crate) mod admission;
 pub mod auth;
-pub mod error;
+pub(crate) mod error;
 pub mod health;
-pub mod reflection;
-pub mod service;
-pub mod status_spec;
+pub(crate) mod reflection;
+pub(crate) mod service;
+pub(crate) mod status_spec;

@@ -8,7 +8,7 @@
 //! - [`debug`]: `GET /debug/subscribers` and the SIGUSR2 dump.
 //! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
 
-pub mod debug;
+pub(crate) mod debug;
 pub mod healthcheck;
-pub mod metrics;
-pub mod trace;
+pub(crate) mod metrics;
+pub(crate) mod trace;

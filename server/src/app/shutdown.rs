@@ -35,10 +35,10 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tonic_health::ServingStatus;
 
 /// What the serve task returns.
-pub type Served = Result<(), tonic::transport::Error>;
+pub(crate) type Served = Result<(), tonic::transport::Error>;
 
 /// The drain's handles on the parts of a serving app; built by `App::bind`.
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     health: HealthReporter,
     /// The gRPC port's connections: its shutdown stops accepting (step 2).
     grpc: Hygiene,
@@ -55,7 +55,7 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// `(grpc, metrics)`: the hygiene of the gRPC port and of the metrics port.
-    pub fn new(
+    pub(crate) fn new(
         health: HealthReporter,
         hub: Arc<Hub>,
         grace: Duration,
@@ -73,28 +73,28 @@ impl Shutdown {
     }
 
     /// Stops `task` (the broker health reporter) at the start of the drain.
-    pub fn stop_on_drain(&mut self, task: AbortOnDropHandle<()>) {
+    pub(crate) fn stop_on_drain(&mut self, task: AbortOnDropHandle<()>) {
         self.broker_health = Some(task);
     }
 
     /// The tracker that admission hands each call's token from (step 3).
-    pub fn in_flight(&self) -> TaskTracker {
+    pub(crate) fn in_flight(&self) -> TaskTracker {
         self.in_flight.clone()
     }
 
     /// Completes when the listener must stop accepting (step 2): the serve
     /// loop's shutdown signal.
-    pub fn stop_accepting(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn stop_accepting(&self) -> impl Future<Output = ()> + Send + 'static {
         self.grpc.stopped()
     }
 
     /// The metrics port's hygiene; it shuts down once the drain is over.
-    pub fn metrics_hygiene(&self) -> Hygiene {
+    pub(crate) fn metrics_hygiene(&self) -> Hygiene {
         self.metrics.clone()
     }
 
     /// Runs steps 1 to 5 against the serve task; see the module docs.
-    pub async fn drain(self, mut server: JoinHandle<Served>) -> Served {
+    pub(crate) async fn drain(self, mut server: JoinHandle<Served>) -> Served {
         let deadline = Instant::now() + self.grace;
         if let Some(task) = &self.broker_health {
             task.abort();
@@ -150,7 +150,7 @@ impl Drop for Shutdown {
 
 /// The serve task's result; a cancelled task served until aborted, a
 /// panicked one re-raises its panic.
-pub fn joined(result: Result<Served, tokio::task::JoinError>) -> Served {
+pub(crate) fn joined(result: Result<Served, tokio::task::JoinError>) -> Served {
     match result {
         Ok(served) => served,
         Err(e) if e.is_cancelled() => Ok(()),

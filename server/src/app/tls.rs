@@ -17,7 +17,7 @@ use messenger_runtime::tls::{HANDSHAKE_TIMEOUT, TlsError, pair, read_certificate
 use tonic::transport::ServerTlsConfig;
 
 /// Reads the TLS files into the server's TLS config; `None` for plaintext.
-pub fn server_config(config: &Config) -> Result<Option<ServerTlsConfig>, TlsError> {
+pub(crate) fn server_config(config: &Config) -> Result<Option<ServerTlsConfig>, TlsError> {
     let identity = pair(
         (ENV_TLS_CERT, config.tls_cert.as_deref()),
         (ENV_TLS_KEY, config.tls_key.as_deref()),

@@ -32,7 +32,7 @@ mod deliver;
 pub mod entry;
 mod error;
 mod reach;
-pub mod reader;
+mod reader;
 pub mod script;
 
 pub use connect::redacted;

@@ -27,7 +27,7 @@
 //!   broker's history was lost (a new epoch) or skipped past this replica.
 //!   `read_after` serves the local tail it holds.
 
-pub mod memory;
+pub(crate) mod memory;
 
 use messenger_proto::frame::Encoded;
 use messenger_proto::time::to_timestamp;

@@ -16,7 +16,7 @@ const QUOTE_MAX: usize = 64;
 
 /// The opt-in extensions a subscriber asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadOptions {
+pub(crate) struct ReadOptions {
     /// `messenger-trace-context: 1`.
     pub wants_trace: bool,
     /// `messenger-offsets: 1`, or implied by `since`.
@@ -27,7 +27,7 @@ pub struct ReadOptions {
 
 impl ReadOptions {
     /// Reads the request metadata; only `messenger-since` can be malformed.
-    pub fn from_metadata(metadata: &MetadataMap) -> Result<Self, ServiceError> {
+    pub(crate) fn from_metadata(metadata: &MetadataMap) -> Result<Self, ServiceError> {
         let flag = |key| metadata.get(key).is_some_and(|v| v == "1");
         let since = metadata
             .get(SINCE_METADATA)
@@ -43,7 +43,7 @@ impl ReadOptions {
 
 /// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
 /// separates) and a decimal u64. `None` is a value that was not ASCII.
-pub fn parse_since(value: Option<&str>) -> Result<(String, u64), ServiceError> {
+pub(crate) fn parse_since(value: Option<&str>) -> Result<(String, u64), ServiceError> {
     let bad = || ServiceError::BadSince {
         header: SINCE_METADATA,
         got: value.map_or_else(
@@ -64,7 +64,11 @@ pub fn parse_since(value: Option<&str>) -> Result<(String, u64), ServiceError> {
 
 /// Adds `messenger-epoch`; `messenger-head-offset` when offsets were asked
 /// for; `messenger-recovered` when a position was given.
-pub fn set_headers(metadata: &mut MetadataMap, options: &ReadOptions, subscription: &Subscription) {
+pub(crate) fn set_headers(
+    metadata: &mut MetadataMap,
+    options: &ReadOptions,
+    subscription: &Subscription,
+) {
     let epoch = subscription.epoch();
     match AsciiMetadataValue::try_from(epoch) {
         Ok(v) => {

@@ -31,7 +31,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Wraps the messenger service; see the module docs.
 #[derive(Clone)]
-pub struct Admission<S> {
+pub(crate) struct Admission<S> {
     inner: S,
     in_flight: TaskTracker,
     sends: Arc<Semaphore>,
@@ -40,7 +40,12 @@ pub struct Admission<S> {
 }
 
 impl<S> Admission<S> {
-    pub fn new(inner: S, in_flight: TaskTracker, max_sends: usize, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        inner: S,
+        in_flight: TaskTracker,
+        max_sends: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             inner,
             in_flight,

@@ -110,7 +110,8 @@ pub enum ServiceError {
 }
 
 /// `grpc-message` of a call that ran past its `grpc-timeout`.
-pub const DEADLINE_MESSAGE: &str = "deadline exceeded (grpc-timeout) before the call completed";
+pub(crate) const DEADLINE_MESSAGE: &str =
+    "deadline exceeded (grpc-timeout) before the call completed";
 
 /// The variable that sets the limit on `field`.
 fn limit_env(field: Field) -> &'static str {

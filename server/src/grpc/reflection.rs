@@ -21,7 +21,7 @@
 //! versions are wire-identical, so v1alpha requests are transcoded to v1,
 //! answered by the one implementation, and transcoded back.
 
-pub mod index;
+pub(crate) mod index;
 
 use crate::grpc::error::ServiceError;
 use index::{Index, IndexError};
@@ -39,13 +39,13 @@ type Answers<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The reflection service over the registered descriptor sets; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Reflection {
+pub(crate) struct Reflection {
     index: Arc<Index>,
 }
 
 impl Reflection {
     /// Indexes the encoded `FileDescriptorSet`s (each with its imports).
-    pub fn new(encoded_sets: &[&[u8]]) -> Result<Self, IndexError> {
+    pub(crate) fn new(encoded_sets: &[&[u8]]) -> Result<Self, IndexError> {
         Ok(Self {
             index: Arc::new(Index::new(encoded_sets)?),
         })
@@ -53,7 +53,7 @@ impl Reflection {
 
     /// The descriptor sets this server serves: messenger (with the well-known
     /// types it imports), health, and both reflection versions.
-    pub fn standard() -> Result<Self, IndexError> {
+    pub(crate) fn standard() -> Result<Self, IndexError> {
         Self::new(&[
             messenger_proto::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -63,12 +63,14 @@ impl Reflection {
     }
 
     /// `grpc.reflection.v1.ServerReflection`.
-    pub fn v1(&self) -> v1::server_reflection_server::ServerReflectionServer<Self> {
+    pub(crate) fn v1(&self) -> v1::server_reflection_server::ServerReflectionServer<Self> {
         v1::server_reflection_server::ServerReflectionServer::new(self.clone())
     }
 
     /// `grpc.reflection.v1alpha.ServerReflection` (what grpcurl 1.8 speaks).
-    pub fn v1alpha(&self) -> v1alpha::server_reflection_server::ServerReflectionServer<Self> {
+    pub(crate) fn v1alpha(
+        &self,
+    ) -> v1alpha::server_reflection_server::ServerReflectionServer<Self> {
         v1alpha::server_reflection_server::ServerReflectionServer::new(self.clone())
     }
 

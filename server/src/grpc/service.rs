@@ -25,11 +25,11 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use tonic::{Code, Request, Response, Status};
 
 mod stream;
-pub use stream::MessageStream;
+pub(crate) use stream::MessageStream;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub struct MessengerService {
+pub(crate) struct MessengerService {
     hub: Arc<Hub>,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -39,7 +39,7 @@ pub struct MessengerService {
 }
 
 impl MessengerService {
-    pub fn new(
+    pub(crate) fn new(
         hub: Arc<Hub>,
         limits: Limits,
         metrics: Arc<Metrics>,
@@ -55,7 +55,7 @@ impl MessengerService {
     }
 
     /// Sends through `broker` instead of sequencing in this process.
-    pub fn with_broker(mut self, broker: Option<Arc<RedisEngine>>) -> Self {
+    pub(crate) fn with_broker(mut self, broker: Option<Arc<RedisEngine>>) -> Self {
         self.broker = broker;
         self
     }

@@ -51,7 +51,7 @@ const TIMEOUT_EXPIRED: &str = "Timeout expired";
 const AHEAD_OF_TONIC: Duration = Duration::from_millis(2);
 
 /// The table's code (and message) for a status tonic produced, if it differs.
-pub fn spec_status(code: Code, message: &str) -> Option<(Code, String)> {
+pub(crate) fn spec_status(code: Code, message: &str) -> Option<(Code, String)> {
     match code {
         Code::OutOfRange
             if message.starts_with(DECODED_TOO_LARGE) || message.starts_with(ENCODED_TOO_LARGE) =>
@@ -127,7 +127,7 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 
 /// Puts [`Spec`] around the port's services.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SpecLayer;
+pub(crate) struct SpecLayer;
 
 impl<S> Layer<S> for SpecLayer {
     type Service = Spec<S>;
@@ -139,7 +139,7 @@ impl<S> Layer<S> for SpecLayer {
 
 /// See the module docs.
 #[derive(Debug, Clone)]
-pub struct Spec<S> {
+pub(crate) struct Spec<S> {
     inner: S,
 }
 
@@ -200,7 +200,7 @@ where
 
 /// A response body with its trailers corrected and the caller's deadline kept.
 #[derive(Debug)]
-pub struct SpecBody<B> {
+pub(crate) struct SpecBody<B> {
     /// `None` once the deadline ended the body.
     inner: Option<B>,
     deadline: Option<Pin<Box<Sleep>>>,

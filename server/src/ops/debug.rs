@@ -15,11 +15,11 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 /// Path of the dump on the metrics port.
-pub const SUBSCRIBERS_PATH: &str = "/debug/subscribers";
+pub(crate) const SUBSCRIBERS_PATH: &str = "/debug/subscribers";
 
 /// One open stream as the endpoint shows it.
 #[derive(Debug, Serialize)]
-pub struct SubscriberView {
+pub(crate) struct SubscriberView {
     pub id: u64,
     /// `ip:port` of the peer, when known.
     pub peer: Option<String>,
@@ -55,12 +55,12 @@ impl From<SubscriberDump> for SubscriberView {
 }
 
 /// Every open stream, by id.
-pub fn subscribers(hub: &Hub) -> Vec<SubscriberView> {
+pub(crate) fn subscribers(hub: &Hub) -> Vec<SubscriberView> {
     hub.dump().into_iter().map(SubscriberView::from).collect()
 }
 
 /// `GET /debug/subscribers`, to be merged into the metrics router.
-pub fn router(hub: Arc<Hub>) -> axum::Router {
+pub(crate) fn router(hub: Arc<Hub>) -> axum::Router {
     axum::Router::new().route(
         SUBSCRIBERS_PATH,
         get(move || {
@@ -71,7 +71,10 @@ pub fn router(hub: Arc<Hub>) -> axum::Router {
 }
 
 /// Logs the dump on every SIGUSR2 until aborted.
-pub fn log_on_sigusr2(hub: Arc<Hub>, in_flight: TaskTracker) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn log_on_sigusr2(
+    hub: Arc<Hub>,
+    in_flight: TaskTracker,
+) -> std::io::Result<JoinHandle<()>> {
     let mut signals = signal(SignalKind::user_defined2())?;
     Ok(tokio::spawn(async move {
         while signals.recv().await.is_some() {

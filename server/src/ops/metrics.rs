@@ -6,9 +6,8 @@
 
 mod broker;
 
-pub use broker::{
-    BROKER_ERRORS, BROKER_PUBLISH, BROKER_PUBLISH_BATCH, BROKER_READ_LAG, BROKER_UP, BrokerMetrics,
-    BrokerOp,
+pub(crate) use broker::{
+    BROKER_PUBLISH, BROKER_PUBLISH_BATCH, BROKER_READ_LAG, BrokerMetrics, BrokerOp,
 };
 
 use messenger_runtime::conn::Hygiene;
@@ -22,21 +21,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::Code;
 
-pub const GRPC_STARTED: &str = "grpc_server_started_total";
-pub const GRPC_HANDLED: &str = "grpc_server_handled_total";
-pub const GRPC_MSG_SENT: &str = "grpc_server_msg_sent_total";
-pub const GRPC_MSG_RECEIVED: &str = "grpc_server_msg_received_total";
-pub const GRPC_HANDLING: &str = "grpc_server_handling_seconds";
-pub const ACCEPTED: &str = "messenger_messages_accepted_total";
-pub const SUBSCRIBERS: &str = "messenger_subscribers";
-pub const FANOUT_DURATION: &str = "messenger_fanout_duration_seconds";
-pub const DELIVERY_LATENCY: &str = "messenger_delivery_latency_seconds";
-pub const DELIVERED: &str = "messenger_messages_delivered_total";
-pub const DISCONNECTS: &str = "messenger_subscriber_disconnects_total";
-pub const HISTORY_MESSAGES: &str = "messenger_history_messages";
-pub const HISTORY_BYTES: &str = "messenger_history_bytes";
-pub const RESUMES: &str = "messenger_resumes_total";
-pub const REPLAYED: &str = "messenger_replayed_messages_total";
+pub(crate) const GRPC_STARTED: &str = "grpc_server_started_total";
+pub(crate) const GRPC_HANDLED: &str = "grpc_server_handled_total";
+pub(crate) const GRPC_MSG_SENT: &str = "grpc_server_msg_sent_total";
+pub(crate) const GRPC_MSG_RECEIVED: &str = "grpc_server_msg_received_total";
+pub(crate) const GRPC_HANDLING: &str = "grpc_server_handling_seconds";
+pub(crate) const ACCEPTED: &str = "messenger_messages_accepted_total";
+pub(crate) const SUBSCRIBERS: &str = "messenger_subscribers";
+pub(crate) const FANOUT_DURATION: &str = "messenger_fanout_duration_seconds";
+pub(crate) const DELIVERY_LATENCY: &str = "messenger_delivery_latency_seconds";
+pub(crate) const DELIVERED: &str = "messenger_messages_delivered_total";
+pub(crate) const DISCONNECTS: &str = "messenger_subscriber_disconnects_total";
+pub(crate) const HISTORY_MESSAGES: &str = "messenger_history_messages";
+pub(crate) const HISTORY_BYTES: &str = "messenger_history_bytes";
+pub(crate) const RESUMES: &str = "messenger_resumes_total";
+pub(crate) const REPLAYED: &str = "messenger_replayed_messages_total";
 
 const SERVICE: &str = messenger_proto::SERVICE_NAME;
 
@@ -48,7 +47,7 @@ static DELIVERY_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_bucke
 static HANDLING_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_buckets(1e-4, 4.0, 11));
 
 /// Buckets per histogram, for the exporter.
-pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
+pub(crate) fn buckets() -> Vec<(&'static str, &'static [f64])> {
     vec![
         (FANOUT_DURATION, FANOUT_BUCKETS.as_slice()),
         (DELIVERY_LATENCY, DELIVERY_BUCKETS.as_slice()),
@@ -256,7 +255,7 @@ fn describe() {
 
 /// Serves `GET /metrics` from `exporter`, and the `debug` routes, on
 /// `listener` under `hygiene` (handshake and idle bounds) until it shuts down.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     exporter: Arc<Exporter>,
     debug: axum::Router,
@@ -273,7 +272,7 @@ pub async fn serve(
 
 /// Mirrors the hub's subscriber count into the `messenger_subscribers` gauge.
 /// Ends when the hub is dropped.
-pub async fn track_subscribers(mut count: watch::Receiver<usize>, metrics: Arc<Metrics>) {
+pub(crate) async fn track_subscribers(mut count: watch::Receiver<usize>, metrics: Arc<Metrics>) {
     loop {
         metrics.subscribers.set(*count.borrow_and_update() as f64);
         if count.changed().await.is_err() {

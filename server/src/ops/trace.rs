@@ -26,7 +26,7 @@
 
 mod broker;
 
-pub use broker::{PublishTrace, ReceiveTrace};
+pub(crate) use broker::{PublishTrace, ReceiveTrace};
 
 use messenger_runtime::telemetry::{outgoing_current, traceparent, tracer};
 use opentelemetry::global::BoxedTracer;

@@ -15,14 +15,14 @@ use std::sync::Arc;
 
 /// Fixed cost charged per history entry on top of its strings: the shared
 /// message (with the `Arc` counters) and its ring slot.
-pub const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Message>()
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Message>()
     + 2 * std::mem::size_of::<usize>()
     + std::mem::size_of::<Arc<Message>>();
 
 /// Bytes one message is charged in history: author, text and traceparent
 /// capacities, its encoded form ([`Message::encoded`]) plus
 /// [`ENTRY_OVERHEAD_BYTES`]. Allocator rounding is not counted.
-pub fn entry_bytes(m: &Message) -> usize {
+pub(crate) fn entry_bytes(m: &Message) -> usize {
     m.author.capacity()
         + m.text.capacity()
         + m.traceparent.as_ref().map_or(0, String::capacity)
@@ -39,7 +39,7 @@ pub struct Bounds {
     pub bytes: usize,
 }
 
-pub struct InProcess {
+pub(crate) struct InProcess {
     epoch: String,
     bounds: Bounds,
     last_send_time: i128,
@@ -51,13 +51,13 @@ pub struct InProcess {
 
 impl InProcess {
     /// An engine with a fresh random epoch (16 hex digits).
-    pub fn new(bounds: Bounds) -> Self {
+    pub(crate) fn new(bounds: Bounds) -> Self {
         let epoch = format!("{:016x}", rand::rng().random::<u64>());
         Self::with_epoch(bounds, epoch)
     }
 
     /// An engine with a given epoch (tests).
-    pub fn with_epoch(bounds: Bounds, epoch: String) -> Self {
+    pub(crate) fn with_epoch(bounds: Bounds, epoch: String) -> Self {
         Self {
             epoch,
             bounds,

@@ -35,7 +35,7 @@ struct File {
 
 /// Files, symbols, services and extensions of the registered descriptor sets.
 #[derive(Debug, Default)]
-pub struct Index {
+pub(crate) struct Index {
     files: HashMap<String, File>,
     /// Fully qualified symbol (no leading dot) → the file that declares it.
     symbols: HashMap<String, String>,
@@ -48,7 +48,7 @@ pub struct Index {
 
 impl Index {
     /// Indexes every file of each encoded `FileDescriptorSet`, in order.
-    pub fn new(encoded_sets: &[&[u8]]) -> Result<Self, IndexError> {
+    pub(crate) fn new(encoded_sets: &[&[u8]]) -> Result<Self, IndexError> {
         let mut index = Self::default();
         for encoded in encoded_sets {
             // Decoding the set decodes each file; the bytes served are each
@@ -65,29 +65,29 @@ impl Index {
     }
 
     /// Full names of the services, sorted.
-    pub fn services(&self) -> &[String] {
+    pub(crate) fn services(&self) -> &[String] {
         &self.services
     }
 
     /// The file named `name`, if indexed.
-    pub fn has_file(&self, name: &str) -> bool {
+    pub(crate) fn has_file(&self, name: &str) -> bool {
         self.files.contains_key(name)
     }
 
     /// The file that declares `symbol` (a package-qualified name, no leading dot).
-    pub fn file_of_symbol(&self, symbol: &str) -> Option<&str> {
+    pub(crate) fn file_of_symbol(&self, symbol: &str) -> Option<&str> {
         self.symbols.get(symbol).map(String::as_str)
     }
 
     /// The file that declares extension `number` of `message`.
-    pub fn file_of_extension(&self, message: &str, number: i32) -> Option<&str> {
+    pub(crate) fn file_of_extension(&self, message: &str, number: i32) -> Option<&str> {
         self.extensions
             .get(&(message.to_owned(), number))
             .map(String::as_str)
     }
 
     /// The extension numbers of `message`, ascending; `None` for an unknown message.
-    pub fn extension_numbers(&self, message: &str) -> Option<Vec<i32>> {
+    pub(crate) fn extension_numbers(&self, message: &str) -> Option<Vec<i32>> {
         if !self.messages.contains(message) {
             return None;
         }
@@ -103,7 +103,7 @@ impl Index {
 
     /// `root` and its transitive imports not in `sent` (see the module
     /// invariants); every file returned is added to `sent`.
-    pub fn with_dependencies(&self, root: &str, sent: &mut HashSet<String>) -> Vec<Vec<u8>> {
+    pub(crate) fn with_dependencies(&self, root: &str, sent: &mut HashSet<String>) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut queue = VecDeque::from([root.to_owned()]);
         let mut visited = HashSet::new();

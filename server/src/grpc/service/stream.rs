@@ -23,7 +23,7 @@ use tonic::{Code, Status};
 
 /// The response stream of one `ReadMessages` call. Dropping it (the RPC was
 /// cancelled or the connection died) unsubscribes at once.
-pub struct MessageStream {
+pub(crate) struct MessageStream {
     subscription: Subscription,
     capacity: usize,
     metrics: Arc<Metrics>,

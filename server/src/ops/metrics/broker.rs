@@ -9,11 +9,11 @@ use metrics::{
 };
 use std::sync::LazyLock;
 
-pub const BROKER_UP: &str = "messenger_broker_up";
-pub const BROKER_PUBLISH: &str = "messenger_broker_publish_seconds";
-pub const BROKER_PUBLISH_BATCH: &str = "messenger_broker_publish_batch_messages";
-pub const BROKER_READ_LAG: &str = "messenger_broker_read_lag_seconds";
-pub const BROKER_ERRORS: &str = "messenger_broker_errors_total";
+pub(super) const BROKER_UP: &str = "messenger_broker_up";
+pub(crate) const BROKER_PUBLISH: &str = "messenger_broker_publish_seconds";
+pub(crate) const BROKER_PUBLISH_BATCH: &str = "messenger_broker_publish_batch_messages";
+pub(crate) const BROKER_READ_LAG: &str = "messenger_broker_read_lag_seconds";
+pub(super) const BROKER_ERRORS: &str = "messenger_broker_errors_total";
 
 /// 50 µs .. ~3 s: one script round trip.
 pub(super) static PUBLISH_BUCKETS: LazyLock<Vec<f64>> =
@@ -27,7 +27,7 @@ pub(super) static READ_LAG_BUCKETS: LazyLock<Vec<f64>> =
 
 /// What failed, as the `op` label of [`BROKER_ERRORS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BrokerOp {
+pub(crate) enum BrokerOp {
     /// The publish script (or the wait for this replica's delivery).
     Publish,
     /// The reader's `XREAD` or its connection.
@@ -51,7 +51,7 @@ impl BrokerOp {
 }
 
 /// Cached handles to the broker series.
-pub struct BrokerMetrics {
+pub(crate) struct BrokerMetrics {
     pub up: Gauge,
     pub publish: Histogram,
     pub publish_batch: Histogram,
@@ -61,7 +61,7 @@ pub struct BrokerMetrics {
 
 impl BrokerMetrics {
     /// Describes and registers every series (`up` at 0, errors at 0).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         describe_gauge!(
             BROKER_UP,
             "1 while this replica's reader is connected to the broker and reading, else 0."
@@ -99,7 +99,7 @@ impl BrokerMetrics {
         metrics
     }
 
-    pub fn error(&self, op: BrokerOp) {
+    pub(crate) fn error(&self, op: BrokerOp) {
         self.errors[op as usize].increment(1);
     }
 }

@@ -26,13 +26,13 @@ fn messaging(stream: &str, operation: &'static str) -> [KeyValue; 3] {
 /// current `SendMessage` span, and the `traceparent` the entry carries to
 /// every replica: this span's when recorded, else the caller's as
 /// forwarded. Ends when dropped.
-pub struct PublishTrace {
+pub(crate) struct PublishTrace {
     cx: Option<Context>,
     traceparent: Option<String>,
 }
 
 impl PublishTrace {
-    pub fn start(stream: &str) -> Self {
+    pub(crate) fn start(stream: &str) -> Self {
         let parent = tracing::Span::current().context();
         if !parent.span().span_context().is_sampled() {
             return Self {
@@ -53,12 +53,12 @@ impl PublishTrace {
         }
     }
 
-    pub fn traceparent(&self) -> Option<&str> {
+    pub(crate) fn traceparent(&self) -> Option<&str> {
         self.traceparent.as_deref()
     }
 
     /// Records the entry's id and offset, or the failure.
-    pub fn finish(&self, outcome: Result<(&str, u64), &str>) {
+    pub(crate) fn finish(&self, outcome: Result<(&str, u64), &str>) {
         let Some(cx) = &self.cx else { return };
         let span = cx.span();
         match outcome {
@@ -81,7 +81,7 @@ impl Drop for PublishTrace {
 
 /// One replica's `broker.receive` span (CONSUMER) of one entry, continuing
 /// the sender's trace from the entry's `traceparent`; ends when dropped.
-pub struct ReceiveTrace {
+pub(crate) struct ReceiveTrace {
     cx: Context,
     traceparent: String,
     recorded: bool,
@@ -89,7 +89,7 @@ pub struct ReceiveTrace {
 
 impl ReceiveTrace {
     /// `None` when the entry carries no valid `traceparent`.
-    pub fn start(traceparent: &str, stream: &str, id: &str, offset: u64) -> Option<Self> {
+    pub(crate) fn start(traceparent: &str, stream: &str, id: &str, offset: u64) -> Option<Self> {
         let parent = context_from_traceparent(traceparent);
         if !parent.span().span_context().is_valid() {
             return None;
@@ -115,7 +115,7 @@ impl ReceiveTrace {
 
     /// The `fanout` of this entry on this replica: under `broker.receive`
     /// when recorded, else forwarding the entry's `traceparent`.
-    pub fn fanout(&self, deliver_spans_max: usize) -> Arc<FanoutTrace> {
+    pub(crate) fn fanout(&self, deliver_spans_max: usize) -> Arc<FanoutTrace> {
         if self.recorded {
             FanoutTrace::recorded(self.cx.clone(), deliver_spans_max)
         } else {
