@@ -160,11 +160,15 @@ clean:
 ## (Debian) driven by messenger-bench-nats (tests/bench/nats, its own lockfile,
 ## kept out of the workspace so `make build` never compiles async-nats and rustls).
 ## The Redis-engine runs (issue 14) start redis-server (Debian, via test-tools)
-## on a free loopback port each.
+## on a free loopback port each. Side-by-side groups (ours/nats-server/Redis at
+## K=100 and 1000, ours/Redis saturated, tracing off/on) run BENCH_ROUNDS times
+## alternating (A B A B A B); summary.md gives each figure's median and
+## min–max and marks a target met only when every run meets it.
 .PHONY: bench bench-smoke bench-anchors
+BENCH_ROUNDS ?= 3
 bench: build bench-anchors test-tools
 	$(BIN)/messenger-bench suite --bin-dir $(BIN) --out target/bench \
-	  --python $(VENV)/bin/python
+	  --python $(VENV)/bin/python --rounds $(BENCH_ROUNDS)
 
 bench-anchors: $(VENV)/.bench-installed
 	tests/bench/install-anchors.sh

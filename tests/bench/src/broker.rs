@@ -20,6 +20,7 @@
 //! installs it; the suite goes on.
 
 use crate::procs::{Proc, child};
+use crate::rounds::Spread;
 use crate::suite::Bins;
 use crate::targets::{errors, get, ratio, row};
 use serde_json::{Value, json};
@@ -155,8 +156,8 @@ pub(crate) fn rows(runs: &Value) -> Vec<Value> {
             rows.push(row(
                 format!(
                     "SendMessage {p} with the broker hop, K={k} (ms; in-process: {})",
-                    get(runs, &ours, &format!("/send_latency_ms/{p}"))
-                        .map_or("–".to_owned(), |v| format!("{v:.2}"))
+                    Spread::of(&get(runs, &ours, &format!("/send_latency_ms/{p}")))
+                        .map_or("–".to_owned(), |s| format!("median {:.2}", s.median))
                 ),
                 get(runs, &redis, &format!("/send_latency_ms/{p}")),
                 None,

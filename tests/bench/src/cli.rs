@@ -78,6 +78,8 @@ pub(crate) struct SuiteArgs {
     pub(crate) duration: f64,
     pub(crate) publishers: usize,
     pub(crate) idle_subscribers: usize,
+    /// Rounds of each side-by-side group (A B A B A B for 3).
+    pub(crate) rounds: usize,
     pub(crate) python: PathBuf,
     pub(crate) nats_server: PathBuf,
     pub(crate) redis_server: PathBuf,
@@ -224,6 +226,7 @@ impl Given {
                 duration: self.get("duration")?,
                 publishers: self.get("publishers")?,
                 idle_subscribers: self.get("idle-subscribers")?,
+                rounds: self.get::<usize>("rounds")?.max(1),
                 python: self.get("python")?,
                 nats_server: self.get("nats-server")?,
                 redis_server: self.get("redis-server")?,
@@ -290,6 +293,7 @@ mod tests {
             (s.duration, s.publishers, s.idle_subscribers),
             (8.0, 4, 10_000)
         );
+        assert_eq!(s.rounds, 3);
         let Ok(Command::Soak(s)) = run("soak --duration 60") else {
             panic!("soak parses")
         };

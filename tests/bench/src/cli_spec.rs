@@ -84,7 +84,7 @@ pub(crate) const SPECS: [Spec; 6] = [
             flag(
                 "payload",
                 "BYTES",
-                "Bytes of `text` per message (at least the 17-byte id header)",
+                "Bytes of `text` per message (at least the 34-byte header: id and send stamp)",
                 Some("64"),
             ),
             flag(
@@ -187,6 +187,12 @@ pub(crate) const SPECS: [Spec; 6] = [
                 "N",
                 "Idle subscribers (one connection each)",
                 Some("10000"),
+            ),
+            flag(
+                "rounds",
+                "N",
+                "Rounds of each side-by-side group (ours/NATS/Redis, tracing on/off), alternating A B A B ...",
+                Some("3"),
             ),
             flag(
                 "python",

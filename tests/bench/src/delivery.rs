@@ -28,6 +28,8 @@ pub(crate) struct Delivery {
     pub(crate) id: Option<(usize, u64)>,
     /// `sendTime` as unix nanoseconds; 0 when absent.
     pub(crate) send_time: i128,
+    /// The publisher's send stamp from the text ([`message::clock_nanos`]).
+    pub(crate) sent_at: Option<u64>,
 }
 
 /// Reads a length prefix and hands the next `len` bytes to `f` (from the
@@ -82,7 +84,8 @@ impl prost::Message for Delivery {
                 self.probe = with_bytes(buf, |b| b == PROBE_AUTHOR.as_bytes())?;
             }
             (2, WireType::LengthDelimited) => {
-                self.id = with_bytes(buf, message::decode_bytes)?;
+                (self.id, self.sent_at) =
+                    with_bytes(buf, |b| (message::decode_bytes(b), message::sent_bytes(b)))?;
             }
             (3, WireType::LengthDelimited) => {
                 self.send_time = with_bytes(buf, timestamp)??;
@@ -114,7 +117,7 @@ mod tests {
     #[test]
     fn matches_the_full_decode() {
         let mut text = String::new();
-        message::encode(3, 42, 64, &mut text);
+        message::encode(3, 42, 99, 64, &mut text);
         let sent = prost_types::Timestamp {
             seconds: 1_700_000_000,
             nanos: 123_456_789,
@@ -128,6 +131,7 @@ mod tests {
         };
         let d = decoded(&full);
         assert_eq!(d.id, Some((3, 42)));
+        assert_eq!(d.sent_at, Some(99));
         assert!(!d.probe);
         assert_eq!(d.send_time, 1_700_000_000_123_456_789);
         let probe = ServerMessageResponse {
@@ -140,7 +144,8 @@ mod tests {
             Delivery {
                 probe: true,
                 id: None,
-                send_time: 0
+                send_time: 0,
+                sent_at: None,
             }
         );
         assert!(Delivery::decode(&[0x12, 0x05, b'a'][..]).is_err());

@@ -24,6 +24,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The interval of `delivery_latency_ms`, as `messenger-bench-nats` reports
+/// its own (the same words: the two are compared).
+pub(crate) const LATENCY_FROM: &str = "publisher's send to subscriber's receipt, bench clock";
 /// Longest wait for subscribers to receive what was acknowledged.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Longest wait for the tasks to end once stopped or past their deadline.
@@ -45,6 +48,8 @@ pub(crate) struct FanoutReport {
     pub(crate) accepted_per_sec: f64,
     pub(crate) deliveries: u64,
     pub(crate) deliveries_per_sec: f64,
+    /// What `delivery_latency_ms` measures: [`LATENCY_FROM`].
+    pub(crate) delivery_latency_from: &'static str,
     pub(crate) delivery_latency_ms: Percentiles,
     pub(crate) send_latency_ms: P50P99,
     pub(crate) lost: u64,
@@ -247,6 +252,7 @@ fn summarize(
         } else {
             deliveries as f64 / delivery_secs
         },
+        delivery_latency_from: LATENCY_FROM,
         delivery_latency_ms: Percentiles::of(&latency),
         send_latency_ms: P50P99::of(&send_latency),
         lost,

@@ -6,9 +6,11 @@
 //!   delivery latency and per-stream loss/duplicate/order checks.
 //! - [`idle`]: server memory per idle subscriber.
 //! - [`http`]: `POST /sendMessage` load on a messenger-client.
-//! - [`suite`] ([`procs`], [`chart`], [`targets`], [`anchors`]): `make bench`,
-//!   the standard runs against freshly started binaries, side by side with the
-//!   course design and nats-server, with a summary, chart and targets.
+//! - [`suite`] ([`procs`], [`chart`], [`targets`], [`markdown`], [`anchors`],
+//!   [`broker`], [`telemetry`], [`rounds`]): `make bench`, the standard runs
+//!   against freshly started binaries, side by side with the course design,
+//!   nats-server and the Redis engine, in alternating rounds, with a summary
+//!   (median and spread of each figure), chart and targets.
 //! - [`soak`] ([`soak_load`], [`soak_watch`]): `make soak`, long mixed load
 //!   with loss/order checks and RSS/fd trends, non-zero exit on a violation.
 //! - [`otlp_sink`]: a span-counting OTLP receiver for the telemetry run.
@@ -25,12 +27,14 @@ mod delivery;
 mod fanout;
 mod http;
 mod idle;
+mod markdown;
 mod message;
 mod otlp_sink;
 mod procfs;
 mod procs;
 mod publisher;
 mod report;
+mod rounds;
 mod soak;
 mod soak_churn;
 mod soak_load;
@@ -39,6 +43,7 @@ mod soak_watch;
 mod subscriber;
 mod suite;
 mod targets;
+mod telemetry;
 
 use cli::{Command, Parsed};
 use std::process::ExitCode;

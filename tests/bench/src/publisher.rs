@@ -72,7 +72,7 @@ pub(crate) async fn run(
             break;
         }
         let seq = stats.sent;
-        message::encode(id, seq, plan.payload, &mut text);
+        message::encode(id, seq, message::clock_nanos(), plan.payload, &mut text);
         let request = SendMessageRequest {
             author: AUTHOR.to_owned(),
             text: text.clone(),

@@ -89,7 +89,7 @@ pub(crate) async fn http_sender(addr: SocketAddr, id: usize, rate: f64, end: Ins
             return stats;
         }
         tokio::time::sleep_until(due).await;
-        message::encode(id, stats.sent, 64, &mut text);
+        message::encode(id, stats.sent, message::clock_nanos(), 64, &mut text);
         let body = serde_json::json!({ "author": AUTHOR, "text": text }).to_string();
         let t0 = Instant::now();
         let result = match &mut sender {

@@ -1,7 +1,8 @@
 //! One fan-out subscriber: reads its stream and checks it as it goes.
 //!
 //! Per message the work is kept tiny: a decode that allocates nothing
-//! ([`Delivery`]), one clock read, the sendTime order check, a fixed-width
+//! ([`Delivery`]), two clock reads (the bench's clock for the latency, the
+//! host's for the end of the run), the sendTime order check, a fixed-width
 //! id parse, one bit in a per-publisher bitset (exact duplicate detection),
 //! one HDR record and one relaxed atomic store. Lost messages are counted at
 //! the end against what the publishers were acknowledged for
@@ -9,6 +10,7 @@
 
 use crate::conn::Readiness;
 use crate::delivery::{Delivery, READ_MESSAGES};
+use crate::message::clock_nanos;
 use crate::report;
 use hdrhistogram::Histogram;
 use messenger_proto::time::unix_nanos_now;
@@ -45,7 +47,9 @@ pub(crate) struct Progress {
 /// A subscriber's verdict on its stream.
 #[derive(Debug)]
 pub(crate) struct SubStats {
-    /// Delivery latency (receipt minus sendTime), µs, measured messages only.
+    /// Delivery latency, µs, measured messages only: receipt minus the
+    /// publisher's send stamp, both on the bench's clock
+    /// ([`crate::message::clock_nanos`]).
     pub(crate) latency: Histogram<u64>,
     /// Per publisher: bit `seq` set once message `seq` arrived.
     seen: Vec<Vec<u64>>,
@@ -163,6 +167,7 @@ pub(crate) async fn run(
                 break;
             }
         };
+        let received = clock_nanos();
         let now = unix_nanos_now();
         let sent = msg.send_time;
         if sent <= last_send_time {
@@ -176,11 +181,14 @@ pub(crate) async fn run(
             }
             continue;
         }
-        match msg.id.filter(|(p, _)| *p < publishers) {
-            Some((p, seq)) => stats.on_message(p, seq),
-            None => stats.foreign += 1,
+        match (msg.id.filter(|(p, _)| *p < publishers), msg.sent_at) {
+            (Some((p, seq)), Some(sent_at)) => {
+                stats.on_message(p, seq);
+                let micros = received.saturating_sub(sent_at) / 1000;
+                report::record(&mut stats.latency, micros);
+            }
+            _ => stats.foreign += 1,
         }
-        report::record(&mut stats.latency, ((now - sent).max(0) / 1000) as u64);
         stats.last_receipt = now;
         progress.distinct.store(stats.distinct, Ordering::Relaxed);
     }

@@ -2,22 +2,28 @@
 //! release server (and client, for `http`), each as a child
 //! `messenger-bench` process so its CPU figure is its own.
 //!
-//! Runs: fanout K = 1, 8, 100, 1000 at max rate, each followed by its
-//! anchors ([`crate::anchors`]: the course design at K = 8 and 100, NATS at
-//! K = 100 and 1000); K = 1000 at half the rate found; idle with 10,000
-//! subscribers on 10,000 connections; http with 10 connections; fanout
-//! K = 100 with the OTLP exporter on (into `otlp-sink`) at 100% and at 10%
-//! head sampling, and off ("off" is no trace export: the server's metrics
-//! recorder is always on). The Redis-engine runs ([`crate::broker`]) follow
-//! the in-process runs they are compared with. A failed run is recorded in the summary and the
-//! suite goes on. Every child is bounded (its duration + [`CHILD_SLACK`]).
+//! Runs, in order: fanout K = 1, 8, 100, 1000 at max rate; at K = 8 and 100
+//! the course design first ([`crate::anchors`]); at K = 100 and 1000 ours,
+//! nats-server and the Redis engine ([`crate::broker`]) in `--rounds`
+//! alternating rounds ([`crate::rounds`]); two Redis replicas at K = 1000 and
+//! the stream's ceiling; ours and Redis saturated (64 publishers), in rounds;
+//! K = 1000 at a fixed 250 msg/s, in rounds; idle with 10,000 subscribers on
+//! 10,000 connections; http with 10 connections, in rounds; fanout K = 100
+//! without trace export, then with the OTLP exporter on (into `otlp-sink`) at
+//! 100% and at 10% head sampling, in rounds ([`crate::telemetry`]; "off" is
+//! no trace export: the server's metrics recorder is always on). A failed run
+//! is recorded in the summary and the suite goes on. Every child is bounded
+//! (its duration + [`CHILD_SLACK`]).
 
 use crate::anchors::{self, NATS_KS, REFERENCE_KS};
 use crate::broker;
 use crate::chart;
 use crate::cli::SuiteArgs;
+use crate::markdown;
 use crate::procs::{Proc, child};
+use crate::rounds::{self, Side};
 use crate::targets;
+use crate::telemetry;
 use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,69 +44,20 @@ pub(crate) struct Bins {
 }
 
 pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
-    let bins = binaries(
+    let began = std::time::Instant::now();
+    let bins = &binaries(
         &args.bin_dir,
         crate::cli::duration(args.duration)? + CHILD_SLACK,
     )?;
+    let args = &args;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("create {}: {e}", args.out.display()))?;
     let mut runs = Map::new();
+    let out = args.out.as_path();
     let secs = args.duration.to_string();
     let pubs = args.publishers.to_string();
-    let fanout = |name: &str, env: &[(&str, &str)], k: &str, extra: &[&str]| {
-        fanout_run(
-            &bins,
-            &args.out,
-            name,
-            env,
-            &[
-                &[
-                    "--subscribers",
-                    k,
-                    "--publishers",
-                    &pubs,
-                    "--duration",
-                    &secs,
-                ],
-                extra,
-            ]
-            .concat(),
-        )
-    };
-    for k in FANOUT_KS {
-        let (name, k) = (format!("fanout-k{k}"), k.to_string());
-        runs.insert(name.clone(), fanout(&name, &[], &k, &[]));
-        let same = [
-            "--subscribers",
-            &k,
-            "--publishers",
-            &pubs,
-            "--duration",
-            &secs,
-        ];
-        if REFERENCE_KS.iter().any(|r| r.to_string() == k) {
-            let name = format!("reference-k{k}");
-            let run = anchors::reference(&bins, &args.out, &args.python, &name, &same);
-            runs.insert(name, run);
-        }
-        if NATS_KS.iter().any(|n| n.to_string() == k) {
-            let name = format!("nats-k{k}");
-            let run = anchors::nats(&bins, &args.out, &args.nats_server, &name, &same);
-            runs.insert(name, run);
-        }
-        if broker::REDIS_KS.iter().any(|n| n.to_string() == k) {
-            let name = format!("redis-fanout-k{k}");
-            let run = broker::fanout(&bins, &args.out, &args.redis_server, &name, 1, &same);
-            runs.insert(name, run);
-        }
-    }
-    // Two replicas on one stream: fan-out at K=1000, then the acceptance ceiling.
-    let ceiling_pubs = broker::CEILING_PUBLISHERS.to_string();
-    for (name, k, publishers) in [
-        ("redis-replicas-k1000", "1000", pubs.as_str()),
-        ("redis-ceiling", "2", ceiling_pubs.as_str()),
-    ] {
-        let flags = [
+    let load = |k: &str, publishers: &str, extra: &[&str]| -> Vec<String> {
+        let base = [
             "--subscribers",
             k,
             "--publishers",
@@ -108,68 +65,109 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
             "--duration",
             &secs,
         ];
-        let run = broker::fanout(&bins, &args.out, &args.redis_server, name, 2, &flags);
+        base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let ours = move |env: Vec<(String, String)>, flags: Vec<String>| -> Taker<'_> {
+        Box::new(move |name: &str| {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            fanout_run(bins, out, name, &env, &strs(&flags))
+        })
+    };
+    for k in FANOUT_KS {
+        let flags = load(&k.to_string(), &pubs, &[]);
+        if REFERENCE_KS.contains(&k) {
+            let name = format!("reference-k{k}");
+            let run = anchors::reference(bins, out, &args.python, &name, &strs(&flags));
+            runs.insert(name, run);
+        }
+        let mut sides: Vec<Side<'_>> = vec![(format!("fanout-k{k}"), ours(vec![], flags.clone()))];
+        if NATS_KS.contains(&k) {
+            let f = flags.clone();
+            let nats =
+                move |name: &str| anchors::nats(bins, out, &args.nats_server, name, &strs(&f));
+            sides.push((format!("nats-k{k}"), Box::new(nats)));
+        }
+        if broker::REDIS_KS.contains(&k) {
+            sides.push((
+                format!("redis-fanout-k{k}"),
+                redis(bins, args, flags.clone()),
+            ));
+        }
+        let n = if sides.len() > 1 { args.rounds } else { 1 };
+        rounds::alternate(&mut runs, n, &sides);
+    }
+    // Two replicas on one stream: fan-out at K=1000, then the acceptance ceiling.
+    let ceiling_pubs = broker::CEILING_PUBLISHERS.to_string();
+    for (name, k, publishers) in [
+        ("redis-replicas-k1000", "1000", pubs.as_str()),
+        ("redis-ceiling", "2", ceiling_pubs.as_str()),
+    ] {
+        let flags = load(k, publishers, &[]);
+        let run = broker::fanout(bins, out, &args.redis_server, name, 2, &strs(&flags));
         runs.insert(name.to_owned(), run);
     }
     // Both engines saturated, side by side (see `broker`).
     let saturating = broker::SATURATING_PUBLISHERS.to_string();
     for k in broker::REDIS_KS {
-        let k = k.to_string();
-        let flags = [
-            "--subscribers",
-            &k,
-            "--publishers",
-            &saturating,
-            "--duration",
-            &secs,
+        let flags = load(&k.to_string(), &saturating, &[]);
+        let sides: [Side<'_>; 2] = [
+            (
+                format!("fanout-k{k}-p{saturating}"),
+                ours(vec![], flags.clone()),
+            ),
+            (
+                format!("redis-fanout-k{k}-p{saturating}"),
+                redis(bins, args, flags),
+            ),
         ];
-        let name = format!("fanout-k{k}-p{saturating}");
-        runs.insert(
-            name.clone(),
-            fanout_run(&bins, &args.out, &name, &[], &flags),
-        );
-        let name = format!("redis-fanout-k{k}-p{saturating}");
-        let run = broker::fanout(&bins, &args.out, &args.redis_server, &name, 1, &flags);
-        runs.insert(name, run);
+        rounds::alternate(&mut runs, args.rounds, &sides);
     }
-    let max_rate = runs["fanout-k1000"]["accepted_per_sec"].as_f64();
-    let half = match max_rate {
-        Some(rate) if rate > 0.0 => {
-            let half = format!("{:.1}", rate / 2.0);
-            fanout("fanout-k1000-half", &[], "1000", &["--rate", &half])
-        }
-        _ => json!({ "error": "skipped: the K=1000 max-rate run found no rate" }),
-    };
-    runs.insert("fanout-k1000-half".to_owned(), half);
+    let fixed = load("1000", &pubs, &["--rate", targets::FIXED_RATE]);
+    let fixed: [Side<'_>; 1] = [(targets::K1000_FIXED.to_owned(), ours(vec![], fixed))];
+    rounds::alternate(&mut runs, args.rounds, &fixed);
     let n = args.idle_subscribers.to_string();
     let idle_name = format!("idle-{n}");
-    let idle = with_server(&bins, &[], |addr, pid| {
-        bench(
-            &bins,
-            &args.out,
-            &idle_name,
-            &[
-                "idle",
-                "--server",
-                addr,
-                "--server-pid",
-                pid,
-                "--subscribers",
-                &n,
-            ],
-        )
+    let idle = with_server(bins, &[], |addr, pid| {
+        let flags = [
+            "idle",
+            "--server",
+            addr,
+            "--server-pid",
+            pid,
+            "--subscribers",
+            &n,
+        ];
+        bench(bins, out, &idle_name, &flags)
     });
     runs.insert("idle".to_owned(), idle);
-    runs.insert("http-c10".to_owned(), http_run(&bins, &args.out, &secs));
-    let (on, spans_all) = telemetry_on(&bins, &[], |env| fanout("telemetry-on", env, "100", &[]));
-    runs.insert("telemetry-on".to_owned(), on);
-    let off = fanout("telemetry-off", &[], "100", &[]);
-    runs.insert("telemetry-off".to_owned(), off);
-    let (on, spans_10pct) = telemetry_on(&bins, &SAMPLE_10PCT, |env| {
-        fanout("telemetry-on-10pct", env, "100", &[])
-    });
-    runs.insert("telemetry-on-10pct".to_owned(), on);
-    let spans = (spans_all, spans_10pct);
+    let http: [Side<'_>; 1] = [(
+        "http-c10".to_owned(),
+        Box::new(|name: &str| http_run(bins, out, name, &secs)),
+    )];
+    rounds::alternate(&mut runs, args.rounds, &http);
+    let k100 = load("100", &pubs, &[]);
+    let traced = |sampling: &'static [(&'static str, &'static str)]| -> Taker<'_> {
+        let flags = k100.clone();
+        Box::new(move |name: &str| {
+            telemetry::on(bins, sampling, |env| {
+                let env = env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                ours(env, flags.clone())(name)
+            })
+        })
+    };
+    let sides: [Side<'_>; 3] = [
+        ("telemetry-off".to_owned(), ours(vec![], k100.clone())),
+        ("telemetry-on".to_owned(), traced(&[])),
+        (
+            "telemetry-on-10pct".to_owned(),
+            traced(&telemetry::SAMPLE_10PCT),
+        ),
+    ];
+    rounds::alternate(&mut runs, args.rounds, &sides);
 
     let runs = Value::Object(runs);
     let chart_path = args.out.join("chart.svg");
@@ -177,24 +175,46 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         Ok(()) => chart_path.display().to_string(),
         Err(e) => format!("chart failed: {e}"),
     };
+    let spans = (
+        telemetry::spans(&runs, "telemetry-on"),
+        telemetry::spans(&runs, "telemetry-on-10pct"),
+    );
     let summary = targets::summary(&runs, spans);
-    let markdown = targets::markdown(&summary, &runs);
+    let markdown = markdown::render(&summary, &runs);
     let spans_json = json!({ "sampled_100pct": spans.0, "sampled_10pct": spans.1 });
-    let text = serde_json::to_string_pretty(
-        &json!({ "runs": runs, "targets": summary, "spans_exported": spans_json }),
-    )
+    let secs_taken = began.elapsed().as_secs();
+    let text = serde_json::to_string_pretty(&json!({
+        "rounds": args.rounds, "suite_secs": secs_taken,
+        "runs": runs, "targets": summary, "spans_exported": spans_json,
+    }))
     .expect("a Value serializes");
     let path = args.out.join("summary.json");
     std::fs::write(&path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))?;
     let md = args.out.join("summary.md");
     std::fs::write(&md, &markdown).map_err(|e| format!("write {}: {e}", md.display()))?;
     println!(
-        "\n{markdown}\nJSON: {}/*.json, summary: {} and {}, chart: {chart_note}",
+        "\n{markdown}\nsuite: {} rounds, {secs_taken} s. JSON: {}/*.json, summary: {} and {}, chart: {chart_note}",
+        args.rounds,
         args.out.display(),
         path.display(),
         md.display()
     );
     Ok(())
+}
+
+/// How a side of a group takes one run, given the run's name.
+type Taker<'a> = Box<dyn Fn(&str) -> Value + 'a>;
+
+/// The Redis-engine run (one replica) with `flags`.
+fn redis<'a>(bins: &'a Bins, args: &'a SuiteArgs, flags: Vec<String>) -> Taker<'a> {
+    Box::new(move |name: &str| {
+        broker::fanout(bins, &args.out, &args.redis_server, name, 1, &strs(&flags))
+    })
+}
+
+/// `&str` views of owned flags.
+fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
 }
 
 fn binaries(dir: &Path, child_limit: Duration) -> Result<Bins, String> {
@@ -251,7 +271,7 @@ fn fanout_run(bins: &Bins, out: &Path, name: &str, env: &[(&str, &str)], args: &
     })
 }
 
-fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
+fn http_run(bins: &Bins, out: &Path, name: &str, secs: &str) -> Value {
     with_server(bins, &[], |addr, server_pid| {
         let env = [
             ("MESSENGER_SERVER_ADDR", addr),
@@ -266,7 +286,7 @@ fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
             Ok(http) => bench(
                 bins,
                 out,
-                "http-c10",
+                name,
                 &[
                     "http",
                     "--client",
@@ -286,41 +306,4 @@ fn http_run(bins: &Bins, out: &Path, secs: &str) -> Value {
         client.stop();
         value
     })
-}
-
-/// Head sampling of 10% of the traces (the SDK's standard variables).
-const SAMPLE_10PCT: [(&str, &str); 2] = [
-    ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-    ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
-];
-
-/// The K=100 run with the server exporting spans (sampled per `sampling`)
-/// to an `otlp-sink`; also returns how many spans the sink received.
-fn telemetry_on(
-    bins: &Bins,
-    sampling: &[(&str, &str)],
-    fanout: impl FnOnce(&[(&str, &str)]) -> Value,
-) -> (Value, Option<u64>) {
-    let sink = match Proc::spawn("otlp-sink", &bins.bench, &["otlp-sink"], &[]) {
-        Ok(sink) => sink,
-        Err(e) => return (json!({ "error": e }), None),
-    };
-    let endpoint = match sink.wait_addr("otlp_addr") {
-        Ok(addr) => format!("http://{addr}"),
-        Err(e) => return (json!({ "error": e }), None),
-    };
-    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
-    env.extend_from_slice(sampling);
-    let value = fanout(&env);
-    // The server exports its last batch on shutdown, before `stop` returns.
-    let spans = sink_spans(sink);
-    (value, spans)
-}
-
-fn sink_spans(sink: Proc) -> Option<u64> {
-    // SAFETY: kill(2) has no memory effects; the sink is our unreaped child.
-    unsafe { libc::kill(sink.pid() as libc::pid_t, libc::SIGTERM) };
-    let spans = sink.wait_value("spans_received").ok()?.parse().ok();
-    sink.stop();
-    spans
 }
