@@ -23,8 +23,9 @@ run: build
 	wait
 
 ## Dev CA, server/client certificates and tokens for the secure setup, in
-## ops/secure/ (gitignored). Keeps an existing set unless FORCE=1;
-## SHARED_KEYS=1 makes keys readable by all (containers running as another uid).
+## ops/secure/ (gitignored). Keeps an existing set unless FORCE=1. Keys and
+## tokens get an ACL entry for the containers' uid 10001 only (also on a kept
+## set); SHARED_KEYS=1 makes them readable by all (rootless podman).
 CERTS_DIR ?= ops/secure
 certs:
 	$(CARGO) build --release -p messenger-tests --bin gen-certs
@@ -109,10 +110,9 @@ up:
 	$(STACK_URLS)
 
 ## The same with TLS and tokens, from the files `make certs` writes to ops/secure/.
-## Makes the certificates first if ops/secure/ has none (keys readable by the
-## containers' uid: SHARED_KEYS=1).
+## Makes the certificates first if ops/secure/ has none.
 up-secure:
-	@test -f $(CERTS_DIR)/ca.pem || $(MAKE) certs SHARED_KEYS=1
+	@test -f $(CERTS_DIR)/ca.pem || $(MAKE) certs
 	$(COMPOSE) $(SECURE) up -d --build
 	$(STACK_URLS)
 

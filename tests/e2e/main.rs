@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod contract;
 mod debug;
+mod gen_certs;
 mod health;
 mod healthcheck;
 mod logs;

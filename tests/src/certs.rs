@@ -16,7 +16,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+mod access;
 mod openssl;
+pub use access::{Access, CONTAINER_UID, acl_owner_and, grant_read};
 pub use openssl::{SAN_LOCALHOST, openssl_self_signed, openssl_v1_client, req_x509};
 
 /// rcgen's date for `days` from today (negative: in the past).
@@ -43,6 +45,11 @@ pub const DEV_FILES: &[&str] = &[
     "client1.env",
     "client2.env",
 ];
+
+/// What the containers read of [`DEV_FILES`] besides the certificates: their
+/// keys and the server's token table ([`share_dev_set`]). The `<author>.env`
+/// files are read by compose on the host, so they stay the owner's.
+pub const CONTAINER_SECRETS: &[&str] = &["server.key", "client.key", "tokens"];
 
 /// Authors of the development tokens, one `<author>.env` each.
 pub const DEV_AUTHORS: &[&str] = &["client1", "client2"];
@@ -195,8 +202,9 @@ impl TestPki {
 }
 
 /// Writes [`DEV_FILES`] into `dir`: certificates 0644; keys, tokens and env
-/// files 0600, or 0644 with `shared_keys` (for containers that run as another
-/// user). The CA's key is not kept: to issue more, generate a new set.
+/// files 0600, or 0644 with `shared_keys`. [`share_dev_set`] then gives the
+/// containers' user read access. The CA's key is not kept: to issue more,
+/// generate a new set.
 pub fn write_dev_set(dir: &Path, shared_keys: bool) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let secret_mode = if shared_keys { 0o644 } else { 0o600 };
@@ -229,6 +237,24 @@ pub fn write_dev_set(dir: &Path, shared_keys: bool) -> std::io::Result<Vec<PathB
         written.push(path);
     }
     Ok(written)
+}
+
+/// Makes [`CONTAINER_SECRETS`] in `dir` readable by [`CONTAINER_UID`] (an
+/// ACL entry, else 0644: see [`grant_read`]), or every secret 0644 with
+/// `shared_keys`. Idempotent, so `make certs` also fixes a set it keeps.
+pub fn share_dev_set(dir: &Path, shared_keys: bool) -> std::io::Result<Vec<(PathBuf, Access)>> {
+    let mut out = Vec::new();
+    for name in CONTAINER_SECRETS {
+        let path = dir.join(name);
+        out.push((path.clone(), grant_read(&path, CONTAINER_UID, shared_keys)?));
+    }
+    if shared_keys {
+        for author in DEV_AUTHORS {
+            let path = dir.join(format!("{author}.env"));
+            out.push((path.clone(), grant_read(&path, CONTAINER_UID, true)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Creates or truncates `path` with `mode` (also applied to an existing file).
