@@ -17,6 +17,9 @@
   Prometheus mounting ops/prometheus/prometheus-scale.yml, which is prometheus.yml except that the
   messenger-server job scrapes exactly the replicas' metrics ports, each with its own `replica`
   label; every replica's stop_grace_period above its drain.
+- The stack defects of issues 23 and 26 (static_stack.py): multi-arch grpcurl, collector
+  metric names, Grafana mounts/log mode/heatmap tooltips, Jaeger's max_traces against its
+  memory, image pins, nofile, Dockerfile headers, metrics ports on 127.0.0.1.
 - Grafana's entrypoint (ops/grafana/entrypoint.sh, run here with sh): without a password it
   makes a random one at first start, mode 0600 in the data dir, and keeps it across restarts;
   a password the operator sets (even the empty one compose passes when unset counts as unset)
@@ -35,6 +38,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
+import static_stack
 
 OPS = Path(__file__).resolve().parents[1]
 REPO = OPS.parent
@@ -291,6 +296,7 @@ def main():
     pipelines = collector(services)
     compose_mounts(services)
     grafana_entrypoint(services)
+    static_stack.check_all(check, replicas)
     if errors:
         print("FAIL:", *errors, sep="\n  ")
         sys.exit(1)

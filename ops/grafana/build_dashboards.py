@@ -113,7 +113,7 @@ def heatmap(title, description, expr, links=()):
         "targets": [target(expr, "{{le}}", "A", format="heatmap", interval="")],
         "options": {"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1,
                     "color": {"mode": "scheme", "scheme": "Oranges", "steps": 64},
-                    "tooltip": {"show": True, "yHistogram": True}},
+                    "tooltip": {"mode": "single", "yHistogram": True}},
         "links": list(links),
     }
 
