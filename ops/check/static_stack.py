@@ -98,7 +98,8 @@ def jaeger(check, svcs, replicas):
     flags = " ".join(jaeger.get("command") or [])
     found = re.search(r"--set=extensions\.jaeger_storage\.backends\.some_storage\.memory\.max_traces=(\d+)", flags)
     check(found, "docker-compose.yml: jaeger without a max_traces (all-in-one keeps 100,000 traces)")
-    cap = re.search(r"DEFAULT_TRACE_DELIVER_SPANS_MAX: usize = (\d+);", (REPO / "server/src/config.rs").read_text())
+    sources = "".join(p.read_text() for p in sorted((REPO / "server/src").rglob("*.rs")))
+    cap = re.search(r"DEFAULT_TRACE_DELIVER_SPANS_MAX: usize = (\d+);", sources)
     spans = SENDING_SPANS + replicas * (2 + int(cap.group(1))) + CLIENTS
     if found:
         need = int(found.group(1)) * spans * JAEGER_BYTES_PER_SPAN / 2**20
