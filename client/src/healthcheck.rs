@@ -39,7 +39,7 @@ pub fn probe_addr(config: &Config) -> SocketAddr {
 /// `Ok` when `GET /readyz` answers 200; the error says what came back instead.
 pub fn check(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
-        // CONTRACT.md: the HTTP port opens once the first subscription is
+        // proto/CONTRACT.md: the HTTP port opens once the first subscription is
         // registered, so a closed port usually means "not subscribed yet".
         std::io::ErrorKind::ConnectionRefused => format!(
             "connect: {e} (the client opens its HTTP port only once subscribed to the server; \

@@ -116,7 +116,7 @@ pub(crate) async fn send_message(
     let send_time = state.backend.send(request.author, request.text).await?;
     // The server queued it to this client's stream before acknowledging;
     // answer once the stream has buffered it, so a flush right after this
-    // answer holds it (CONTRACT.md: a message sent through a client always
+    // answer holds it (proto/CONTRACT.md: a message sent through a client always
     // appears in that client's own buffer). Bounded: a stream that broke
     // meanwhile replays it on resume.
     if !state.buffer.wait_pushed(&send_time, OWN_COPY_WAIT).await {

@@ -3,7 +3,7 @@
 //! `messenger-runtime`, `proto/runtime/`).
 //!
 //! - [`pb`]: generated code for the `mes_grpc` package (`messenger.proto`,
-//!   CONTRACT.md) and [`FILE_DESCRIPTOR_SET`] for reflection. The set includes
+//!   proto/CONTRACT.md) and [`FILE_DESCRIPTOR_SET`] for reflection. The set includes
 //!   the imported well-known types, so grpcurl resolves every type without a
 //!   local `.proto`.
 //! - [`SERVICE_NAME`] and the request metadata keys of the opt-in extensions.

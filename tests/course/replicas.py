@@ -4,7 +4,7 @@ With MESSENGER_TEST_REPLICAS=N (N >= 2; `make test-course-replicas` sets 2) and 
 conftest.py starts a redis-server from the Debian package on a free loopback port (no
 persistence, files in a temp dir) and N messenger-servers on it (MESSENGER_BROKER_URL); client1
 uses replica A, client2 replica B, and grpcurl talks to replica A. Every server the suite starts
-joins the same broker, so "the server" of every test is the replicas together, as CONTRACT.md
+joins the same broker, so "the server" of every test is the replicas together, as proto/CONTRACT.md
 defines it for MESSENGER_BROKER_URL. Unset or 1: one server on the in-process engine.
 """
 

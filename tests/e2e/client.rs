@@ -159,7 +159,7 @@ async fn form_content_type_is_read_as_json_and_flush_empties() {
     server.stop().await.unwrap();
 }
 
-/// CONTRACT: a message sent through a client always appears in that
+/// proto/CONTRACT.md: a message sent through a client always appears in that
 /// client's own buffer. `/sendMessage` answers only once its own copy is
 /// buffered, so a flush right after the answer holds it, with no sleep (found
 /// by review with the real binaries: about 1 in 70 immediate flushes lacked

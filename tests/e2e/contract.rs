@@ -1,4 +1,4 @@
-//! CONTRACT.md's gRPC rules: sendTime, subscription window, health, reflection, validation.
+//! proto/CONTRACT.md's gRPC rules: sendTime, subscription window, health, reflection, validation.
 
 use messenger_proto::pb::SendMessageRequest;
 use messenger_tests::*;

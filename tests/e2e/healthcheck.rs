@@ -83,7 +83,7 @@ async fn client_healthcheck_is_0_when_ready_and_1_on_a_closed_port() {
     let closed = healthcheck("messenger-client", &env(closed_port())).await;
     assert_eq!(closed.status.code(), Some(1), "{}", report(&closed));
     let said = String::from_utf8_lossy(&closed.stderr);
-    // The port opens once subscribed (CONTRACT.md): the probe says so.
+    // The port opens once subscribed (proto/CONTRACT.md): the probe says so.
     assert!(
         said.contains("unhealthy") && said.contains("only once subscribed"),
         "{said}"

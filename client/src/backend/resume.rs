@@ -1,4 +1,4 @@
-//! Where this client's stream resumes after a break (CONTRACT.md, "Opt-in
+//! Where this client's stream resumes after a break (proto/CONTRACT.md, "Opt-in
 //! extensions"): the epoch and the offset of the last message it buffered.
 //!
 //! Invariants:

@@ -3,7 +3,7 @@
 //! Invariants:
 //! - `subscribed` is true exactly while a stream is open and live: it turns
 //!   true once the response headers arrive (the server has registered this
-//!   subscriber, CONTRACT.md) or, after a resume, once the replay is buffered
+//!   subscriber, proto/CONTRACT.md) or, after a resume, once the replay is buffered
 //!   ([`super::resume`]), and false as soon as the stream breaks. The
 //!   `messenger_client_stream_connected` gauge is set before it, so whoever
 //!   sees "subscribed" also sees it in `/metrics`.

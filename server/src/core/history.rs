@@ -8,7 +8,7 @@
 //!
 //! Invariants every engine keeps:
 //! - **Offsets.** The first message of an epoch has offset 1; each append is
-//!   the previous offset + 1, in the one total order (CONTRACT.md, "Opt-in
+//!   the previous offset + 1, in the one total order (proto/CONTRACT.md, "Opt-in
 //!   extensions").
 //! - **Epoch.** A string that changes whenever history could have been lost;
 //!   offsets compare only within one epoch.

@@ -1,4 +1,4 @@
-//! The resume protocol's metadata (CONTRACT.md, "Opt-in extensions"): what a
+//! The resume protocol's metadata (proto/CONTRACT.md, "Opt-in extensions"): what a
 //! `ReadMessages` caller asks for, and the response headers that answer it.
 //! Parsing is strict: a malformed `messenger-since` is INVALID_ARGUMENT
 //! naming the header and the expected form, never a silent plain subscribe.
