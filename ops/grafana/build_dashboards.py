@@ -10,7 +10,7 @@ single-server stack, one per replica on a broker). `make ops-check` fails if the
     python3 ops/grafana/build_dashboards.py          # rewrite the JSON files
     python3 ops/grafana/build_dashboards.py --check  # exit 1 if they are stale
 
-Metric names are the ones the binaries export (README, Observability) and the collector's
+Metric names are the ones the binaries export (ops/README.md, Observability) and the collector's
 spanmetrics series (ops/otel-collector/spanmetrics-series.txt); the dashboard check runs every
 query against a real Prometheus scraping the real binaries.
 """

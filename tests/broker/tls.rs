@@ -216,7 +216,7 @@ fn unusable_broker_tls_files_exit_2_naming_the_variable() {
 /// subjectAltName, the replica cannot use it (webpki refuses a CA as the
 /// server's own certificate, and the Redis client takes no pinning
 /// verifier), and the answer says which variable and exactly how to
-/// re-issue it; re-issued as the README's one-liner says (CA:FALSE, the
+/// re-issue it; re-issued as server/README.md's one-liner says (CA:FALSE, the
 /// host in subjectAltName), messages flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_the_openssl_one_liner_certificate() {

@@ -1,6 +1,7 @@
 //! Every setting as a user meets it, for every binary and subcommand: each
-//! variable a binary reads is in its `--help` and in the README's table; the
-//! README's *accepted* ranges are the parsers' own; and a bad value given
+//! variable a binary reads is in its `--help` and in its README's table
+//! (`server/README.md`, `client/README.md`); the README's *accepted* ranges are
+//! the parsers' own; and a bad value given
 //! through a variable is a usage error (exit 2, one line) that names the
 //! variable, not only the flag (found by review: `MESSENGER_BROKER_TIMEOUT_MS=5`
 //! said `--broker-timeout-ms`, and `healthcheck` read three TLS variables no
@@ -11,12 +12,16 @@ use messenger_tests::procs::binary;
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
-const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+const SERVER_README: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../server/README.md"));
+const CLIENT_README: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../client/README.md"));
 
-/// A binary, its clap command and the heading of its README table.
+/// A binary, its clap command, its README and the heading of its table there.
 struct Binary {
     name: &'static str,
     command: clap::Command,
+    readme: &'static str,
     table: &'static str,
 }
 
@@ -25,11 +30,13 @@ fn binaries() -> [Binary; 2] {
         Binary {
             name: "messenger-server",
             command: messenger_server::Config::command(),
+            readme: SERVER_README,
             table: "**Server** (`messenger-server`)",
         },
         Binary {
             name: "messenger-client",
             command: messenger_client::Config::command(),
+            readme: CLIENT_README,
             table: "**Client** (`messenger-client`)",
         },
     ]
@@ -64,10 +71,10 @@ fn env_args(command: &clap::Command) -> Vec<EnvArg> {
     all
 }
 
-/// The rows of the README table under `heading`.
-fn table(heading: &str) -> Vec<&'static str> {
-    let start = README.find(heading).unwrap_or_else(|| panic!("{heading}"));
-    README[start..]
+/// The rows of the table under `heading` in `readme`.
+fn table(readme: &'static str, heading: &str) -> Vec<&'static str> {
+    let start = readme.find(heading).unwrap_or_else(|| panic!("{heading}"));
+    readme[start..]
         .lines()
         .skip_while(|l| !l.starts_with('|'))
         .take_while(|l| l.starts_with('|'))
@@ -115,9 +122,9 @@ fn run(mut command: Command) -> Output {
 
 #[test]
 fn every_variable_is_in_help_and_in_the_readme() {
-    let standard = table("**Both, standard names without flags**");
+    let standard = table(SERVER_README, "**Both, standard names without flags**");
     for bin in binaries() {
-        let rows = table(bin.table);
+        let rows = table(bin.readme, bin.table);
         let mut helps = std::collections::HashMap::new();
         for env_arg in env_args(&bin.command) {
             let sub = env_arg.subcommand.clone();
@@ -153,7 +160,7 @@ fn every_variable_is_in_help_and_in_the_readme() {
 #[test]
 fn readme_ranges_are_the_parsers() {
     for bin in binaries() {
-        let rows = table(bin.table);
+        let rows = table(bin.readme, bin.table);
         for env_arg in env_args(&bin.command) {
             let var = &env_arg.variable;
             let accepted = row(&rows, var).expect("a row (other test)")[3];
@@ -196,7 +203,7 @@ fn closed_port() -> String {
 fn a_bad_value_from_a_variable_names_the_variable() {
     let closed = closed_port();
     for bin in binaries() {
-        let rows = table(bin.table);
+        let rows = table(bin.readme, bin.table);
         for env_arg in env_args(&bin.command) {
             let var = &env_arg.variable;
             if accepts(&bin.command, &env_arg, "x") {

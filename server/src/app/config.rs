@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_AUTHOR_BYTES: usize = 256;
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
 pub const DEFAULT_METRICS_PORT: u16 = 9464;
 /// 16 `deliver` spans keep a sampled message at K >= 16 to 18 spans, about
-/// 60 µs of server CPU; 64 made it 66 spans and about 200 µs (README,
+/// 60 µs of server CPU; 64 made it 66 spans and about 200 µs (ops/README.md,
 /// "Tracing cost"), a third of the untraced cost of the message at K = 100.
 pub const DEFAULT_TRACE_DELIVER_SPANS_MAX: usize = 16;
 pub const DEFAULT_MAX_SUBSCRIBERS: usize = 10_000;

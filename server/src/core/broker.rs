@@ -1,6 +1,9 @@
 //! The Redis Streams engine (issue 14): several replicas share one chat
 //! through one Redis stream.
 //!
+//! The design in full (publishing, group commit, delivery, what each failure
+//! does, limits): `README.md` in this folder.
+//!
 //! - **Publishing** ([`RedisEngine::send`]): one atomic script
 //!   ([`script`]) stamps `sendTime` from Redis `TIME`, counts the offset in
 //!   the metadata key `<stream>:meta`, `XADD`s the entry and trims the stream

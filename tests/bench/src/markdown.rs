@@ -1,6 +1,6 @@
 //! `summary.md`: the figures table ([`crate::targets`]: median, spread over
 //! the rounds, met in every round or not), then one row per run and round,
-//! then the idle and HTTP runs, printed for the README and written to disk.
+//! then the idle and HTTP runs, printed for tests/bench/README.md and written to disk.
 
 use crate::anchors::{NATS_KS, REFERENCE_KS};
 use crate::fanout::LATENCY_FROM;

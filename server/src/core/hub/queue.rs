@@ -4,7 +4,7 @@
 //! state (512 B, cache-padded) and its first block of 32 slots (544 B for
 //! our 16-byte entries) when it is created, whether or not a message ever
 //! arrives. Measured with heaptrack on 1,000 and 2,000 idle `ReadMessages`
-//! streams, that is 1,056 B of every idle subscriber (README, Performance).
+//! streams, that is 1,056 B of every idle subscriber (tests/bench/README.md).
 //!
 //! Invariants:
 //! - **Nothing is allocated until a message arrives.** An idle subscriber's

@@ -33,7 +33,7 @@ pub(crate) struct MessageStream {
     wants_offsets: bool,
     /// With token auth: the subscriber's token, re-checked after each reload.
     /// Boxed: inline it would add 88 bytes to every stream, with or without
-    /// token auth (README, Performance: idle footprint).
+    /// token auth (tests/bench/README.md, idle footprint).
     principal: Option<Box<Principal>>,
     started: Instant,
     /// Set once the stream has ended with a status.
