@@ -10,7 +10,10 @@
 //!   and the maximum delivery latency. Each delivery makes a `deliver` span
 //!   (child of `fanout`, from acceptance to the write) until
 //!   `deliver_spans_max` is reached; receivers continue from their `deliver`
-//!   span, or from `fanout` past the cap.
+//!   span, or from `fanout` past the cap. A `deliver` span is made whole on
+//!   the delivering task (ids, times, two attributes) and handed straight to
+//!   the exporter's batch processor ([`export_finished`]): no sampler (its
+//!   parent `fanout` is sampled), no SDK span object, no context.
 //! - **Forwarded**, otherwise (no exporter, or the sender's flags are `00`):
 //!   every receiver gets the sender's `traceparent` unchanged, sampled flag
 //!   included, as W3C Trace Context asks of a participant that does not
@@ -28,10 +31,14 @@ mod broker;
 
 pub(crate) use broker::{PublishTrace, ReceiveTrace};
 
-use messenger_runtime::telemetry::{outgoing_current, traceparent, tracer};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use messenger_runtime::telemetry::w3c::TraceParent;
+use messenger_runtime::telemetry::{
+    export_finished, new_span_id, outgoing_current, scope, traceparent, tracer,
+};
+use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
@@ -42,7 +49,8 @@ pub struct FanoutTrace {
 }
 
 enum Mode {
-    Recorded(Recorded),
+    /// Boxed: far larger than a forwarded `traceparent`.
+    Recorded(Box<Recorded>),
     /// The sender's `traceparent`, passed on as it came.
     Forwarded(String),
 }
@@ -53,8 +61,10 @@ struct Recorded {
     /// `fanout`'s traceparent, formatted once: history keeps it, and every
     /// receiver past the cap continues from it.
     fanout_traceparent: Option<String>,
-    /// Looked up once per message, not per delivery (the global lookup locks and allocates).
-    tracer: BoxedTracer,
+    /// `fanout`'s span context: the parent of every `deliver` span.
+    fanout: SpanContext,
+    /// The scope every `deliver` span is exported under (ours).
+    scope: InstrumentationScope,
     accepted: SystemTime,
     delivered: AtomicU64,
     max_latency_nanos: AtomicU64,
@@ -85,15 +95,16 @@ impl FanoutTrace {
             .start_with_context(&tracer, &parent);
         let cx = parent.with_span(span);
         Arc::new(Self {
-            mode: Mode::Recorded(Recorded {
+            mode: Mode::Recorded(Box::new(Recorded {
                 fanout_traceparent: traceparent(&cx),
+                fanout: cx.span().span_context().clone(),
                 cx,
-                tracer,
+                scope: scope(),
                 accepted: SystemTime::now(),
                 delivered: AtomicU64::new(0),
                 max_latency_nanos: AtomicU64::new(0),
                 deliver_spans_max: deliver_spans_max as u64,
-            }),
+            })),
         })
     }
 
@@ -147,22 +158,40 @@ impl Recorded {
                 .then(|| self.fanout_traceparent.clone())
                 .flatten();
         }
-        let tracer = &self.tracer;
-        let mut span = tracer
-            .span_builder("deliver")
-            .with_kind(SpanKind::Internal)
-            .with_start_time(self.accepted)
-            .with_attributes([
+        let parent = &self.fanout;
+        let span_context = SpanContext::new(
+            parent.trace_id(),
+            new_span_id(),
+            parent.trace_flags(),
+            false,
+            parent.trace_state().clone(),
+        );
+        let traceparent = want_traceparent.then(|| {
+            TraceParent {
+                trace_id: span_context.trace_id(),
+                parent_id: span_context.span_id(),
+                sampled: span_context.is_sampled(),
+            }
+            .to_string()
+        });
+        export_finished(SpanData {
+            span_context,
+            parent_span_id: parent.span_id(),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed("deliver"),
+            start_time: self.accepted,
+            end_time: SystemTime::now(),
+            attributes: vec![
                 KeyValue::new("messenger.subscriber_id", subscriber_id as i64),
                 KeyValue::new("messenger.delivery_latency_seconds", latency.as_secs_f64()),
-            ])
-            .start_with_context(tracer, &self.cx);
-        let traceparent = want_traceparent
-            .then(|| {
-                traceparent(&Context::new().with_remote_span_context(span.span_context().clone()))
-            })
-            .flatten();
-        span.end();
+            ],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: self.scope.clone(),
+        });
         traceparent
     }
 }

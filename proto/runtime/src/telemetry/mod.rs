@@ -22,7 +22,10 @@
 //! span ([`crate::rpc_span!`], [`record_rpc_status`]) that both binaries use.
 
 mod batch;
+mod finished;
 mod logs;
+mod otlp_encode;
+mod otlp_export;
 mod propagation;
 pub mod rpc;
 mod traces;
@@ -32,6 +35,7 @@ pub use batch::{
     DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_BSP_MAX_QUEUE_SIZE, ENV_BSP_MAX_EXPORT_BATCH_SIZE,
     ENV_BSP_MAX_QUEUE_SIZE,
 };
+pub use finished::{export_finished, new_span_id, scope};
 pub use logs::{ENV_LOG_FORMAT, ENV_RUST_LOG, LogFormat};
 pub use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT};
 pub use propagation::{

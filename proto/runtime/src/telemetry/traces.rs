@@ -1,17 +1,16 @@
 //! OTLP/gRPC trace export and the `tracing` → OpenTelemetry bridge.
 //!
-//! The SDK and the OTLP exporter read most of the standard env themselves:
-//! endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`),
-//! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` (resource detectors),
-//! `OTEL_TRACES_SAMPLER(_ARG)` and most of `OTEL_BSP_*`. This module only
-//! decides whether to export at all, supplies the default `service.name` and
-//! the batch processor's sizes ([`super::batch`]), and warns about values the
-//! SDK would silently (or invisibly, see `logs`) ignore.
+//! The SDK reads most of the standard env itself: `OTEL_SERVICE_NAME` and
+//! `OTEL_RESOURCE_ATTRIBUTES` (resource detectors), `OTEL_TRACES_SAMPLER(_ARG)`
+//! and most of `OTEL_BSP_*`; our exporter ([`super::otlp_export`]) reads the
+//! OTLP headers and timeout. This module decides whether to export at all
+//! (the endpoint), supplies the default `service.name` and the batch
+//! processor's sizes ([`super::batch`]), and warns about values the SDK would
+//! silently (or invisibly, see `logs`) ignore.
 
+use super::otlp_export::OtlpExporter;
 use opentelemetry::{Key, global, trace::TracerProvider as _};
-use opentelemetry_otlp::{
-    OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, SpanExporter,
-};
+use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT};
 use opentelemetry_sdk::{
     Resource,
     resource::{EnvResourceDetector, ResourceDetector as _},
@@ -100,11 +99,7 @@ impl Tracing {
                 return None;
             }
         };
-        let built = {
-            // connect_lazy spawns the channel's worker on the current runtime.
-            let _entered = runtime.enter();
-            SpanExporter::builder().with_tonic().build()
-        };
+        let built = OtlpExporter::new(&endpoint, runtime.handle().clone(), warnings);
         let exporter = match built {
             Ok(exporter) => exporter,
             Err(error) => {
@@ -121,6 +116,7 @@ impl Tracing {
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(super::batch::config(|name| env::var(name).ok()))
             .build();
+        let processor = super::finished::Shared::install(processor, &resource);
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_resource(resource)

@@ -1,0 +1,237 @@
+//! OTLP protobuf of a batch of finished spans, written straight from the
+//! SDK's [`SpanData`] into one buffer.
+//!
+//! `opentelemetry-otlp` clones the batch, converts every span into the
+//! generated `opentelemetry-proto` structs (a `String` or `Vec` per id, name,
+//! key and value, a hash of the instrumentation scope per span), encodes
+//! those and drops them: most of a sampled message's tracing cost in the
+//! server (issue 28's profile). This writes the same bytes with no per-span
+//! allocation: each nested message is written in place and its length put
+//! in front of it afterwards.
+//!
+//! Invariant: the bytes decode to exactly what
+//! `opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope`
+//! builds for the same batch and resource (`tests` checks it field by field):
+//! one `ResourceSpans`, one `ScopeSpans` per instrumentation scope in order
+//! of first appearance, spans in batch order. Runs on the batch processor's
+//! export thread, never on a request's task.
+
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SpanData;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `SpanFlags` bits of the OTLP proto: the context says whether its parent is remote.
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// An `ExportTraceServiceRequest` for `spans` of a process described by `resource`.
+pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(256 + spans.len() * 256);
+    nested(&mut buf, 1, |buf| {
+        nested(buf, 1, |buf| {
+            for (key, value) in resource.iter() {
+                key_value(buf, 1, key.as_str(), value);
+            }
+        });
+        let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+        for span in spans {
+            if !scopes.contains(&&span.instrumentation_scope) {
+                scopes.push(&span.instrumentation_scope);
+            }
+        }
+        for scope in scopes {
+            nested(buf, 2, |buf| {
+                nested(buf, 1, |buf| {
+                    string(buf, 1, scope.name());
+                    string(buf, 2, scope.version().unwrap_or_default());
+                    for kv in scope.attributes() {
+                        key_value(buf, 3, kv.key.as_str(), &kv.value);
+                    }
+                });
+                for span in spans.iter().filter(|s| s.instrumentation_scope == *scope) {
+                    nested(buf, 2, |buf| encode_span(buf, span));
+                }
+                string(buf, 3, scope.schema_url().unwrap_or_default());
+            });
+        }
+        string(buf, 3, resource.schema_url().unwrap_or_default());
+    });
+    buf
+}
+
+fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
+    let cx = &span.span_context;
+    bytes(buf, 1, &cx.trace_id().to_bytes());
+    bytes(buf, 2, &cx.span_id().to_bytes());
+    string(buf, 3, &cx.trace_state().header());
+    if span.parent_span_id != SpanId::INVALID {
+        bytes(buf, 4, &span.parent_span_id.to_bytes());
+    }
+    string(buf, 5, &span.name);
+    uint(buf, 6, kind(&span.span_kind));
+    fixed64(buf, 7, nanos(span.start_time));
+    fixed64(buf, 8, nanos(span.end_time));
+    attributes(buf, 9, &span.attributes);
+    uint(buf, 10, span.dropped_attributes_count.into());
+    for event in &span.events.events {
+        nested(buf, 11, |buf| {
+            fixed64(buf, 1, nanos(event.timestamp));
+            string(buf, 2, &event.name);
+            attributes(buf, 3, &event.attributes);
+            uint(buf, 4, event.dropped_attributes_count.into());
+        });
+    }
+    uint(buf, 12, span.events.dropped_count.into());
+    for link in &span.links.links {
+        let lcx = &link.span_context;
+        nested(buf, 13, |buf| {
+            bytes(buf, 1, &lcx.trace_id().to_bytes());
+            bytes(buf, 2, &lcx.span_id().to_bytes());
+            string(buf, 3, &lcx.trace_state().header());
+            attributes(buf, 4, &link.attributes);
+            uint(buf, 5, link.dropped_attributes_count.into());
+            fixed32(buf, 6, flags(lcx.is_remote(), lcx.trace_flags().to_u8()));
+        });
+    }
+    uint(buf, 14, span.links.dropped_count.into());
+    nested(buf, 15, |buf| {
+        if let Status::Error { description } = &span.status {
+            string(buf, 2, description);
+        }
+        let code = match span.status {
+            Status::Unset => 0,
+            Status::Ok => 1,
+            Status::Error { .. } => 2,
+        };
+        uint(buf, 3, code);
+    });
+    fixed32(
+        buf,
+        16,
+        flags(span.parent_span_is_remote, cx.trace_flags().to_u8()),
+    );
+}
+
+fn flags(remote: bool, trace_flags: u8) -> u32 {
+    u32::from(trace_flags) | FLAG_HAS_IS_REMOTE | if remote { FLAG_IS_REMOTE } else { 0 }
+}
+
+fn kind(kind: &SpanKind) -> u64 {
+    match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn attributes(buf: &mut Vec<u8>, tag: u32, kvs: &[KeyValue]) {
+    for kv in kvs {
+        key_value(buf, tag, kv.key.as_str(), &kv.value);
+    }
+}
+
+fn key_value(buf: &mut Vec<u8>, tag: u32, key: &str, value: &Value) {
+    nested(buf, tag, |buf| {
+        string(buf, 1, key);
+        nested(buf, 2, |buf| any_value(buf, value));
+    });
+}
+
+/// The `AnyValue` oneof: the field is written even when it holds its default.
+fn any_value(buf: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Bool(b) => {
+            encode_key(2, WireType::Varint, buf);
+            encode_varint(u64::from(*b), buf);
+        }
+        Value::I64(i) => {
+            encode_key(3, WireType::Varint, buf);
+            encode_varint(*i as u64, buf);
+        }
+        Value::F64(f) => {
+            encode_key(4, WireType::SixtyFourBit, buf);
+            buf.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::Array(array) => nested(buf, 5, |buf| match array {
+            Array::Bool(v) => v.iter().for_each(|x| element(buf, Value::Bool(*x))),
+            Array::I64(v) => v.iter().for_each(|x| element(buf, Value::I64(*x))),
+            Array::F64(v) => v.iter().for_each(|x| element(buf, Value::F64(*x))),
+            Array::String(v) => v
+                .iter()
+                .for_each(|x| element(buf, Value::String(x.clone()))),
+            other => element(buf, Value::String(other.to_string().into())),
+        }),
+        other => {
+            let text = other.as_str();
+            encode_key(1, WireType::LengthDelimited, buf);
+            encode_varint(text.len() as u64, buf);
+            buf.extend_from_slice(text.as_bytes());
+        }
+    }
+}
+
+/// One `ArrayValue.values` entry.
+fn element(buf: &mut Vec<u8>, value: Value) {
+    nested(buf, 1, |buf| any_value(buf, &value));
+}
+
+/// Field `tag` holding the message `f` writes (always written, even empty).
+fn nested(buf: &mut Vec<u8>, tag: u32, f: impl FnOnce(&mut Vec<u8>)) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    let start = buf.len();
+    f(buf);
+    let len = buf.len() - start;
+    let prefix = encoded_len_varint(len as u64);
+    // The varint of `len` goes in front of the message: move it up by `prefix`.
+    buf.resize(buf.len() + prefix, 0);
+    buf.copy_within(start..start + len, start + prefix);
+    let mut head = &mut buf[start..start + prefix];
+    encode_varint(len as u64, &mut head);
+}
+
+fn bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
+    if !value.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value);
+    }
+}
+
+fn string(buf: &mut Vec<u8>, tag: u32, value: &str) {
+    bytes(buf, tag, value.as_bytes());
+}
+
+fn uint(buf: &mut Vec<u8>, tag: u32, value: u64) {
+    if value != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(value, buf);
+    }
+}
+
+fn fixed64(buf: &mut Vec<u8>, tag: u32, value: u64) {
+    if value != 0 {
+        encode_key(tag, WireType::SixtyFourBit, buf);
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+fn fixed32(buf: &mut Vec<u8>, tag: u32, value: u32) {
+    if value != 0 {
+        encode_key(tag, WireType::ThirtyTwoBit, buf);
+        buf.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+#[path = "otlp_encode_tests.rs"]
+mod tests;
