@@ -8,7 +8,7 @@ BIN     := target/release
 SERVER_PORT ?= 51075
 
 .PHONY: build run grpcurl test test-rust test-course test-course-replicas test-tools lint fmt clean certs
-.PHONY: ops-check up up-secure up-scale down logs ps compose-test compose-test-scale
+.PHONY: ops-check stack-test up up-secure up-scale down logs ps compose-test compose-test-scale
 
 build:
 	$(CARGO) build --release --workspace --bins
@@ -96,6 +96,15 @@ ops-check: build $(VENV)/.ops-installed
 	$(VENV)/bin/python ops/check/static.py
 	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN) --broker off
 	$(VENV)/bin/python ops/check/live.py --bin-dir $(BIN) --broker on
+
+## Builds the three images and runs the plain, two-replica and secure stacks
+## for real: health, non-root on a read-only root, a send/read round trip, the
+## course suite in its container, Prometheus targets and rules, clean stops.
+## Docker where its engine answers; else Debian's podman with stand-in images
+## built from Debian packages, on loopback only (ops/check/README.md). Installs
+## what it needs (podman, runc, debootstrap; podman-compose into .venv).
+stack-test: $(VENV)/.ops-installed
+	ops/check/stack-test.sh
 
 define STACK_URLS
 	@echo "Grafana     http://localhost:3000   (messenger overview; anonymous viewer; admin password: $(COMPOSE) exec grafana cat /var/lib/grafana/admin-password, or $$GRAFANA_ADMIN_PASSWORD if you set it)"
