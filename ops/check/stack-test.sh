@@ -15,6 +15,7 @@ cd "$(dirname "$0")/../.."
 stacks=("$@")
 ((${#stacks[@]})) || stacks=(plain scale secure)
 python=${PYTHON:-.venv/bin/python}
+export PYTHONUNBUFFERED=1  # stack.py's lines as they happen, in CI's log too
 out=target/stack
 mkdir -p "$out"
 phase() { echo "=== stack-test: $1 ($(date -u +%H:%M:%S))"; }
@@ -41,7 +42,7 @@ install_engine() {
     fi
     ops/check/install-tools.sh  # docker-compose (merges the compose files), prometheus, redis-server
     podman --version
-    .venv/bin/podman-compose --version 2>/dev/null | tail -1
+    .venv/bin/podman-compose --version 2>/dev/null | head -1
 }
 timed "install engine" install_engine
 
