@@ -11,6 +11,7 @@ mod debug;
 mod gen_certs;
 mod health;
 mod healthcheck;
+mod host;
 mod logs;
 mod metrics;
 mod ordering;

@@ -1,7 +1,7 @@
 //! Accept loops under [`Hygiene`]: [`serve_http`] for the axum routers (the
 //! client's API, both `/metrics` ports) and [`grpc_incoming`] for tonic.
 
-use super::{Guarded, Hygiene, Track};
+use super::{Guarded, Hygiene, RequireHost, Track};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -21,7 +21,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// close at once, busy ones once their requests have been answered (each gets
 /// a graceful shutdown: `Connection: close`, or GOAWAY). Every request head,
 /// not only the first, must arrive within the handshake bound (hyper's
-/// `header_read_timeout`). The caller bounds the whole wait with its grace.
+/// `header_read_timeout`). Every HTTP/1 request passes the `Host` check
+/// ([`super::host`]) before `router` sees it. The caller bounds the whole
+/// wait with its grace.
 pub async fn serve_http(listener: TcpListener, router: axum::Router, hygiene: Hygiene) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -47,7 +49,7 @@ pub async fn serve_http(listener: TcpListener, router: axum::Router, hygiene: Hy
         };
         let _ = tcp.set_nodelay(true);
         let io = hygiene.guard(tcp);
-        let service = Track::for_connection(router.clone(), io.handle());
+        let service = Track::for_connection(RequireHost::new(router.clone()), io.handle());
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
         let stop = hygiene.stopped();

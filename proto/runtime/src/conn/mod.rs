@@ -20,6 +20,9 @@
 //!   round trip that a graceful HTTP/2 close waits for). A peer that never
 //!   answers PINGs can no longer hold shutdown for the whole grace period.
 //!
+//! Every HTTP/1 request on the axum listeners must also carry one valid
+//! `Host` ([`host`], RFC 9112 §3.2), or it is answered 400.
+//!
 //! How: [`Guarded`] wraps the socket under TLS and HTTP and fails its reads
 //! and writes once the connection is condemned, which makes hyper drop it;
 //! [`TrackLayer`] counts each request from its head until its response body
@@ -30,11 +33,13 @@
 
 mod activity;
 mod guard;
+pub mod host;
 mod http;
 mod track;
 
 pub use activity::{ConnHandle, RequestGuard};
 pub use guard::{Guarded, Peer};
+pub use host::{HostError, RequireHost};
 pub use http::{grpc_incoming, serve_http};
 pub use track::{Track, TrackLayer, TrackedBody};
 
