@@ -3,8 +3,8 @@
 //! environment, so tests build configs without `set_var`.
 
 use clap::Parser;
-use clap::builder::RangedU64ValueParser;
 use http::Uri;
+use messenger_runtime::cli::{ip_addr, number, port_of};
 use messenger_runtime::conn::ConnLimits;
 use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use messenger_runtime::tls::ClientTlsFiles;
@@ -49,6 +49,7 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
     name = "messenger-client",
     version,
     about = "HTTP front for the messenger: buffers the stream, forwards sends",
+    long_about = long_about(),
     after_help = messenger_runtime::telemetry::env_help()
 )]
 pub struct Config {
@@ -58,56 +59,56 @@ pub struct Config {
     pub server_addr: Uri,
 
     /// Address to serve HTTP on.
-    #[arg(long, env = ENV_HTTP_HOST, default_value_t = DEFAULT_HTTP_HOST)]
+    #[arg(long, env = ENV_HTTP_HOST, default_value_t = DEFAULT_HTTP_HOST, value_parser = ip_addr)]
     pub http_host: IpAddr,
 
     /// HTTP port; 0 picks a free one (logged as http_addr=...).
-    #[arg(long, env = ENV_HTTP_PORT, default_value_t = DEFAULT_HTTP_PORT)]
+    #[arg(long, env = ENV_HTTP_PORT, default_value_t = DEFAULT_HTTP_PORT, value_parser = number::<u16>(0, 65535))]
     pub http_port: u16,
 
     /// Most messages buffered between flushes; past it the oldest are dropped.
     #[arg(long, env = ENV_BUFFER_LIMIT, default_value_t = DEFAULT_BUFFER_LIMIT,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+          value_parser = number::<usize>(1, 100_000_000))]
     pub buffer_limit: usize,
 
     /// Deadline for one SendMessage call, in milliseconds.
     #[arg(long, env = ENV_SEND_TIMEOUT_MS, default_value_t = DEFAULT_SEND_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+          value_parser = number::<u64>(1, 600_000))]
     pub send_timeout_ms: u64,
 
     /// Largest accepted HTTP request body, in bytes; larger gets 413.
     #[arg(long, env = ENV_MAX_BODY_BYTES, default_value_t = DEFAULT_MAX_BODY_BYTES,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=64 * 1024 * 1024))]
+          value_parser = number::<usize>(1, 64 * 1024 * 1024))]
     pub max_body_bytes: usize,
 
     /// Cap of the jittered exponential backoff between subscription attempts, in ms.
     #[arg(long, env = ENV_RECONNECT_MAX_BACKOFF_MS, default_value_t = DEFAULT_RECONNECT_MAX_BACKOFF_MS,
-          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+          value_parser = number::<u64>(10, 600_000))]
     pub reconnect_max_backoff_ms: u64,
 
     /// Seconds that shutdown may take before the process exits anyway.
     #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
-          value_parser = clap::value_parser!(u64).range(0..=3600))]
+          value_parser = number::<u64>(0, 3600))]
     pub shutdown_grace_secs: u64,
 
     /// Deadline for a whole HTTP request (body included), in ms; past it the answer is 504.
     #[arg(long, env = ENV_HTTP_TIMEOUT_MS, default_value_t = DEFAULT_HTTP_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+          value_parser = number::<u64>(1, 3_600_000))]
     pub http_timeout_ms: u64,
 
     /// Most API requests in flight; past it requests are shed with 503 and Retry-After.
     #[arg(long, env = ENV_HTTP_MAX_CONCURRENCY, default_value_t = DEFAULT_HTTP_MAX_CONCURRENCY,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+          value_parser = number::<usize>(1, 1_000_000))]
     pub http_max_concurrency: usize,
 
     /// HTTP/2 PING interval on the connection to the server, in ms (also while idle).
     #[arg(long, env = ENV_KEEPALIVE_INTERVAL_MS, default_value_t = DEFAULT_KEEPALIVE_INTERVAL_MS,
-          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+          value_parser = number::<u64>(10, 3_600_000))]
     pub keepalive_interval_ms: u64,
 
     /// How long a PING may go unanswered before the connection is dropped, in ms.
     #[arg(long, env = ENV_KEEPALIVE_TIMEOUT_MS, default_value_t = DEFAULT_KEEPALIVE_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+          value_parser = number::<u64>(10, 3_600_000))]
     pub keepalive_timeout_ms: u64,
 
     /// Handshake and idle bounds of every connection we accept.
@@ -187,6 +188,19 @@ impl Config {
     }
 }
 
+/// `--help`'s description: when the port opens, and what it serves.
+fn long_about() -> String {
+    format!(
+        "HTTP front for the messenger: buffers the stream, forwards sends.\n\n\
+         It subscribes to the server's ReadMessages stream first and opens its HTTP port \
+         ({ENV_HTTP_PORT}) only once subscribed, so that a message sent through it always \
+         reaches its own buffer. Until then the port is closed, and the log says why it \
+         cannot subscribe.\n\n\
+         Routes: {}.",
+        crate::routes::routes_line()
+    )
+}
+
 /// Accepts `host:port` (as the course's env var has it), `http://host:port`
 /// or `https://host:port`.
 pub fn parse_server_addr(s: &str) -> Result<Uri, String> {
@@ -201,11 +215,9 @@ pub fn parse_server_addr(s: &str) -> Result<Uri, String> {
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(format!("{s:?}: the scheme must be http:// or https://"));
     }
-    if uri.port_u16().is_none() {
-        return Err(format!(
-            "{s:?} has no port; use host:port, e.g. localhost:51075"
-        ));
-    }
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    port_of(authority)
+        .map_err(|why| format!("{s:?} {why}; use host:port, e.g. localhost:51075"))?;
     Ok(uri)
 }
 
@@ -224,6 +236,16 @@ mod tests {
         assert!(parse_server_addr("localhost").is_err());
         assert!(parse_server_addr("ftp://x:1").is_err());
         assert!(parse_server_addr("a b:1").is_err());
+        let out_of_range = parse_server_addr("127.0.0.1:99999").unwrap_err();
+        assert!(
+            out_of_range.contains("port 99999 is out of range"),
+            "{out_of_range}"
+        );
+        assert!(
+            parse_server_addr("localhost")
+                .unwrap_err()
+                .contains("has no port")
+        );
     }
 
     #[test]

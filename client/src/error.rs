@@ -3,7 +3,7 @@
 //! Every 503 carries `Retry-After`, because each one is temporary.
 
 use crate::backend::BackendError;
-use crate::config::{ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS};
+use crate::config::{ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS, ENV_MAX_BODY_BYTES};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -27,10 +27,14 @@ pub const EXPECTED_BODY: &str = r#"expected a JSON object {"author": string, "te
 pub enum AppError {
     #[error("{0}; {EXPECTED_BODY}")]
     BadRequest(String),
-    #[error("request body is larger than the {limit}-byte limit")]
+    #[error(
+        "request body is larger than the {limit}-byte limit ({env}); send a smaller one, or raise the limit",
+        env = ENV_MAX_BODY_BYTES
+    )]
     PayloadTooLarge { limit: usize },
     #[error(
-        "no route for {method} {path}; the API is POST /sendMessage, POST /getAndFlushMessages, GET /healthz, GET /readyz"
+        "no route for {method} {path}; the routes are {}",
+        crate::routes::routes_line()
     )]
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]
@@ -132,6 +136,23 @@ impl IntoResponse for AppError {
 mod tests {
     use super::*;
     use utoipa::OpenApi as _;
+
+    /// Every answer caused by one of this client's limits names the variable
+    /// that sets it, so the caller knows what an operator can change.
+    #[test]
+    fn every_limit_error_names_its_variable() {
+        use crate::config::{ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS, ENV_MAX_BODY_BYTES};
+        for (error, variable) in [
+            (AppError::PayloadTooLarge { limit: 1 }, ENV_MAX_BODY_BYTES),
+            (AppError::Overloaded { limit: 1 }, ENV_HTTP_MAX_CONCURRENCY),
+            (
+                AppError::TimedOut(Duration::from_secs(1)),
+                ENV_HTTP_TIMEOUT_MS,
+            ),
+        ] {
+            assert!(error.to_string().contains(variable), "{error}");
+        }
+    }
 
     /// Whatever the server answers, `/sendMessage` answers a status its
     /// OpenAPI entry documents.

@@ -42,6 +42,23 @@ pub struct AppState {
     pub max_in_flight: usize,
 }
 
+/// Every route [`router`] serves, as `--help` and the 404 list them (a test
+/// holds them to the router and to `/openapi.json`).
+pub const ROUTES: [(&str, &str); 6] = [
+    ("POST", "/sendMessage"),
+    ("POST", "/getAndFlushMessages"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+/// [`ROUTES`] as `POST /sendMessage, ...`.
+pub fn routes_line() -> String {
+    let routes: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();
+    routes.join(", ")
+}
+
 pub fn router(state: AppState) -> Router {
     let messages = Router::new()
         .route("/sendMessage", post(send_message))

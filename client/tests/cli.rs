@@ -31,6 +31,26 @@ fn help_documents_every_variable() {
     }
 }
 
+/// A newcomer whose client never opens its port learns why from `--help`:
+/// the port opens only once subscribed, and these are the routes it serves.
+#[test]
+fn help_says_when_the_port_opens_and_which_routes_it_serves() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("opens its HTTP port (MESSENGER_HTTP_PORT) only once subscribed"),
+        "{help}"
+    );
+    for (method, path) in messenger_client::routes::ROUTES {
+        assert!(
+            flat.contains(&format!("{method} {path}")),
+            "--help lacks {method} {path}:\n{help}"
+        );
+    }
+}
+
 #[test]
 fn invalid_values_exit_2_with_one_line() {
     for (var, value) in [

@@ -18,14 +18,14 @@ const CLIENT_README: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../client/README.md"));
 
 /// A binary, its clap command, its README and the heading of its table there.
-struct Binary {
-    name: &'static str,
-    command: clap::Command,
+pub(crate) struct Binary {
+    pub(crate) name: &'static str,
+    pub(crate) command: clap::Command,
     readme: &'static str,
     table: &'static str,
 }
 
-fn binaries() -> [Binary; 2] {
+pub(crate) fn binaries() -> [Binary; 2] {
     [
         Binary {
             name: "messenger-server",
@@ -43,13 +43,13 @@ fn binaries() -> [Binary; 2] {
 }
 
 /// An argument read from a variable, and the subcommand it belongs to.
-struct EnvArg {
-    subcommand: Option<String>,
-    variable: String,
-    arg: Arg,
+pub(crate) struct EnvArg {
+    pub(crate) subcommand: Option<String>,
+    pub(crate) variable: String,
+    pub(crate) arg: Arg,
 }
 
-fn env_args(command: &clap::Command) -> Vec<EnvArg> {
+pub(crate) fn env_args(command: &clap::Command) -> Vec<EnvArg> {
     let mut command = command.clone();
     command.build();
     let of = |c: &clap::Command, sub: Option<String>| -> Vec<EnvArg> {

@@ -6,6 +6,7 @@ mod auth;
 mod churn;
 mod client;
 mod config;
+mod config_words;
 mod contract;
 mod debug;
 mod gen_certs;

@@ -15,6 +15,7 @@ use tonic::Code;
 use tower::ServiceExt;
 
 mod errors;
+mod listed;
 
 const SEND_TIME: &str = "2021-09-12T10:25:22.454093428Z";
 /// Upper bound on any one request; a hang fails the test instead of stalling it.

@@ -1,11 +1,15 @@
 //! Process plumbing shared by both binaries: config parsing with a usage exit,
-//! the shutdown signal, and where a local health probe finds a listener.
+//! the shutdown signal, and where a local health probe finds a listener;
+//! the value parsers of every setting, one per kind ([`values`]).
 
 use clap::error::{ContextKind, ContextValue};
 use clap::{Arg, Parser};
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+
+mod values;
+pub use values::{ip_addr, number, port_of};
 
 /// Exit code for an invalid configuration (`EX_USAGE`-style, as clap uses).
 pub const EXIT_USAGE: u8 = 2;

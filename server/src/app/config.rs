@@ -7,7 +7,7 @@
 //! `tls` nor `auth`.
 
 use clap::Parser;
-use clap::builder::RangedU64ValueParser;
+use messenger_runtime::cli::{ip_addr, number, port_of};
 use messenger_runtime::conn::ConnLimits;
 use messenger_runtime::telemetry::{ENV_LOG_FORMAT, LogFormat};
 use std::net::{IpAddr, Ipv4Addr};
@@ -74,76 +74,77 @@ pub const DECODE_HEADROOM_BYTES: usize = 1024 * 1024;
 )]
 pub struct Config {
     /// Address to listen on for gRPC, health and reflection.
-    #[arg(long, env = ENV_HOST, default_value_t = DEFAULT_HOST)]
+    #[arg(long, env = ENV_HOST, default_value_t = DEFAULT_HOST, value_parser = ip_addr)]
     pub host: IpAddr,
 
     /// gRPC port; 0 picks a free one (logged as grpc_addr=...).
-    #[arg(long, env = ENV_PORT, default_value_t = DEFAULT_PORT)]
+    #[arg(long, env = ENV_PORT, default_value_t = DEFAULT_PORT, value_parser = number::<u16>(0, 65535))]
     pub port: u16,
 
     /// Messages each subscriber may have queued; a subscriber that falls this far
     /// behind is disconnected with RESOURCE_EXHAUSTED.
     #[arg(long, env = ENV_SUBSCRIBER_QUEUE, default_value_t = DEFAULT_SUBSCRIBER_QUEUE,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+          value_parser = number::<usize>(1, 1_000_000))]
     pub subscriber_queue: usize,
 
     /// Largest accepted `text`, in bytes (UTF-8); larger gets INVALID_ARGUMENT.
     #[arg(long, env = ENV_MAX_TEXT_BYTES, default_value_t = DEFAULT_MAX_TEXT_BYTES,
-          value_parser = RangedU64ValueParser::<usize>::new().range(0..=16 * 1024 * 1024))]
+          value_parser = number::<usize>(0, 16 * 1024 * 1024))]
     pub max_text_bytes: usize,
 
     /// Largest accepted `author`, in bytes (UTF-8); larger gets INVALID_ARGUMENT.
     #[arg(long, env = ENV_MAX_AUTHOR_BYTES, default_value_t = DEFAULT_MAX_AUTHOR_BYTES,
-          value_parser = RangedU64ValueParser::<usize>::new().range(0..=16 * 1024 * 1024))]
+          value_parser = number::<usize>(0, 16 * 1024 * 1024))]
     pub max_author_bytes: usize,
 
     /// Seconds that shutdown may take before the process exits anyway.
     #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
-          value_parser = clap::value_parser!(u64).range(0..=3600))]
+          value_parser = number::<u64>(0, 3600))]
     pub shutdown_grace_secs: u64,
 
     /// Port of the Prometheus `/metrics` endpoint (same host); 0 picks a free one.
-    #[arg(long, env = ENV_METRICS_PORT, default_value_t = DEFAULT_METRICS_PORT)]
+    #[arg(long, env = ENV_METRICS_PORT, default_value_t = DEFAULT_METRICS_PORT,
+          value_parser = number::<u16>(0, 65535))]
     pub metrics_port: u16,
 
     /// Most `deliver` spans per traced message; past it `fanout` keeps only aggregates.
     #[arg(long, env = ENV_TRACE_DELIVER_SPANS_MAX, default_value_t = DEFAULT_TRACE_DELIVER_SPANS_MAX,
-          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
+          value_parser = number::<usize>(0, 100_000))]
     pub trace_deliver_spans_max: usize,
 
     /// Most concurrent `ReadMessages` streams; past it new ones get RESOURCE_EXHAUSTED.
     #[arg(long, env = ENV_MAX_SUBSCRIBERS, default_value_t = DEFAULT_MAX_SUBSCRIBERS,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+          value_parser = number::<usize>(1, 10_000_000))]
     pub max_subscribers: usize,
 
     /// Most `SendMessage` calls in flight (counted from their headers); past it
     /// new ones are shed at once with RESOURCE_EXHAUSTED instead of queueing.
     #[arg(long, env = ENV_MAX_CONCURRENT_SENDS, default_value_t = DEFAULT_MAX_CONCURRENT_SENDS,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+          value_parser = number::<usize>(1, 1_000_000))]
     pub max_concurrent_sends: usize,
 
     /// Milliseconds between HTTP/2 keepalive PINGs (and the TCP keepalive
     /// idle time) on every connection; a peer that vanished without a FIN is
     /// dropped, with its subscriptions, within interval + timeout.
     #[arg(long, env = ENV_KEEPALIVE_INTERVAL_MS, default_value_t = DEFAULT_KEEPALIVE_INTERVAL_MS,
-          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+          value_parser = number::<u64>(100, 3_600_000))]
     pub keepalive_interval_ms: u64,
 
     /// Milliseconds to wait for a keepalive PING's acknowledgement.
     #[arg(long, env = ENV_KEEPALIVE_TIMEOUT_MS, default_value_t = DEFAULT_KEEPALIVE_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+          value_parser = number::<u64>(100, 3_600_000))]
     pub keepalive_timeout_ms: u64,
 
     /// Most messages kept in history for resuming subscribers
     /// (`messenger-since`); 0 keeps none, so every resume reports a gap.
     #[arg(long, env = ENV_HISTORY_SIZE, default_value_t = DEFAULT_HISTORY_SIZE,
-          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000_000))]
+          value_parser = number::<usize>(0, 100_000_000))]
     pub history_size: usize,
 
     /// Most bytes of history (author + text + traceparent + the encoded message + a fixed per-message
     /// overhead); whichever of the two bounds is hit first evicts the oldest.
     #[arg(long, env = ENV_HISTORY_BYTES, default_value_t = DEFAULT_HISTORY_BYTES,
-          value_parser = RangedU64ValueParser::<usize>::new().range(0..=(1u64 << 40)))]
+          value_parser = number::<usize>(0, 1u64 << 40))]
     pub history_bytes: usize,
 
     /// Redis engine: `redis://host:port[/db]` or `rediss://...` (TLS). Unset:
@@ -176,7 +177,7 @@ pub struct Config {
     /// replica's delivery) before it answers UNAVAILABLE; also bounds each
     /// connection attempt.
     #[arg(long, env = ENV_BROKER_TIMEOUT_MS, default_value_t = DEFAULT_BROKER_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+          value_parser = number::<u64>(10, 600_000))]
     pub broker_timeout_ms: u64,
 
     /// Handshake and idle bounds of every connection we accept.
@@ -311,6 +312,19 @@ fn parse_broker_url(url: &str) -> Result<String, String> {
     let scheme = url.split_once("://").map(|(s, _)| s);
     if !matches!(scheme, Some("redis" | "rediss")) {
         return Err("expected redis://host:port[/db] or rediss://host:port[/db]".to_owned());
+    }
+    // The port, when given, is checked here: the URL parser's "invalid port
+    // number" does not say which port or what range.
+    let authority = url.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = match host_port.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => host_port.contains(':'),
+    };
+    if has_port {
+        port_of(host_port).map_err(|why| format!("{why}; expected redis://host:port[/db]"))?;
     }
     redis::Client::open(url)
         .map(|_| url.to_owned())

@@ -43,6 +43,7 @@ pub use host::{HostError, RequireHost};
 pub use http::{grpc_incoming, serve_http};
 pub use track::{Track, TrackLayer, TrackedBody};
 
+use crate::cli::number;
 use metrics::{Unit, counter, describe_counter};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -106,13 +107,13 @@ pub struct ConnLimits {
     /// accepted until a whole HTTP/1 head or HTTP/2 request arrived, TLS
     /// handshake included); slower ones are closed.
     #[arg(long, env = ENV_HANDSHAKE_TIMEOUT_MS, default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(50..=600_000))]
+          value_parser = number::<u64>(50, 600_000))]
     pub handshake_timeout_ms: u64,
 
     /// Milliseconds a connection may stay open with no request in flight
     /// (HTTP/1 keep-alive, HTTP/2 without streams) before it is closed.
     #[arg(long, env = ENV_IDLE_TIMEOUT_MS, default_value_t = DEFAULT_IDLE_TIMEOUT_MS,
-          value_parser = clap::value_parser!(u64).range(50..=86_400_000))]
+          value_parser = number::<u64>(50, 86_400_000))]
     pub idle_timeout_ms: u64,
 }
 
