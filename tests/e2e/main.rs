@@ -14,6 +14,7 @@ mod health;
 mod healthcheck;
 mod host;
 mod logs;
+mod make_run;
 mod metrics;
 mod ordering;
 mod overload;

@@ -235,6 +235,16 @@ impl Proc {
         out.exit.expect("finished").code()
     }
 
+    /// Waits (bounded) for the process to end by itself; returns its code.
+    pub async fn wait_exit(&self) -> Option<i32> {
+        let mut rx = self.output.clone();
+        let what = format!("{} to exit", self.name);
+        let out = within(&what, rx.wait_for(Output::finished))
+            .await
+            .expect("sender lives until exit is recorded");
+        out.exit.expect("finished").code()
+    }
+
     /// Sends SIGHUP (the server reloads its tokens file).
     pub fn sighup(&self) {
         self.signal(libc::SIGHUP);
