@@ -73,6 +73,18 @@ pub(crate) const K1000_FIXED: &str = "fanout-k1000-at250";
 /// Messages per second of [`K1000_FIXED`].
 pub(crate) const FIXED_RATE: &str = "250";
 
+/// p99 of each [`K1000_FIXED`] round that carried at least 95% of
+/// [`FIXED_RATE`] (a machine that can't take the load measures another one).
+fn fixed_rate_p99(runs: &Value) -> Series {
+    let rate: f64 = FIXED_RATE.parse().expect("a number");
+    let carried = get(runs, K1000_FIXED, "/accepted_per_sec");
+    get(runs, K1000_FIXED, "/delivery_latency_ms/p99")
+        .into_iter()
+        .zip(carried)
+        .map(|(p99, r)| p99.filter(|_| r.is_some_and(|r| r >= 0.95 * rate)))
+        .collect()
+}
+
 /// One row per figure of the performance table, then one per anchor ratio.
 /// `spans` is (100%, 10%) spans received, over all rounds.
 pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value {
@@ -119,9 +131,16 @@ pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value 
         ),
         row(
             format!("delivery p99 at K=1000 at a fixed {FIXED_RATE} msg/s (ms; {LATENCY_FROM})"),
-            get(runs, K1000_FIXED, "/delivery_latency_ms/p99"),
+            fixed_rate_p99(runs),
             Some((false, 10.0, "≤ 10")),
-            errors(runs, &[K1000_FIXED]),
+            format!(
+                "a round below 95% of the rate has no value; accepted msg/s per round: {:?} {}",
+                get(runs, K1000_FIXED, "/accepted_per_sec")
+                    .iter()
+                    .map(|r| r.map(|r| r.round()))
+                    .collect::<Vec<_>>(),
+                errors(runs, &[K1000_FIXED])
+            ),
         ),
         row(
             "server RSS per idle subscriber, 10,000 streams on 10,000 connections (KiB)".into(),
