@@ -93,6 +93,7 @@ impl App {
                 subscribed: subscribed_tx,
                 down: down_tx,
                 max_backoff: config.reconnect_max_backoff(),
+                retry_log_interval: config.retry_log_interval(),
                 stop: stop_subscriber.clone(),
                 metrics,
             }

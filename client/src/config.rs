@@ -29,6 +29,7 @@ pub const ENV_HTTP_MAX_CONCURRENCY: &str = "MESSENGER_HTTP_MAX_CONCURRENCY";
 pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
 pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
 pub const ENV_CLIENT_TOKEN: &str = "MESSENGER_CLIENT_TOKEN";
+pub const ENV_RETRY_LOG_INTERVAL_MS: &str = "MESSENGER_RETRY_LOG_INTERVAL_MS";
 
 pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
 pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -43,6 +44,7 @@ pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_HTTP_MAX_CONCURRENCY: usize = 1024;
 pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_RETRY_LOG_INTERVAL_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -85,6 +87,12 @@ pub struct Config {
     #[arg(long, env = ENV_RECONNECT_MAX_BACKOFF_MS, default_value_t = DEFAULT_RECONNECT_MAX_BACKOFF_MS,
           value_parser = number::<u64>(10, 600_000))]
     pub reconnect_max_backoff_ms: u64,
+
+    /// While subscribing keeps failing the same way, the failure is logged
+    /// again (with the attempts so far) once per this many ms.
+    #[arg(long, env = ENV_RETRY_LOG_INTERVAL_MS, default_value_t = DEFAULT_RETRY_LOG_INTERVAL_MS,
+          value_parser = number::<u64>(100, 3_600_000))]
+    pub retry_log_interval_ms: u64,
 
     /// Seconds that shutdown may take before the process exits anyway.
     #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = DEFAULT_SHUTDOWN_GRACE_SECS,
@@ -150,6 +158,7 @@ impl Default for Config {
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             reconnect_max_backoff_ms: DEFAULT_RECONNECT_MAX_BACKOFF_MS,
+            retry_log_interval_ms: DEFAULT_RETRY_LOG_INTERVAL_MS,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
             http_timeout_ms: DEFAULT_HTTP_TIMEOUT_MS,
             http_max_concurrency: DEFAULT_HTTP_MAX_CONCURRENCY,
@@ -170,6 +179,9 @@ impl Config {
     }
     pub fn reconnect_max_backoff(&self) -> Duration {
         Duration::from_millis(self.reconnect_max_backoff_ms)
+    }
+    pub fn retry_log_interval(&self) -> Duration {
+        Duration::from_millis(self.retry_log_interval_ms)
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
@@ -194,8 +206,8 @@ fn long_about() -> String {
         "HTTP front for the messenger: buffers the stream, forwards sends.\n\n\
          It subscribes to the server's ReadMessages stream first and opens its HTTP port \
          ({ENV_HTTP_PORT}) only once subscribed, so that a message sent through it always \
-         reaches its own buffer. Until then the port is closed, and the log says why it \
-         cannot subscribe.\n\n\
+         reaches its own buffer. Until then the port is closed, and the log says again \
+         periodically why it cannot subscribe.\n\n\
          Routes: {}.",
         crate::routes::routes_line()
     )

@@ -24,6 +24,7 @@ mod resume;
 mod secrets;
 mod shutdown;
 mod slow;
+mod subscribe_words;
 mod tls;
 mod tls_field;
 mod tls_refused;

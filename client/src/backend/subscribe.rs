@@ -12,9 +12,10 @@
 //!   passing failure) while it is the latest outcome; an open stream clears it.
 //! - Between failed attempts it waits a capped, jittered exponential backoff
 //!   (never a busy loop), and every failure, credentials and TLS included,
-//!   is retried. A failure is logged loudly once when it is new (a TLS or
-//!   credentials misconfiguration at ERROR, naming the variable to fix), at
-//!   debug level while it repeats ([`Down::log`]).
+//!   is retried. A failure is logged loudly when it is new (a TLS or
+//!   credentials misconfiguration, or a peer that is not gRPC, at ERROR,
+//!   naming the variable to fix), at debug level while it repeats, and
+//!   loudly again once per `retry_log_interval` ([`Down::log`], [`Reports`]).
 //! - Messages reach the buffer in stream order ([`super::receive`]), none
 //!   twice; each request asks the server for the messages' `traceparent` and
 //!   offsets, and every re-subscription resumes from the last one buffered.
@@ -23,7 +24,7 @@ use super::Backend;
 use super::receive::receive;
 use super::resume::{Headers, Received, Resumer};
 use crate::buffer::Buffer;
-use crate::failure::Down;
+use crate::failure::{Down, NOT_GRPC_RESPONSE, Reports};
 use crate::metrics::{self, Metrics};
 use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::ServerMessageResponse;
@@ -47,6 +48,8 @@ pub struct Subscriber {
     /// refused credentials, and `/readyz` says why it is not ready.
     pub down: watch::Sender<Option<Down>>,
     pub max_backoff: Duration,
+    /// How often a failure that keeps repeating is logged again.
+    pub retry_log_interval: Duration,
     pub stop: CancellationToken,
     pub metrics: Metrics,
 }
@@ -58,6 +61,7 @@ impl Subscriber {
         let mut failures: u32 = 0;
         let mut connections: u64 = 0;
         let mut resumer = Resumer::new(self.metrics.clone());
+        let mut reports = Reports::new(self.retry_log_interval);
         loop {
             let mut request = Request::new(());
             resumer.request_metadata(request.metadata_mut());
@@ -67,13 +71,14 @@ impl Subscriber {
             self.backend.authorize(request.metadata_mut());
             let attempt = tokio::select! {
                 () = self.stop.cancelled() => return,
-                r = client.read_messages(request) => r,
+                r = client.read_messages(request) => r.and_then(grpc_only),
             };
             match attempt {
                 Ok(response) => {
                     let reconnect = connections > 0;
                     connections += 1;
                     failures = 0;
+                    reports.recovered();
                     let live = match resumer.on_headers(response.metadata()) {
                         // A new epoch: re-subscribe now, from its start.
                         Headers::Again => continue,
@@ -91,8 +96,8 @@ impl Subscriber {
                     metrics::grpc_handled("ReadMessages", status.code(), Duration::ZERO);
                     failures = failures.saturating_add(1);
                     let failure = Down::of(&status);
-                    let new = failures == 1 || failure.differs_from(self.down.borrow().as_ref());
-                    failure.log(self.backend.addr(), failures, new);
+                    let report = reports.failed(&failure, Instant::now());
+                    failure.log(self.backend.addr(), failures, report);
                     self.down.send_replace(Some(failure));
                 }
             }
@@ -158,6 +163,21 @@ impl Subscriber {
     fn set_live(&self) {
         self.metrics.connected.set(1.0);
         self.subscribed.send_replace(true);
+    }
+}
+
+/// `response` if its headers are gRPC's; an HTTP server that is not gRPC
+/// (e.g. a `/metrics` port) answers headers too, and only its first message
+/// would tell. Refused as [`NOT_GRPC_RESPONSE`], which [`Down`] names.
+fn grpc_only<T>(response: tonic::Response<T>) -> Result<tonic::Response<T>, Status> {
+    let content_type = response.metadata().get("content-type");
+    let content_type = content_type.and_then(|v| v.to_str().ok()).unwrap_or("none");
+    if content_type.starts_with("application/grpc") {
+        Ok(response)
+    } else {
+        Err(Status::unknown(format!(
+            "{NOT_GRPC_RESPONSE} (content-type {content_type})"
+        )))
     }
 }
 
