@@ -4,6 +4,7 @@
 //! proves (`cargo test --release --test faults -- --nocapture`).
 
 mod crash;
+mod dead_streams;
 mod drain;
 mod frames;
 mod hygiene;

@@ -19,6 +19,8 @@
 //! - **The sender never waits.** Live queues are bounded (`try_send`). A
 //!   subscriber whose live queue is full is removed and its stream ends with
 //!   [`Disconnect::Slow`] at its next poll; it is never silently skipped.
+//!   Its queue is dropped at once, not when its stream is: a peer that gives
+//!   the stream no window keeps it open, unpolled, as long as it likes.
 //! - **Replay is outside the allowance.** A replay is a snapshot delivered
 //!   before the live queue and does not count against `queue_capacity`; live
 //!   messages arriving while it is read do. A resuming subscriber that cannot
@@ -26,8 +28,10 @@
 //!   slow and resumes again from the offset it reached.
 //! - **Prompt removal.** Dropping a [`Subscription`] (a cancelled RPC) removes
 //!   it from the set at once, with no message needed to notice.
-//! - **Bounded membership.** At most `max_subscribers` are registered; past
-//!   it [`Hub::subscribe`] fails with [`SubscribeError::Full`] and existing
+//! - **Bounded membership.** At most `max_subscribers` subscriptions are
+//!   open: registered ones, and those cut off as slow whose [`Subscription`]
+//!   is not dropped yet (an open stream the peer never reads). Past it
+//!   [`Hub::subscribe`] fails with [`SubscribeError::Full`] and existing
 //!   subscriptions are untouched. The check and the insert share the lock.
 //! - **Broker order.** With a broker engine, [`Hub::ingest`] holds and
 //!   enqueues the broker's messages in the order its one reader hands them
@@ -111,6 +115,9 @@ struct Inner {
     engine: Box<dyn Engine>,
     next_id: u64,
     subscribers: HashMap<u64, Arc<Slot>>,
+    /// Subscriptions cut off as slow and not yet dropped: out of
+    /// `subscribers`, still counted against `max_subscribers`.
+    cut_open: usize,
     shut_down: bool,
 }
 
@@ -148,6 +155,7 @@ impl Hub {
                 engine,
                 next_id: 1,
                 subscribers: HashMap::new(),
+                cut_open: 0,
                 shut_down: false,
             }),
             count: watch::Sender::new(0),
@@ -199,7 +207,7 @@ impl Hub {
         if inner.shut_down {
             return Err(ShuttingDown.into());
         }
-        if inner.subscribers.len() >= self.max_subscribers {
+        if inner.subscribers.len() + inner.cut_open >= self.max_subscribers {
             return Err(SubscribeError::Full {
                 max: self.max_subscribers,
             });
@@ -267,9 +275,19 @@ impl Hub {
         );
     }
 
-    fn remove(&self, id: u64) -> bool {
+    /// Subscriptions cut off as slow whose stream is still open.
+    pub fn cut_open(&self) -> usize {
+        self.inner.lock().cut_open
+    }
+
+    /// Called when subscription `id` (sharing `slot`) is dropped.
+    fn remove(&self, id: u64, slot: &Slot) -> bool {
         let mut inner = self.inner.lock();
         let removed = inner.subscribers.remove(&id).is_some();
+        // Cut off as slow (under this lock, by `enqueue`): counted until now.
+        if !removed && slot.is_slow() {
+            inner.cut_open -= 1;
+        }
         let count = inner.subscribers.len();
         if removed {
             self.count.send_replace(count);

@@ -76,6 +76,7 @@ impl Hub {
         trace: Option<Arc<FanoutTrace>>,
     ) -> Published {
         let mut slow = Vec::new();
+        let mut stale = Vec::new();
         let before = inner.subscribers.len();
         let capacity = self.queue_capacity;
         inner.subscribers.retain(|&id, slot| {
@@ -86,7 +87,7 @@ impl Hub {
             match slot.push(queued, capacity) {
                 Ok(()) => true,
                 Err(PushError::Full) => {
-                    slot.end(Disconnect::Slow);
+                    stale.push(slot.cut_slow());
                     slow.push(id);
                     false
                 }
@@ -98,8 +99,12 @@ impl Hub {
         if delivered_to != before {
             self.count.send_replace(delivered_to);
         }
+        // Their streams stay open until the peer or hyper drops them; they
+        // count against the limit until then (see `Hub::remove`).
+        inner.cut_open += slow.len();
         let history = inner.engine.stats();
         drop(inner);
+        drop(stale);
         for id in &slow {
             tracing::warn!(
                 subscriber = id,

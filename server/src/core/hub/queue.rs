@@ -14,6 +14,9 @@
 //! - **Order.** Messages come out in the order they were pushed.
 //! - **Closing wakes.** [`Queue::close`] wakes a waiting stream, which then
 //!   takes what is still queued before it learns that the queue is closed.
+//! - **A cut-off queue is emptied.** [`Queue::take_all`] hands back what
+//!   is queued (the hub drops it outside its lock), so a stream that will
+//!   never read it does not pin it.
 //! - **No retained burst.** A queue drained empty, and a finished batch,
 //!   keep at most [`BATCH_MAX`] slots of buffer; a larger one, left by a
 //!   burst, is freed.
@@ -105,6 +108,13 @@ impl<T> Queue<T> {
             self.items = VecDeque::new();
         }
         Poll::Ready(batch.len())
+    }
+
+    /// Takes everything queued, to be dropped outside the caller's lock: a
+    /// subscriber cut off as slow never reads it, and its stream may stay
+    /// open for as long as its peer keeps the connection.
+    pub(super) fn take_all(&mut self) -> VecDeque<T> {
+        mem::take(&mut self.items)
     }
 
     /// Messages queued and not yet taken into a batch.

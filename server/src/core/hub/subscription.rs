@@ -6,6 +6,11 @@
 //! allocation of about 200 bytes per subscriber, and the queue allocates
 //! its buffer only when a message arrives.
 //!
+//! A subscriber cut off as slow keeps nothing but this slot, the
+//! subscription's own state and the batch its stream had already taken (at
+//! most [`BATCH_MAX`] messages, none for a stream that never got a window):
+//! its queue is dropped when it is cut ([`Slot::cut_slow`]).
+//!
 //! The live queue is drained in batches: one wake-up takes up to
 //! [`BATCH_MAX`] queued messages at once (one release of queue room to the
 //! publisher, not one per message). A message in the batch no longer counts
@@ -177,14 +182,35 @@ impl Slot {
     }
 
     /// Ends the subscription for `why`: nothing more is queued, and its
-    /// stream (woken) takes what is queued, then learns `why`; a slow one
-    /// learns it at once.
+    /// stream (woken) takes what is queued, then learns `why`.
     pub(super) fn end(&self, why: Disconnect) {
         self.state.set(why);
         let waker = self.queue.lock().close();
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// Ends the subscription as [`Disconnect::Slow`] and hands back its
+    /// queue, for the caller to drop once its lock is released: the stream
+    /// learns it at once and never reads the queue, and hyper may never poll
+    /// it again (a peer that gives the stream no window), so nothing stale
+    /// may wait for the stream to be dropped.
+    pub(super) fn cut_slow(&self) -> VecDeque<Queued> {
+        self.state.set(Disconnect::Slow);
+        let mut queue = self.queue.lock();
+        let waker = queue.close();
+        let stale = queue.take_all();
+        drop(queue);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        stale
+    }
+
+    /// It was cut off as slow.
+    pub(super) fn is_slow(&self) -> bool {
+        self.state.get() == Some(Disconnect::Slow)
     }
 
     /// Live messages queued and not yet taken into a batch.
@@ -281,6 +307,6 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.remove(self.id);
+        self.hub.remove(self.id, &self.slot);
     }
 }

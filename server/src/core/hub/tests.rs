@@ -199,3 +199,31 @@ proptest! {
         }
     }
 }
+
+/// Issue 26, item 4: a subscriber cut off as slow whose stream is never
+/// polled again (a peer that gives it no window) holds none of its queue,
+/// and counts against the limit until its subscription is dropped.
+#[test]
+fn a_cut_off_subscriber_frees_its_queue_at_once_and_counts_until_dropped() {
+    let hub = Hub::with_max_subscribers(2, 1);
+    let stuck = hub.subscribe().unwrap();
+    let first = send(&hub, "a").message;
+    send(&hub, "b");
+    assert_eq!(Arc::strong_count(&first), 3, "history and the queue");
+    let p = send(&hub, "overflows");
+    assert_eq!(p.dropped_slow, 1);
+    assert_eq!(
+        Arc::strong_count(&first),
+        2,
+        "only history (and this test) still hold it"
+    );
+    assert_eq!((hub.subscribers(), hub.cut_open()), (0, 1));
+    assert_eq!(
+        hub.subscribe().err(),
+        Some(SubscribeError::Full { max: 1 }),
+        "the open, cut-off stream still counts"
+    );
+    drop(stuck);
+    assert_eq!(hub.cut_open(), 0);
+    let _next = hub.subscribe().expect("room once the cut-off stream is gone");
+}
