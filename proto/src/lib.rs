@@ -60,6 +60,14 @@ pub const HEAD_OFFSET_METADATA: &str = "messenger-head-offset";
 /// `true` if history covered the request, else `false` (the stream starts live).
 pub const RECOVERED_METADATA: &str = "messenger-recovered";
 
+/// `ReadMessages` trailer, sent to a caller that asked for offsets when the
+/// server ends its stream because it is shutting down, after draining it:
+/// the offset of the last message the stream sent (its head offset if it
+/// sent none). That server accepts nothing more in the stream's epoch, so a
+/// caller holding this offset has missed nothing of the epoch, even if its
+/// next subscription finds a new one.
+pub const LAST_OFFSET_METADATA: &str = "messenger-last-offset";
+
 /// Request metadata that carries `Bearer <token>` when the server requires
 /// token auth. Sensitive: never logged.
 pub const AUTHORIZATION_METADATA: &str = "authorization";

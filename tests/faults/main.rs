@@ -10,6 +10,7 @@ mod frames;
 mod hygiene;
 mod limits;
 mod network;
+mod restart_gap;
 mod resume;
 mod slow_consumer;
 mod status;

@@ -12,9 +12,13 @@
 //! - **Live only after the replay.** After a recovered resume the stream is
 //!   "live" (what `/readyz` and `/sendMessage` wait for) once the message at
 //!   the head offset of the response headers has been buffered.
-//! - **A gap is said once.** `messenger-recovered: false` logs one warning
-//!   with the number of messages missed when the epoch is unchanged (head
-//!   offset minus position), "unknown" when it changed, and is counted.
+//! - **A gap is said once, and only when one is possible.**
+//!   `messenger-recovered: false` logs one warning with the number of
+//!   messages missed when the epoch is unchanged (head offset minus
+//!   position), "unknown" when it changed, and is counted. A new epoch is no
+//!   gap when the previous stream ended drained at this client's position
+//!   (trailer `messenger-last-offset`, [`Resumer::on_end`]): that server
+//!   accepted nothing more in the old epoch (a graceful restart).
 //! - **Nothing of a new epoch is skipped.** When the epoch changed, every
 //!   message of the new one came after the loss and none is buffered yet, so
 //!   the stream is dropped and re-opened at once from `<new epoch>:0`
@@ -26,7 +30,8 @@
 
 use crate::metrics::Metrics;
 use messenger_proto::{
-    EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
+    EPOCH_METADATA, HEAD_OFFSET_METADATA, LAST_OFFSET_METADATA, OFFSETS_METADATA,
+    RECOVERED_METADATA, SINCE_METADATA,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
@@ -65,6 +70,9 @@ pub struct Resumer {
     replay_end: Option<u64>,
     /// The last request carried `messenger-since`.
     asked: bool,
+    /// The last stream ended drained at this position: nothing of its epoch
+    /// was missed.
+    drained: Option<Position>,
     metrics: Metrics,
 }
 
@@ -74,8 +82,25 @@ impl Resumer {
             position: None,
             replay_end: None,
             asked: false,
+            drained: None,
             metrics,
         }
+    }
+
+    /// Reads how a stream ended; true when the server drained it to this
+    /// client's position (`messenger-last-offset` equal to it): a shutdown
+    /// after which nothing of the epoch can have been missed.
+    pub fn on_end(&mut self, status: &tonic::Status) -> bool {
+        let last = status
+            .metadata()
+            .get(LAST_OFFSET_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        self.drained = self
+            .position
+            .clone()
+            .filter(|p| last == Some(p.offset) && self.replay_end.is_none());
+        self.drained.is_some()
     }
 
     /// Adds `messenger-offsets: 1` and, once a position is known, `messenger-since`.
@@ -104,6 +129,7 @@ impl Resumer {
             self.position = None;
             return Headers::Live;
         };
+        let drained = self.drained.take();
         let previous = self.position.replace(Position {
             epoch: epoch.to_owned(),
             offset: head,
@@ -126,6 +152,20 @@ impl Resumer {
             }
             self.replay_end = Some(head);
             return Headers::Replay;
+        }
+        if previous.epoch != epoch && drained.as_ref() == Some(&previous) {
+            tracing::info!(
+                previous_epoch = %previous.epoch,
+                last_offset = previous.offset,
+                epoch,
+                "server restarted after draining this stream: nothing was missed; \
+                 re-subscribing from the new epoch's start"
+            );
+            self.position = Some(Position {
+                epoch: epoch.to_owned(),
+                offset: 0,
+            });
+            return Headers::Again;
         }
         self.metrics.resumes_gap.increment(1);
         if previous.epoch == epoch && head >= previous.offset {
@@ -292,6 +332,41 @@ mod tests {
         assert_eq!(r.on_message(1), replayed(false));
         assert_eq!(r.on_message(2), replayed(true));
         assert_eq!(since(&mut r).as_deref(), Some("f:2"));
+    }
+
+    fn ended(pairs: &[(&'static str, &'static str)]) -> tonic::Status {
+        let mut status = tonic::Status::unavailable("server shutting down");
+        *status.metadata_mut() = headers(pairs);
+        status
+    }
+
+    /// Issue 26, item 7: a stream drained to this client's position by a
+    /// graceful shutdown is no gap when the next server has a new epoch; a
+    /// stream that just broke, or was drained past it, still is.
+    #[test]
+    fn a_new_epoch_after_a_drain_to_the_position_is_no_gap() {
+        let new_epoch = [
+            ("messenger-epoch", "f"),
+            ("messenger-head-offset", "0"),
+            ("messenger-recovered", "false"),
+        ];
+        for (trailer, gap) in [(Some("2"), false), (Some("3"), true), (None, true)] {
+            let mut r = Resumer::new(Metrics::new());
+            r.on_headers(&headers(&[
+                ("messenger-epoch", "e"),
+                ("messenger-head-offset", "0"),
+            ]));
+            assert_eq!((r.on_message(1), r.on_message(2)), (KEEP, KEEP));
+            let end = match trailer {
+                Some(last) => ended(&[("messenger-last-offset", last)]),
+                None => ended(&[]),
+            };
+            assert_eq!(r.on_end(&end), !gap, "{trailer:?}");
+            assert_eq!(since(&mut r).as_deref(), Some("e:2"));
+            assert_eq!(r.on_headers(&headers(&new_epoch)), Headers::Again);
+            assert_eq!(since(&mut r).as_deref(), Some("f:0"), "{trailer:?}");
+            assert!(r.drained.is_none(), "a drain is used once");
+        }
     }
 
     #[test]

@@ -151,8 +151,15 @@ impl Subscriber {
         self.subscribed.send_replace(false);
         let code = end.as_ref().map_or(Code::Cancelled, Status::code);
         metrics::grpc_handled("ReadMessages", code, opened.elapsed());
-        if let Some(s) = &end {
-            tracing::warn!(code = ?s.code(), message = s.message(), "stream lost; resubscribing");
+        match &end {
+            Some(s) if resumer.on_end(s) => tracing::info!(
+                message = s.message(),
+                "server drained the stream to this client's position; resubscribing"
+            ),
+            Some(s) => {
+                tracing::warn!(code = ?s.code(), message = s.message(), "stream lost; resubscribing")
+            }
+            None => {}
         }
         end
     }

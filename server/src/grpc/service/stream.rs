@@ -7,18 +7,25 @@
 //! (when the queue runs dry and when the stream ends); the delivery latency
 //! histogram still gets one sample per live delivery, measured against a
 //! clock read that the messages of a batch share (they go to h2 together).
+//!
+//! A stream the server drains because it is shutting down ends UNAVAILABLE
+//! with the trailer `messenger-last-offset` when its caller asked for
+//! offsets ([`LAST_OFFSET_METADATA`]): the hub no longer accepts messages,
+//! so the caller knows it holds everything of the epoch.
 
-use crate::core::hub::{Delivery, Subscription};
+use crate::core::hub::{Delivery, Disconnect, Subscription};
 use crate::core::resume::ReadOptions;
 use crate::grpc::auth::Principal;
 use crate::grpc::error::ServiceError;
 use crate::ops::metrics::{DisconnectReason, Metrics};
+use messenger_proto::LAST_OFFSET_METADATA;
 use messenger_proto::frame::Frame;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio_stream::Stream;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::{Code, Status};
 
 /// The response stream of one `ReadMessages` call. Dropping it (the RPC was
@@ -31,6 +38,9 @@ pub(crate) struct MessageStream {
     wants_trace: bool,
     /// The subscriber asked for `offset` on each message.
     wants_offsets: bool,
+    /// Offset of the last message written, or the head at registration;
+    /// told to a caller that asked for offsets when a drain ends the stream.
+    last_offset: u64,
     /// With token auth: the subscriber's token, re-checked after each reload.
     /// Boxed: inline it would add 88 bytes to every stream, with or without
     /// token auth (tests/bench/README.md, idle footprint).
@@ -72,6 +82,7 @@ impl MessageStream {
         principal: Option<Principal>,
     ) -> Self {
         Self {
+            last_offset: subscription.head(),
             subscription,
             capacity,
             metrics,
@@ -89,6 +100,7 @@ impl MessageStream {
     fn deliver(&mut self, d: Delivery) -> Frame {
         let m = &d.message;
         self.unflushed.sent += 1;
+        self.last_offset = m.offset;
         let traceparent = if d.replayed {
             // Acceptance-to-write latency would measure the outage, not the
             // fan-out: replays are counted on their own.
@@ -151,15 +163,25 @@ impl Stream for MessageStream {
             Poll::Ready(received) => received,
         };
         let revoked = self.principal.as_mut().is_some_and(|p| !p.still_valid());
-        let error = match received {
-            _ if revoked => ServiceError::TokenRevoked,
+        let (error, drained) = match received {
+            _ if revoked => (ServiceError::TokenRevoked, false),
             Ok(delivery) => return Poll::Ready(Some(Ok(self.deliver(delivery)))),
-            Err(disconnect) => ServiceError::from_disconnect(disconnect, self.capacity),
+            Err(disconnect) => (
+                ServiceError::from_disconnect(disconnect, self.capacity),
+                disconnect == Disconnect::Shutdown,
+            ),
         };
         self.flush();
         self.end = Some(error.code());
         self.history_lost = matches!(error, ServiceError::HistoryLost);
-        Poll::Ready(Some(Err(error.into())))
+        let mut status = Status::from(error);
+        if drained && self.wants_offsets {
+            status.metadata_mut().insert(
+                LAST_OFFSET_METADATA,
+                AsciiMetadataValue::from(self.last_offset),
+            );
+        }
+        Poll::Ready(Some(Err(status)))
     }
 }
 
