@@ -5,7 +5,9 @@
 #                   (ops/check/live.py) runs itself on a free port;
 #   redis-server    the broker that the Redis-engine tests, the course suite
 #                   against two replicas and the dashboard check start themselves,
-#                   each on a free loopback port.
+#                   each on a free loopback port;
+#   libfaketime     the LD_PRELOAD library that the clock tests put into the
+#                   server process only (FAKETIME=-1h: a clock that is behind).
 # The packages' own services are never used (apt may start them; nothing here
 # talks to them).
 #
@@ -16,11 +18,11 @@
 # Needs root (or sudo) only when something is missing. Debian 12 (bookworm).
 set -euo pipefail
 
-all=(docker-compose prometheus redis-server)
+all=(docker-compose prometheus redis-server libfaketime)
 wanted=("$@")
 ((${#wanted[@]})) || wanted=("${all[@]}")
 
-# The commands each package must provide.
+# The commands each package must provide (none for a library).
 commands_of() {
     case $1 in
     docker-compose) echo docker-compose ;;
@@ -28,12 +30,20 @@ commands_of() {
     redis-server) echo redis-server ;;
     esac
 }
+# Whether a package that provides no command is installed.
+installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
 for package in "${wanted[@]}"; do
     [[ " ${all[*]} " == *" $package "* ]] || { echo "install-tools.sh: unknown tool $package (known: ${all[*]})" >&2; exit 2; }
 done
 
 missing=()
 for package in "${wanted[@]}"; do
+    if [[ -z $(commands_of "$package") ]]; then
+        installed "$package" || missing+=("$package")
+        continue
+    fi
     for cmd in $(commands_of "$package"); do
         if ! command -v "$cmd" >/dev/null; then
             missing+=("$package")
@@ -53,5 +63,6 @@ for package in "${wanted[@]}"; do
     docker-compose) echo "docker-compose $(docker-compose version --short)" ;;
     prometheus) promtool --version | head -1 ;;
     redis-server) redis-server --version ;;
+    libfaketime) echo "libfaketime $(dpkg-query -W -f='${Version}' libfaketime)" ;;
     esac
 done

@@ -28,6 +28,7 @@ pub use error::{AppError, ConfigError};
 
 use crate::core::broker::{BrokerConfigError, RedisEngine};
 use crate::core::history::memory::InProcess;
+use crate::core::history::state::SendTimeMark;
 use crate::core::hub::Hub;
 use crate::grpc::admission::Admission;
 use crate::grpc::auth::{self, Auth};
@@ -35,7 +36,7 @@ use crate::grpc::reflection::Reflection;
 use crate::grpc::service::MessengerService;
 use crate::grpc::status_spec::SpecLayer;
 use crate::ops::metrics::{self, Metrics};
-use config::Config;
+use config::{Config, ENV_STATE_DIR};
 use messenger_proto::SERVICE_NAME;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
@@ -105,7 +106,7 @@ impl App {
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
-        let engine = InProcess::new(config.history_bounds());
+        let engine = in_process(&config)?;
         let hub = Hub::with_engine(
             config.subscriber_queue,
             config.max_subscribers,
@@ -279,6 +280,44 @@ fn messenger(
     InterceptedService::new(admitted, auth::Interceptor(auth))
 }
 
+/// The in-process engine (a Redis replica's local tail too), with its
+/// `sendTime` mark when `MESSENGER_STATE_DIR` is set and no broker is.
+fn in_process(config: &Config) -> Result<InProcess, ConfigError> {
+    let engine = InProcess::new(config.history_bounds());
+    let dir = match (&config.state_dir, &config.broker_url) {
+        (Some(dir), None) => dir,
+        (Some(_), Some(_)) => {
+            tracing::info!(
+                "{ENV_STATE_DIR} is not used with a broker: the broker stamps sendTime"
+            );
+            return Ok(engine);
+        }
+        (None, Some(_)) => return Ok(engine),
+        (None, None) => {
+            tracing::info!(
+                "{ENV_STATE_DIR} is not set: sendTime increases within this process only, and \
+                 a restart on a clock that is behind stamps earlier than what clients hold; \
+                 set it to a persistent directory to keep sendTime increasing across restarts"
+            );
+            return Ok(engine);
+        }
+    };
+    let now = messenger_proto::time::unix_nanos_now();
+    let mark = SendTimeMark::open(dir, now)?;
+    let floor = mark.floor();
+    if floor > now {
+        tracing::warn!(
+            behind_ms = ((floor - now) / 1_000_000) as i64,
+            file = %mark.file().display(),
+            "the clock is behind the sendTime mark of the previous run; sendTime continues \
+             from the mark, strictly increasing, until the clock passes it"
+        );
+    } else {
+        tracing::info!(file = %mark.file().display(), "sendTime mark loaded");
+    }
+    Ok(engine.with_mark(mark))
+}
+
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
     let bind_err = |source| AppError::Bind { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
@@ -304,6 +343,7 @@ fn log_listening(
         max_concurrent_sends = config.max_concurrent_sends,
         history_size = config.history_size,
         history_bytes = config.history_bytes,
+        state_dir = config.state_dir.as_deref().map(|d| d.display().to_string()),
         broker = config.broker_url.as_deref().map(crate::core::broker::redacted),
         broker_stream = config.broker_url.as_ref().map(|_| config.broker_stream.as_str()),
         epoch = %hub.epoch(),

@@ -12,6 +12,7 @@ mod limits;
 mod network;
 mod restart_gap;
 mod resume;
+mod send_time_state;
 mod slow_consumer;
 mod status;
 

@@ -32,6 +32,7 @@ pub use messenger_runtime::tls::{ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY};
 pub const ENV_AUTH_TOKENS_FILE: &str = "MESSENGER_AUTH_TOKENS_FILE";
 pub const ENV_HISTORY_SIZE: &str = "MESSENGER_HISTORY_SIZE";
 pub const ENV_HISTORY_BYTES: &str = "MESSENGER_HISTORY_BYTES";
+pub const ENV_STATE_DIR: &str = "MESSENGER_STATE_DIR";
 pub const ENV_BROKER_URL: &str = "MESSENGER_BROKER_URL";
 pub const ENV_BROKER_STREAM: &str = "MESSENGER_BROKER_STREAM";
 pub const ENV_BROKER_TIMEOUT_MS: &str = "MESSENGER_BROKER_TIMEOUT_MS";
@@ -147,6 +148,13 @@ pub struct Config {
           value_parser = number::<usize>(0, 1u64 << 40))]
     pub history_bytes: usize,
 
+    /// In-process engine: a directory (created if missing) where the newest
+    /// sendTime is kept across restarts, so sendTime keeps increasing even
+    /// when the server restarts on a clock that is behind. Unset: sendTime
+    /// increases only within one process.
+    #[arg(long, env = ENV_STATE_DIR)]
+    pub state_dir: Option<PathBuf>,
+
     /// Redis engine: `redis://host:port[/db]` or `rediss://...` (TLS). Unset:
     /// the in-process engine. Replicas with the same URL and stream share one chat.
     #[arg(long, env = ENV_BROKER_URL, value_parser = parse_broker_url)]
@@ -246,6 +254,7 @@ impl Default for Config {
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             history_size: DEFAULT_HISTORY_SIZE,
             history_bytes: DEFAULT_HISTORY_BYTES,
+            state_dir: None,
             broker_url: None,
             broker_stream: DEFAULT_BROKER_STREAM.to_owned(),
             broker_ca: None,

@@ -36,4 +36,6 @@ pub enum ConfigError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Broker(#[from] crate::core::broker::BrokerConfigError),
+    #[error(transparent)]
+    State(#[from] crate::core::history::state::StateError),
 }

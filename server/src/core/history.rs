@@ -28,6 +28,7 @@
 //!   `read_after` serves the local tail it holds.
 
 pub(crate) mod memory;
+pub(crate) mod state;
 
 use messenger_proto::frame::Encoded;
 use messenger_proto::time::to_timestamp;
@@ -116,8 +117,12 @@ pub trait Engine: Send + 'static {
 
     /// Gives `draft` the next offset and `sendTime` (strictly increasing,
     /// [`messenger_proto::time::next_send_time`]), keeps it in history
-    /// (evicting the oldest past the bounds) and returns it.
-    fn append(&mut self, draft: Draft) -> Arc<Message>;
+    /// (evicting the oldest past the bounds) and returns it. Fails, taking
+    /// nothing, when the stamp cannot be made durable ([`state`]).
+    fn append(&mut self, draft: Draft) -> Result<Arc<Message>, state::StateError>;
+
+    /// The hub shut down: nothing more will be appended.
+    fn close(&mut self) {}
 
     /// Keeps `message`, sequenced elsewhere (a broker), in history as the
     /// newest. Its offset must be the newest held + 1 and its `sendTime`

@@ -40,12 +40,14 @@
 //!   continue, so no subscriber ever sees a silent gap.
 //! - **Shutdown drains.** After [`Hub::shutdown`], publishes fail; existing
 //!   subscriptions yield their replay and what is queued, then
-//!   [`Disconnect::Shutdown`].
+//!   [`Disconnect::Shutdown`]. The engine is closed first (the in-process
+//!   engine writes its exact `sendTime` mark).
 
 mod fanout;
 mod queue;
 mod subscription;
 
+pub use crate::core::history::state::StateError;
 pub use crate::core::history::{Gap, HistoryStats, Message};
 use subscription::Slot;
 pub use subscription::{
@@ -65,6 +67,16 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("server shutting down")]
 pub struct ShuttingDown;
+
+/// Why [`Hub::publish`] refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    ShuttingDown(#[from] ShuttingDown),
+    /// The stamp could not be made durable (`MESSENGER_STATE_DIR`).
+    #[error(transparent)]
+    State(#[from] StateError),
+}
 
 /// Why [`Hub::subscribe`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -263,6 +275,7 @@ impl Hub {
     pub fn shutdown(&self) {
         let mut inner = self.inner.lock();
         inner.shut_down = true;
+        inner.engine.close();
         let subscribers = std::mem::take(&mut inner.subscribers);
         self.count.send_replace(0);
         drop(inner);

@@ -16,7 +16,8 @@ use crate::app::config::{
     ENV_MAX_TEXT_BYTES,
 };
 use crate::core::broker::BrokerError;
-use crate::core::hub::{Disconnect, ShuttingDown, SubscribeError};
+use crate::core::history::state::StateError;
+use crate::core::hub::{Disconnect, PublishError, ShuttingDown, SubscribeError};
 use messenger_proto::limits::{Field, FieldTooLong};
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -34,6 +35,10 @@ pub enum ServiceError {
     FellBehind { capacity: usize },
     #[error("server shutting down")]
     ShuttingDown,
+    /// The `sendTime` mark could not be written (`MESSENGER_STATE_DIR`): a
+    /// stamp it does not cover could go back after a restart.
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error(
         "history lost: the broker's stream was lost or trimmed past this server; \
          resubscribe with `messenger-since` to learn of the gap"
@@ -127,6 +132,15 @@ impl From<ShuttingDown> for ServiceError {
     }
 }
 
+impl From<PublishError> for ServiceError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::ShuttingDown(_) => Self::ShuttingDown,
+            PublishError::State(e) => Self::State(e),
+        }
+    }
+}
+
 impl From<SubscribeError> for ServiceError {
     fn from(e: SubscribeError) -> Self {
         match e {
@@ -159,6 +173,7 @@ impl ServiceError {
                 Code::ResourceExhausted
             }
             Self::ShuttingDown
+            | Self::State(_)
             | Self::HistoryLost
             | Self::BrokerNotLoaded { .. }
             | Self::Broker(_) => Code::Unavailable,

@@ -6,7 +6,13 @@
 //! The same ring is the local tail a Redis replica holds: it then never
 //! appends, only [`Engine::hold`]s the broker's entries and
 //! [`Engine::restart`]s with the broker's epoch.
+//!
+//! `sendTime` is strictly increasing within the process. Across restarts
+//! only with a [`SendTimeMark`] (`MESSENGER_STATE_DIR`): stamps start after
+//! the mark of the runs before, whatever the clock says. Without one, a
+//! restart on a clock that is behind stamps earlier than what clients hold.
 
+use super::state::{SendTimeMark, StateError};
 use super::{Draft, Engine, Gap, HistoryStats, Message};
 use messenger_proto::time::{next_send_time, unix_nanos_now};
 use rand::Rng;
@@ -47,6 +53,8 @@ pub(crate) struct InProcess {
     newest: u64,
     history: VecDeque<Arc<Message>>,
     bytes: usize,
+    /// Keeps `sendTime` increasing across restarts (`MESSENGER_STATE_DIR`).
+    mark: Option<SendTimeMark>,
 }
 
 impl InProcess {
@@ -65,7 +73,15 @@ impl InProcess {
             newest: 0,
             history: VecDeque::new(),
             bytes: 0,
+            mark: None,
         }
+    }
+
+    /// Stamps after `mark`'s floor and covers every stamp with it.
+    pub(crate) fn with_mark(mut self, mark: SendTimeMark) -> Self {
+        self.last_send_time = self.last_send_time.max(mark.floor());
+        self.mark = Some(mark);
+        self
     }
 
     fn evict(&mut self) {
@@ -88,15 +104,24 @@ impl Engine for InProcess {
         &self.epoch
     }
 
-    fn append(&mut self, draft: Draft) -> Arc<Message> {
+    fn append(&mut self, draft: Draft) -> Result<Arc<Message>, StateError> {
         let send_time = next_send_time(self.last_send_time, unix_nanos_now());
+        if let Some(mark) = &mut self.mark {
+            mark.cover(send_time)?;
+        }
         self.last_send_time = send_time;
         self.newest += 1;
         let message = Arc::new(Message::new(draft, send_time, self.newest));
         self.bytes += entry_bytes(&message);
         self.history.push_back(Arc::clone(&message));
         self.evict();
-        message
+        Ok(message)
+    }
+
+    fn close(&mut self) {
+        if let Some(mark) = &mut self.mark {
+            mark.close(self.last_send_time);
+        }
     }
 
     fn hold(&mut self, message: Message) -> Arc<Message> {
@@ -162,6 +187,7 @@ mod tests {
             text: text.into(),
             traceparent: None,
         })
+        .expect("no mark to write")
     }
 
     fn offsets(r: Result<Vec<Arc<Message>>, Gap>) -> Vec<u64> {

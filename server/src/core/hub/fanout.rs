@@ -5,7 +5,7 @@
 //! reader); both share [`enqueue`], so what subscribers see is identical.
 
 use super::queue::PushError;
-use super::{Disconnect, Hub, Inner, Published, Queued, ShuttingDown};
+use super::{Disconnect, Hub, Inner, PublishError, Published, Queued, ShuttingDown};
 use crate::core::history::{Draft, Message};
 use crate::ops::trace::FanoutTrace;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ impl Hub {
         author: String,
         text: String,
         trace: Option<Arc<FanoutTrace>>,
-    ) -> Result<Published, ShuttingDown> {
+    ) -> Result<Published, PublishError> {
         let traceparent = trace.as_ref().and_then(|t| t.traceparent());
         let draft = Draft {
             author,
@@ -27,9 +27,9 @@ impl Hub {
         };
         let mut inner = self.inner.lock();
         if inner.shut_down {
-            return Err(ShuttingDown);
+            return Err(ShuttingDown.into());
         }
-        let message = inner.engine.append(draft);
+        let message = inner.engine.append(draft)?;
         Ok(self.enqueue(inner, message, trace))
     }
 
