@@ -287,9 +287,7 @@ fn in_process(config: &Config) -> Result<InProcess, ConfigError> {
     let dir = match (&config.state_dir, &config.broker_url) {
         (Some(dir), None) => dir,
         (Some(_), Some(_)) => {
-            tracing::info!(
-                "{ENV_STATE_DIR} is not used with a broker: the broker stamps sendTime"
-            );
+            tracing::info!("{ENV_STATE_DIR} is not used with a broker: the broker stamps sendTime");
             return Ok(engine);
         }
         (None, Some(_)) => return Ok(engine),

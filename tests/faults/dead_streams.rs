@@ -69,9 +69,10 @@ async fn send_round(server: &ServerProc, n: usize, text: &str) {
 }
 
 async fn slow_disconnects(server: &ServerProc) -> f64 {
-    scrape(&server.metrics_url())
-        .await
-        .sum("messenger_subscriber_disconnects_total", &[("reason", "slow")])
+    scrape(&server.metrics_url()).await.sum(
+        "messenger_subscriber_disconnects_total",
+        &[("reason", "slow")],
+    )
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -94,7 +95,11 @@ async fn a_stream_cut_off_as_slow_frees_its_queue_while_its_connection_stays_ope
         held.push(open_unread(&mut raw).await);
         send_round(&server, MESSAGES, &text).await;
         // The send that overflowed the queue cut the stream off before it returned.
-        assert_eq!(slow_disconnects(&server).await, i as f64, "stream {i} cut off");
+        assert_eq!(
+            slow_disconnects(&server).await,
+            i as f64,
+            "stream {i} cut off"
+        );
         growth.push(rss_of(pid).expect("server RSS").saturating_sub(baseline));
     }
     let shown: Vec<String> = growth.iter().map(|g| format!("+{:.0}", mib(*g))).collect();

@@ -29,7 +29,10 @@ async fn reconnected(client: &ClientProc, n: f64) -> Metrics {
 
 fn warned(client: &ClientProc) -> usize {
     let lines = client.proc.lines();
-    lines.iter().filter(|l| l.text.contains(GAP_WARNING)).count()
+    lines
+        .iter()
+        .filter(|l| l.text.contains(GAP_WARNING))
+        .count()
 }
 
 /// Reads `stream` to its end, returning the end status.

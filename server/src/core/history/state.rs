@@ -107,10 +107,13 @@ impl SendTimeMark {
         fs::create_dir_all(dir).map_err(dir_error)?;
         let file = dir.join(MARK_FILE);
         let floor = match fs::read_to_string(&file) {
-            Ok(text) => text.trim().parse::<i128>().map_err(|_| StateError::Corrupt {
-                file: file.clone(),
-                got: text.chars().take(40).collect(),
-            })?,
+            Ok(text) => text
+                .trim()
+                .parse::<i128>()
+                .map_err(|_| StateError::Corrupt {
+                    file: file.clone(),
+                    got: text.chars().take(40).collect(),
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(dir_error(e)),
         };
@@ -277,7 +280,9 @@ fn write_mark(file: &Path, mark: i128) -> Result<(), StateError> {
     f.sync_all().map_err(error)?;
     fs::rename(&tmp, file).map_err(error)?;
     if let Some(dir) = file.parent() {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(error)?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(error)?;
     }
     Ok(())
 }

@@ -225,5 +225,7 @@ fn a_cut_off_subscriber_frees_its_queue_at_once_and_counts_until_dropped() {
     );
     drop(stuck);
     assert_eq!(hub.cut_open(), 0);
-    let _next = hub.subscribe().expect("room once the cut-off stream is gone");
+    let _next = hub
+        .subscribe()
+        .expect("room once the cut-off stream is gone");
 }

@@ -56,9 +56,15 @@ fn a_corrupt_mark_or_an_unusable_directory_is_refused_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join(MARK_FILE), "yesterday\n").unwrap();
     let e = SendTimeMark::open(dir.path(), 0).err().unwrap().to_string();
-    assert!(e.contains("MESSENGER_STATE_DIR") && e.contains("yesterday"), "{e}");
+    assert!(
+        e.contains("MESSENGER_STATE_DIR") && e.contains("yesterday"),
+        "{e}"
+    );
     let file = dir.path().join("a-file");
     fs::write(&file, "").unwrap();
     let e = SendTimeMark::open(&file, 0).err().unwrap().to_string();
-    assert!(e.contains("MESSENGER_STATE_DIR") && e.contains("a-file"), "{e}");
+    assert!(
+        e.contains("MESSENGER_STATE_DIR") && e.contains("a-file"),
+        "{e}"
+    );
 }
