@@ -86,10 +86,7 @@ async fn send_time_keeps_increasing_across_a_restart_on_a_clock_an_hour_behind()
             .await;
     }
     let (before, after, plain) = restart_behind(&[], true).await;
-    println!(
-        "sendTime state: no {}: {before} then {after}",
-        "MESSENGER_STATE_DIR"
-    );
+    println!("sendTime state: no MESSENGER_STATE_DIR: {before} then {after}");
     assert!(
         at(&after) < at(&before) - chrono::Duration::minutes(59),
         "control: the restarted clock is an hour behind: {before} then {after}"
