@@ -6,12 +6,16 @@
 //!
 //! Needs `redis-server` on PATH; without it every test fails saying so.
 
+mod clock;
 mod commit;
 mod epoch;
 mod loss;
 mod malformed;
 mod order;
+mod refusal;
 mod replica;
+mod rollback;
+mod stall;
 mod stamping;
 mod tls;
 mod traces;

@@ -6,16 +6,34 @@
 
 use crate::HEAVY;
 use messenger_server::core::broker::entry::decode;
-use messenger_server::core::broker::script::{self, Stamp};
+use messenger_server::core::broker::script::{self, Bounds, Seen, Stamp};
 use messenger_tests::redis::RedisProc;
 use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;
 
 const KEYS: (&str, &str) = ("s", "s:meta");
 const SEC: i128 = 1_000_000_000;
+const BOUNDS: Bounds = Bounds {
+    entries: 1000,
+    bytes: 1 << 30,
+};
+const NONE: Seen<'static> = Seen {
+    epoch: "",
+    offset: 0,
+    id: "",
+    send_time: 0,
+};
+
+fn seen(epoch: &str, offset: u64) -> Seen<'_> {
+    Seen {
+        epoch,
+        offset,
+        ..NONE
+    }
+}
 
 async fn publish(conn: &mut redis::aio::MultiplexedConnection, text: &str) -> Stamp {
-    script::publish(conn, KEYS, 1000, ("a", text, None), ("", 0))
+    script::publish(conn, KEYS, BOUNDS, ("a", text, None), NONE)
         .await
         .expect("publish script")
 }
@@ -92,11 +110,11 @@ async fn script_stamps_with_the_nanos_rule() {
     // A caller that delivered up to offset 1 of this epoch: the same epoch
     // continues. One that delivered past the metadata (Redis rolled back to
     // an older snapshot): a new epoch, still stamping after the last sendTime.
-    let seen = |offset| (&*fresh.epoch, offset);
-    let next = script::publish(&mut conn, KEYS, 1000, ("a", "next", None), seen(1)).await;
+    let at = |offset| seen(&fresh.epoch, offset);
+    let next = script::publish(&mut conn, KEYS, BOUNDS, ("a", "next", None), at(1)).await;
     let next = next.unwrap();
     assert_eq!((&*next.epoch, next.offset), (&*fresh.epoch, 2));
-    let rolled = script::publish(&mut conn, KEYS, 1000, ("a", "rolled", None), seen(9)).await;
+    let rolled = script::publish(&mut conn, KEYS, BOUNDS, ("a", "rolled", None), at(9)).await;
     let rolled = rolled.unwrap();
     assert_ne!(*rolled.epoch, *fresh.epoch, "behind a replica: a new epoch");
     assert_eq!(rolled.offset, 1);
@@ -126,7 +144,7 @@ async fn a_batch_is_stamped_in_order_with_the_nanos_rule() {
     let future = (messenger_proto::time::unix_nanos_now() / SEC) as i64 + 100;
     // last + 1, + 2, ... crosses 999_999_999 and lands on multiples of 1000.
     freeze(&mut conn, future, "999999997").await;
-    let stamps = script::publish_batch(&mut conn, KEYS, 1000, &fields, ("", 0))
+    let stamps = script::publish_batch(&mut conn, KEYS, BOUNDS, &fields, NONE)
         .await
         .expect("publish script");
     let got: Vec<(u64, i128)> = stamps.iter().map(|s| (s.offset, s.send_time)).collect();
@@ -158,4 +176,94 @@ async fn a_batch_is_stamped_in_order_with_the_nanos_rule() {
     let next = publish(&mut conn, "next").await;
     assert_eq!(next.offset, 7);
     assert_eq!(next.send_time, base + SEC + 4);
+}
+
+/// The caller's newest delivered `sendTime` is a floor: a Redis that lost
+/// its data (no metadata) and whose clock is an hour behind it still stamps
+/// after it. And a caller whose newest entry is gone while older ones
+/// remain (Redis rolled back, then others wrote past it) gets a new epoch,
+/// even though the stored offset is ahead of it.
+#[tokio::test]
+async fn the_callers_newest_is_a_floor_and_its_lost_entry_a_rollback() {
+    let _heavy = HEAVY.lock().await;
+    let redis = RedisProc::start().await;
+    let mut conn = redis.conn().await;
+
+    let future = messenger_proto::time::unix_nanos_now() + 3600 * SEC;
+    let floor = Seen {
+        send_time: future,
+        ..NONE
+    };
+    let first = script::publish(&mut conn, KEYS, BOUNDS, ("a", "x", None), floor)
+        .await
+        .unwrap();
+    assert!(first.send_time > future, "{} <= {future}", first.send_time);
+
+    // Entries 1-3; a replica delivered 3, then Redis lost 3 and someone
+    // appended 3' and 4: the stored offset (4) is ahead of the caller, but
+    // its entry 3 is gone.
+    let epoch = first.epoch.clone();
+    let _ = publish(&mut conn, "2").await;
+    let third = publish(&mut conn, "3").await;
+    let _: () = conn.xdel(KEYS.0, &[&third.id]).await.unwrap();
+    let _: () = conn.hset(KEYS.1, "offset", "2").await.unwrap();
+    let _ = publish(&mut conn, "3'").await;
+    let fourth = publish(&mut conn, "4").await;
+    assert_eq!((&fourth.epoch, fourth.offset), (&epoch, 4));
+    let delivered = Seen {
+        id: &third.id,
+        ..seen(&epoch, 3)
+    };
+    let (now, offset) = script::epoch(&mut conn, KEYS, delivered).await.unwrap();
+    assert_ne!(
+        now, *epoch,
+        "another entry at a delivered offset: a new epoch"
+    );
+    assert_eq!(offset, 0);
+
+    // Trimmed (older than the stream's first entry) is not a rollback.
+    let kept = publish(&mut conn, "kept").await;
+    let gone = Seen {
+        id: "1-0",
+        ..seen(&kept.epoch, kept.offset)
+    };
+    let (same, _) = script::epoch(&mut conn, KEYS, gone).await.unwrap();
+    assert_eq!(same, *kept.epoch);
+}
+
+/// The stream is bounded by bytes as well as entries: its size is kept in
+/// the metadata, and the oldest entries go once it passes the byte bound
+/// (with a thirty-second of slack), never the newest.
+#[tokio::test]
+async fn the_stream_is_bounded_by_bytes() {
+    let _heavy = HEAVY.lock().await;
+    let redis = RedisProc::start().await;
+    let mut conn = redis.conn().await;
+    let bounds = Bounds {
+        entries: 1000,
+        bytes: 64 * 1024,
+    };
+    let text = "x".repeat(4096);
+    for _ in 0..100 {
+        script::publish(&mut conn, KEYS, bounds, ("a", &text, None), NONE)
+            .await
+            .unwrap();
+    }
+    let len: usize = conn.xlen(KEYS.0).await.unwrap();
+    let bytes: usize = conn.hget(KEYS.1, "bytes").await.unwrap();
+    let range: StreamRangeReply = conn.xrange_all(KEYS.0).await.unwrap();
+    let counted: usize = (range.ids.iter().flat_map(|e| e.map.iter()))
+        .map(|(k, v)| match v {
+            redis::Value::BulkString(b) => k.len() + b.len(),
+            _ => k.len(),
+        })
+        .sum();
+    assert_eq!(bytes, counted, "the metadata counts the stream's bytes");
+    assert!(bytes <= bounds.bytes, "{bytes} bytes in {len} entries");
+    assert!(
+        len >= 14,
+        "{len} entries: trimmed to the bound, not emptied"
+    );
+    let last = decode(range.ids.last().unwrap()).unwrap();
+    assert_eq!(last.offset, 100, "the newest stays");
 }

@@ -4,6 +4,8 @@
 //!   in both directions: bytes are swallowed, nothing is forwarded, and no FIN
 //!   or RST is ever sent (a peer that vanished, a dead NAT entry). Connections
 //!   accepted later pass normally, so a reconnect heals.
+//! - [`Proxy::stall_nth`]: the same for one connection (a replica's reader
+//!   while its publishing connection still flows).
 //! - [`Proxy::set_rate`]: a bandwidth cap per direction per connection (a slow
 //!   link). Reads are throttled, so TCP backpressure reaches the sender.
 //! - [`Proxy::cut`]: every connection open now is closed at once, and new
@@ -86,6 +88,14 @@ impl Proxy {
         for stalled in self.live.lock().await.drain(..) {
             stalled.store(true, Ordering::Release);
         }
+    }
+
+    /// Turns one connection into a silent black hole: the `nth` (0 first) of
+    /// those open and not stalled yet, in the order they were accepted.
+    pub async fn stall_nth(&self, nth: usize) {
+        let mut live = self.live.lock().await;
+        assert!(nth < live.len(), "only {} connections open", live.len());
+        live.remove(nth).store(true, Ordering::Release);
     }
 
     /// Closes every connection open now and refuses new ones until [`Proxy::restore`].

@@ -32,6 +32,25 @@ pub fn redis_server_path() -> PathBuf {
         })
 }
 
+/// Debian's libfaketime (`LD_PRELOAD` it with `FAKETIME` set), or a failure
+/// saying how to install it.
+pub fn libfaketime_path() -> PathBuf {
+    let dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ];
+    dirs.iter()
+        .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "libfaketime is not installed: the broker clock tests need it \
+                 (`apt-get install libfaketime`; `make test` and .ci/run install it)"
+            )
+        })
+}
+
 /// A loopback port that was free a moment ago (redis-server needs an explicit one).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
@@ -47,6 +66,23 @@ impl RedisProc {
     /// On `port`; with `dir`, an append-only file there (fsync per write), so
     /// a restart on the same `dir` comes back with every acknowledged write.
     pub async fn start_on(port: u16, dir: Option<&Path>) -> Self {
+        let persistence: &[&str] = match dir {
+            Some(_) => &["--appendonly", "yes", "--appendfsync", "always", "--dir"],
+            None => &["--appendonly", "no"],
+        };
+        let mut args: Vec<&std::ffi::OsStr> = persistence.iter().map(|a| a.as_ref()).collect();
+        args.extend(dir.map(Path::as_os_str));
+        Self::start_with(port, &args, &[]).await
+    }
+
+    /// Without persistence unless `args` say otherwise, on `port`, with more
+    /// `args` (`--maxmemory 8mb`, `--requirepass P`) and environment
+    /// (libfaketime's, for a clock that is behind).
+    pub async fn start_with(
+        port: u16,
+        args: &[impl AsRef<std::ffi::OsStr>],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(redis_server_path());
         command.args([
             "--port",
@@ -56,12 +92,7 @@ impl RedisProc {
             "--save",
             "",
         ]);
-        match dir {
-            Some(dir) => command
-                .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
-                .arg(dir),
-            None => command.args(["--appendonly", "no"]),
-        };
+        command.args(args).envs(env.iter().copied());
         let proc = Proc::spawn_command(&format!("redis:{port}"), command);
         proc.wait_line("redis ready", |l| {
             l.text.contains("Ready to accept connections")
@@ -110,7 +141,12 @@ impl RedisProc {
 
     /// A connection for driving Redis by hand.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        let client = redis::Client::open(self.url()).expect("redis URL");
+        self.conn_as(&self.url()).await
+    }
+
+    /// A connection to `url` (this Redis with credentials).
+    pub async fn conn_as(&self, url: &str) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(url).expect("redis URL");
         crate::within(
             "connect to redis",
             client.get_multiplexed_async_connection(),

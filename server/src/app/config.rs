@@ -36,6 +36,7 @@ pub const ENV_STATE_DIR: &str = "MESSENGER_STATE_DIR";
 pub const ENV_BROKER_URL: &str = "MESSENGER_BROKER_URL";
 pub const ENV_BROKER_STREAM: &str = "MESSENGER_BROKER_STREAM";
 pub const ENV_BROKER_TIMEOUT_MS: &str = "MESSENGER_BROKER_TIMEOUT_MS";
+pub const ENV_BROKER_STREAM_BYTES: &str = "MESSENGER_BROKER_STREAM_BYTES";
 pub const ENV_BROKER_CA: &str = "MESSENGER_BROKER_CA";
 pub const ENV_BROKER_CERT: &str = "MESSENGER_BROKER_CERT";
 pub const ENV_BROKER_KEY: &str = "MESSENGER_BROKER_KEY";
@@ -59,6 +60,7 @@ pub const DEFAULT_HISTORY_SIZE: usize = 100_000;
 pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_BROKER_STREAM: &str = "messenger:chat";
 pub const DEFAULT_BROKER_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_BROKER_STREAM_BYTES: usize = 64 * 1024 * 1024;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
@@ -166,6 +168,14 @@ pub struct Config {
           value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub broker_stream: String,
 
+    /// Most bytes the Redis stream holds (field names and values of its
+    /// entries); the publish trims the oldest beyond it, as it does past
+    /// max(MESSENGER_HISTORY_SIZE, 1000) entries. Keep it well below Redis
+    /// maxmemory; a Redis out of memory makes the replica trim further.
+    #[arg(long, env = ENV_BROKER_STREAM_BYTES, default_value_t = DEFAULT_BROKER_STREAM_BYTES,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1024..=(1u64 << 40)))]
+    pub broker_stream_bytes: usize,
+
     /// CA bundle (PEM) that signs the broker's certificate, for `rediss://`
     /// with a private CA; unset: the webpki and system roots.
     #[arg(long, env = ENV_BROKER_CA)]
@@ -257,6 +267,7 @@ impl Default for Config {
             state_dir: None,
             broker_url: None,
             broker_stream: DEFAULT_BROKER_STREAM.to_owned(),
+            broker_stream_bytes: DEFAULT_BROKER_STREAM_BYTES,
             broker_ca: None,
             broker_cert: None,
             broker_key: None,

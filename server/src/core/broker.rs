@@ -6,8 +6,8 @@
 //!
 //! - **Publishing** ([`RedisEngine::send`]): one atomic script
 //!   ([`script`]) stamps `sendTime` from Redis `TIME`, counts the offset in
-//!   the metadata key `<stream>:meta`, `XADD`s the entry and trims the stream
-//!   (`MAXLEN ~`). Concurrent sends share one script call ([`commit`]: group
+//!   the metadata key `<stream>:meta`, trims the stream to its bounds in
+//!   entries and bytes, and `XADD`s the entry. Concurrent sends share one script call ([`commit`]: group
 //!   commit, on the shared, reconnecting [`ConnectionManager`]). The entry
 //!   is then handed to the local hub right away by its sender when it is the
 //!   next one this replica expects ([`deliver`]), or else by this replica's
@@ -22,10 +22,19 @@
 //!   [`RedisEngine::watch_up`] drives the messenger service's health
 //!   ([`HealthReporter::follow`](crate::grpc::health::HealthReporter::follow)); a
 //!   lost stream (new epoch) or one trimmed past this replica ends the local
-//!   streams through [`Hub::restart`].
+//!   streams through [`Hub::restart`]. A Redis that refuses writes for a
+//!   reason a resend cannot fix ([`refusal`]) turns health NOT_SERVING until
+//!   a probe gets through; one out of memory first gets room from the
+//!   stream's oldest delivered entries ([`room`]).
+//! - **Rollback**: a Redis that no longer holds the newest entry this replica
+//!   delivered (an older snapshot, a lagging replica promoted) gets a new
+//!   epoch from whichever script this replica runs next, and the reader
+//!   forces that check when it reads another entry at an offset it
+//!   delivered, or after a second without entries.
 //!
 //! Invariants: offsets and `sendTime` come only from the script, so every
-//! replica holds the same order; entries reach `Hub::ingest` only through
+//! replica holds the same order, and no stamp is given at or before the
+//! newest `sendTime` the calling replica delivered; entries reach `Hub::ingest` only through
 //! [`deliver`], under one lock, in offset order; messages and errors name the broker by its
 //! URL without credentials ([`redacted`]).
 
@@ -34,12 +43,17 @@ mod connect;
 mod deliver;
 pub mod entry;
 mod error;
+mod lua;
 mod reach;
 mod reader;
+mod refusal;
+mod room;
 pub mod script;
+pub mod sentinel_url;
 
 pub use connect::redacted;
 pub use error::{BrokerConfigError, BrokerError, Failure};
+pub use refusal::Refusal;
 
 use crate::app::config::{Config, ENV_BROKER_URL};
 use crate::core::hub::Hub;
@@ -47,7 +61,7 @@ use crate::ops::metrics::{BrokerMetrics, Metrics};
 use deliver::{Delivered, Local};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -67,15 +81,43 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// An owned [`script::Seen`].
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    epoch: Option<Arc<str>>,
+    offset: u64,
+    id: String,
+    send_time: i128,
+}
+
+impl Seen {
+    fn get(&self) -> script::Seen<'_> {
+        script::Seen {
+            epoch: self.epoch.as_deref().unwrap_or_default(),
+            offset: self.offset,
+            id: &self.id,
+            send_time: self.send_time,
+        }
+    }
+}
+
 /// One replica's handle on the shared stream.
 pub struct RedisEngine {
     name: Arc<str>,
     client: redis::Client,
-    publisher: ConnectionManager,
+    /// Replaced after a refusal ([`refusal`]): the manager redials only
+    /// after I/O errors, so a connection whose login was refused (a password
+    /// changed, an ACL user disabled) would fail the same way forever.
+    publisher: parking_lot::Mutex<ConnectionManager>,
+    manager: ConnectionManagerConfig,
     stream: String,
     meta: String,
-    /// `MAXLEN ~` of every `XADD`.
-    max_len: usize,
+    /// The stream's bounds (`max(MESSENGER_HISTORY_SIZE, STREAM_MIN_LEN)`
+    /// entries, `MESSENGER_BROKER_STREAM_BYTES`).
+    bounds: script::Bounds,
+    /// The byte bound learned from a Redis out of memory ([`room`]): the
+    /// stream's size after the room it gave; `usize::MAX` until then.
+    room: AtomicUsize,
     /// Entries loaded into local history on a new epoch, and the byte budget
     /// (`MESSENGER_HISTORY_SIZE`, `MESSENGER_HISTORY_BYTES`).
     tail: usize,
@@ -88,9 +130,14 @@ pub struct RedisEngine {
     /// The hub and metrics entries go to, once started.
     local: OnceLock<Local>,
     position: watch::Sender<Position>,
+    /// Reachable and accepting writes: health and `messenger_broker_up`.
     up: watch::Sender<bool>,
-    /// Whether `up` was reported (logged) yet.
+    /// Whether the reader is connected and reading ([`reach`]).
+    reachable: AtomicBool,
+    /// Whether reachability was reported (logged) yet.
     reported: AtomicBool,
+    /// Why the broker refuses this replica's writes, while it does.
+    refused: parking_lot::Mutex<Option<Refusal>>,
     metrics: BrokerMetrics,
     /// Sends waiting for their publish script call ([`commit`]), and the
     /// receiving end until `start` hands it to the committing task.
@@ -114,16 +161,23 @@ impl RedisEngine {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1)
             .set_max_delay(timeout);
-        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), manager)
+        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), manager.clone())
             .map_err(BrokerConfigError::Url)?;
         let (queue, queued) = mpsc::unbounded_channel();
+        let metrics = BrokerMetrics::new();
+        metrics.refusal_reasons(Refusal::ALL.map(Refusal::label));
         Ok(Arc::new(Self {
             name: redacted(url).into(),
             client,
-            publisher,
+            publisher: parking_lot::Mutex::new(publisher),
+            manager,
             stream: config.broker_stream.clone(),
             meta: format!("{}:meta", config.broker_stream),
-            max_len: config.history_size.max(STREAM_MIN_LEN),
+            bounds: script::Bounds {
+                entries: config.history_size.max(STREAM_MIN_LEN),
+                bytes: config.broker_stream_bytes,
+            },
+            room: AtomicUsize::new(usize::MAX),
             tail: config.history_size,
             tail_bytes: config.history_bytes,
             timeout,
@@ -132,8 +186,10 @@ impl RedisEngine {
             local: OnceLock::new(),
             position: watch::Sender::new(Position::default()),
             up: watch::Sender::new(false),
+            reachable: AtomicBool::new(false),
             reported: AtomicBool::new(false),
-            metrics: BrokerMetrics::new(),
+            refused: parking_lot::Mutex::new(None),
+            metrics,
             queue,
             queued: parking_lot::Mutex::new(Some(queued)),
             publishing: OnceLock::new(),
@@ -240,12 +296,32 @@ impl RedisEngine {
         self.delivered.lock().epoch.is_some()
     }
 
-    /// This replica's epoch (`None` before its first load) and the newest
-    /// offset it delivered: what the scripts check the metadata against, so
-    /// a Redis rolled back behind it gets a new epoch.
-    fn seen(&self) -> (Option<Arc<str>>, u64) {
+    /// What this replica delivered: what the scripts check the metadata
+    /// against, so a Redis rolled back behind it gets a new epoch and stamps
+    /// after it.
+    fn seen(&self) -> Seen {
         let delivered = self.delivered.lock();
-        (delivered.epoch.clone(), delivered.newest)
+        Seen {
+            epoch: delivered.epoch.clone(),
+            offset: delivered.newest,
+            id: delivered.newest_id().to_owned(),
+            send_time: delivered.newest_time,
+        }
+    }
+
+    /// The publishing connection (a cheap handle on the shared one).
+    fn publisher(&self) -> ConnectionManager {
+        self.publisher.lock().clone()
+    }
+
+    /// The stream's bounds, with the byte bound learned from a Redis out of
+    /// memory.
+    fn bounds(&self) -> script::Bounds {
+        let room = self.room.load(Ordering::Relaxed);
+        script::Bounds {
+            bytes: self.bounds.bytes.min(room),
+            ..self.bounds
+        }
     }
 
     /// Starts this replica's reader and waits (up to the broker timeout) for
@@ -265,10 +341,16 @@ impl RedisEngine {
         if self.local.set(local).is_err() {
             tracing::warn!(broker = %self.name, "broker engine started twice; keeping the first hub");
         }
-        if let Some(queued) = self.queued.lock().take()
-            && let Some(runtime) = commit::start(Arc::downgrade(self), queued)
-        {
-            let _ = self.publishing.set(runtime);
+        if let Some(queued) = self.queued.lock().take() {
+            let publishing = commit::start(Arc::downgrade(self), queued);
+            let watch = refusal::watch(Arc::downgrade(self));
+            match &publishing {
+                Some(runtime) => drop(runtime.spawn(watch)),
+                None => drop(tokio::spawn(watch)),
+            }
+            if let Some(runtime) = publishing {
+                let _ = self.publishing.set(runtime);
+            }
         }
         let task = tokio::spawn(reader::run(Arc::clone(self), hub, metrics));
         if tokio::time::timeout(self.timeout, up.wait_for(|up| *up))

@@ -34,7 +34,7 @@
 
 use super::entry::Entry;
 use super::script::{self, Fields, Stamp};
-use super::{Failure, RedisEngine};
+use super::{Failure, RedisEngine, Refusal};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -229,22 +229,34 @@ async fn publish(
         let fields: Vec<Fields<'_>> = (batch.iter())
             .map(|p| (&*p.author, &*p.text, p.traceparent.as_deref()))
             .collect();
-        let (epoch, newest) = broker.seen();
-        let seen = (epoch.as_deref().unwrap_or_default(), newest);
+        let seen = broker.seen();
         let keys = (&*broker.stream, &*broker.meta);
         let once = || {
-            let mut conn = broker.publisher.clone();
-            let fields = &fields;
-            async move { script::publish_batch(&mut conn, keys, broker.max_len, fields, seen).await }
+            let mut conn = broker.publisher();
+            let (fields, seen, bounds) = (&fields, seen.get(), broker.bounds());
+            async move { script::publish_batch(&mut conn, keys, bounds, fields, seen).await }
         };
         let call = async {
             match once().await {
                 Err(e) if e.is_connection_refusal() => once().await,
+                // Nothing was appended; the retry goes out once room was made.
+                Err(e) if Refusal::of(&e) == Some(Refusal::OutOfMemory) => {
+                    if broker.make_room(&mut broker.publisher()).await {
+                        once().await
+                    } else {
+                        Err(e)
+                    }
+                }
                 result => result,
             }
         };
         match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(stamps)) => Ok(stamps),
+            Ok(Ok(stamps)) => {
+                if broker.refusal().is_some() {
+                    broker.set_refused(None);
+                }
+                Ok(stamps)
+            }
             Ok(Err(e)) => Err(broker.batch_failed(Failure::Redis(e))),
             Err(_) => Err(broker.batch_failed(Failure::Timeout(broker.timeout))),
         }

@@ -27,7 +27,7 @@ use crate::core::hub::{Hub, ShuttingDown};
 use crate::ops::metrics::{DisconnectReason, Metrics};
 use crate::ops::trace::ReceiveTrace;
 use messenger_proto::time::unix_nanos_now;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,10 +37,20 @@ use std::time::Instant;
 pub(super) struct Delivered {
     pub(super) epoch: Option<Arc<str>>,
     pub(super) newest: u64,
+    /// The stream ids of the newest entries delivered in `epoch` (up to
+    /// [`RECENT`]), newest last: what the scripts check for a rollback, and
+    /// what an entry read again at the same offset must match.
+    recent: VecDeque<(u64, String)>,
+    /// The newest `sendTime` delivered, in any epoch: the floor of every
+    /// stamp this replica asks for.
+    pub(super) newest_time: i128,
     /// Entries this replica published in `epoch`, by offset, with their
     /// stream ids, waiting for one of their senders to deliver them.
     staged: BTreeMap<u64, (Entry, String)>,
 }
+
+/// How many delivered entries' ids are kept ([`Delivered::conflicts`]).
+const RECENT: usize = 256;
 
 /// Where entries go on this replica, set once by `RedisEngine::start`.
 pub(super) struct Local {
@@ -53,8 +63,27 @@ impl Delivered {
     /// `newest`; what was staged belonged to the old one.
     pub(super) fn restart(&mut self, epoch: &str, newest: u64) -> Option<Arc<str>> {
         self.staged.clear();
+        self.recent.clear();
         self.newest = newest;
         self.epoch.replace(epoch.into())
+    }
+
+    /// The stream id of the newest entry delivered, if known ('' if not).
+    pub(super) fn newest_id(&self) -> &str {
+        match self.recent.back() {
+            Some((offset, id)) if *offset == self.newest => id,
+            _ => "",
+        }
+    }
+
+    /// `true` when this replica delivered another entry than `id` at
+    /// `offset` of its epoch: the broker rolled back and its offsets now
+    /// name other messages.
+    pub(super) fn conflicts(&self, offset: u64, id: &str) -> bool {
+        offset <= self.newest
+            && (self.recent.iter().rev())
+                .find(|(o, _)| *o == offset)
+                .is_some_and(|(_, delivered)| delivered != id)
     }
 
     /// Keeps an entry just published by this replica for its senders to
@@ -82,7 +111,7 @@ impl Delivered {
             }
             let (offset, (entry, id)) = entry.remove_entry();
             if offset == self.newest + 1 {
-                self.deliver(broker, local, entry, Some(&id))?;
+                self.deliver(broker, local, entry, &id, true)?;
             }
         }
         Ok(())
@@ -97,15 +126,16 @@ impl Delivered {
     /// publishes the new position. An entry at or below `newest` was
     /// delivered already (read again after a reconnect, or delivered early by
     /// its sender) and is skipped; one past `newest + 1` means the stream was
-    /// trimmed past this replica, so history restarts at it. A live entry
-    /// (with its stream `id`) continues its sender's trace: `broker.receive`,
-    /// then this replica's `fanout` under it.
+    /// trimmed past this replica, so history restarts at it. A `live` entry
+    /// (not one of a loaded tail) continues its sender's trace:
+    /// `broker.receive`, then this replica's `fanout` under it.
     pub(super) fn deliver(
         &mut self,
         broker: &RedisEngine,
         (hub, metrics): (&Hub, &Metrics),
         entry: Entry,
-        id: Option<&str>,
+        id: &str,
+        live: bool,
     ) -> Result<(), ShuttingDown> {
         if entry.offset <= self.newest {
             return Ok(());
@@ -121,13 +151,14 @@ impl Delivered {
                 "broker stream trimmed past this replica; history restarts here"
             );
         }
-        if id.is_some() {
+        if live {
             // Live entries only: a loaded tail's age is not lag.
             let lag = unix_nanos_now() - entry.send_time;
             broker.metrics.read_lag.record(lag.max(0) as f64 / 1e9);
         }
         let receive = (entry.traceparent.as_deref())
-            .and_then(|tp| ReceiveTrace::start(tp, &broker.stream, id?, entry.offset));
+            .filter(|_| live)
+            .and_then(|tp| ReceiveTrace::start(tp, &broker.stream, id, entry.offset));
         let trace = receive.as_ref().map(|r| r.fanout(broker.deliver_spans_max));
         // Replays continue from this replica's `fanout` when it was recorded.
         let traceparent = (trace.as_ref().and_then(|t| t.traceparent())).or(entry.traceparent);
@@ -154,6 +185,11 @@ impl Delivered {
         metrics.history(published.history);
         metrics.disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
         self.newest = entry.offset;
+        self.newest_time = self.newest_time.max(entry.send_time);
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((entry.offset, id.to_owned()));
         self.publish(broker);
         Ok(())
     }

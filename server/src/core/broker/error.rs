@@ -3,6 +3,7 @@
 //! credentials), and a broker setting that cannot be used at start
 //! ([`BrokerConfigError`], naming its variable).
 
+use super::Refusal;
 use crate::app::config::{ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,11 @@ impl BrokerError {
             // help until the file or setting named in the text is fixed.
             Failure::Redis(e) | Failure::Unreachable(e) if misconfigured(e) => {
                 "nothing was sent; a resend fails the same way until the TLS setting above is fixed"
+            }
+            // Redis answered no; the same request is refused the same way
+            // until the cause named in the text is gone.
+            Failure::Redis(e) | Failure::Unreachable(e) if Refusal::of(e).is_some() => {
+                "nothing was stored; a resend is refused the same way until the cause above is fixed"
             }
             Failure::Redis(e)
                 if e.is_connection_refusal()
@@ -103,11 +109,13 @@ pub enum Failure {
     Stopped,
 }
 
-/// A Redis error as one line: "connection refused", "NOSCRIPT ...", or the
-/// TLS misconfiguration behind it.
+/// A Redis error as one line: "connection refused", a refusal with what to
+/// do about it, or the TLS misconfiguration behind it.
 fn describe(e: &redis::RedisError) -> String {
     if let Some(tls) = super::connect::tls_misconfiguration("", e) {
         tls
+    } else if let Some(refusal) = Refusal::of(e) {
+        format!("refused ({e}): {}", refusal.remedy())
     } else if e.is_connection_refusal() {
         "connection refused".to_owned()
     } else if e.is_timeout() {

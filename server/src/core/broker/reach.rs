@@ -2,10 +2,11 @@
 //! `messenger_broker_up` (one log line per change, not per retry), how a
 //! failed publish is reported, and the publishing connection's warm-up.
 //!
-//! Invariants: `up` turns true only from the reader: after a new reader
-//! session has also got a `PING` through the publishing connection, then on
-//! each read; it turns false on any failure that says the broker is
-//! unreachable. Every use of the publishing connection runs on the
+//! Invariants: reachability turns true only from the reader: after a new
+//! reader session has also got a `PING` through the publishing connection,
+//! then on each read; it turns false on any failure that says the broker is
+//! unreachable. `up` is reachability while the broker refuses nothing
+//! ([`super::refusal`]). Every use of the publishing connection runs on the
 //! publishing thread when it exists.
 
 use super::{BrokerError, Failure, RedisEngine};
@@ -29,6 +30,9 @@ impl RedisEngine {
     /// A publish script call (or its `PING`) failed: a failure that says the
     /// broker is unreachable marks it down. Returns the failure.
     pub(super) fn batch_failed(&self, failure: Failure) -> Failure {
+        if self.note_refusal(&failure) {
+            return failure;
+        }
         let unreachable = match &failure {
             Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
             Failure::Timeout(_) | Failure::Unreachable(_) => true,
@@ -57,7 +61,7 @@ impl RedisEngine {
     pub(super) fn ping_publisher(
         &self,
     ) -> impl Future<Output = redis::RedisResult<()>> + Send + 'static {
-        let mut conn = self.publisher.clone();
+        let mut conn = self.publisher();
         async move {
             let ping = || redis::cmd("PING");
             if ping().query_async::<()>(&mut conn).await.is_err() {
@@ -67,20 +71,25 @@ impl RedisEngine {
         }
     }
 
-    /// `false` while the broker is known to be unreachable.
+    /// `false` while the broker is known to be unreachable or refuses writes.
     pub(super) fn is_up(&self) -> bool {
         *self.up.borrow()
     }
 
-    /// Records reachability: the gauge, and one log line for the first report
-    /// and per change (not per retry).
-    pub(super) fn set_up(&self, up: bool, why: Option<&Failure>) {
-        let changed = self.up.send_if_modified(|current| {
-            let changed = *current != up;
-            *current = up;
-            changed
-        });
+    /// Publishes `up` (health, `messenger_broker_up`): reachable and not
+    /// refusing writes.
+    pub(super) fn refresh_up(&self) {
+        let up = self.reachable.load(Ordering::Relaxed) && self.refusal().is_none();
+        self.up
+            .send_if_modified(|current| std::mem::replace(current, up) != up);
         self.metrics.up.set(if up { 1.0 } else { 0.0 });
+    }
+
+    /// Records reachability, and one log line for the first report and per
+    /// change (not per retry).
+    pub(super) fn set_up(&self, up: bool, why: Option<&Failure>) {
+        let changed = self.reachable.swap(up, Ordering::Relaxed) != up;
+        self.refresh_up();
         // The first report logs too: `up` starts false, and a broker that is
         // unreachable from the start (a wrong CA, a wrong port) must say why.
         let first = !self.reported.swap(true, Ordering::Relaxed);

@@ -23,7 +23,10 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long one `XREAD` blocks waiting for entries.
+/// How long one `XREAD` blocks waiting for entries, at most: never longer
+/// than the broker timeout, so a reader whose connection went silent is
+/// found within twice `MESSENGER_BROKER_TIMEOUT_MS` (the block, then the
+/// timeout for its answer) and the replica turns NOT_SERVING.
 const BLOCK: Duration = Duration::from_millis(1_000);
 /// Most entries one `XREAD` returns.
 const BATCH: usize = 512;
@@ -43,6 +46,7 @@ pub(super) async fn run(broker: Arc<RedisEngine>, hub: Arc<Hub>, metrics: Arc<Me
             Err(failure) => failure,
         };
         broker.metrics.error(BrokerOp::Read);
+        broker.note_refusal(&failure);
         broker.set_up(false, Some(&failure));
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -59,9 +63,10 @@ async fn session(
     last_id: &mut String,
     backoff: &mut Duration,
 ) -> Result<ShuttingDown, Failure> {
+    let block = BLOCK.min(broker.timeout);
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(broker.timeout))
-        .set_response_timeout(Some(BLOCK + broker.timeout));
+        .set_response_timeout(Some(block + broker.timeout));
     let mut conn = broker
         .client
         .get_multiplexed_async_connection_with_config(&config)
@@ -75,13 +80,18 @@ async fn session(
             .arg("COUNT")
             .arg(BATCH)
             .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
+            .arg(block.as_millis() as u64)
             .arg("STREAMS")
             .arg(&broker.stream)
             .arg(&*last_id)
             .query_async(&mut conn)
             .await?;
         broker.set_up(true, None);
+        if reply.is_none() {
+            // Idle for a whole block: check the epoch, so a new one another
+            // replica made (a rollback it found) ends this one's streams too.
+            load(broker, (hub, metrics), &mut conn, last_id).await?;
+        }
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         for raw in entries {
             last_id.clone_from(&raw.id);
@@ -102,11 +112,24 @@ async fn session(
                 }
                 break;
             }
+            if broker.delivered.lock().conflicts(entry.offset, &raw.id) {
+                // Another entry than the one delivered at this offset: the
+                // broker rolled back and others wrote past it.
+                tracing::warn!(
+                    broker = %broker.name,
+                    offset = entry.offset,
+                    id = %raw.id,
+                    "broker stream holds another entry at an offset this server delivered (rolled back)"
+                );
+                load(broker, (hub, metrics), &mut conn, last_id).await?;
+                if broker.delivered.lock().epoch == epoch {
+                    skip(broker, &raw.id, "another entry at a delivered offset");
+                    continue;
+                }
+                break;
+            }
             let delivered =
-                broker
-                    .delivered
-                    .lock()
-                    .deliver(broker, (hub, metrics), entry, Some(&raw.id));
+                (broker.delivered.lock()).deliver(broker, (hub, metrics), entry, &raw.id, true);
             if delivered.is_err() {
                 return Ok(ShuttingDown);
             }
@@ -126,10 +149,10 @@ async fn load(
     last_id: &mut String,
 ) -> Result<(), Failure> {
     let keys = (broker.stream.as_str(), broker.meta.as_str());
-    let (current, newest) = broker.seen();
+    let seen = broker.seen();
+    let current = seen.epoch.clone();
     let loaded = async {
-        let seen = (current.as_deref().unwrap_or_default(), newest);
-        let (epoch, offset) = script::epoch(conn, keys, seen).await?;
+        let (epoch, offset) = script::epoch(conn, keys, seen.get()).await?;
         if current.as_deref() == Some(epoch.as_str()) {
             return Ok(None);
         }
@@ -145,21 +168,21 @@ async fn load(
         }
     };
     let newest_id = tail.first().map(|e| e.id.clone());
-    let mut entries: Vec<Entry> = (tail.iter().rev())
-        .filter_map(|raw| decoded(broker, raw))
-        .filter(|e| e.epoch == epoch)
+    let mut entries: Vec<(Entry, &str)> = (tail.iter().rev())
+        .filter_map(|raw| Some((decoded(broker, raw)?, raw.id.as_str())))
+        .filter(|(e, _)| e.epoch == epoch)
         .collect();
     // Keep the contiguous run that ends at the newest.
     if let Some(cut) = (1..entries.len())
         .rev()
-        .find(|&i| entries[i].offset != entries[i - 1].offset + 1)
+        .find(|&i| entries[i].0.offset != entries[i - 1].0.offset + 1)
     {
         entries.drain(..cut);
     }
     if broker.tail == 0 {
         entries.clear();
     }
-    let newest = entries.first().map_or(offset, |e| e.offset - 1);
+    let newest = entries.first().map_or(offset, |(e, _)| e.offset - 1);
     // Senders deliver early only into the epoch held here, so none can
     // interleave with the restart and the tail.
     let mut delivered = broker.delivered.lock();
@@ -176,8 +199,8 @@ async fn load(
     }
     *last_id = newest_id.unwrap_or_else(|| "0-0".to_owned());
     let loaded = entries.len();
-    for entry in entries {
-        if delivered.deliver(broker, local, entry, None).is_err() {
+    for (entry, id) in entries {
+        if delivered.deliver(broker, local, entry, id, false).is_err() {
             break;
         }
     }

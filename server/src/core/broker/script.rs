@@ -2,9 +2,10 @@
 //!
 //! Stored state, all strings: the metadata hash `<stream>:meta` holds
 //! `epoch`, `offset` (the last given), `sec` and `nsec` (the last `sendTime`:
-//! seconds and 9-digit nanoseconds). Seconds and nanoseconds stay separate
-//! integers because Lua numbers are doubles: 1.7e18 ns is past 2^53 and would
-//! lose its last digits.
+//! seconds and 9-digit nanoseconds) and `bytes` (the stream's size, see
+//! [`super::lua`]). Seconds and nanoseconds stay separate integers because
+//! Lua numbers are doubles: 1.7e18 ns is past 2^53 and would lose its last
+//! digits.
 //!
 //! Each entry has the fields `epoch`, `offset`, `sendTime`
 //! (`<sec>.<9-digit nsec>`), `author`, `text`, and `traceparent` when the
@@ -14,105 +15,44 @@
 //!
 //! Rules, from `messenger_proto::time::next_send_time`: `sendTime` is
 //! `max(now, last + 1 ns)`, bumped by 1 ns off a multiple of 1000, so it is
-//! strictly increasing across every replica and prints with 9 digits. The
-//! offset is the last + 1 (1 for the first of an epoch). A missing metadata
-//! key means history was lost (a flushed or restarted Redis without
-//! persistence): a new epoch is made from `TIME`, and a stream left without
-//! its metadata is deleted, since its offsets belong to no known epoch.
-//! So is metadata whose offset is behind what the calling replica already
-//! delivered in that epoch (`seen`): Redis came back from an older snapshot
-//! (RDB after a crash, AOF `everysec`, a failover to a lagging replica), and
-//! reusing those offsets for new messages would let replicas skip them as
-//! delivered. A new epoch makes every replica end its streams "history
-//! lost" instead. The last `sendTime` is kept, so stamps still increase.
+//! strictly increasing across every replica and prints with 9 digits; `last`
+//! is the later of the stored one and the caller's newest delivered
+//! ([`Seen::send_time`]), so a Redis that lost its data and runs on a clock
+//! behind still stamps after everything a client holds. The offset is the
+//! last + 1 (1 for the first of an epoch).
+//!
+//! A new epoch is made from `TIME` (the stream deleted, since its offsets
+//! belong to no known epoch) when the metadata is missing (a flushed or
+//! restarted Redis without persistence) or rolled back behind the calling
+//! replica ([`Seen`]): its offset is behind the caller's newest, or the entry
+//! the caller delivered at that offset is gone while older ones remain.
+//! Redis came back from an older snapshot (RDB after a crash, AOF
+//! `everysec`, a failover to a lagging replica), and reusing those offsets
+//! for new messages would let replicas skip them as delivered, or deliver
+//! two messages under one offset. A new epoch makes every replica end its
+//! streams "history lost" instead. The last `sendTime` is kept, so stamps
+//! still increase.
+//!
+//! The stream is bounded by entries and bytes ([`Bounds`]), trimmed by the
+//! publish script before it appends. A Redis at `maxmemory` that refuses an
+//! append anyway gets room from [`make_room`]: it trims only entries the
+//! calling replica has delivered, and writes nothing Redis would refuse.
 //!
 //! [`redis::Script`] runs `EVALSHA` and loads the script on `NOSCRIPT` (a
 //! restarted Redis forgets scripts), so a script is never missing for long.
 
+use super::lua::{EPOCH, PRELUDE, PROBE, PUBLISH, ROOM};
 use redis::aio::ConnectionLike;
 use std::sync::{Arc, LazyLock};
-
-/// Reads the metadata, making a new epoch when it is missing or behind what
-/// the calling replica has already delivered in the same epoch (`seen`:
-/// its epoch, '' for none, and newest offset); defines
-/// `meta(stream, meta_key, seen_epoch, seen_offset)` -> epoch, offset, sec, nsec.
-const PRELUDE: &str = r"
-local function meta(stream, key, seen_epoch, seen_offset)
-  local m = redis.call('HMGET', key, 'epoch', 'offset', 'sec', 'nsec')
-  if m[1] and not (m[1] == seen_epoch and tonumber(m[2]) < tonumber(seen_offset)) then
-    return m[1], tonumber(m[2]), tonumber(m[3]), tonumber(m[4])
-  end
-  local t = redis.call('TIME')
-  local epoch = t[1] .. string.format('%06d', tonumber(t[2]))
-  if epoch == m[1] then
-    epoch = epoch .. '1'
-  end
-  redis.call('DEL', stream)
-  local sec, nsec = m[3] or '0', m[4] or '0'
-  redis.call('HSET', key, 'epoch', epoch, 'offset', '0', 'sec', sec, 'nsec', nsec)
-  return epoch, 0, tonumber(sec), tonumber(nsec)
-end
-";
-
-/// KEYS: stream, meta. ARGV: max length, seen epoch, seen offset, then
-/// author, text and traceparent ('' for none) of each message, in order.
-/// Returns {epoch, offset of the first, then sec, nsec (9 digits) and entry
-/// id of each}. One `TIME` serves the whole batch: each stamp is
-/// `max(now, previous + 1 ns)`, so a batch's stamps are consecutive
-/// nanoseconds when they outrun the clock. Only the last `XADD` trims.
-const PUBLISH: &str = r"
-local epoch, offset, s, ns = meta(KEYS[1], KEYS[2], ARGV[2], ARGV[3])
-local t = redis.call('TIME')
-local now_s, now_ns = tonumber(t[1]), tonumber(t[2]) * 1000
-local n = (#ARGV - 3) / 3
-local reply = {epoch, string.format('%d', offset + 1)}
-local sec, nsec, off
-for i = 1, n do
-  if now_s > s or (now_s == s and now_ns > ns) then
-    s, ns = now_s, now_ns
-  else
-    ns = ns + 1
-  end
-  if ns >= 1000000000 then
-    s, ns = s + 1, ns - 1000000000
-  end
-  if ns % 1000 == 0 then
-    ns = ns + 1
-  end
-  off = string.format('%d', offset + i)
-  sec, nsec = string.format('%d', s), string.format('%09d', ns)
-  local a = 3 * i + 1
-  local fields = {'epoch', epoch, 'offset', off, 'sendTime', sec .. '.' .. nsec,
-    'author', ARGV[a], 'text', ARGV[a + 1]}
-  if ARGV[a + 2] ~= '' then
-    fields[#fields + 1] = 'traceparent'
-    fields[#fields + 1] = ARGV[a + 2]
-  end
-  local id
-  if i == n then
-    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
-  else
-    id = redis.call('XADD', KEYS[1], '*', unpack(fields))
-  end
-  reply[#reply + 1] = sec
-  reply[#reply + 1] = nsec
-  reply[#reply + 1] = id
-end
-redis.call('HSET', KEYS[2], 'offset', off, 'sec', sec, 'nsec', nsec)
-return reply
-";
-
-/// KEYS: stream, meta. ARGV: seen epoch, seen offset. Returns {epoch,
-/// offset}, making a new epoch if missing or rolled back.
-const EPOCH: &str = r"
-local epoch, offset = meta(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
-return {epoch, string.format('%d', offset)}
-";
 
 static PUBLISH_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{PUBLISH}")));
 static EPOCH_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{EPOCH}")));
+static ROOM_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{ROOM}")));
+static PROBE_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(&format!("{PRELUDE}{PROBE}")));
 
 /// What the publish script gave a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +65,45 @@ pub struct Stamp {
     pub id: String,
 }
 
+/// What the calling replica has delivered, which every script checks the
+/// metadata against: a Redis that no longer holds it rolled back (a new
+/// epoch), and no stamp is given at or before `send_time`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen<'a> {
+    /// '' before the replica's first load.
+    pub epoch: &'a str,
+    /// The newest offset delivered in `epoch`.
+    pub offset: u64,
+    /// The stream id of the entry at `offset`; '' if unknown.
+    pub id: &'a str,
+    /// The newest `sendTime` delivered (Unix nanoseconds; 0 for none).
+    pub send_time: i128,
+}
+
+impl Seen<'_> {
+    fn args(&self, call: &mut redis::ScriptInvocation<'_>) {
+        let sec = self.send_time.div_euclid(NANOS).max(0);
+        let nsec = self.send_time.rem_euclid(NANOS);
+        call.arg(self.epoch)
+            .arg(self.offset)
+            .arg(self.id)
+            .arg(sec.to_string())
+            .arg(nsec.to_string());
+    }
+}
+
+const NANOS: i128 = 1_000_000_000;
+
+/// How far the stream may grow: entries and bytes (see [`super::lua`] for
+/// how bytes are counted). Trimming starts a little past the bounds (a
+/// sixty-fourth of the entries, at least one) and then goes a thirty-second
+/// of the bytes below, so it runs once per many appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub entries: usize,
+    pub bytes: usize,
+}
+
 /// One message to publish: author, text and the traceparent, if traced.
 pub type Fields<'a> = (&'a str, &'a str, Option<&'a str>);
 
@@ -135,11 +114,11 @@ pub const BATCH_MAX: usize = 128;
 pub async fn publish<C: ConnectionLike + Send>(
     conn: &mut C,
     keys: (&str, &str),
-    max_len: usize,
+    bounds: Bounds,
     fields: Fields<'_>,
-    seen: (&str, u64),
+    seen: Seen<'_>,
 ) -> redis::RedisResult<Stamp> {
-    let mut stamps = publish_batch(conn, keys, max_len, &[fields], seen).await?;
+    let mut stamps = publish_batch(conn, keys, bounds, &[fields], seen).await?;
     stamps.pop().ok_or_else(|| bad_reply("stamps", "missing"))
 }
 
@@ -150,15 +129,20 @@ pub async fn publish<C: ConnectionLike + Send>(
 pub async fn publish_batch<C: ConnectionLike + Send>(
     conn: &mut C,
     (stream, meta): (&str, &str),
-    max_len: usize,
+    bounds: Bounds,
     messages: &[Fields<'_>],
-    seen: (&str, u64),
+    seen: Seen<'_>,
 ) -> redis::RedisResult<Vec<Stamp>> {
     if messages.is_empty() {
         return Ok(Vec::new());
     }
     let mut call = PUBLISH_SCRIPT.key(stream);
-    call.key(meta).arg(max_len).arg(seen.0).arg(seen.1);
+    call.key(meta);
+    seen.args(&mut call);
+    call.arg(bounds.entries)
+        .arg(bounds.bytes)
+        .arg((bounds.entries / 64).max(1))
+        .arg(bounds.bytes / 32);
     for (author, text, traceparent) in messages {
         call.arg(author)
             .arg(text)
@@ -190,32 +174,54 @@ pub async fn publish_batch<C: ConnectionLike + Send>(
 fn bad_reply(what: &str, why: &str) -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::Parse,
-        "publish script reply",
+        "script reply",
         format!("{what}: {why}"),
     ))
 }
 
+fn number(what: &str, s: &str) -> redis::RedisResult<u64> {
+    s.parse().map_err(|_| bad_reply(what, "not a number"))
+}
+
 /// The stream's epoch and last offset, making a new epoch if the metadata is
-/// missing (a fresh or emptied Redis) or behind `seen` (the caller's epoch,
-/// '' for none, and the newest offset it delivered).
+/// missing (a fresh or emptied Redis) or rolled back behind `seen`.
 pub async fn epoch<C: ConnectionLike + Send>(
     conn: &mut C,
     (stream, meta): (&str, &str),
-    seen: (&str, u64),
+    seen: Seen<'_>,
 ) -> redis::RedisResult<(String, u64)> {
-    let (epoch, offset): (String, String) = EPOCH_SCRIPT
-        .key(stream)
-        .key(meta)
-        .arg(seen.0)
-        .arg(seen.1)
-        .invoke_async(conn)
-        .await?;
-    let offset = offset.parse().map_err(|_| {
-        redis::RedisError::from((
-            redis::ErrorKind::Parse,
-            "epoch script reply",
-            format!("offset {offset:?} is not a number"),
-        ))
-    })?;
-    Ok((epoch, offset))
+    let mut call = EPOCH_SCRIPT.key(stream);
+    call.key(meta);
+    seen.args(&mut call);
+    let (epoch, offset): (String, String) = call.invoke_async(conn).await?;
+    Ok((epoch, number("offset", &offset)?))
+}
+
+/// Makes room in a Redis out of memory: trims the oldest entries the
+/// caller delivered (`seen`) until the stream holds at most half its bytes.
+/// Returns the stream's bytes before and after (equal: nothing to give).
+pub async fn make_room<C: ConnectionLike + Send>(
+    conn: &mut C,
+    (stream, meta): (&str, &str),
+    seen: Seen<'_>,
+) -> redis::RedisResult<(u64, u64)> {
+    let mut call = ROOM_SCRIPT.key(stream);
+    call.key(meta);
+    seen.args(&mut call);
+    call.arg("0.5");
+    let (before, after): (String, String) = call.invoke_async(conn).await?;
+    Ok((number("bytes", &before)?, number("bytes", &after)?))
+}
+
+/// The publish path without an append: `Ok` once Redis would take a
+/// publish again, else the error it would refuse one with.
+pub async fn probe<C: ConnectionLike + Send>(
+    conn: &mut C,
+    (stream, meta): (&str, &str),
+    seen: Seen<'_>,
+) -> redis::RedisResult<()> {
+    let mut call = PROBE_SCRIPT.key(stream);
+    call.key(meta);
+    seen.args(&mut call);
+    call.invoke_async(conn).await
 }

@@ -14,6 +14,8 @@ pub(crate) const BROKER_PUBLISH: &str = "messenger_broker_publish_seconds";
 pub(crate) const BROKER_PUBLISH_BATCH: &str = "messenger_broker_publish_batch_messages";
 pub(crate) const BROKER_READ_LAG: &str = "messenger_broker_read_lag_seconds";
 pub(super) const BROKER_ERRORS: &str = "messenger_broker_errors_total";
+pub(super) const BROKER_REFUSALS: &str = "messenger_broker_refusals_total";
+pub(super) const BROKER_ROOM_MADE: &str = "messenger_broker_room_made_total";
 
 /// 50 µs .. ~3 s: one script round trip.
 pub(super) static PUBLISH_BUCKETS: LazyLock<Vec<f64>> =
@@ -57,6 +59,7 @@ pub(crate) struct BrokerMetrics {
     pub publish_batch: Histogram,
     pub read_lag: Histogram,
     errors: [Counter; 4],
+    room_made: Counter,
 }
 
 impl BrokerMetrics {
@@ -85,13 +88,24 @@ impl BrokerMetrics {
             BROKER_ERRORS,
             "Broker failures, by op (publish|read|load|decode)."
         );
+        describe_counter!(
+            BROKER_REFUSALS,
+            "Writes the broker refused for a reason a resend cannot fix, by reason \
+             (oom|auth|noperm|wrongtype|noscript|readonly|misconf); messenger_broker_up is 0 while it refuses."
+        );
+        describe_counter!(
+            BROKER_ROOM_MADE,
+            "Times this replica trimmed the stream because Redis was out of memory (maxmemory)."
+        );
         let metrics = Self {
             up: gauge!(BROKER_UP),
             publish: histogram!(BROKER_PUBLISH),
             publish_batch: histogram!(BROKER_PUBLISH_BATCH),
             read_lag: histogram!(BROKER_READ_LAG),
             errors: BrokerOp::ALL.map(|op| counter!(BROKER_ERRORS, "op" => op.label())),
+            room_made: counter!(BROKER_ROOM_MADE),
         };
+        metrics.room_made.absolute(0);
         metrics.up.set(0.0);
         for c in &metrics.errors {
             c.absolute(0);
@@ -101,6 +115,21 @@ impl BrokerMetrics {
 
     pub(crate) fn error(&self, op: BrokerOp) {
         self.errors[op as usize].increment(1);
+    }
+
+    /// Registers the refusal series at 0, one per reason.
+    pub fn refusal_reasons(&self, reasons: impl IntoIterator<Item = &'static str>) {
+        for reason in reasons {
+            counter!(BROKER_REFUSALS, "reason" => reason).absolute(0);
+        }
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        counter!(BROKER_REFUSALS, "reason" => reason).increment(1);
+    }
+
+    pub fn room_made(&self) {
+        self.room_made.increment(1);
     }
 }
 
