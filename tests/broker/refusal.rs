@@ -106,9 +106,16 @@ async fn a_redis_full_of_other_keys_is_reported_and_recovers_by_itself() {
             Err(e) => panic!("filling Redis: {e}"),
         }
     }
-    let refused = grpc_send(&mut grpc, "ann", "full")
-        .await
-        .expect_err("refused");
+    // Redis refuses only past maxmemory, and a freed query buffer can leave
+    // a little room: send until it is gone (the stream gives what it can).
+    let mut accepted = 0;
+    let refused = loop {
+        match grpc_send(&mut grpc, "ann", &"z".repeat(4096)).await {
+            Ok(_) if accepted < 500 => accepted += 1,
+            Ok(_) => panic!("{accepted} sends accepted by a full Redis"),
+            Err(status) => break status,
+        }
+    };
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     let message = refused.message();
     assert!(
@@ -141,7 +148,7 @@ async fn a_redis_full_of_other_keys_is_reported_and_recovers_by_itself() {
         Some(1.0)
     );
     println!(
-        "redis full of other keys ({filled} × 256 KiB): refused with the remedy, NOT_SERVING after \
+        "redis full of other keys ({filled} × 256 KiB; {accepted} sends fitted): refused with the remedy, NOT_SERVING after \
          {down:?}; SERVING again {back:?} after polling began ({:?} after the keys were freed)",
         freed.elapsed()
     );

@@ -32,25 +32,6 @@ pub fn redis_server_path() -> PathBuf {
         })
 }
 
-/// Debian's libfaketime (`LD_PRELOAD` it with `FAKETIME` set), or a failure
-/// saying how to install it.
-pub fn libfaketime_path() -> PathBuf {
-    let dirs = [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ];
-    dirs.iter()
-        .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "libfaketime is not installed: the broker clock tests need it \
-                 (`apt-get install libfaketime`; `make test` and .ci/run install it)"
-            )
-        })
-}
-
 /// A loopback port that was free a moment ago (redis-server needs an explicit one).
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
@@ -76,8 +57,7 @@ impl RedisProc {
     }
 
     /// Without persistence unless `args` say otherwise, on `port`, with more
-    /// `args` (`--maxmemory 8mb`, `--requirepass P`) and environment
-    /// (libfaketime's, for a clock that is behind).
+    /// `args` (`--maxmemory 8mb`, `--requirepass P`) and environment.
     pub async fn start_with(
         port: u16,
         args: &[impl AsRef<std::ffi::OsStr>],
