@@ -8,6 +8,7 @@
 
 mod clock;
 mod commit;
+mod durability;
 mod epoch;
 mod loss;
 mod malformed;

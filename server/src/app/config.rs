@@ -37,6 +37,7 @@ pub const ENV_BROKER_URL: &str = "MESSENGER_BROKER_URL";
 pub const ENV_BROKER_STREAM: &str = "MESSENGER_BROKER_STREAM";
 pub const ENV_BROKER_TIMEOUT_MS: &str = "MESSENGER_BROKER_TIMEOUT_MS";
 pub const ENV_BROKER_STREAM_BYTES: &str = "MESSENGER_BROKER_STREAM_BYTES";
+pub const ENV_BROKER_MIN_REPLICAS: &str = "MESSENGER_BROKER_MIN_REPLICAS";
 pub const ENV_BROKER_CA: &str = "MESSENGER_BROKER_CA";
 pub const ENV_BROKER_CERT: &str = "MESSENGER_BROKER_CERT";
 pub const ENV_BROKER_KEY: &str = "MESSENGER_BROKER_KEY";
@@ -61,6 +62,7 @@ pub const DEFAULT_HISTORY_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_BROKER_STREAM: &str = "messenger:chat";
 pub const DEFAULT_BROKER_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_BROKER_STREAM_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_BROKER_MIN_REPLICAS: u64 = 0;
 
 /// Room above the two field limits when sizing the gRPC decoding limit, so a
 /// field that is too long by up to this much is reported by validation (with
@@ -176,6 +178,14 @@ pub struct Config {
           value_parser = RangedU64ValueParser::<usize>::new().range(1024..=(1u64 << 40)))]
     pub broker_stream_bytes: usize,
 
+    /// Redis replicas that must hold a message (Redis `WAIT`, on the
+    /// publishing connection) before its send is acknowledged; 0 acknowledges
+    /// once the primary has it. A wait that runs out answers UNAVAILABLE,
+    /// outcome unknown.
+    #[arg(long, env = ENV_BROKER_MIN_REPLICAS, default_value_t = DEFAULT_BROKER_MIN_REPLICAS,
+          value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub broker_min_replicas: u64,
+
     /// CA bundle (PEM) that signs the broker's certificate, for `rediss://`
     /// with a private CA; unset: the webpki and system roots.
     #[arg(long, env = ENV_BROKER_CA)]
@@ -268,6 +278,7 @@ impl Default for Config {
             broker_url: None,
             broker_stream: DEFAULT_BROKER_STREAM.to_owned(),
             broker_stream_bytes: DEFAULT_BROKER_STREAM_BYTES,
+            broker_min_replicas: DEFAULT_BROKER_MIN_REPLICAS,
             broker_ca: None,
             broker_cert: None,
             broker_key: None,

@@ -47,6 +47,7 @@ mod lua;
 mod reach;
 mod reader;
 mod refusal;
+mod replicas;
 mod room;
 pub mod script;
 pub mod sentinel_url;
@@ -118,6 +119,9 @@ pub struct RedisEngine {
     /// The byte bound learned from a Redis out of memory ([`room`]): the
     /// stream's size after the room it gave; `usize::MAX` until then.
     room: AtomicUsize,
+    /// `MESSENGER_BROKER_MIN_REPLICAS`: replicas that must hold a batch
+    /// before it is acknowledged ([`replicas`]).
+    min_replicas: u64,
     /// Entries loaded into local history on a new epoch, and the byte budget
     /// (`MESSENGER_HISTORY_SIZE`, `MESSENGER_HISTORY_BYTES`).
     tail: usize,
@@ -178,6 +182,7 @@ impl RedisEngine {
                 bytes: config.broker_stream_bytes,
             },
             room: AtomicUsize::new(usize::MAX),
+            min_replicas: config.broker_min_replicas,
             tail: config.history_size,
             tail_bytes: config.history_bytes,
             timeout,

@@ -250,14 +250,22 @@ async fn publish(
                 result => result,
             }
         };
-        match tokio::time::timeout_at(deadline, call).await {
+        let durable = async {
+            let stamps = call.await?;
+            let offset = stamps.last().map_or(0, |s| s.offset);
+            // The publishing connection, which just ran the script.
+            let mut conn = broker.publisher();
+            broker.wait_replicas(&mut conn, offset, deadline).await?;
+            Ok::<_, Failure>(stamps)
+        };
+        match tokio::time::timeout_at(deadline, durable).await {
             Ok(Ok(stamps)) => {
                 if broker.refusal().is_some() {
                     broker.set_refused(None);
                 }
                 Ok(stamps)
             }
-            Ok(Err(e)) => Err(broker.batch_failed(Failure::Redis(e))),
+            Ok(Err(e)) => Err(broker.batch_failed(e)),
             Err(_) => Err(broker.batch_failed(Failure::Timeout(broker.timeout))),
         }
     };

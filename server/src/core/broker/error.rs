@@ -4,7 +4,7 @@
 //! ([`BrokerConfigError`], naming its variable).
 
 use super::Refusal;
-use crate::app::config::{ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
+use crate::app::config::{ENV_BROKER_MIN_REPLICAS, ENV_BROKER_TIMEOUT_MS, ENV_BROKER_URL};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +67,10 @@ impl BrokerError {
             Failure::Unreachable(_) | Failure::Queued(_) => "retry with backoff",
             Failure::Lost { .. } => "resend it",
             Failure::NotDelivered { .. } => "do not resend it",
+            Failure::NotReplicated { .. } => {
+                "outcome unknown: it will reach subscribers unless the primary fails before it is \
+                 replicated, so a resend can duplicate it"
+            }
             Failure::Redis(_) | Failure::Timeout(_) | Failure::Stopped => {
                 "outcome unknown: it may still be stored and delivered, so a resend can duplicate it"
             }
@@ -103,6 +107,18 @@ pub enum Failure {
          (the broker may be down; the message will still reach subscribers when it recovers)"
     )]
     NotDelivered { offset: u64, timeout: Duration },
+    /// Stored on the primary, but fewer replicas than
+    /// `MESSENGER_BROKER_MIN_REPLICAS` confirmed it in time.
+    #[error(
+        "stored at offset {offset} on the primary, but only {replicas} of {wanted} replicas \
+         ({ENV_BROKER_MIN_REPLICAS}) confirmed it in time: not yet replicated, so a failover \
+         now could lose it"
+    )]
+    NotReplicated {
+        offset: u64,
+        replicas: u64,
+        wanted: u64,
+    },
     /// The publishing task ended (the server is shutting down) with the
     /// message taken but unanswered.
     #[error("this server stopped publishing (shutting down) before the broker answered")]

@@ -16,6 +16,7 @@ pub(crate) const BROKER_READ_LAG: &str = "messenger_broker_read_lag_seconds";
 pub(super) const BROKER_ERRORS: &str = "messenger_broker_errors_total";
 pub(super) const BROKER_REFUSALS: &str = "messenger_broker_refusals_total";
 pub(super) const BROKER_ROOM_MADE: &str = "messenger_broker_room_made_total";
+pub(super) const BROKER_WAIT_TIMEOUTS: &str = "messenger_broker_wait_timeouts_total";
 
 /// 50 µs .. ~3 s: one script round trip.
 pub(super) static PUBLISH_BUCKETS: LazyLock<Vec<f64>> =
@@ -60,6 +61,7 @@ pub(crate) struct BrokerMetrics {
     pub read_lag: Histogram,
     errors: [Counter; 4],
     room_made: Counter,
+    wait_timeouts: Counter,
 }
 
 impl BrokerMetrics {
@@ -97,6 +99,10 @@ impl BrokerMetrics {
             BROKER_ROOM_MADE,
             "Times this replica trimmed the stream because Redis was out of memory (maxmemory)."
         );
+        describe_counter!(
+            BROKER_WAIT_TIMEOUTS,
+            "Batches stored on the primary that fewer replicas than MESSENGER_BROKER_MIN_REPLICAS confirmed in time (WAIT); their sends answered UNAVAILABLE, outcome unknown."
+        );
         let metrics = Self {
             up: gauge!(BROKER_UP),
             publish: histogram!(BROKER_PUBLISH),
@@ -104,8 +110,10 @@ impl BrokerMetrics {
             read_lag: histogram!(BROKER_READ_LAG),
             errors: BrokerOp::ALL.map(|op| counter!(BROKER_ERRORS, "op" => op.label())),
             room_made: counter!(BROKER_ROOM_MADE),
+            wait_timeouts: counter!(BROKER_WAIT_TIMEOUTS),
         };
         metrics.room_made.absolute(0);
+        metrics.wait_timeouts.absolute(0);
         metrics.up.set(0.0);
         for c in &metrics.errors {
             c.absolute(0);
@@ -118,18 +126,22 @@ impl BrokerMetrics {
     }
 
     /// Registers the refusal series at 0, one per reason.
-    pub fn refusal_reasons(&self, reasons: impl IntoIterator<Item = &'static str>) {
+    pub(crate) fn refusal_reasons(&self, reasons: impl IntoIterator<Item = &'static str>) {
         for reason in reasons {
             counter!(BROKER_REFUSALS, "reason" => reason).absolute(0);
         }
     }
 
-    pub fn refused(&self, reason: &'static str) {
+    pub(crate) fn refused(&self, reason: &'static str) {
         counter!(BROKER_REFUSALS, "reason" => reason).increment(1);
     }
 
-    pub fn room_made(&self) {
+    pub(crate) fn room_made(&self) {
         self.room_made.increment(1);
+    }
+
+    pub(crate) fn wait_timeout(&self) {
+        self.wait_timeouts.increment(1);
     }
 }
 

@@ -1,0 +1,79 @@
+//! `MESSENGER_BROKER_MIN_REPLICAS` (issue 25): with a Redis replica
+//! attached, a send with `MIN_REPLICAS=1` is acknowledged once the replica
+//! holds it (Redis `WAIT` on the publishing connection); with the replica
+//! gone, the send answers UNAVAILABLE saying the message is stored on the
+//! primary but not yet replicated, outcome unknown, and the stored message
+//! still reaches the subscribers; the wait timeout is counted.
+
+use crate::{HEAVY, replica};
+use messenger_tests::prom::scrape;
+use messenger_tests::redis::{RedisProc, free_port};
+use messenger_tests::*;
+use std::time::Instant;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_waits_for_a_redis_replica_and_says_when_it_is_not_replicated() {
+    let _heavy = HEAVY.lock().await;
+    let primary = RedisProc::start().await;
+    let port = primary.port.to_string();
+    let copy = RedisProc::start_with(free_port(), &["--replicaof", "127.0.0.1", &port], &[]).await;
+    copy.proc
+        .wait_line("the replica synced", |l| {
+            l.text
+                .contains("MASTER <-> REPLICA sync: Finished with success")
+        })
+        .await;
+    let a = replica(
+        "a",
+        &primary.url(),
+        &[("MESSENGER_BROKER_MIN_REPLICAS", "1")],
+    )
+    .await;
+    let mut stream = a.subscribe().await;
+    let mut grpc = a.grpc().await;
+
+    let started = Instant::now();
+    grpc_send(&mut grpc, "ann", "replicated")
+        .await
+        .expect("acknowledged");
+    let replicated = started.elapsed();
+    assert_eq!(read_n(&mut stream, 1).await[0].text, "replicated");
+    let mut on_copy = copy.conn().await;
+    let len: usize = ::redis::cmd("XLEN")
+        .arg("messenger:chat")
+        .query_async(&mut on_copy)
+        .await
+        .unwrap();
+    assert_eq!(len, 1, "the replica holds the acknowledged message");
+
+    copy.proc.kill9_and_wait().await;
+    let started = Instant::now();
+    let refused = grpc_send(&mut grpc, "ann", "unconfirmed")
+        .await
+        .expect_err("not replicated");
+    let took = started.elapsed();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    let message = refused.message();
+    assert!(
+        message.contains("not yet replicated")
+            && message.contains("MESSENGER_BROKER_MIN_REPLICAS")
+            && message.contains("outcome unknown"),
+        "{message}"
+    );
+    assert_eq!(
+        read_n(&mut stream, 1).await[0].text,
+        "unconfirmed",
+        "stored on the primary, so delivered"
+    );
+    let metrics = scrape(&a.metrics_url()).await;
+    assert_eq!(
+        metrics.value("messenger_broker_wait_timeouts_total", &[]),
+        Some(1.0)
+    );
+    println!(
+        "MIN_REPLICAS=1: acknowledged in {replicated:?} with a replica; without it UNAVAILABLE \
+         \"not yet replicated\" after {took:?} (timeout {} ms)",
+        crate::BROKER_TIMEOUT_MS
+    );
+}
