@@ -273,6 +273,21 @@ def overview():
         [(f"sum by (instance) (rate(messenger_broker_read_lag_seconds_count{{{SRV}}}[$__rate_interval]))",
           "{{instance}}")], unit="ops"), w=8)
 
+    L.add(timeseries(
+        "Broker refusals, room made, WAIT timeouts",
+        "Writes Redis refused for a reason a resend cannot fix, by reason (oom, auth, noperm, "
+        "wrongtype, noscript, readonly, misconf: the replica is NOT_SERVING until a probe gets "
+        "through, BrokerRefusesWrites fires); times a replica trimmed the stream because Redis was at "
+        "maxmemory (BrokerStreamTrimmedForMemory); batches fewer replicas than "
+        "MESSENGER_BROKER_MIN_REPLICAS confirmed in time (their sends answered UNAVAILABLE, outcome "
+        "unknown). Normal: none.",
+        [(f"sum by (instance, reason) (increase(messenger_broker_refusals_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}} refused {{reason}}"),
+         (f"sum by (instance) (increase(messenger_broker_room_made_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}} room made"),
+         (f"sum by (instance) (increase(messenger_broker_wait_timeouts_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}} WAIT timed out")]), w=24)
+
     L.row("History and resume")
     L.add(timeseries(
         "History size (messages)",
