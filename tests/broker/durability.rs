@@ -9,7 +9,7 @@ use crate::{HEAVY, replica};
 use messenger_tests::prom::scrape;
 use messenger_tests::redis::{RedisProc, free_port};
 use messenger_tests::*;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,13 +17,41 @@ async fn a_send_waits_for_a_redis_replica_and_says_when_it_is_not_replicated() {
     let _heavy = HEAVY.lock().await;
     let primary = RedisProc::start().await;
     let port = primary.port.to_string();
-    let copy = RedisProc::start_with(free_port(), &["--replicaof", "127.0.0.1", &port], &[]).await;
+    // Its own directory: a replica writes the RDB it receives there.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().expect("a UTF-8 path");
+    let copy_args = ["--replicaof", "127.0.0.1", &port, "--dir", dir];
+    let copy = RedisProc::start_with(free_port(), &copy_args, &[]).await;
     copy.proc
         .wait_line("the replica synced", |l| {
             l.text
                 .contains("MASTER <-> REPLICA sync: Finished with success")
         })
         .await;
+    // The primary counts the replica once it is online and has acknowledged
+    // an offset (its first REPLCONF ACK); a WAIT before that answers 0.
+    let admin = primary.conn().await;
+    poll_until(
+        "the primary sees its replica online",
+        Duration::from_secs(10),
+        || {
+            let mut admin = admin.clone();
+            async move {
+                let info: String = ::redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut admin)
+                    .await
+                    .ok()?;
+                let online = info.lines().any(|l| {
+                    l.starts_with("slave0:")
+                        && l.contains("state=online")
+                        && !l.contains("offset=0,")
+                });
+                online.then_some(())
+            }
+        },
+    )
+    .await;
     let a = replica(
         "a",
         &primary.url(),

@@ -151,7 +151,7 @@ fn host_port(item: &str) -> Result<(String, u16), SentinelUrlError> {
     }
     match item.split_once(':') {
         Some((_, p)) if p.contains(':') => Err(SentinelUrlError::Bracket(item.to_owned())),
-        Some((host, _)) if host.is_empty() => Err(SentinelUrlError::NoHost),
+        Some(("", _)) => Err(SentinelUrlError::NoHost),
         Some((host, p)) => Ok((host.to_owned(), port(p)?)),
         None => Ok((item.to_owned(), DEFAULT_PORT)),
     }
