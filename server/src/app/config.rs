@@ -175,7 +175,7 @@ pub struct Config {
     /// max(MESSENGER_HISTORY_SIZE, 1000) entries. Keep it well below Redis
     /// maxmemory; a Redis out of memory makes the replica trim further.
     #[arg(long, env = ENV_BROKER_STREAM_BYTES, default_value_t = DEFAULT_BROKER_STREAM_BYTES,
-          value_parser = RangedU64ValueParser::<usize>::new().range(1024..=(1u64 << 40)))]
+          value_parser = number::<usize>(1024, 1u64 << 40))]
     pub broker_stream_bytes: usize,
 
     /// Redis replicas that must hold a message (Redis `WAIT`, on the
@@ -183,7 +183,7 @@ pub struct Config {
     /// once the primary has it. A wait that runs out answers UNAVAILABLE,
     /// outcome unknown.
     #[arg(long, env = ENV_BROKER_MIN_REPLICAS, default_value_t = DEFAULT_BROKER_MIN_REPLICAS,
-          value_parser = clap::value_parser!(u64).range(0..=64))]
+          value_parser = number::<u64>(0, 64))]
     pub broker_min_replicas: u64,
 
     /// CA bundle (PEM) that signs the broker's certificate, for `rediss://`
