@@ -7,11 +7,12 @@
 //! closes idle and unfinished connections at once, lets in-flight requests
 //! finish within the grace period, then closes the stream.
 
+use crate::api::router;
 use crate::backend::{Backend, Subscriber};
 use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
-use crate::routes::{AppState, router};
+use crate::routes::AppState;
 use messenger_runtime::conn::{self, ConnLimits, Hygiene, LISTENER_HTTP};
 use std::future::Future;
 use std::net::SocketAddr;

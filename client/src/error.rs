@@ -24,7 +24,7 @@ pub struct ErrorBody {
 pub const EXPECTED_BODY: &str = r#"expected a JSON object {"author": string, "text": string}"#;
 
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub enum ApiError {
     #[error("{0}; {EXPECTED_BODY}")]
     BadRequest(String),
     #[error(
@@ -60,7 +60,7 @@ pub enum AppError {
     Backend(#[from] BackendError),
 }
 
-impl AppError {
+impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -110,7 +110,7 @@ fn rejected_status(code: Code) -> StatusCode {
     }
 }
 
-impl IntoResponse for AppError {
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = self.to_string();
@@ -143,10 +143,10 @@ mod tests {
     fn every_limit_error_names_its_variable() {
         use crate::config::{ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS, ENV_MAX_BODY_BYTES};
         for (error, variable) in [
-            (AppError::PayloadTooLarge { limit: 1 }, ENV_MAX_BODY_BYTES),
-            (AppError::Overloaded { limit: 1 }, ENV_HTTP_MAX_CONCURRENCY),
+            (ApiError::PayloadTooLarge { limit: 1 }, ENV_MAX_BODY_BYTES),
+            (ApiError::Overloaded { limit: 1 }, ENV_HTTP_MAX_CONCURRENCY),
             (
-                AppError::TimedOut(Duration::from_secs(1)),
+                ApiError::TimedOut(Duration::from_secs(1)),
                 ENV_HTTP_TIMEOUT_MS,
             ),
         ] {
@@ -183,7 +183,7 @@ mod tests {
             BackendError::BadResponse,
         ]);
         for error in errors {
-            let status = AppError::Backend(error).status();
+            let status = ApiError::Backend(error).status();
             assert!(
                 documented.contains_key(status.as_str()),
                 "{status} is not documented for /sendMessage"

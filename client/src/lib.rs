@@ -12,17 +12,20 @@
 //!   misconfiguration, a passing failure) and how that is logged and told to
 //!   HTTP callers.
 //! - [`buffer`]: bounded, ordered, atomically flushed message buffer.
-//! - [`routes`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
-//!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`), over
-//!   an [`routes::AppState`] that tests build around an in-memory sender.
+//! - [`api`]: the axum router (`POST /sendMessage`, `POST /getAndFlushMessages`,
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openapi.json`) with
+//!   its layers, over an [`routes::AppState`] that tests build around an
+//!   in-memory sender; above both [`routes`] and [`openapi`].
+//! - [`routes`]: the handlers: JSON in, backend and buffer calls, JSON out.
 //! - [`limits`]: request deadline and load shedding.
 //! - [`openapi`]: the OpenAPI document, generated from the routes.
-//! - [`error`]: the HTTP error type and its one `IntoResponse`.
+//! - [`error`]: the HTTP error type ([`error::ApiError`]) and its one `IntoResponse`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
 //! - [`observe`]: per-request span, metrics and log line (axum middleware).
 //! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
 //! - [`app`]: start-up order (subscribe, then bind), serving, shutdown.
 
+pub mod api;
 pub mod app;
 pub mod backend;
 pub mod buffer;

@@ -1,4 +1,4 @@
-//! Overload protection for the HTTP API, answered as [`AppError`] JSON.
+//! Overload protection for the HTTP API, answered as [`ApiError`] JSON.
 //!
 //! - [`with_deadline`] bounds every request, body reading included, so a slow
 //!   upload or a stuck server call ends in 504, never a hang.
@@ -8,7 +8,7 @@
 //!   overload. The router applies it to the message routes only: health,
 //!   readiness and metrics keep answering an overloaded client.
 
-use crate::error::AppError;
+use crate::error::ApiError;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::response::{IntoResponse, Response};
@@ -49,11 +49,11 @@ where
 
 fn to_response(e: BoxError, timeout: Duration, limit: usize) -> Response {
     let error = if e.is::<tower::timeout::error::Elapsed>() {
-        AppError::TimedOut(timeout)
+        ApiError::TimedOut(timeout)
     } else if e.is::<tower::load_shed::error::Overloaded>() {
-        AppError::Overloaded { limit }
+        ApiError::Overloaded { limit }
     } else {
-        AppError::Internal(e.to_string())
+        ApiError::Internal(e.to_string())
     };
     error.into_response()
 }

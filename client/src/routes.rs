@@ -1,30 +1,30 @@
 //! HTTP routes: JSON in, calls to the [`Backend`] and [`Buffer`], JSON out.
-//! Every failure is an [`AppError`]; nothing here panics on input. Each
-//! handler's `#[utoipa::path]` is its entry in `/openapi.json` ([`crate::openapi`]).
+//! Every failure is an [`ApiError`]; nothing here panics on input. Each
+//! handler's `#[utoipa::path]` is its entry in `/openapi.json`
+//! (`crate::openapi`); the router that serves them is [`crate::api`].
+//!
+//! [`Backend`]: crate::backend::Backend
 
 use crate::backend::{BackendError, MessageSender};
 use crate::buffer::{Buffer, BufferedMessage};
-use crate::error::{AppError, ErrorBody};
-use crate::limits::{with_deadline, with_shedding};
+use crate::error::{ApiError, ErrorBody};
+use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use messenger_runtime::metrics::Exporter;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tower_http::catch_panic::CatchPanicLayer;
 
 /// Longest `/sendMessage` waits for its own message to reach the buffer.
 pub const OWN_COPY_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything the handlers read. Tests build it around an in-memory
-/// [`MessageSender`], so [`router`] is exercised without a socket.
+/// [`MessageSender`], so [`router`](crate::api::router) is exercised without a socket.
 #[derive(Clone)]
 pub struct AppState {
     /// The server's `SendMessage` (the tonic [`crate::backend::Backend`] in production).
@@ -42,7 +42,7 @@ pub struct AppState {
     pub max_in_flight: usize,
 }
 
-/// Every route [`router`] serves, as `--help` and the 404 list them (a test
+/// Every route [`router`](crate::api::router) serves, as `--help` and the 404 list them (a test
 /// holds them to the router and to `/openapi.json`).
 pub const ROUTES: [(&str, &str); 6] = [
     ("POST", "/sendMessage"),
@@ -57,25 +57,6 @@ pub const ROUTES: [(&str, &str); 6] = [
 pub fn routes_line() -> String {
     let routes: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();
     routes.join(", ")
-}
-
-pub fn router(state: AppState) -> Router {
-    let messages = Router::new()
-        .route("/sendMessage", post(send_message))
-        .route("/getAndFlushMessages", post(get_and_flush_messages));
-    let routes = Router::new()
-        .merge(with_shedding(messages, state.max_in_flight))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(crate::openapi::openapi_json))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes));
-    with_deadline(routes, state.http_timeout)
-        .layer(axum::middleware::from_fn(crate::observe::observe))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(state)
 }
 
 /// A message to send to the chat.
@@ -122,7 +103,7 @@ pub(crate) struct Status {
 pub(crate) async fn send_message(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<SendResponse>, AppError> {
+) -> Result<Json<SendResponse>, ApiError> {
     let body = body.map_err(|r| body_rejection(&r, state.max_body_bytes))?;
     let request = parse_send_request(&body)?;
     // A message sent through this client must land in its own buffer, which
@@ -142,35 +123,35 @@ pub(crate) async fn send_message(
     Ok(Json(SendResponse { send_time }))
 }
 
-fn body_rejection(rejection: &BytesRejection, limit: usize) -> AppError {
+fn body_rejection(rejection: &BytesRejection, limit: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::PayloadTooLarge { limit }
+        ApiError::PayloadTooLarge { limit }
     } else {
-        AppError::BadRequest(format!(
+        ApiError::BadRequest(format!(
             "cannot read request body: {}",
             rejection.body_text()
         ))
     }
 }
 
-fn parse_send_request(body: &[u8]) -> Result<SendRequest, AppError> {
+fn parse_send_request(body: &[u8]) -> Result<SendRequest, ApiError> {
     // serde would also accept a JSON array for a struct; the contract wants an object.
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => return Err(AppError::BadRequest("request body is empty".into())),
+        None => return Err(ApiError::BadRequest("request body is empty".into())),
         Some(b'{') => {}
         Some(_) => {
-            return Err(AppError::BadRequest(
+            return Err(ApiError::BadRequest(
                 "request body is not a JSON object".into(),
             ));
         }
     }
     if let Some(depth) = nesting_over(body, MAX_NESTING) {
-        return Err(AppError::BadRequest(format!(
+        return Err(ApiError::BadRequest(format!(
             "JSON nesting is deeper than {depth} levels"
         )));
     }
     serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(format!("invalid request body: {e}")))
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
 }
 
 /// Deepest JSON nesting accepted anywhere in a request body.
@@ -233,7 +214,7 @@ pub(crate) async fn healthz() -> Json<Status> {
         (status = 503, description = "Not subscribed (reconnecting); the error says why the last attempt failed", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if *state.subscribed.borrow() {
         Ok(Json(Status {
             status: "ready".into(),
@@ -245,24 +226,24 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
             .borrow()
             .as_ref()
             .map(crate::failure::Down::reason);
-        Err(AppError::NotSubscribed(why))
+        Err(ApiError::NotSubscribed(why))
     }
 }
 
 /// The error while the stream is down: the server's refusal of the
 /// credentials as such (401/403), else 503 saying why.
-fn not_subscribed(state: &AppState) -> AppError {
+fn not_subscribed(state: &AppState) -> ApiError {
     use crate::failure::Down;
     match state.down.borrow().clone() {
         Some(Down::Refused { code, message }) => BackendError::Rejected { code, message }.into(),
-        other => AppError::NotSubscribed(other.map(|d| d.reason())),
+        other => ApiError::NotSubscribed(other.map(|d| d.reason())),
     }
 }
 
 /// A handler panic still answers JSON (and is logged), never an empty 500.
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("request handler panicked");
-    AppError::Internal("the request handler panicked".into()).into_response()
+    ApiError::Internal("the request handler panicked".into()).into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
@@ -271,15 +252,15 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> String {
     state.exporter.render()
 }
 
-async fn not_found(method: Method, uri: Uri) -> AppError {
-    AppError::NotFound {
+pub(crate) async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound {
         method: method.to_string(),
         path: uri.path().to_owned(),
     }
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> AppError {
-    AppError::MethodNotAllowed {
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),
     }

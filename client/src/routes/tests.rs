@@ -1,13 +1,15 @@
-//! [`router`] driven with `tower::ServiceExt::oneshot`, as in the axum
+//! [`router`](crate::api::router) driven with `tower::ServiceExt::oneshot`, as in the axum
 //! examples: no socket, no server process. The one stand-in is [`Server`],
 //! an in-memory [`MessageSender`] that plays the server's answers to
 //! `SendMessage`; the router, its layers, the buffer and the error mapping
 //! are the production code. One test per status (and per bad-body kind).
 
 use super::*;
+use crate::api::router;
 use crate::backend::{MessageSender, SendFuture};
 use crate::error::{EXPECTED_BODY, RETRY_AFTER_SECS};
 use crate::failure::Down;
+use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, header};
 use serde_json::{Value, json};
@@ -264,7 +266,7 @@ fn limits_nesting_outside_strings() {
         "]".repeat(40)
     );
     assert!(
-        matches!(parse_send_request(deep.as_bytes()), Err(AppError::BadRequest(m)) if m.contains("nesting"))
+        matches!(parse_send_request(deep.as_bytes()), Err(ApiError::BadRequest(m)) if m.contains("nesting"))
     );
     let in_string = format!(r#"{{"author":"{}","text":"\\\"[["}}"#, "[".repeat(40));
     assert!(parse_send_request(in_string.as_bytes()).is_ok());
@@ -284,7 +286,7 @@ fn parses_objects_only() {
         b"{",
     ] {
         assert!(
-            matches!(parse_send_request(bad), Err(AppError::BadRequest(_))),
+            matches!(parse_send_request(bad), Err(ApiError::BadRequest(_))),
             "{bad:?}"
         );
     }

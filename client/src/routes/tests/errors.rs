@@ -1,4 +1,4 @@
-//! The error statuses of [`router`](super::super::router), one test per
+//! The error statuses of [`router`](crate::api::router), one test per
 //! status and per bad-body kind: each asserts the status, the
 //! `{"error": ...}` body and the headers that go with it.
 

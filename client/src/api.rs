@@ -1,0 +1,38 @@
+//! The HTTP API as one service: the routes ([`crate::routes`]) and the
+//! OpenAPI document that describes them ([`crate::openapi`]), under the
+//! layers every request passes: load shedding on the message routes, the
+//! request deadline, the per-request span and metrics
+//! ([`crate::observe`]), and a panic still answering JSON.
+//!
+//! It sits above both, so the document can name the handlers and the router
+//! can serve the document without either importing the other.
+
+use crate::limits::{with_deadline, with_shedding};
+use crate::openapi::openapi_json;
+use crate::routes::{
+    AppState, get_and_flush_messages, healthz, method_not_allowed, metrics, not_found,
+    panic_response, readyz, send_message,
+};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub fn router(state: AppState) -> Router {
+    let messages = Router::new()
+        .route("/sendMessage", post(send_message))
+        .route("/getAndFlushMessages", post(get_and_flush_messages));
+    let routes = Router::new()
+        .merge(with_shedding(messages, state.max_in_flight))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+    with_deadline(routes, state.http_timeout)
+        .layer(axum::middleware::from_fn(crate::observe::observe))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
