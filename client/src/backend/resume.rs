@@ -33,6 +33,7 @@ use messenger_proto::{
     EPOCH_METADATA, HEAD_OFFSET_METADATA, LAST_OFFSET_METADATA, OFFSETS_METADATA,
     RECOVERED_METADATA, SINCE_METADATA,
 };
+use metrics::Counter;
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,23 @@ pub enum Headers {
     Again,
 }
 
+/// A resume the server's history could not cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// Messages missed, when known: the same epoch, so the head offset minus
+    /// the position. `None`: the epoch changed (history lost), size unknown.
+    pub missed: Option<u64>,
+}
+
+/// What a [`Resumer`] counts: resumes that recovered, resumes with a gap,
+/// messages replayed from history.
+#[derive(Clone)]
+pub struct ResumeCounters {
+    pub recovered_resumes: Counter,
+    pub gaps: Counter,
+    pub recovered_messages: Counter,
+}
+
 /// The resume state of one subscriber loop.
 pub struct Resumer {
     position: Option<Position>,
@@ -73,18 +91,48 @@ pub struct Resumer {
     /// The last stream ended drained at this position: nothing of its epoch
     /// was missed.
     drained: Option<Position>,
-    metrics: Metrics,
+    /// The gap the last response headers reported, until taken.
+    gap: Option<Gap>,
+    counters: ResumeCounters,
 }
 
 impl Resumer {
     pub fn new(metrics: Metrics) -> Self {
+        Self::with_counters(ResumeCounters {
+            recovered_resumes: metrics.resumes_recovered,
+            gaps: metrics.resumes_gap,
+            recovered_messages: metrics.recovered,
+        })
+    }
+
+    /// A resumer counting into `counters`, with no position yet.
+    pub fn with_counters(counters: ResumeCounters) -> Self {
         Self {
             position: None,
             replay_end: None,
             asked: false,
             drained: None,
-            metrics,
+            gap: None,
+            counters,
         }
+    }
+
+    /// A resumer whose first request resumes after `offset` of `epoch`.
+    pub fn since(epoch: String, offset: u64, counters: ResumeCounters) -> Self {
+        let mut resumer = Self::with_counters(counters);
+        resumer.position = Some(Position { epoch, offset });
+        resumer
+    }
+
+    /// The epoch and offset of the last message kept (or the head at
+    /// subscription, or where a gap left it): where a resume starts.
+    pub fn position(&self) -> Option<(&str, u64)> {
+        self.position.as_ref().map(|p| (p.epoch.as_str(), p.offset))
+    }
+
+    /// The gap the last response headers reported, once.
+    pub fn take_gap(&mut self) -> Option<Gap> {
+        self.gap.take()
     }
 
     /// Reads how a stream ended; true when the server drained it to this
@@ -108,6 +156,7 @@ impl Resumer {
         metadata.insert(OFFSETS_METADATA, AsciiMetadataValue::from_static("1"));
         self.asked = false;
         self.replay_end = None;
+        self.gap = None;
         let Some(p) = &self.position else { return };
         match AsciiMetadataValue::try_from(format!("{}:{}", p.epoch, p.offset)) {
             Ok(value) => {
@@ -138,7 +187,7 @@ impl Resumer {
             return Headers::Live;
         };
         if text(RECOVERED_METADATA) == Some("true") {
-            self.metrics.resumes_recovered.increment(1);
+            self.counters.recovered_resumes.increment(1);
             let replay = head.saturating_sub(previous.offset);
             tracing::info!(
                 replay,
@@ -167,8 +216,11 @@ impl Resumer {
             });
             return Headers::Again;
         }
-        self.metrics.resumes_gap.increment(1);
+        self.counters.gaps.increment(1);
         if previous.epoch == epoch && head >= previous.offset {
+            self.gap = Some(Gap {
+                missed: Some(head - previous.offset),
+            });
             tracing::warn!(
                 missed = head - previous.offset,
                 from_offset = previous.offset,
@@ -184,6 +236,7 @@ impl Resumer {
             head,
             "stream resumed with a gap: the server's history was lost (new epoch); re-subscribing from the new epoch's start"
         );
+        self.gap = Some(Gap { missed: None });
         self.position = Some(Position {
             epoch: epoch.to_owned(),
             offset: 0,
@@ -214,7 +267,7 @@ impl Resumer {
                 now_live: false,
             };
         };
-        self.metrics.recovered.increment(1);
+        self.counters.recovered_messages.increment(1);
         let now_live = offset >= end;
         if now_live {
             self.replay_end = None;
@@ -227,153 +280,4 @@ impl Resumer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> MetadataMap {
-        let mut m = MetadataMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, AsciiMetadataValue::from_static(v));
-        }
-        m
-    }
-
-    fn since(r: &mut Resumer) -> Option<String> {
-        let mut m = MetadataMap::new();
-        r.request_metadata(&mut m);
-        assert_eq!(m.get(OFFSETS_METADATA).unwrap(), "1");
-        m.get(SINCE_METADATA)
-            .map(|v| v.to_str().unwrap().to_owned())
-    }
-
-    const KEEP: Received = Received::Keep {
-        replayed: false,
-        now_live: false,
-    };
-
-    #[test]
-    fn first_plain_then_resumes_from_the_head_or_the_last_buffered() {
-        let mut r = Resumer::new(Metrics::new());
-        assert_eq!(since(&mut r), None);
-        let first = [("messenger-epoch", "e"), ("messenger-head-offset", "7")];
-        assert_eq!(r.on_headers(&headers(&first)), Headers::Live);
-        assert_eq!(
-            since(&mut r).as_deref(),
-            Some("e:7"),
-            "nothing received: from the head"
-        );
-        let recovered = [
-            ("messenger-epoch", "e"),
-            ("messenger-head-offset", "10"),
-            ("messenger-recovered", "true"),
-        ];
-        assert_eq!(r.on_headers(&headers(&recovered)), Headers::Replay);
-        let replayed = |now_live| Received::Keep {
-            replayed: true,
-            now_live,
-        };
-        assert_eq!(r.on_message(8), replayed(false));
-        assert_eq!(r.on_message(8), Received::Duplicate);
-        assert_eq!(r.on_message(9), replayed(false));
-        assert_eq!(r.on_message(10), replayed(true));
-        assert_eq!(r.on_message(11), KEEP);
-        assert_eq!(since(&mut r).as_deref(), Some("e:11"));
-    }
-
-    #[test]
-    fn a_gap_in_the_same_epoch_moves_the_position_to_the_new_head() {
-        let mut r = Resumer::new(Metrics::new());
-        r.on_headers(&headers(&[
-            ("messenger-epoch", "e"),
-            ("messenger-head-offset", "0"),
-        ]));
-        assert_eq!(r.on_message(1), KEEP);
-        since(&mut r);
-        let gap = [
-            ("messenger-epoch", "e"),
-            ("messenger-head-offset", "3"),
-            ("messenger-recovered", "false"),
-        ];
-        assert_eq!(r.on_headers(&headers(&gap)), Headers::Live);
-        assert_eq!(r.on_message(2), Received::Duplicate, "below the new head");
-        assert_eq!(r.on_message(4), KEEP);
-        assert_eq!(since(&mut r).as_deref(), Some("e:4"));
-    }
-
-    /// A new epoch's messages all came after the loss: none is skipped. The
-    /// stream is re-opened from `<new epoch>:0`, and that replay is resumed
-    /// like any other.
-    #[test]
-    fn a_new_epoch_is_resumed_from_its_start() {
-        let mut r = Resumer::new(Metrics::new());
-        r.on_headers(&headers(&[
-            ("messenger-epoch", "e"),
-            ("messenger-head-offset", "0"),
-        ]));
-        assert_eq!(r.on_message(1), KEEP);
-        assert_eq!(since(&mut r).as_deref(), Some("e:1"));
-        let lost = [
-            ("messenger-epoch", "f"),
-            ("messenger-head-offset", "2"),
-            ("messenger-recovered", "false"),
-        ];
-        assert_eq!(r.on_headers(&headers(&lost)), Headers::Again);
-        assert_eq!(since(&mut r).as_deref(), Some("f:0"));
-        let replay = [
-            ("messenger-epoch", "f"),
-            ("messenger-head-offset", "2"),
-            ("messenger-recovered", "true"),
-        ];
-        assert_eq!(r.on_headers(&headers(&replay)), Headers::Replay);
-        let replayed = |now_live| Received::Keep {
-            replayed: true,
-            now_live,
-        };
-        assert_eq!(r.on_message(1), replayed(false));
-        assert_eq!(r.on_message(2), replayed(true));
-        assert_eq!(since(&mut r).as_deref(), Some("f:2"));
-    }
-
-    fn ended(pairs: &[(&'static str, &'static str)]) -> tonic::Status {
-        let mut status = tonic::Status::unavailable("server shutting down");
-        *status.metadata_mut() = headers(pairs);
-        status
-    }
-
-    /// Issue 26, item 7: a stream drained to this client's position by a
-    /// graceful shutdown is no gap when the next server has a new epoch; a
-    /// stream that just broke, or was drained past it, still is.
-    #[test]
-    fn a_new_epoch_after_a_drain_to_the_position_is_no_gap() {
-        let new_epoch = [
-            ("messenger-epoch", "f"),
-            ("messenger-head-offset", "0"),
-            ("messenger-recovered", "false"),
-        ];
-        for (trailer, gap) in [(Some("2"), false), (Some("3"), true), (None, true)] {
-            let mut r = Resumer::new(Metrics::new());
-            r.on_headers(&headers(&[
-                ("messenger-epoch", "e"),
-                ("messenger-head-offset", "0"),
-            ]));
-            assert_eq!((r.on_message(1), r.on_message(2)), (KEEP, KEEP));
-            let end = match trailer {
-                Some(last) => ended(&[("messenger-last-offset", last)]),
-                None => ended(&[]),
-            };
-            assert_eq!(r.on_end(&end), !gap, "{trailer:?}");
-            assert_eq!(since(&mut r).as_deref(), Some("e:2"));
-            assert_eq!(r.on_headers(&headers(&new_epoch)), Headers::Again);
-            assert_eq!(since(&mut r).as_deref(), Some("f:0"), "{trailer:?}");
-            assert!(r.drained.is_none(), "a drain is used once");
-        }
-    }
-
-    #[test]
-    fn a_server_without_offsets_gets_plain_resubscriptions() {
-        let mut r = Resumer::new(Metrics::new());
-        assert_eq!(r.on_headers(&MetadataMap::new()), Headers::Live);
-        assert_eq!(r.on_message(0), KEEP);
-        assert_eq!(since(&mut r), None);
-    }
-}
+mod tests;
