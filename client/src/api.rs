@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/getAndFlushMessages", post(get_and_flush_messages));
     let routes = Router::new()
         .merge(with_shedding(messages, state.max_in_flight))
+        .merge(crate::page::routes(state.page.clone()))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -32,7 +33,12 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes));
     with_deadline(routes, state.http_timeout)
+        // Added after the deadline layer, so outside it: a stream lives as
+        // long as its reader, kept open by keep-alives, and is never shed
+        // (it has its own cap).
+        .route("/events", get(crate::events::events))
         .layer(axum::middleware::from_fn(crate::observe::observe))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(crate::page::security_headers))
         .with_state(state)
 }

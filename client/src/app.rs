@@ -76,6 +76,16 @@ impl App {
             .transpose()
             .map_err(AppError::Token)?;
         let token_on = authorization.is_some();
+        // `/events` subscriptions get a connection of their own: a browser
+        // that stops reading can hold HTTP/2 flow-control windows, and must
+        // never hold the one the course stream and sends share.
+        let tails = Backend::new(
+            config.server_addr.clone(),
+            config.send_timeout(),
+            config.keepalive(),
+            tls.clone(),
+            authorization.clone(),
+        )?;
         let backend = Backend::new(
             config.server_addr.clone(),
             config.send_timeout(),
@@ -109,7 +119,11 @@ impl App {
         let bind_err = |source| AppError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        let events = crate::events::EventStreams::new(tails, config.max_event_streams);
+        let page = crate::page::Page::new(config.trace_ui_url.as_deref());
         let state = AppState {
+            events,
+            page,
             backend: Arc::new(backend),
             buffer,
             subscribed,
@@ -129,6 +143,8 @@ impl App {
             http_max_concurrency = config.http_max_concurrency,
             keepalive_interval_ms = config.keepalive_interval_ms,
             keepalive_timeout_ms = config.keepalive_timeout_ms,
+            max_event_streams = config.max_event_streams,
+            trace_ui = config.trace_ui_url.is_some(),
             tls = tls_on,
             token = token_on,
             "messenger-client listening"
@@ -168,11 +184,14 @@ impl App {
             ..
         } = self;
         let hygiene = Hygiene::new(conn_limits, LISTENER_HTTP);
+        let events = state.events.clone();
         let mut serve = tokio::spawn(conn::serve_http(listener, router(state), hygiene.clone()));
         let result = tokio::select! {
             r = &mut serve => r,
             () = shutdown => {
-                // Idle connections close now, busy ones once answered.
+                // Event streams end now (they never finish on their own);
+                // idle connections close now, busy ones once answered.
+                events.stop();
                 hygiene.shutdown();
                 match tokio::time::timeout(grace, &mut serve).await {
                     Ok(r) => r,

@@ -30,6 +30,8 @@ pub const ENV_KEEPALIVE_INTERVAL_MS: &str = "MESSENGER_KEEPALIVE_INTERVAL_MS";
 pub const ENV_KEEPALIVE_TIMEOUT_MS: &str = "MESSENGER_KEEPALIVE_TIMEOUT_MS";
 pub const ENV_CLIENT_TOKEN: &str = "MESSENGER_CLIENT_TOKEN";
 pub const ENV_RETRY_LOG_INTERVAL_MS: &str = "MESSENGER_RETRY_LOG_INTERVAL_MS";
+pub const ENV_MAX_EVENT_STREAMS: &str = "MESSENGER_MAX_EVENT_STREAMS";
+pub const ENV_TRACE_UI_URL: &str = "MESSENGER_TRACE_UI_URL";
 
 pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
 pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -45,6 +47,8 @@ pub const DEFAULT_HTTP_MAX_CONCURRENCY: usize = 1024;
 pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 10_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RETRY_LOG_INTERVAL_MS: u64 = 30_000;
+/// Each `/events` stream is a subscriber of the server's too.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 256;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -119,6 +123,17 @@ pub struct Config {
           value_parser = number::<u64>(10, 3_600_000))]
     pub keepalive_timeout_ms: u64,
 
+    /// Most `GET /events` streams open at once (each one its own subscriber on
+    /// the server); past it the answer is 503 with Retry-After.
+    #[arg(long, env = ENV_MAX_EVENT_STREAMS, default_value_t = DEFAULT_MAX_EVENT_STREAMS,
+          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
+    pub max_event_streams: usize,
+
+    /// Trace viewer URL the page links each message's trace to, the trace id
+    /// appended (e.g. Jaeger's http://localhost:16686/trace/); unset: no links.
+    #[arg(long, env = ENV_TRACE_UI_URL, value_parser = parse_trace_ui_url)]
+    pub trace_ui_url: Option<String>,
+
     /// Handshake and idle bounds of every connection we accept.
     #[command(flatten)]
     pub conn: ConnLimits,
@@ -164,6 +179,8 @@ impl Default for Config {
             http_max_concurrency: DEFAULT_HTTP_MAX_CONCURRENCY,
             keepalive_interval_ms: DEFAULT_KEEPALIVE_INTERVAL_MS,
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+            trace_ui_url: None,
             conn: ConnLimits::default(),
             log_format: LogFormat::Text,
             command: None,
@@ -233,6 +250,17 @@ pub fn parse_server_addr(s: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// An `http://` or `https://` URL the trace id is appended to.
+pub fn parse_trace_ui_url(s: &str) -> Result<String, String> {
+    let uri: Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(format!(
+            "{s:?}: expected http(s)://host/..., e.g. http://localhost:16686/trace/"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +292,11 @@ mod tests {
     fn rejects_bad_values() {
         assert!(Config::try_parse_from(["c", "--http-port", "x"]).is_err());
         assert!(Config::try_parse_from(["c", "--buffer-limit", "0"]).is_err());
+        assert!(Config::try_parse_from(["c", "--trace-ui-url", "javascript:alert(1)"]).is_err());
+        assert!(Config::try_parse_from(["c", "--trace-ui-url", "/trace/"]).is_err());
+        assert!(
+            Config::try_parse_from(["c", "--trace-ui-url", "http://localhost:16686/trace/"])
+                .is_ok()
+        );
     }
 }

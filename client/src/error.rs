@@ -3,7 +3,9 @@
 //! Every 503 carries `Retry-After`, because each one is temporary.
 
 use crate::backend::BackendError;
-use crate::config::{ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS, ENV_MAX_BODY_BYTES};
+use crate::config::{
+    ENV_HTTP_MAX_CONCURRENCY, ENV_HTTP_TIMEOUT_MS, ENV_MAX_BODY_BYTES, ENV_MAX_EVENT_STREAMS,
+};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +56,16 @@ pub enum ApiError {
         env = ENV_HTTP_TIMEOUT_MS
     )]
     TimedOut(Duration),
+    /// A malformed `Last-Event-ID` or `?since=` on `/events`.
+    #[error("{0}")]
+    BadPosition(String),
+    #[error(
+        "too many event streams open (limit {limit}, {env}); retry shortly",
+        env = ENV_MAX_EVENT_STREAMS
+    )]
+    TooManyStreams { limit: usize },
+    #[error("the client is shutting down; retry on another or after it restarts")]
+    ShuttingDown,
     #[error("internal error: {0}; it was logged, please report it")]
     Internal(String),
     #[error(transparent)]
@@ -63,11 +75,14 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::BadPosition(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotSubscribed(_) | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotSubscribed(_)
+            | Self::Overloaded { .. }
+            | Self::TooManyStreams { .. }
+            | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backend(e) => backend_status(e),

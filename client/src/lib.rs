@@ -17,6 +17,10 @@
 //!   its layers, over an [`routes::AppState`] that tests build around an
 //!   in-memory sender; above both [`routes`] and [`openapi`].
 //! - [`routes`]: the handlers: JSON in, backend and buffer calls, JSON out.
+//! - [`events`]: `GET /events`, the chat as Server-Sent Events: one
+//!   resumable subscription of its own per stream ([`backend::tail`]), capped.
+//! - [`page`]: `GET /` and its script and style, compiled in; the CSP and
+//!   `nosniff` headers on every response.
 //! - [`limits`]: request deadline and load shedding.
 //! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`error`]: the HTTP error type ([`error::ApiError`]) and its one `IntoResponse`.
@@ -31,12 +35,14 @@ pub mod backend;
 pub mod buffer;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod failure;
 pub mod healthcheck;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod page;
 pub mod routes;
 
 pub use app::{App, AppError};

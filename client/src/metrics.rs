@@ -23,6 +23,11 @@ pub const STREAM_CONNECTED: &str = "messenger_client_stream_connected";
 pub const STREAM_RECONNECTS: &str = "messenger_client_stream_reconnects_total";
 pub const RESUMES: &str = "messenger_client_resumes_total";
 pub const RECOVERED: &str = "messenger_client_recovered_messages_total";
+pub const EVENT_STREAMS: &str = "messenger_client_event_streams";
+pub const EVENTS_SENT: &str = "messenger_client_events_sent_total";
+pub const EVENT_RESUMES: &str = "messenger_client_event_resumes_total";
+pub const EVENT_GAPS: &str = "messenger_client_event_gaps_total";
+pub const EVENT_STREAMS_CUT: &str = "messenger_client_event_streams_cut_total";
 
 /// The `route` label of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -99,6 +104,51 @@ impl Metrics {
         metrics.resumes_gap.absolute(0);
         metrics.recovered.absolute(0);
         metrics
+    }
+}
+
+/// Handles to the `/events` series ([`crate::events`]).
+#[derive(Clone)]
+pub struct EventMetrics {
+    pub open: Gauge,
+    pub sent: Counter,
+    /// `messenger_client_event_resumes_total{result="recovered"}`.
+    pub resumes_recovered: Counter,
+    /// `messenger_client_event_resumes_total{result="gap"}`.
+    pub resumes_gap: Counter,
+    pub gaps: Counter,
+    pub cut: Counter,
+}
+
+impl EventMetrics {
+    /// Registers every `/events` series at zero.
+    pub fn new() -> Self {
+        describe();
+        let m = Self {
+            open: gauge!(EVENT_STREAMS),
+            sent: counter!(EVENTS_SENT),
+            resumes_recovered: counter!(EVENT_RESUMES, "result" => "recovered"),
+            resumes_gap: counter!(EVENT_RESUMES, "result" => "gap"),
+            gaps: counter!(EVENT_GAPS),
+            cut: counter!(EVENT_STREAMS_CUT),
+        };
+        m.open.set(0.0);
+        for c in [
+            &m.sent,
+            &m.resumes_recovered,
+            &m.resumes_gap,
+            &m.gaps,
+            &m.cut,
+        ] {
+            c.absolute(0);
+        }
+        m
+    }
+}
+
+impl Default for EventMetrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -206,6 +256,23 @@ fn describe() {
     describe_counter!(
         RECOVERED,
         "Messages received from the server's history after a resume."
+    );
+    describe_gauge!(EVENT_STREAMS, "GET /events streams open now.");
+    describe_counter!(
+        EVENTS_SENT,
+        "Server-Sent Events handed to /events streams (messages, open and gap events; not keep-alives)."
+    );
+    describe_counter!(
+        EVENT_RESUMES,
+        "/events streams opened with Last-Event-ID or ?since, by result (recovered|gap)."
+    );
+    describe_counter!(
+        EVENT_GAPS,
+        "gap events sent: a resume the server's history could not cover."
+    );
+    describe_counter!(
+        EVENT_STREAMS_CUT,
+        "/events streams cut for falling a whole queue behind (the reconnect resumes)."
     );
     describe_counter!(
         STREAM_RECONNECTS,

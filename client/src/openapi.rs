@@ -10,7 +10,8 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "messenger-client",
-        description = "HTTP front of the messenger: send to the one chat, flush what the stream delivered. \
+        description = "HTTP front of the messenger: send to the one chat, flush what the stream delivered, \
+            watch it live (GET /events, Server-Sent Events; GET /, a page). \
             Every error is JSON `{\"error\": ...}` with a fitting status; every 503 carries Retry-After."
     ),
     paths(
@@ -19,10 +20,16 @@ use utoipa::OpenApi;
         crate::routes::healthz,
         crate::routes::readyz,
         crate::routes::metrics,
+        crate::events::events,
+        crate::page::index,
+        crate::page::script,
+        crate::page::style,
+        crate::page::favicon,
     ),
     tags(
         (name = "messages", description = "The chat"),
         (name = "operations", description = "Probes and metrics; never shed under load"),
+        (name = "page", description = "The chat in a browser: exactly as open as the rest of this API (a trusted-network port)"),
     )
 )]
 pub struct ApiDoc;

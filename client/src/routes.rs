@@ -40,13 +40,22 @@ pub struct AppState {
     pub http_timeout: Duration,
     /// Most message-route requests in flight before shedding.
     pub max_in_flight: usize,
+    /// The open `/events` streams and their cap.
+    pub events: crate::events::EventStreams,
+    /// The page at `/`.
+    pub page: crate::page::Page,
 }
 
 /// Every route [`router`](crate::api::router) serves, as `--help` and the 404 list them (a test
 /// holds them to the router and to `/openapi.json`).
-pub const ROUTES: [(&str, &str); 6] = [
+pub const ROUTES: [(&str, &str); 11] = [
     ("POST", "/sendMessage"),
     ("POST", "/getAndFlushMessages"),
+    ("GET", "/events"),
+    ("GET", "/"),
+    ("GET", "/app.js"),
+    ("GET", "/app.css"),
+    ("GET", "/favicon.ico"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

@@ -14,6 +14,8 @@
 //!   with its metrics and CONSUMER `receive` span.
 //! - [`resume`]: where the stream resumes after a break (epoch, last offset
 //!   buffered), dedup, and the one warning per gap.
+//! - [`tail`]: one `/events` stream's own `ReadMessages` subscription,
+//!   resumed by the same [`resume::Resumer`], feeding a bounded queue.
 //!
 //! Invariants: the bearer token is sensitive metadata and nothing here logs
 //! it; every failure a caller sees is a [`BackendError`], mapped to an HTTP
@@ -24,6 +26,7 @@ pub mod receive;
 pub mod resume;
 pub mod send;
 pub mod subscribe;
+pub mod tail;
 
 pub use channel::{Backend, Keepalive};
 pub use receive::to_buffered;

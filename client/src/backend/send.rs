@@ -58,7 +58,8 @@ impl Backend {
             .ok_or(BackendError::BadResponse)
     }
 
-    fn classify(&self, status: Status) -> BackendError {
+    /// What a refused call means for the HTTP caller.
+    pub(super) fn classify(&self, status: Status) -> BackendError {
         let (addr, message) = (self.addr().to_owned(), status.message().to_owned());
         match status.code() {
             _ if from_transport(&status) => BackendError::Unavailable { addr, message },

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 
 mod errors;
 mod listed;
+mod page;
 
 const SEND_TIME: &str = "2021-09-12T10:25:22.454093428Z";
 /// Upper bound on any one request; a hang fails the test instead of stalling it.
@@ -122,6 +123,17 @@ impl Reply {
     }
 }
 
+/// The real tonic backend, aimed at a port nothing listens on: `/events`
+/// opens its subscriptions there and is refused.
+fn unreachable_backend() -> crate::backend::Backend {
+    let keepalive = crate::backend::Keepalive {
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    };
+    let uri = "http://127.0.0.1:1".parse().expect("a URI");
+    crate::backend::Backend::new(uri, BOUND, keepalive, None, None).expect("no TLS")
+}
+
 /// A subscribed client whose server answers `answer`; `tweak` adjusts limits.
 fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
     let buffer = Arc::new(Buffer::new(16));
@@ -141,6 +153,8 @@ fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
         exporter: messenger_runtime::metrics::install(&crate::metrics::buckets()),
         http_timeout: BOUND,
         max_in_flight: 8,
+        events: crate::events::EventStreams::new(unreachable_backend(), 2),
+        page: crate::page::Page::new(None),
     };
     tweak(&mut state);
     Client {

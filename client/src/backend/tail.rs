@@ -1,0 +1,201 @@
+//! One `/events` stream's own subscription: a `ReadMessages` call of its own
+//! (offsets and trace context asked for), resumed through the server's
+//! `messenger-since` by the same [`Resumer`] as the client's main stream.
+//!
+//! Invariants:
+//! - **Registered before answered.** [`Backend::tail`] returns only once the
+//!   server sent the response headers (the subscription is registered), so an
+//!   `/events` response that started has missed nothing after it.
+//! - **Exact resume.** Given a position, the first request carries
+//!   `messenger-since`; history replays every message after it, none twice
+//!   (the [`Resumer`] drops anything at or below the position). A resume
+//!   history cannot cover is one [`TailEvent::Gap`] with what is known of its
+//!   size; after a new epoch the stream is re-opened from the epoch's start,
+//!   so nothing accepted since the loss is skipped.
+//! - **Never the course buffer.** Messages go to this tail's queue only.
+//! - **The slow-consumer policy.** Live, a reader task drains the gRPC
+//!   stream into a bounded queue and never waits on the browser (`try_send`,
+//!   as the server's fan-out does); a full queue cuts the tail ([`Tail::cut`])
+//!   and is counted, and the browser's reconnect resumes where it stopped.
+//!   A replay from history is read at the browser's pace instead (a burst
+//!   faster than any browser, which must not cut it): a browser that stops
+//!   reading it stops the server's replay, which the server's own
+//!   slow-subscriber policy ends. Tails use a connection of their own
+//!   ([`crate::app`]), so none of this touches the course stream's.
+//! - The reader stops when the receiver is dropped (the browser left), when
+//!   the server ends the stream, or when cut; nothing outlives the tail.
+
+use super::resume::{Gap, Headers, Received, ResumeCounters, Resumer};
+use super::{Backend, BackendError, to_buffered};
+use crate::buffer::BufferedMessage;
+use messenger_proto::TRACE_CONTEXT_METADATA;
+use messenger_proto::pb::ServerMessageResponse;
+use metrics::Counter;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Streaming};
+
+/// Re-openings after a new epoch before giving up (each one means the epoch
+/// changed again between two requests).
+const MAX_REOPEN: usize = 3;
+
+/// What a tail delivers, in stream order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailEvent {
+    /// The subscription is registered: the position a resume would start
+    /// from (the head offset, or the one asked for when recovered).
+    Open {
+        epoch: String,
+        offset: u64,
+        recovered: Option<bool>,
+    },
+    /// The position after the gap (the new head, or `<new epoch>:0`).
+    Gap {
+        epoch: String,
+        offset: u64,
+        gap: Gap,
+    },
+    Message {
+        epoch: String,
+        offset: u64,
+        message: BufferedMessage,
+        /// The sender's W3C trace context, when the message carries one.
+        traceparent: Option<String>,
+    },
+}
+
+/// A registered subscription feeding a bounded queue.
+pub struct Tail {
+    pub events: mpsc::Receiver<TailEvent>,
+    /// Cancelled when the reader cut this tail for falling behind: the
+    /// queue's remaining events are to be dropped, not sent.
+    pub cut: CancellationToken,
+}
+
+/// How a tail is opened and bounded.
+pub struct TailOptions {
+    /// Resume after this `(epoch, offset)`; `None`: live from now.
+    pub since: Option<(String, u64)>,
+    /// Events queued for the browser before it counts as too slow.
+    pub queue: usize,
+    pub counters: ResumeCounters,
+    /// Tails cut for falling behind.
+    pub cut: Counter,
+}
+
+impl Backend {
+    /// Subscribes (resuming when `since` is given) and returns once the
+    /// server registered the subscription.
+    pub async fn tail(&self, options: TailOptions) -> Result<Tail, BackendError> {
+        let TailOptions {
+            since,
+            queue,
+            counters,
+            cut: cut_counter,
+        } = options;
+        let mut resumer = match since {
+            Some((epoch, offset)) => Resumer::since(epoch, offset, counters),
+            None => Resumer::with_counters(counters),
+        };
+        let asked = resumer.position().is_some();
+        let (tx, events) = mpsc::channel(queue.max(2));
+        let mut first = true;
+        let mut reopened = 0;
+        let stream = loop {
+            let mut request = Request::new(());
+            resumer.request_metadata(request.metadata_mut());
+            request
+                .metadata_mut()
+                .insert(TRACE_CONTEXT_METADATA, MetadataValue::from_static("1"));
+            self.authorize(request.metadata_mut());
+            let mut client = self.client.clone();
+            let response = client
+                .read_messages(request)
+                .await
+                .map_err(|s| self.classify(s))?;
+            let headers = resumer.on_headers(response.metadata());
+            let gap = resumer.take_gap();
+            let recovered = (first && asked).then_some(gap.is_none());
+            let (epoch, offset) = resumer.position().map_or((String::new(), 0), owned);
+            if first {
+                first = false;
+                let open = TailEvent::Open {
+                    epoch: epoch.clone(),
+                    offset,
+                    recovered,
+                };
+                let _queued = tx.try_send(open);
+            }
+            if let Some(gap) = gap {
+                let _queued = tx.try_send(TailEvent::Gap { epoch, offset, gap });
+            }
+            if headers != Headers::Again || reopened == MAX_REOPEN {
+                break response.into_inner();
+            }
+            reopened += 1;
+        };
+        let cut = CancellationToken::new();
+        tokio::spawn(read(stream, resumer, tx, cut.clone(), cut_counter));
+        Ok(Tail { events, cut })
+    }
+}
+
+fn owned((epoch, offset): (&str, u64)) -> (String, u64) {
+    (epoch.to_owned(), offset)
+}
+
+/// Drains `stream` into `tx` until the receiver leaves, the stream ends, or
+/// the receiver falls a whole queue behind.
+async fn read(
+    mut stream: Streaming<ServerMessageResponse>,
+    mut resumer: Resumer,
+    tx: mpsc::Sender<TailEvent>,
+    cut: CancellationToken,
+    cut_counter: Counter,
+) {
+    loop {
+        let next = tokio::select! {
+            () = tx.closed() => return,
+            next = stream.message() => next,
+        };
+        let m = match next {
+            Ok(Some(m)) => m,
+            Ok(None) => return tracing::debug!("server ended an /events subscription"),
+            Err(status) => {
+                return tracing::debug!(code = ?status.code(), message = status.message(), "an /events subscription broke");
+            }
+        };
+        let Received::Keep { replayed, .. } = resumer.on_message(m.offset) else {
+            continue;
+        };
+        let (epoch, offset) = resumer.position().map_or((String::new(), 0), owned);
+        let traceparent = Some(m.traceparent.clone()).filter(|t| !t.is_empty());
+        let event = TailEvent::Message {
+            epoch,
+            offset,
+            message: to_buffered(m),
+            traceparent,
+        };
+        if replayed {
+            // Waits for room; fails at once if the browser left.
+            if tx.send(event).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match tx.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                cut_counter.increment(1);
+                tracing::warn!(
+                    queue = tx.max_capacity(),
+                    offset,
+                    "an /events reader fell a whole queue behind; cut (it resumes on reconnect)"
+                );
+                return cut.cancel();
+            }
+        }
+    }
+}
