@@ -9,6 +9,7 @@ mod config;
 mod config_words;
 mod contract;
 mod debug;
+mod events;
 mod gen_certs;
 mod health;
 mod healthcheck;

@@ -32,7 +32,7 @@ const PROCESS_METRICS: [&str; 4] = [
     "process_threads",
 ];
 
-const CLIENT_METRICS: [(&str, &str); 12] = [
+const CLIENT_METRICS: [(&str, &str); 17] = [
     ("http_server_requests_total", "counter"),
     ("http_server_request_duration_seconds", "histogram"),
     ("grpc_client_handled_total", "counter"),
@@ -45,6 +45,11 @@ const CLIENT_METRICS: [(&str, &str); 12] = [
     ("messenger_client_stream_reconnects_total", "counter"),
     ("messenger_client_resumes_total", "counter"),
     ("messenger_client_recovered_messages_total", "counter"),
+    ("messenger_client_event_streams", "gauge"),
+    ("messenger_client_events_sent_total", "counter"),
+    ("messenger_client_event_resumes_total", "counter"),
+    ("messenger_client_event_gaps_total", "counter"),
+    ("messenger_client_event_streams_cut_total", "counter"),
 ];
 
 /// The Prometheus exporter's defaults, which a latency histogram here must not use.

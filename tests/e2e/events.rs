@@ -1,0 +1,284 @@
+//! `GET /events` without a browser, on the real binaries: ids and stream
+//! order, the course buffer left alone, resume after a cut with nothing lost
+//! or repeated, the gap after a kill -9 and restart of the server, the stream
+//! cap, shutdown, the keep-alive, and how many streams one client holds.
+
+mod sse;
+
+use messenger_tests::procs::{ClientProc, ServerProc, rss_of, spawn_client, spawn_server};
+use messenger_tests::prom::scrape;
+use messenger_tests::{poll_until, within};
+use serde_json::Value;
+use sse::{Sse, get, split_id};
+use std::time::{Duration, Instant};
+
+async fn stack(client_env: &[(&str, &str)]) -> (ServerProc, ClientProc) {
+    let server = spawn_server(&[]).await;
+    let client = spawn_client(server.grpc_addr, client_env).await;
+    (server, client)
+}
+
+/// Opens a stream and reads its `ready` event: the stream's epoch and offset.
+async fn open(client: &ClientProc, query: &str, headers: &[(&str, &str)]) -> (Sse, Value) {
+    let mut stream = Sse::open(client, query, headers).await;
+    let ready = stream.next().await.expect("the ready event");
+    assert_eq!(ready.event, "ready", "{ready:?}");
+    assert_eq!(ready.retry, Some(1000), "the browser's reconnect delay");
+    let json = ready.json();
+    assert_eq!(
+        ready.id.as_deref(),
+        Some(format!("{}:{}", json["epoch"].as_str().unwrap(), json["offset"]).as_str())
+    );
+    (stream, json)
+}
+
+async fn send_n(client: &ClientProc, prefix: &str, range: std::ops::Range<u64>) -> Vec<String> {
+    let mut times = Vec::new();
+    for i in range {
+        times.push(client.send("events", &format!("{prefix}{i}")).await);
+    }
+    times
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_ids_in_stream_order_and_leave_the_course_buffer_alone() {
+    let (_server, client) = stack(&[]).await;
+    let (mut stream, ready) = open(&client, "", &[("accept-encoding", "gzip, br")]).await;
+    let h = stream.response.headers().clone();
+    assert_eq!(h["x-accel-buffering"], "no");
+    assert!(h.get("content-encoding").is_none(), "never compressed");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(ready["recovered"], Value::Null, "nothing asked");
+    let epoch = ready["epoch"].as_str().unwrap().to_owned();
+    let head = ready["offset"].as_u64().unwrap();
+
+    let times = send_n(&client, "m", 0..20).await;
+    for (i, time) in times.iter().enumerate() {
+        let (id, json) = stream.message().await;
+        assert_eq!(
+            id,
+            format!("{epoch}:{}", head + 1 + i as u64),
+            "ids in order"
+        );
+        assert_eq!(
+            json,
+            serde_json::json!({"author": "events", "text": format!("m{i}"), "sendTime": time}),
+            "the fields of /getAndFlushMessages, no traceparent when none was sent"
+        );
+    }
+    // The course buffer holds each message once: /events took none of them.
+    let flushed = client.collect(20).await;
+    let texts: Vec<_> = flushed.iter().map(|m| m.text.as_str()).collect();
+    let expected: Vec<_> = (0..20).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected);
+    assert!(client.flush().await.is_empty());
+    let m = scrape(&client.metrics_url()).await;
+    assert_eq!(m.value("messenger_client_event_streams", &[]), Some(1.0));
+    assert!(m.value("messenger_client_events_sent_total", &[]).unwrap() >= 21.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_resumes_after_last_event_id_with_nothing_lost_or_repeated() {
+    let (_server, client) = stack(&[]).await;
+    let (mut stream, _) = open(&client, "", &[]).await;
+    send_n(&client, "a", 0..5).await;
+    let mut last = String::new();
+    for _ in 0..5 {
+        last = stream.message().await.0;
+    }
+    drop(stream); // the cut
+    send_n(&client, "b", 0..7).await; // while nobody reads
+
+    let (mut resumed, ready) = open(&client, "", &[("last-event-id", &last)]).await;
+    assert_eq!(ready["recovered"], true, "{ready}");
+    assert_eq!(ready["offset"], split_id(&last).1);
+    send_n(&client, "c", 0..3).await;
+    let mut got = Vec::new();
+    let mut previous = split_id(&last).1;
+    for _ in 0..10 {
+        let (id, json) = resumed.message().await;
+        let offset = split_id(&id).1;
+        assert_eq!(offset, previous + 1, "no gap, no duplicate");
+        previous = offset;
+        got.push(json["text"].as_str().unwrap().to_owned());
+    }
+    let expected: Vec<String> = (0..7)
+        .map(|i| format!("b{i}"))
+        .chain((0..3).map(|i| format!("c{i}")))
+        .collect();
+    assert_eq!(got, expected);
+
+    // `?since=` is the same position; Last-Event-ID wins over it.
+    let (mut by_query, ready) = open(&client, &format!("?since={last}"), &[]).await;
+    assert_eq!(ready["recovered"], true);
+    assert_eq!(by_query.message().await.1["text"], "b0");
+    let (mut both, _) = open(&client, "?since=x:1", &[("last-event-id", &last)]).await;
+    assert_eq!(both.message().await.1["text"], "b0");
+
+    let m = scrape(&client.metrics_url()).await;
+    let recovered = m.value(
+        "messenger_client_event_resumes_total",
+        &[("result", "recovered")],
+    );
+    assert_eq!(recovered, Some(3.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_position_is_400_naming_it() {
+    let (_server, client) = stack(&[]).await;
+    for (query, header, named) in [
+        ("", Some("nocolon"), "Last-Event-ID"),
+        ("", Some(":5"), "Last-Event-ID"),
+        ("", Some("e:-1"), "Last-Event-ID"),
+        ("", Some("e:99999999999999999999"), "Last-Event-ID"),
+        ("?since=e:x", None, "since"),
+        ("?since=", None, "since"),
+        ("?since=%00:1", None, "since"),
+    ] {
+        let headers: Vec<_> = header.iter().map(|h| ("last-event-id", *h)).collect();
+        let response = get(&client, query, &headers).await;
+        assert_eq!(response.status(), 400, "{query} {header:?}");
+        let json: Value = response.json().await.unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(error.starts_with(named), "{error}");
+        assert!(error.contains("<epoch>:<offset>"), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill9_and_restart_the_resume_says_gap_then_replays_the_new_epoch() {
+    let (server, client) = stack(&[]).await;
+    let port = server.grpc_addr.port().to_string();
+    let (mut stream, _) = open(&client, "", &[]).await;
+    client.send("k", "before").await;
+    let (last, _) = stream.message().await;
+
+    server.proc.kill9_and_wait().await;
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ends with its subscription"
+    );
+    let refused = get(&client, "", &[("last-event-id", &last)]).await;
+    assert_eq!(refused.status(), 503, "the server is away");
+    assert_eq!(refused.headers()["retry-after"], "1");
+
+    let restarted = spawn_server(&[("MESSENGER_SERVER_PORT", port.as_str())]).await;
+    // Sent to the new server before the browser is back: replayed, not skipped.
+    let mut grpc = restarted.grpc().await;
+    messenger_tests::grpc_send(&mut grpc, "k", "after")
+        .await
+        .unwrap();
+    let (response, _) = poll_until("/events back", Duration::from_secs(10), || async {
+        let r = get(&client, "", &[("last-event-id", &last)]).await;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    drop(response);
+    let (mut resumed, ready) = open(&client, "", &[("last-event-id", &last)]).await;
+    assert_eq!(ready["recovered"], false, "{ready}");
+    let gap = resumed.next().await.expect("the gap event");
+    assert_eq!(gap.event, "gap", "{gap:?}");
+    let json = gap.json();
+    assert_eq!(
+        json["missed"],
+        Value::Null,
+        "a lost history's size is unknown"
+    );
+    let (new_epoch, offset) = split_id(gap.id.as_deref().unwrap());
+    assert_ne!(new_epoch, split_id(&last).0, "a new epoch");
+    assert_eq!(offset, 0, "from the new epoch's start");
+    let (id, message) = resumed.message().await;
+    assert_eq!(message["text"], "after");
+    assert_eq!(id, format!("{new_epoch}:1"));
+    let m = scrape(&client.metrics_url()).await;
+    assert!(m.value("messenger_client_event_gaps_total", &[]).unwrap() >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_streams_get_503_with_retry_after() {
+    let (_server, client) = stack(&[("MESSENGER_MAX_EVENT_STREAMS", "2")]).await;
+    let first = open(&client, "", &[]).await;
+    let _second = open(&client, "", &[]).await;
+    let refused = get(&client, "", &[]).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let json: Value = refused.json().await.unwrap();
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("MESSENGER_MAX_EVENT_STREAMS"),
+        "{json}"
+    );
+    drop(first);
+    poll_until("a slot freed", Duration::from_secs(5), || async {
+        (get(&client, "", &[]).await.status() == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_streams_promptly() {
+    let (_server, client) = stack(&[]).await;
+    let (mut stream, _) = open(&client, "", &[]).await;
+    let started = Instant::now();
+    let (end, code) = tokio::join!(stream.next(), client.proc.sigterm_and_wait());
+    assert!(end.is_none(), "the stream ended: {end:?}");
+    assert_eq!(code, Some(0));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "{took:?}; the grace period is 10 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_gets_a_keep_alive_comment_every_15_s() {
+    let (_server, client) = stack(&[]).await;
+    let (mut stream, _) = open(&client, "", &[]).await;
+    let started = Instant::now();
+    let chunk = tokio::time::timeout(Duration::from_secs(17), stream.response.chunk())
+        .await
+        .expect("something within 17 s")
+        .expect("stream open")
+        .expect("a chunk");
+    let took = started.elapsed();
+    assert!(chunk.starts_with(b":"), "a comment: {chunk:?}");
+    assert!(
+        took >= Duration::from_secs(13),
+        "{took:?}: paced, not a flood"
+    );
+}
+
+/// One client holding its default cap of streams, every one delivering;
+/// prints the client's memory per stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_256_streams_and_each_delivers() {
+    const STREAMS: usize = 256;
+    let (_server, client) = stack(&[]).await;
+    let pid = client.proc.pid();
+    let before = rss_of(pid).expect("client RSS");
+    let mut streams = Vec::with_capacity(STREAMS);
+    for _ in 0..STREAMS {
+        streams.push(open(&client, "", &[]).await.0);
+    }
+    let time = client.send("many", "to all").await;
+    for stream in &mut streams {
+        let (_, json) = stream.message().await;
+        assert_eq!(json["sendTime"], time);
+    }
+    let after = rss_of(pid).expect("client RSS");
+    let refused = get(&client, "", &[]).await;
+    assert_eq!(refused.status(), 503, "the default cap is 256");
+    println!(
+        "one client, {STREAMS} /events streams: RSS {before} -> {after} bytes, {} bytes per stream",
+        after.saturating_sub(before) / STREAMS as u64
+    );
+    within("streams closed", async { drop(streams) }).await;
+}
