@@ -9,7 +9,7 @@ SERVER_PORT ?= 51075
 CLIENT1_PORT ?= 8080
 CLIENT2_PORT ?= 8081
 
-.PHONY: build run grpcurl test test-rust test-course test-course-replicas test-tools lint fmt clean certs
+.PHONY: build run grpcurl test test-rust test-course test-course-replicas test-browser test-tools lint fmt clean certs
 .PHONY: ops-check stack-test up up-secure up-scale down logs ps compose-test compose-test-scale
 
 build:
@@ -41,7 +41,7 @@ certs:
 	$(CARGO) build --release -p messenger-tests --bin gen-certs
 	$(BIN)/gen-certs $(CERTS_DIR) $(if $(FORCE),--force) $(if $(SHARED_KEYS),--shared-keys)
 
-test: test-rust test-course test-course-replicas ops-check soak-ci
+test: test-rust test-course test-course-replicas test-browser ops-check soak-ci
 
 ## Debian tools the tests start themselves: redis-server (the Redis-engine
 ## tests and the two-replica course suite run one per test on a free loopback
@@ -63,6 +63,19 @@ test-course: build $(VENV)/.installed
 ## (free loopback port): grpcurl and client1 on replica A, client2 on replica B.
 test-course-replicas: build test-tools $(VENV)/.installed
 	MESSENGER_TEST_REPLICAS=2 $(VENV)/bin/python -m pytest tests/course -q
+
+## The page (GET /) in real Chromium: Debian's chromium (installed if missing)
+## driven by Playwright for Python from .venv, headless and on loopback only;
+## Playwright never downloads a browser of its own. Writes target/browser/
+## (page-320px.png, send-to-paint.json); MESSENGER_UPDATE_SCREENSHOT=1 also
+## refreshes the committed client/src/page/screenshot-320px.png.
+test-browser: build $(VENV)/.browser-installed
+	ops/check/install-tools.sh chromium
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(VENV)/bin/python -m pytest tests/browser -q
+
+$(VENV)/.browser-installed: tests/browser/requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt
+	touch $@
 
 $(VENV)/.installed: tests/course/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -113,7 +126,7 @@ define STACK_URLS
 	@echo "Grafana     http://localhost:3000   (messenger overview; anonymous viewer; admin password: $(COMPOSE) exec grafana cat /var/lib/grafana/admin-password, or $$GRAFANA_ADMIN_PASSWORD if you set it)"
 	@echo "Jaeger      http://localhost:16686  (traces: service messenger-server / messenger-client)"
 	@echo "Prometheus  http://localhost:9090   (targets, alerts)"
-	@echo "client1     http://localhost:8080   (POST /sendMessage, /getAndFlushMessages)"
+	@echo "client1     http://localhost:8080   (the chat page; GET /events, POST /sendMessage, /getAndFlushMessages)"
 	@echo "client2     http://localhost:8081"
 	@echo "server      localhost:51075 (gRPC), http://localhost:9464/metrics"
 endef

@@ -7,18 +7,21 @@
 #                   against two replicas and the dashboard check start themselves,
 #                   each on a free loopback port;
 #   libfaketime     the LD_PRELOAD library that the clock tests put into the
-#                   server process only (FAKETIME=-1h: a clock that is behind).
+#                   server process only (FAKETIME=-1h: a clock that is behind);
+#   chromium        the browser the page's tests (tests/browser) drive through
+#                   Playwright for Python, headless, on loopback only.
 # The packages' own services are never used (apt may start them; nothing here
 # talks to them).
 #
 #   install-tools.sh                 all of them (make ops-check, .ci/run)
-#   install-tools.sh redis-server    only the named ones (make test-rust, test-course-replicas)
+#   install-tools.sh redis-server    only the named ones (make test-rust, test-course-replicas,
+#                                    test-browser)
 #
 # Idempotent: with everything present it changes nothing and needs no network.
 # Needs root (or sudo) only when something is missing. Debian 12 (bookworm).
 set -euo pipefail
 
-all=(docker-compose prometheus redis-server libfaketime)
+all=(docker-compose prometheus redis-server libfaketime chromium)
 wanted=("$@")
 ((${#wanted[@]})) || wanted=("${all[@]}")
 
@@ -28,6 +31,7 @@ commands_of() {
     docker-compose) echo docker-compose ;;
     prometheus) echo promtool prometheus ;;
     redis-server) echo redis-server ;;
+    chromium) echo chromium ;;
     esac
 }
 # Whether a package that provides no command is installed.
@@ -64,5 +68,6 @@ for package in "${wanted[@]}"; do
     prometheus) promtool --version | head -1 ;;
     redis-server) redis-server --version ;;
     libfaketime) echo "libfaketime $(dpkg-query -W -f='${Version}' libfaketime)" ;;
+    chromium) chromium --version ;;
     esac
 done

@@ -10,12 +10,14 @@
 After each, the client process is still running and /healthz answers.
 """
 
+import http.client
 import json
 import random
 import re
 import socket
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,9 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(stack, tmp_path):
         "--seed", str(SEED),
         "--max-examples", str(MAX_EXAMPLES),
         "--checks", ",".join(CHECKS),
+        # GET /events never ends (Server-Sent Events, keep-alives every 15 s); its
+        # bad input (Last-Event-ID, ?since=) is tested with a bound in tests/e2e/events.rs.
+        "--exclude-path", "/events",
         "--phases", "examples,coverage,fuzzing",
         "--workers", "1",
         "--generation-database", "none",
@@ -196,4 +201,54 @@ def test_10_mib_body_is_413_json(stack, clients, framing):
     status, head_text, reply = raw_exchange(addr, data)
     assert status == 413, head_text
     assert "application/json" in head_text.lower() and json.loads(reply)["error"], reply
+    assert_alive(stack, addr)
+
+
+def events_positions():
+    """Last-Event-ID / ?since= values: valid, near-valid and random (seeded)."""
+    rng = random.Random(SEED)
+    fixed = ["e:0", "e:1", "abc:18446744073709551615", "a:b:7", "", ":", "e:", ":1", "e:-1", "e:1x",
+             "e:99999999999999999999", "e 1:2", "é:1", "e:1\t", "%00:1", "e:+1"]
+    alphabet = "abcdef0123456789:-_ %+é\t"
+    return fixed + ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 24))) for _ in range(120)]
+
+
+def open_events(addr, query="", headers=None, bound=5.0):
+    """GET /events read with a bound: (status, headers, the first event block or the error body)."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=bound)
+    try:
+        conn.request("GET", "/events" + query, headers=headers or {})
+        r = conn.getresponse()
+        if r.status != 200:
+            return r.status, r, r.read()
+        first = b""
+        while b"\n\n" not in first:
+            first += r.read1(4096)
+        return r.status, r, first
+    finally:
+        conn.close()
+
+
+def test_events_answers_every_position_within_a_bound(stack):
+    """GET /events never ends, so the generator above skips it; here every position is read with
+    a bound instead: 200 with a `ready` event first, or a documented 4xx JSON error."""
+    addr = stack.client1
+    statuses = {}
+    for value in events_positions():
+        cases = [("?since=" + urllib.parse.quote(value, safe=""), None)]
+        if all(32 <= ord(c) < 127 for c in value):
+            cases.append(("", {"Last-Event-ID": value}))
+        for query, headers in cases:
+            status, r, first = open_events(addr, query, headers)
+            statuses[status] = statuses.get(status, 0) + 1
+            assert status in (200, 400), (value, status, first)
+            if status == 200:
+                assert r.getheader("Content-Type").startswith("text/event-stream"), value
+                assert first.startswith(b"event: ready\n"), (value, first)
+            else:
+                assert r.getheader("Content-Type") == "application/json", value
+                assert "<epoch>:<offset>" in json.loads(first)["error"], (value, first)
+    print(f"\n/events: {sum(statuses.values())} positions, by status {statuses}")
+    assert statuses.get(200) and statuses.get(400), statuses
     assert_alive(stack, addr)
