@@ -364,6 +364,26 @@ def overview():
         "or a slow-subscriber disconnect.",
         [(f"sum by (instance) (increase(messenger_client_stream_reconnects_total{{{SEL}}}[$__rate_interval]))",
           "{{instance}}")]), w=12)
+    L.add(timeseries(
+        "Browser event streams open (/events)",
+        "GET /events streams (the page at / and other Server-Sent Events readers) open per client; "
+        "each is also a subscriber on the server. Normal: one per open browser tab, below "
+        "MESSENGER_MAX_EVENT_STREAMS (256), past which new ones get 503.",
+        [(f"messenger_client_event_streams{{{SEL}}}", "{{instance}}")]), w=12)
+    L.add(timeseries(
+        "Browser events, resumes and gaps",
+        "Events sent to /events streams per second; resumes (Last-Event-ID or ?since) by result; gap "
+        "events (a resume the server's history could not cover: the page shows 'messages were lost "
+        "here'); streams cut for falling a whole queue behind. Normal: sent follows the chat times the "
+        "open tabs, resumes recovered after reconnects, gaps and cuts 0.",
+        [(f"sum by (instance) (rate(messenger_client_events_sent_total{{{SEL}}}[$__rate_interval]))",
+          "sent {{instance}}"),
+         (f"sum by (instance, result) (increase(messenger_client_event_resumes_total{{{SEL}}}[$__rate_interval]))",
+          "resumes {{result}} {{instance}}"),
+         (f"sum by (instance) (increase(messenger_client_event_gaps_total{{{SEL}}}[$__rate_interval]))",
+          "gaps {{instance}}"),
+         (f"sum by (instance) (increase(messenger_client_event_streams_cut_total{{{SEL}}}[$__rate_interval]))",
+          "cut {{instance}}")]), w=12)
 
     L.row("Processes")
     L.add(timeseries(
