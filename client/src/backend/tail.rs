@@ -5,7 +5,8 @@
 //! Invariants:
 //! - **Registered before answered.** [`Backend::tail`] returns only once the
 //!   server sent the response headers (the subscription is registered), so an
-//!   `/events` response that started has missed nothing after it.
+//!   `/events` response that started has missed nothing after it; a server
+//!   that never answers is a timeout after the send deadline.
 //! - **Exact resume.** Given a position, the first request carries
 //!   `messenger-since`; history replays every message after it, none twice
 //!   (the [`Resumer`] drops anything at or below the position). A resume
@@ -110,9 +111,11 @@ impl Backend {
                 .insert(TRACE_CONTEXT_METADATA, MetadataValue::from_static("1"));
             self.authorize(request.metadata_mut());
             let mut client = self.client.clone();
-            let response = client
-                .read_messages(request)
+            // Bounded like a send: a server that takes the call and never
+            // answers must not hold an /events request (it has no deadline).
+            let response = tokio::time::timeout(self.send_timeout, client.read_messages(request))
                 .await
+                .map_err(|_| BackendError::Timeout(self.send_timeout))?
                 .map_err(|s| self.classify(s))?;
             let headers = resumer.on_headers(response.metadata());
             let gap = resumer.take_gap();
