@@ -52,6 +52,9 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// Events queued for one browser before it counts as too slow: the server's
 /// own per-subscriber queue (`MESSENGER_SUBSCRIBER_QUEUE`'s default).
 pub const QUEUE: usize = 1024;
+/// Bytes of messages queued for one browser before it counts as too slow:
+/// bounds what a stalled reader holds (1,024 messages of 64 KiB would be 64 MiB).
+pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// The header name browsers send on reconnect.
 pub const LAST_EVENT_ID: &str = "last-event-id";
 
@@ -125,6 +128,7 @@ pub(crate) async fn events(
         .tail(TailOptions {
             since,
             queue: QUEUE,
+            queue_bytes: QUEUE_BYTES,
             counters: ResumeCounters {
                 recovered_resumes: m.resumes_recovered.clone(),
                 gaps: m.resumes_gap.clone(),
@@ -214,7 +218,7 @@ impl Open {
             biased;
             () = self.stop.cancelled() => None,
             () = self.tail.cut.cancelled() => None,
-            e = self.tail.events.recv() => e,
+            e = self.tail.recv() => e,
         }?;
         self.metrics.sent.increment(1);
         let mut sse = to_sse(event, &self.metrics);

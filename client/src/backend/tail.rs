@@ -16,7 +16,8 @@
 //! - **Never the course buffer.** Messages go to this tail's queue only.
 //! - **The slow-consumer policy.** Live, a reader task drains the gRPC
 //!   stream into a bounded queue and never waits on the browser (`try_send`,
-//!   as the server's fan-out does); a full queue cuts the tail ([`Tail::cut`])
+//!   as the server's fan-out does); a full queue (in events or in bytes)
+//!   cuts the tail ([`Tail::cut`])
 //!   and is counted, and the browser's reconnect resumes where it stopped.
 //!   A replay from history is read at the browser's pace instead (a burst
 //!   faster than any browser, which must not cut it): a browser that stops
@@ -32,6 +33,8 @@ use crate::buffer::BufferedMessage;
 use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::ServerMessageResponse;
 use metrics::Counter;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -66,9 +69,30 @@ pub enum TailEvent {
     },
 }
 
+impl TailEvent {
+    /// What a message holds in the queue, for its byte budget (the other
+    /// events are small and once per stream: 0).
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Message {
+                epoch,
+                message,
+                traceparent,
+                ..
+            } => {
+                let fields = message.author.len() + message.text.len() + message.send_time.len();
+                fields + epoch.len() + traceparent.as_ref().map_or(0, String::len) + 64
+            }
+            Self::Open { .. } | Self::Gap { .. } => 0,
+        }
+    }
+}
+
 /// A registered subscription feeding a bounded queue.
 pub struct Tail {
-    pub events: mpsc::Receiver<TailEvent>,
+    events: mpsc::Receiver<TailEvent>,
+    /// Bytes of the messages queued now ([`TailEvent::bytes`]).
+    queued: Arc<AtomicUsize>,
     /// Cancelled when the reader cut this tail for falling behind: the
     /// queue's remaining events are to be dropped, not sent.
     pub cut: CancellationToken,
@@ -80,6 +104,8 @@ pub struct TailOptions {
     pub since: Option<(String, u64)>,
     /// Events queued for the browser before it counts as too slow.
     pub queue: usize,
+    /// Bytes of messages queued before it counts as too slow.
+    pub queue_bytes: usize,
     pub counters: ResumeCounters,
     /// Tails cut for falling behind.
     pub cut: Counter,
@@ -92,6 +118,7 @@ impl Backend {
         let TailOptions {
             since,
             queue,
+            queue_bytes,
             counters,
             cut: cut_counter,
         } = options;
@@ -139,8 +166,61 @@ impl Backend {
             reopened += 1;
         };
         let cut = CancellationToken::new();
-        tokio::spawn(read(stream, resumer, tx, cut.clone(), cut_counter));
-        Ok(Tail { events, cut })
+        let queued = Arc::new(AtomicUsize::new(0));
+        let queue = Queue {
+            tx,
+            queued: Arc::clone(&queued),
+            budget: queue_bytes,
+        };
+        tokio::spawn(read(stream, resumer, queue, cut.clone(), cut_counter));
+        Ok(Tail {
+            events,
+            queued,
+            cut,
+        })
+    }
+}
+
+impl Tail {
+    /// The next event, in stream order; `None` once the subscription ended.
+    pub async fn recv(&mut self) -> Option<TailEvent> {
+        let event = self.events.recv().await?;
+        self.queued.fetch_sub(event.bytes(), Ordering::Relaxed);
+        Some(event)
+    }
+}
+
+/// The reader's end of a tail's queue, bounded in events and in bytes.
+struct Queue {
+    tx: mpsc::Sender<TailEvent>,
+    queued: Arc<AtomicUsize>,
+    budget: usize,
+}
+
+impl Queue {
+    /// Queues a live event without waiting; `Err(true)`: the reader left,
+    /// `Err(false)`: a whole queue (events or bytes) is waiting: too slow.
+    fn offer(&self, event: TailEvent) -> Result<(), bool> {
+        let size = event.bytes();
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.budget {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            return Err(false);
+        }
+        self.tx.try_send(event).map_err(|e| {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            matches!(e, mpsc::error::TrySendError::Closed(_))
+        })
+    }
+
+    /// Queues a replayed event once there is room; `false`: the reader left.
+    async fn put(&self, event: TailEvent) -> bool {
+        let size = event.bytes();
+        self.queued.fetch_add(size, Ordering::Relaxed);
+        let sent = self.tx.send(event).await.is_ok();
+        if !sent {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+        }
+        sent
     }
 }
 
@@ -153,13 +233,13 @@ fn owned((epoch, offset): (&str, u64)) -> (String, u64) {
 async fn read(
     mut stream: Streaming<ServerMessageResponse>,
     mut resumer: Resumer,
-    tx: mpsc::Sender<TailEvent>,
+    queue: Queue,
     cut: CancellationToken,
     cut_counter: Counter,
 ) {
     loop {
         let next = tokio::select! {
-            () = tx.closed() => return,
+            () = queue.tx.closed() => return,
             next = stream.message() => next,
         };
         let m = match next {
@@ -181,19 +261,19 @@ async fn read(
             traceparent,
         };
         if replayed {
-            // Waits for room; fails at once if the browser left.
-            if tx.send(event).await.is_err() {
+            if !queue.put(event).await {
                 return;
             }
             continue;
         }
-        match tx.try_send(event) {
+        match queue.offer(event) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(true) => return,
+            Err(false) => {
                 cut_counter.increment(1);
                 tracing::warn!(
-                    queue = tx.max_capacity(),
+                    queue = queue.tx.max_capacity(),
+                    queue_bytes = queue.budget,
                     offset,
                     "an /events reader fell a whole queue behind; cut (it resumes on reconnect)"
                 );
