@@ -189,6 +189,8 @@ pub fn parse_position(text: &str) -> Option<(String, u64)> {
 /// One open stream: its queue, its slot under the cap, its gauge.
 struct Open {
     tail: Tail,
+    /// The tail's cut signal (apart, so waiting on it and on the tail can overlap).
+    cut: CancellationToken,
     stop: CancellationToken,
     metrics: EventMetrics,
     first: bool,
@@ -204,6 +206,7 @@ impl Open {
     ) -> Self {
         metrics.open.increment(1.0);
         Self {
+            cut: tail.cut.clone(),
             tail,
             stop,
             metrics,
@@ -217,7 +220,7 @@ impl Open {
         let event = tokio::select! {
             biased;
             () = self.stop.cancelled() => None,
-            () = self.tail.cut.cancelled() => None,
+            () = self.cut.cancelled() => None,
             e = self.tail.recv() => e,
         }?;
         self.metrics.sent.increment(1);
