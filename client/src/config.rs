@@ -126,7 +126,7 @@ pub struct Config {
     /// Most `GET /events` streams open at once (each one its own subscriber on
     /// the server); past it the answer is 503 with Retry-After.
     #[arg(long, env = ENV_MAX_EVENT_STREAMS, default_value_t = DEFAULT_MAX_EVENT_STREAMS,
-          value_parser = RangedU64ValueParser::<usize>::new().range(0..=100_000))]
+          value_parser = number::<usize>(0, 100_000))]
     pub max_event_streams: usize,
 
     /// Trace viewer URL the page links each message's trace to, the trace id
