@@ -72,7 +72,9 @@ def test_body_over_1_mib_is_413_json(clients):
     "method, path, status",
     [
         ("POST", "/nope", 404),
-        ("GET", "/", 404),
+        ("GET", "/nope", 404),
+        # GET / is the chat page (client/BROWSER.md); other methods there are 405.
+        ("POST", "/", 405),
         ("GET", "/sendMessage", 405),
         ("GET", "/getAndFlushMessages", 405),
     ],
