@@ -26,6 +26,7 @@ from pathlib import Path
 
 PREFIX_WIDTH = len("client1")
 KEEP_LINES = 40
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class Child:
@@ -34,16 +35,24 @@ class Child:
     def __init__(self, name, argv, env, ended):
         self.name = name
         self.lines = []
-        self.proc = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            # Its own process group: the terminal's Ctrl-C reaches the children only through
-            # us, so the order of the stop is ours.
-            start_new_session=True,
-        )
+        # The child starts with SIGINT and SIGTERM blocked (the mask survives exec) and
+        # unblocks them once its handlers are installed, first thing in main: a stop sent
+        # while it is still starting stays pending and is handled, instead of killing it
+        # before it could stop cleanly.
+        saved = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                # Its own process group: the terminal's Ctrl-C reaches the children only
+                # through us, so the order of the stop is ours.
+                start_new_session=True,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved)
         threading.Thread(target=self._relay, args=(ended,), daemon=True).start()
 
     def _relay(self, ended):

@@ -6,13 +6,15 @@ use std::process::ExitCode;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // First: a stop request from here on is handled, never fatal.
+    let stop = shutdown_signal();
     let config: Config = parse_or_exit();
     if config.command == Some(Command::Healthcheck) {
         return healthcheck::run(&config);
     }
     // Dropped last: flushes spans after the app has stopped.
     let _telemetry = telemetry::init("messenger-client", config.log_format);
-    match run(config).await {
+    match run(config, stop).await {
         // A TLS file or token that cannot be used: one line, exit 2, as for
         // any other bad setting. Read once, in `App::start`.
         Err(e) if e.is_config() => usage_exit(e),
@@ -20,9 +22,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> Result<(), AppError> {
+async fn run(
+    config: Config,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let signal = shutdown_signal();
     tokio::spawn(async move {
         signal.await;
         stop_tx.send_replace(true);

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First: a stop request from here on is handled, never fatal.
+    let stop = shutdown_signal();
     let config: Config = parse_or_exit();
     if let Some(Command::Healthcheck(probe)) = &config.command {
         return healthcheck::run(&config, &probe.tls).await;
@@ -24,5 +26,5 @@ async fn main() -> ExitCode {
         Err(AppError::Config(e)) => usage_exit(e),
         Err(e) => return exit_code(Err(e)),
     };
-    exit_code(app.run_until_stopped(shutdown_signal()).await)
+    exit_code(app.run_until_stopped(stop).await)
 }

@@ -5,6 +5,7 @@
 
 use messenger_tests::procs::{Proc, binary};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -87,4 +88,51 @@ async fn a_process_that_dies_stops_all_three_and_says_which_and_why() {
         );
     }
     drop(taken);
+}
+
+/// The cause of the flake above (CI, stop 29: "client2 was killed by
+/// SIGTERM"): a sibling stopped while it was still starting died of the
+/// signal instead of stopping. `run.py` starts each child with SIGINT and
+/// SIGTERM blocked, and each binary unblocks them once its handlers are in
+/// place, first thing in `main`. So a SIGTERM sent the instant after spawn,
+/// long before the process could have installed anything, is a clean stop
+/// (status 0) for both binaries, every time.
+#[tokio::test]
+async fn a_stop_sent_while_starting_is_handled_not_fatal() {
+    for bin in ["messenger-server", "messenger-client"] {
+        let mut command = Command::new(binary(bin));
+        command
+            .env("MESSENGER_SERVER_PORT", "0")
+            .env("MESSENGER_METRICS_PORT", "0")
+            .env("MESSENGER_HTTP_PORT", "0")
+            .env("MESSENGER_SERVER_HOST", "127.0.0.1")
+            .env("MESSENGER_HTTP_HOST", "127.0.0.1")
+            .env(
+                "MESSENGER_SERVER_ADDR",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("NO_COLOR", "1");
+        // SAFETY: sigemptyset/sigaddset/sigprocmask are async-signal-safe and
+        // touch only this stack frame; this runs in the child before exec.
+        unsafe {
+            command.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let proc = Proc::spawn_command(bin, command);
+        assert_eq!(
+            proc.sigterm_and_wait().await,
+            Some(0),
+            "{bin}: {}",
+            proc.tail()
+        );
+    }
 }

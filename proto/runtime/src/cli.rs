@@ -161,11 +161,19 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are
 /// installed when this is called, not when first polled, so a signal that
 /// arrives before the caller starts waiting is not lost (nor fatal). Must be
-/// called inside a Tokio runtime.
+/// called inside a Tokio runtime, first thing in `main`, on the main thread.
+///
+/// Once the handlers are in place, SIGINT and SIGTERM are unblocked on the
+/// calling thread. A supervisor that starts us with them blocked (`ops/run.py`
+/// does; a blocked signal's mask survives `execve`, POSIX `sigprocmask`) can
+/// therefore stop us at any moment: a signal sent before this call stays
+/// pending and is handled here, instead of killing a process that had not yet
+/// installed its handler.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     let mut terminate = signal(SignalKind::terminate()).ok();
+    unblock_stop_signals();
     async move {
         let recv = |s: &mut Option<tokio::signal::unix::Signal>| {
             let s = s.take();
@@ -182,6 +190,21 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
             () = recv(&mut interrupt) => tracing::info!(signal = "SIGINT", "shutdown requested"),
             () = recv(&mut terminate) => tracing::info!(signal = "SIGTERM", "shutdown requested"),
         }
+    }
+}
+
+/// Unblocks SIGINT and SIGTERM on the calling thread (a no-op when they were
+/// not blocked). Threads started later from it inherit its mask.
+fn unblock_stop_signals() {
+    // SAFETY: `set` is initialised by `sigemptyset` before use, and
+    // `pthread_sigmask` only changes this thread's signal mask; a null old-set
+    // pointer is allowed (POSIX).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }
 
