@@ -43,12 +43,12 @@ certs:
 
 test: test-rust test-course test-course-replicas test-browser ops-check soak-ci
 
-## Debian tools the tests start themselves: redis-server (the Redis-engine
+## Debian tools the tests start themselves: redis-server and redis-sentinel (the Redis-engine
 ## tests and the two-replica course suite run one per test on a free loopback
 ## port) and libfaketime (preloaded into a server whose clock must be behind).
 ## Installs only what is missing (ops/check/install-tools.sh).
 test-tools:
-	ops/check/install-tools.sh redis-server libfaketime
+	ops/check/install-tools.sh redis-server redis-sentinel libfaketime
 
 ## Unit, property and end-to-end tests (release profile: shares the build with the binaries).
 ## The observability tests run the release binaries, so they are built first.

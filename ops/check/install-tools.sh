@@ -6,6 +6,8 @@
 #   redis-server    the broker that the Redis-engine tests, the course suite
 #                   against two replicas and the dashboard check start themselves,
 #                   each on a free loopback port;
+#   redis-sentinel  the Sentinels of the failover tests (tests/src/sentinel.rs:
+#                   a primary, two replicas and three Sentinels on free loopback ports);
 #   libfaketime     the LD_PRELOAD library that the clock tests put into the
 #                   server process only (FAKETIME=-1h: a clock that is behind);
 #   chromium        the browser the page's tests (tests/browser) drive through
@@ -21,7 +23,7 @@
 # Needs root (or sudo) only when something is missing. Debian 12 (bookworm).
 set -euo pipefail
 
-all=(docker-compose prometheus redis-server libfaketime chromium)
+all=(docker-compose prometheus redis-server redis-sentinel libfaketime chromium)
 wanted=("$@")
 ((${#wanted[@]})) || wanted=("${all[@]}")
 
@@ -31,6 +33,7 @@ commands_of() {
     docker-compose) echo docker-compose ;;
     prometheus) echo promtool prometheus ;;
     redis-server) echo redis-server ;;
+    redis-sentinel) echo redis-sentinel ;;
     chromium) echo chromium ;;
     esac
 }
@@ -67,6 +70,7 @@ for package in "${wanted[@]}"; do
     docker-compose) echo "docker-compose $(docker-compose version --short)" ;;
     prometheus) promtool --version | head -1 ;;
     redis-server) redis-server --version ;;
+    redis-sentinel) redis-sentinel --version ;;
     libfaketime) echo "libfaketime $(dpkg-query -W -f='${Version}' libfaketime)" ;;
     chromium) chromium --version ;;
     esac

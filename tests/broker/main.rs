@@ -16,6 +16,7 @@ mod order;
 mod refusal;
 mod replica;
 mod rollback;
+mod sentinel;
 mod stall;
 mod stamping;
 mod tls;

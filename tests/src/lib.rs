@@ -12,6 +12,7 @@ pub mod prom;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod sentinel;
 pub mod w3c;
 
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
