@@ -33,6 +33,7 @@ pub(crate) enum Command {
     Http(HttpArgs),
     Suite(SuiteArgs),
     Soak(SoakArgs),
+    SoakFaults(FaultsArgs),
     OtlpSink(OtlpSinkArgs),
 }
 
@@ -95,6 +96,23 @@ pub(crate) struct SoakArgs {
     pub(crate) subscribers: usize,
     pub(crate) churners: usize,
     pub(crate) payload: usize,
+    pub(crate) json: Option<PathBuf>,
+}
+
+/// `soak-faults` ([`crate::soak_faults`]).
+#[derive(Debug, Clone)]
+pub(crate) struct FaultsArgs {
+    pub(crate) bin_dir: PathBuf,
+    pub(crate) duration: f64,
+    pub(crate) publishers: usize,
+    pub(crate) rate: f64,
+    pub(crate) http_rate: f64,
+    pub(crate) payload: usize,
+    pub(crate) min_replicas: u64,
+    pub(crate) fault_every: f64,
+    pub(crate) faults: String,
+    pub(crate) seed: Option<u64>,
+    pub(crate) redis_server: PathBuf,
     pub(crate) json: Option<PathBuf>,
 }
 
@@ -240,6 +258,20 @@ impl Given {
                 subscribers: self.get("subscribers")?,
                 churners: self.get("churners")?,
                 payload: self.get("payload")?,
+                json: self.opt("json")?,
+            }),
+            "soak-faults" => Command::SoakFaults(FaultsArgs {
+                bin_dir: self.get("bin-dir")?,
+                duration: self.get("duration")?,
+                publishers: self.get("publishers")?,
+                rate: self.get("rate")?,
+                http_rate: self.get("http-rate")?,
+                payload: self.get("payload")?,
+                min_replicas: self.get("min-replicas")?,
+                fault_every: self.get("fault-every")?,
+                faults: self.get("faults")?,
+                seed: self.opt("seed")?,
+                redis_server: self.get("redis-server")?,
                 json: self.opt("json")?,
             }),
             "otlp-sink" => Command::OtlpSink(OtlpSinkArgs {

@@ -54,7 +54,7 @@ const BIN_DIR: Flag = flag(
     Some("target/release"),
 );
 
-pub(crate) const SPECS: [Spec; 6] = [
+pub(crate) const SPECS: [Spec; 7] = [
     Spec {
         name: "fanout",
         about: "K subscribers, P publishers: throughput, delivery latency, loss checks",
@@ -256,6 +256,70 @@ pub(crate) const SPECS: [Spec; 6] = [
                 "BYTES",
                 "Bytes of `text` per gRPC message",
                 Some("128"),
+            ),
+            JSON,
+        ],
+    },
+    Spec {
+        name: "soak-faults",
+        about: "The soak's mixed load on two replicas under Redis Sentinel with faults injected (link cuts, replica kill -9, primary failover); fails on any acknowledged message lost (with --min-replicas 0: lost without a reported gap), duplicated or reordered",
+        hidden: false,
+        flags: &[
+            BIN_DIR,
+            flag("duration", "SECS", "Seconds of load and faults", Some("60")),
+            flag(
+                "publishers",
+                "P",
+                "gRPC publishers, alternating between the replicas",
+                Some("4"),
+            ),
+            flag(
+                "rate",
+                "MSG/S",
+                "Total gRPC messages per second",
+                Some("1000"),
+            ),
+            flag(
+                "http-rate",
+                "REQ/S",
+                "POST /sendMessage per second through each of the two clients",
+                Some("20"),
+            ),
+            flag(
+                "payload",
+                "BYTES",
+                "Bytes of `text` per gRPC message",
+                Some("128"),
+            ),
+            flag(
+                "min-replicas",
+                "N",
+                "MESSENGER_BROKER_MIN_REPLICAS of both server replicas",
+                Some("1"),
+            ),
+            flag(
+                "fault-every",
+                "SECS",
+                "Mean pause between one fault's recovery and the next fault (0.5..1.5 times this)",
+                Some("5"),
+            ),
+            flag(
+                "faults",
+                "LIST",
+                "Fault kinds, comma-separated: links, replica, failover",
+                Some("links,replica,failover"),
+            ),
+            flag(
+                "seed",
+                "N",
+                "Seed of the fault schedule (default: the clock; printed)",
+                None,
+            ),
+            flag(
+                "redis-server",
+                "PATH",
+                "redis-server for the primary, its replicas and the Sentinels (--sentinel)",
+                Some("redis-server"),
             ),
             JSON,
         ],

@@ -13,6 +13,10 @@
 //!   (median and spread of each figure), chart and targets.
 //! - [`soak`] ([`soak_load`], [`soak_watch`]): `make soak`, long mixed load
 //!   with loss/order checks and RSS/fd trends, non-zero exit on a violation.
+//! - [`soak_faults`] ([`soak_faults_inject`], [`soak_faults_verdict`],
+//!   [`faults_redis`], [`faults_proxy`]): `make soak-faults`, the soak's load
+//!   on two replicas under Redis Sentinel with link cuts, replica kills and
+//!   primary failovers; loss, duplicates, order, gaps and recovery times.
 //! - [`otlp_sink`]: a span-counting OTLP receiver for the telemetry run.
 //! - [`conn`], [`report`], [`procfs`]: connections and probes, report
 //!   output, process figures.
@@ -25,6 +29,8 @@ mod cli_spec;
 mod conn;
 mod delivery;
 mod fanout;
+mod faults_proxy;
+mod faults_redis;
 mod http;
 mod idle;
 mod markdown;
@@ -37,6 +43,9 @@ mod report;
 mod rounds;
 mod soak;
 mod soak_churn;
+mod soak_faults;
+mod soak_faults_inject;
+mod soak_faults_verdict;
 mod soak_load;
 mod soak_verdict;
 mod soak_watch;
@@ -66,6 +75,7 @@ fn main() -> ExitCode {
     match command {
         Command::Suite(args) => return exit(suite::run(args)),
         Command::Soak(args) => return exit(soak::run(args)),
+        Command::SoakFaults(args) => return exit(soak_faults::run(args)),
         _ => {}
     }
     // The HTTP load is one request in flight per connection: on one thread its
@@ -82,7 +92,9 @@ fn main() -> ExitCode {
             Command::Fanout(args) => fanout::run(args).await,
             Command::Idle(args) => idle::run(args).await,
             Command::Http(args) => http::run(args).await,
-            Command::Suite(_) | Command::Soak(_) => unreachable!("handled above"),
+            Command::Suite(_) | Command::Soak(_) | Command::SoakFaults(_) => {
+                unreachable!("handled above")
+            }
             Command::OtlpSink(args) => otlp_sink::run(args).await,
         }
     });

@@ -211,6 +211,7 @@ async fn soak(
                 publishers,
                 progress[k + i].clone(),
                 stop.clone(),
+                None,
             ))
         })
         .collect();

@@ -124,12 +124,18 @@ struct Flushed {
     send_time: String,
 }
 
-/// Flushes the client at `addr` every 100 ms until `stop`, then once more.
+/// The texts of the probe messages (author [`PROBE_AUTHOR`]) a flusher saw:
+/// `soak-faults` times its recoveries by them.
+pub(crate) type Probes = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
+/// Flushes the client at `addr` every 100 ms until `stop`, then once more;
+/// probe texts go into `probes` when given.
 pub(crate) async fn client_flusher(
     addr: SocketAddr,
     publishers: usize,
     progress: std::sync::Arc<crate::subscriber::Progress>,
     stop: CancellationToken,
+    probes: Option<Probes>,
 ) -> SubStats {
     let mut stats = SubStats::new(publishers);
     let mut last = String::new();
@@ -151,6 +157,9 @@ pub(crate) async fn client_flusher(
                     }
                     last = m.send_time;
                     if m.author == PROBE_AUTHOR {
+                        if let Some(p) = &probes {
+                            p.lock().expect("never poisoned").insert(m.text);
+                        }
                         continue;
                     }
                     match message::decode(&m.text).filter(|(p, _)| *p < publishers) {
