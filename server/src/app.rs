@@ -19,6 +19,7 @@
 //! Invariant: every config file is read once, here, before any port is
 //! taken; a file that cannot be used is an [`AppError::Config`].
 
+mod build;
 pub mod config;
 mod error;
 pub(crate) mod shutdown;
@@ -27,24 +28,22 @@ pub(crate) mod tls;
 pub use error::{AppError, ConfigError};
 
 use crate::core::broker::{BrokerConfigError, RedisEngine};
-use crate::core::history::memory::InProcess;
-use crate::core::history::state::SendTimeMark;
+use crate::core::history::memory::Bounds;
 use crate::core::hub::Hub;
-use crate::grpc::admission::Admission;
+use crate::core::publish::{Fanout, Publisher};
 use crate::grpc::auth::{self, Auth};
 use crate::grpc::reflection::Reflection;
 use crate::grpc::service::MessengerService;
 use crate::grpc::status_spec::SpecLayer;
 use crate::ops::metrics::{self, Metrics};
-use config::{Config, ENV_STATE_DIR};
+use build::{bind, broker_settings, grpc_server, in_process, log_listening, messenger};
+use config::Config;
 use messenger_proto::SERVICE_NAME;
-use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_runtime::conn::{
     self, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer,
 };
 use messenger_runtime::metrics::Exporter;
-use messenger_runtime::tls::TlsError;
 use shutdown::Shutdown;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,14 +52,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
 use tokio_util::task::AbortOnDropHandle;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
-use tonic::transport::{Server, ServerTlsConfig};
 use tower::layer::util::{Identity, Stack};
-
-/// The messenger service with its layers (see the module docs).
-type Messenger =
-    InterceptedService<Admission<MessengerServerServer<MessengerService>>, auth::Interceptor>;
 
 /// Layers around every service on the gRPC port, outermost first: the
 /// status corrections of [`crate::grpc::status_spec`], then per-connection request
@@ -106,11 +99,14 @@ impl App {
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
-        let engine = in_process(&config)?;
+        let history = Bounds {
+            messages: config.history_size,
+            bytes: config.history_bytes,
+        };
         let hub = Hub::with_engine(
             config.subscriber_queue,
             config.max_subscribers,
-            Box::new(engine),
+            Box::new(in_process(&config, history)?),
         );
         let exporter = messenger_runtime::metrics::install(&metrics::buckets());
         let metrics = Arc::new(Metrics::new());
@@ -118,8 +114,16 @@ impl App {
         let grpc_hygiene = Hygiene::new(config.conn, LISTENER_GRPC);
         let metrics_hygiene = Hygiene::new(config.conn, LISTENER_METRICS);
         let (health, health_service) = crate::grpc::health::health_reporter();
+        let fanout = Arc::new(Fanout::new(
+            Arc::clone(&hub),
+            Arc::clone(&metrics),
+            config.trace_deliver_spans_max,
+        ));
         let broker = match (&config.broker_url, config.broker_tls_var()) {
-            (Some(_), _) => Some(RedisEngine::new(&config).map_err(ConfigError::from)?),
+            (Some(url), _) => Some(
+                RedisEngine::new(broker_settings(&config, url, history))
+                    .map_err(ConfigError::from)?,
+            ),
             (None, None) => None,
             (None, Some(var)) => Err(ConfigError::from(BrokerConfigError::NoBroker { var }))?,
         };
@@ -139,11 +143,23 @@ impl App {
             Some(broker) => {
                 let reporter = tokio::spawn(health.follow(SERVICE_NAME, broker.watch_up()));
                 shutdown.stop_on_drain(AbortOnDropHandle::new(reporter));
-                let reader = broker.start(Arc::clone(&hub), Arc::clone(&metrics)).await;
+                let reader = broker.start(Arc::clone(&fanout)).await;
                 Some(AbortOnDropHandle::new(reader))
             }
         };
-        let messenger = messenger(&config, (&hub, broker), &metrics, &shutdown, auth.clone());
+        // The one choice of publisher: the broker when there is one, else
+        // sequencing here.
+        let publisher: Arc<dyn Publisher> = match broker {
+            Some(broker) => broker,
+            None => fanout,
+        };
+        let messenger = messenger(
+            &config,
+            (&hub, publisher),
+            &metrics,
+            &shutdown,
+            auth.clone(),
+        );
         let mut server = server.layer(TrackLayer).layer(SpecLayer);
         let reflection = Reflection::standard()?;
         let grpc = server
@@ -236,121 +252,4 @@ impl App {
         tracing::info!("messenger-server stopped");
         Ok(())
     }
-}
-
-/// The gRPC server with its connection settings and TLS; rustls checks here
-/// that the key fits its certificate.
-fn grpc_server(config: &Config, tls: Option<ServerTlsConfig>) -> Result<Server, ConfigError> {
-    let server = Server::builder()
-        .http2_keepalive_interval(Some(config.keepalive_interval()))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout()));
-    Ok(match tls {
-        Some(tls) => server.tls_config(tls).map_err(TlsError::from)?,
-        None => server,
-    })
-}
-
-/// The messenger service over `hub`, sending through the broker when there is one.
-fn messenger(
-    config: &Config,
-    (hub, broker): (&Arc<Hub>, Option<Arc<RedisEngine>>),
-    metrics: &Arc<Metrics>,
-    shutdown: &Shutdown,
-    auth: Option<Auth>,
-) -> Messenger {
-    let limits = Limits {
-        max_text_bytes: config.max_text_bytes,
-        max_author_bytes: config.max_author_bytes,
-    };
-    let service = MessengerService::new(
-        Arc::clone(hub),
-        limits,
-        Arc::clone(metrics),
-        config.trace_deliver_spans_max,
-    )
-    .with_broker(broker);
-    let service =
-        MessengerServerServer::new(service).max_decoding_message_size(config.max_decoding_bytes());
-    let admitted = Admission::new(
-        service,
-        shutdown.in_flight(),
-        config.max_concurrent_sends,
-        Arc::clone(metrics),
-    );
-    InterceptedService::new(admitted, auth::Interceptor(auth))
-}
-
-/// The in-process engine (a Redis replica's local tail too), with its
-/// `sendTime` mark when `MESSENGER_STATE_DIR` is set and no broker is.
-fn in_process(config: &Config) -> Result<InProcess, ConfigError> {
-    let engine = InProcess::new(config.history_bounds());
-    let dir = match (&config.state_dir, &config.broker_url) {
-        (Some(dir), None) => dir,
-        (Some(_), Some(_)) => {
-            tracing::info!("{ENV_STATE_DIR} is not used with a broker: the broker stamps sendTime");
-            return Ok(engine);
-        }
-        (None, Some(_)) => return Ok(engine),
-        (None, None) => {
-            tracing::info!(
-                "{ENV_STATE_DIR} is not set: sendTime increases within this process only, and \
-                 a restart on a clock that is behind stamps earlier than what clients hold; \
-                 set it to a persistent directory to keep sendTime increasing across restarts"
-            );
-            return Ok(engine);
-        }
-    };
-    let now = messenger_proto::time::unix_nanos_now();
-    let mark = SendTimeMark::open(dir, now)?;
-    let floor = mark.floor();
-    if floor > now {
-        tracing::warn!(
-            behind_ms = ((floor - now) / 1_000_000) as i64,
-            file = %mark.file().display(),
-            "the clock is behind the sendTime mark of the previous run; sendTime continues \
-             from the mark, strictly increasing, until the clock passes it"
-        );
-    } else {
-        tracing::info!(file = %mark.file().display(), "sendTime mark loaded");
-    }
-    Ok(engine.with_mark(mark))
-}
-
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
-    let bind_err = |source| AppError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
-    let local = listener.local_addr().map_err(bind_err)?;
-    Ok((listener, local))
-}
-
-fn log_listening(
-    config: &Config,
-    (grpc_addr, metrics_addr): (SocketAddr, SocketAddr),
-    tls: bool,
-    auth: Option<&Auth>,
-    hub: &Hub,
-) {
-    tracing::info!(
-        grpc_addr = %grpc_addr,
-        metrics_addr = %metrics_addr,
-        trace_deliver_spans_max = config.trace_deliver_spans_max,
-        subscriber_queue = config.subscriber_queue,
-        max_text_bytes = config.max_text_bytes,
-        max_author_bytes = config.max_author_bytes,
-        max_subscribers = config.max_subscribers,
-        max_concurrent_sends = config.max_concurrent_sends,
-        history_size = config.history_size,
-        history_bytes = config.history_bytes,
-        state_dir = config.state_dir.as_deref().map(|d| d.display().to_string()),
-        broker = config.broker_url.as_deref().map(crate::core::broker::redacted),
-        broker_stream = config.broker_url.as_ref().map(|_| config.broker_stream.as_str()),
-        epoch = %hub.epoch(),
-        keepalive_interval_ms = config.keepalive_interval_ms,
-        keepalive_timeout_ms = config.keepalive_timeout_ms,
-        shutdown_grace_secs = config.shutdown_grace_secs,
-        tls,
-        mtls = tls && config.tls_client_ca.is_some(),
-        auth_tokens = auth.map(Auth::tokens),
-        "messenger-server listening"
-    );
 }

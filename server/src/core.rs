@@ -1,5 +1,8 @@
-//! The core: the chat itself. Knows nothing about gRPC.
+//! The core: the chat itself.
 //!
+//! - [`publish`]: the one seam `SendMessage` sends through (sequencing here,
+//!   or the broker: chosen once, at bind) and the one place that records
+//!   what came of a publish into the hub.
 //! - [`hub`]: the fan-out core (total order, bounded queues, resume without
 //!   a seam, the slow-subscriber policy); its `//!` states the invariants.
 //! - [`history`]: where an accepted message gets its place in the one order
@@ -12,4 +15,5 @@
 pub mod broker;
 pub(crate) mod history;
 pub mod hub;
+pub(crate) mod publish;
 pub(crate) mod resume;

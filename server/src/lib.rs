@@ -1,6 +1,6 @@
 //! `messenger-server`: one chat, fanned out to every `ReadMessages` stream.
 //!
-//! Four layers, one folder each; dependencies point down this list, never up:
+//! Four layers, one folder each:
 //!
 //! - [`app`] (`app/`): the assembly. `config` (flags and environment:
 //!   `ENV_*`, `DEFAULT_*`; parsing only), `tls` (the gRPC port's identity and
@@ -17,16 +17,25 @@
 //!   `/metrics`), `trace` (the `fanout`, `deliver` and broker spans),
 //!   `debug` (`GET /debug/subscribers`, SIGUSR2), `healthcheck` (the
 //!   container probe subcommand).
-//! - [`core`] (`core/`): the chat itself, knowing nothing about gRPC.
-//!   `hub` (fan-out: total order, bounded queues, resume without a seam, the
-//!   slow-subscriber policy), `history` (offsets, epoch, `sendTime` and the
-//!   bounded in-memory log below the hub), `broker` (the Redis Streams
-//!   engine: replicas share one chat), `resume` (the resume protocol's
-//!   request metadata and response headers).
+//! - [`core`] (`core/`): the chat itself. `publish` (the one seam a send
+//!   goes through, chosen once at bind, and the bookkeeping after every
+//!   publish), `hub` (fan-out: total order, bounded queues, resume without a
+//!   seam, the slow-subscriber policy), `history` (offsets, epoch, `sendTime`
+//!   and the bounded in-memory log below the hub), `broker` (the Redis
+//!   Streams engine: replicas share one chat), `resume` (the resume
+//!   protocol's request metadata and response headers).
 //!
 //! The core is where the chat's invariants live (`core/hub.rs` states them
 //! first); the gRPC surface and operations code are replaceable rooms around
-//! it.
+//! it. Dependencies that hold:
+//! - `history` imports no other module; the `hub` imports only `history`,
+//!   and carries telemetry as an opaque [`core::hub::MessageTrace`].
+//! - The broker sits above the hub and reaches it only through the ingest
+//!   path of `core::publish` ([`core::publish`]'s `Fanout`).
+//! - Only `app` reads [`Config`] or a `DEFAULT_*`: it turns them into each
+//!   part's typed settings. Other modules name `ENV_*` variables in their
+//!   messages only.
+//! - Only `app` knows which engine runs: it picks the publisher at bind.
 
 pub mod app;
 pub mod core;

@@ -5,6 +5,7 @@ use messenger_runtime::telemetry;
 use messenger_server::app::config::Command;
 use messenger_server::ops::healthcheck;
 use messenger_server::{App, AppError, Config};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -13,7 +14,8 @@ async fn main() -> ExitCode {
     let stop = shutdown_signal();
     let config: Config = parse_or_exit();
     if let Some(Command::Healthcheck(probe)) = &config.command {
-        return healthcheck::run(&config, &probe.tls).await;
+        let listen = SocketAddr::new(config.host, config.port);
+        return healthcheck::run(listen, config.tls_cert.is_some(), &probe.tls).await;
     }
     // Dropped last: flushes spans after the server has stopped.
     let _telemetry = telemetry::init("messenger-server", config.log_format);

@@ -323,14 +323,6 @@ impl Config {
         Duration::from_millis(self.broker_timeout_ms)
     }
 
-    /// History bounds (the in-process ring, and a Redis replica's local tail).
-    pub fn history_bounds(&self) -> crate::core::history::memory::Bounds {
-        crate::core::history::memory::Bounds {
-            messages: self.history_size,
-            bytes: self.history_bytes,
-        }
-    }
-
     /// gRPC decoding limit for one request message.
     pub fn max_decoding_bytes(&self) -> usize {
         self.max_text_bytes + self.max_author_bytes + DECODE_HEADROOM_BYTES

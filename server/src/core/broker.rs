@@ -16,13 +16,13 @@
 //!   of this replica has the message" still holds.
 //! - **Delivering** ([`reader`]): one task per replica, on its own
 //!   connection, `XREAD BLOCK`s from its last entry id and hands every entry
-//!   to [`Hub::ingest`] in stream order; the local history is the stream's
+//!   to the hub's ingest path ([`Fanout::ingest`]) in stream order; the local history is the stream's
 //!   tail, loaded with `XREVRANGE` on start and on every new epoch.
 //! - **Failures**: every call is bounded by `MESSENGER_BROKER_TIMEOUT_MS`;
 //!   [`RedisEngine::watch_up`] drives the messenger service's health
 //!   ([`HealthReporter::follow`](crate::grpc::health::HealthReporter::follow)); a
 //!   lost stream (new epoch) or one trimmed past this replica ends the local
-//!   streams through [`Hub::restart`]. A Redis that refuses writes for a
+//!   streams through [`Fanout::restart`]. A Redis that refuses writes for a
 //!   reason a resend cannot fix ([`refusal`]) turns health NOT_SERVING until
 //!   a probe gets through; one out of memory first gets room from the
 //!   stream's oldest delivered entries ([`room`]).
@@ -34,7 +34,8 @@
 //!
 //! Invariants: offsets and `sendTime` come only from the script, so every
 //! replica holds the same order, and no stamp is given at or before the
-//! newest `sendTime` the calling replica delivered; entries reach `Hub::ingest` only through
+//! newest `sendTime` the calling replica delivered; entries reach the hub
+//! (its ingest path, [`Fanout::ingest`]) only through
 //! [`deliver`], under one lock, in offset order; messages and errors name the broker by its
 //! URL without credentials ([`redacted`]).
 
@@ -44,6 +45,7 @@ mod deliver;
 pub mod entry;
 mod error;
 mod lua;
+mod publisher;
 mod reach;
 mod reader;
 mod refusal;
@@ -56,12 +58,14 @@ pub use connect::redacted;
 pub use error::{BrokerConfigError, BrokerError, Failure};
 pub use refusal::Refusal;
 
-use crate::app::config::{Config, ENV_BROKER_URL};
-use crate::core::hub::Hub;
-use crate::ops::metrics::{BrokerMetrics, Metrics};
-use deliver::{Delivered, Local};
+use crate::app::config::ENV_BROKER_URL;
+use crate::core::history::memory::Bounds;
+use crate::core::publish::Fanout;
+use crate::ops::metrics::BrokerMetrics;
+use deliver::Delivered;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use script::Stamp;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -73,6 +77,29 @@ use tokio::time::timeout_at;
 /// so trimming never removes an entry before a replica's reader, a few
 /// milliseconds behind, has read it.
 pub const STREAM_MIN_LEN: usize = 1_000;
+
+/// What the broker needs from the configuration; the app builds it.
+#[derive(Debug, Clone)]
+pub(crate) struct BrokerSettings {
+    /// `redis://` or `rediss://` URL (validated by the config parser).
+    pub(crate) url: String,
+    pub(crate) stream: String,
+    /// TLS files, `rediss://` only ([`connect::client`]): the CA bundle, the
+    /// client certificate and its key.
+    pub(crate) ca: Option<PathBuf>,
+    pub(crate) cert: Option<PathBuf>,
+    pub(crate) key: Option<PathBuf>,
+    /// Bounds every call and connection attempt, and one send.
+    pub(crate) timeout: Duration,
+    /// The local history: the tail loaded on a new epoch. Its message bound
+    /// also bounds the stream's entries (at least [`STREAM_MIN_LEN`]).
+    pub(crate) history: Bounds,
+    /// The stream's byte bound (`MESSENGER_BROKER_STREAM_BYTES`).
+    pub(crate) stream_bytes: usize,
+    /// Replicas that must hold a batch before it is acknowledged
+    /// (`MESSENGER_BROKER_MIN_REPLICAS`, [`replicas`]).
+    pub(crate) min_replicas: u64,
+}
 
 /// Where this replica's reader stands: the newest offset handed to the hub
 /// in `epoch`.
@@ -127,12 +154,10 @@ pub struct RedisEngine {
     tail: usize,
     tail_bytes: usize,
     timeout: Duration,
-    /// `MESSENGER_TRACE_DELIVER_SPANS_MAX`, for each replica's `fanout`.
-    deliver_spans_max: usize,
     /// Where this replica stands; guards every hand-over to the hub.
     delivered: parking_lot::Mutex<Delivered>,
-    /// The hub and metrics entries go to, once started.
-    local: OnceLock<Local>,
+    /// The hub's ingest path entries go to, once started.
+    local: OnceLock<Arc<Fanout>>,
     position: watch::Sender<Position>,
     /// Reachable and accepting writes: health and `messenger_broker_up`.
     up: watch::Sender<bool>,
@@ -153,13 +178,11 @@ pub struct RedisEngine {
 }
 
 impl RedisEngine {
-    /// A handle for `config.broker_url` (validated by the config parser),
-    /// with its TLS files ([`connect::client`]); connects lazily, so a broker
-    /// that is down at start is not an error.
-    pub fn new(config: &Config) -> Result<Arc<Self>, BrokerConfigError> {
-        let url = config.broker_url.as_deref().unwrap_or_default();
-        let client = connect::client(config)?;
-        let timeout = config.broker_timeout();
+    /// A handle for `settings.url` with its TLS files ([`connect::client`]);
+    /// connects lazily, so a broker that is down at start is not an error.
+    pub(crate) fn new(settings: BrokerSettings) -> Result<Arc<Self>, BrokerConfigError> {
+        let client = connect::client(&settings)?;
+        let timeout = settings.timeout;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -171,22 +194,21 @@ impl RedisEngine {
         let metrics = BrokerMetrics::new();
         metrics.refusal_reasons(Refusal::ALL.map(Refusal::label));
         Ok(Arc::new(Self {
-            name: redacted(url).into(),
+            name: redacted(&settings.url).into(),
             client,
             publisher: parking_lot::Mutex::new(publisher),
             manager,
-            stream: config.broker_stream.clone(),
-            meta: format!("{}:meta", config.broker_stream),
+            meta: format!("{}:meta", settings.stream),
+            stream: settings.stream,
             bounds: script::Bounds {
-                entries: config.history_size.max(STREAM_MIN_LEN),
-                bytes: config.broker_stream_bytes,
+                entries: settings.history.messages.max(STREAM_MIN_LEN),
+                bytes: settings.stream_bytes,
             },
             room: AtomicUsize::new(usize::MAX),
-            min_replicas: config.broker_min_replicas,
-            tail: config.history_size,
-            tail_bytes: config.history_bytes,
+            min_replicas: settings.min_replicas,
+            tail: settings.history.messages,
+            tail_bytes: settings.history.bytes,
             timeout,
-            deliver_spans_max: config.trace_deliver_spans_max,
             delivered: parking_lot::Mutex::new(Delivered::default()),
             local: OnceLock::new(),
             position: watch::Sender::new(Position::default()),
@@ -292,7 +314,6 @@ impl RedisEngine {
             return false;
         };
         let mut delivered = self.delivered.lock();
-        let local = (&*local.hub, &*local.metrics);
         delivered.deliver_staged(self, local).is_err() || delivered.has(&stamp.epoch, stamp.offset)
     }
 
@@ -333,17 +354,12 @@ impl RedisEngine {
     /// its first load of the stream's tail, so a restarted replica serves
     /// resumes from its first request. A broker that is down is logged and
     /// left to the reader's retries.
-    pub async fn start(
+    pub(crate) async fn start(
         self: &Arc<Self>,
-        hub: Arc<Hub>,
-        metrics: Arc<Metrics>,
+        fanout: Arc<Fanout>,
     ) -> tokio::task::JoinHandle<()> {
         let mut up = self.watch_up();
-        let local = Local {
-            hub: Arc::clone(&hub),
-            metrics: Arc::clone(&metrics),
-        };
-        if self.local.set(local).is_err() {
+        if self.local.set(Arc::clone(&fanout)).is_err() {
             tracing::warn!(broker = %self.name, "broker engine started twice; keeping the first hub");
         }
         if let Some(queued) = self.queued.lock().take() {
@@ -357,7 +373,7 @@ impl RedisEngine {
                 let _ = self.publishing.set(runtime);
             }
         }
-        let task = tokio::spawn(reader::run(Arc::clone(self), hub, metrics));
+        let task = tokio::spawn(reader::run(Arc::clone(self), fanout));
         if tokio::time::timeout(self.timeout, up.wait_for(|up| *up))
             .await
             .is_err()

@@ -49,18 +49,18 @@ mod subscription;
 
 pub use crate::core::history::state::StateError;
 pub use crate::core::history::{Gap, HistoryStats, Message};
+pub use queue::BATCH_MAX;
 use subscription::Slot;
 pub use subscription::{
-    BATCH_MAX, Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
+    Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
 };
 
 use crate::core::history::Engine;
-use crate::core::history::memory::{Bounds, InProcess};
-use crate::ops::trace::FanoutTrace;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// The hub no longer accepts publishes or subscriptions.
@@ -107,11 +107,25 @@ pub struct SubscribeRequest {
     pub wants_trace: bool,
 }
 
+/// Telemetry riding with one live message to every subscriber's queue. The
+/// hub never looks inside: it hands it over with the message and drops it
+/// with the last queue's copy (a `fanout` span ends then).
+pub trait MessageTrace: Send + Sync {
+    /// W3C traceparent kept with the message in history, so a replay still
+    /// continues the sender's trace.
+    fn traceparent(&self) -> Option<String>;
+
+    /// Records one delivery to `subscriber`, `latency` after acceptance;
+    /// with `want_traceparent`, returns the traceparent it continues from.
+    fn deliver(&self, subscriber: u64, latency: Duration, want_traceparent: bool)
+    -> Option<String>;
+}
+
 /// One entry of a live queue: the shared message and, when its send is
-/// traced, the `fanout` span that stays open until every queue released it.
+/// traced, the [`MessageTrace`] that stays alive until every queue released it.
 pub(crate) struct Queued {
     message: Arc<Message>,
-    trace: Option<Arc<FanoutTrace>>,
+    trace: Option<Arc<dyn MessageTrace>>,
 }
 
 pub struct Hub {
@@ -134,26 +148,8 @@ struct Inner {
 }
 
 impl Hub {
-    /// A hub whose subscribers each queue at most `queue_capacity` messages,
-    /// with no limit on their number and the default in-process history.
-    pub fn new(queue_capacity: usize) -> Arc<Self> {
-        Self::with_max_subscribers(queue_capacity, usize::MAX)
-    }
-
-    /// A hub that also refuses subscribers past `max_subscribers`.
-    pub fn with_max_subscribers(queue_capacity: usize, max_subscribers: usize) -> Arc<Self> {
-        let bounds = Bounds {
-            messages: crate::app::config::DEFAULT_HISTORY_SIZE,
-            bytes: crate::app::config::DEFAULT_HISTORY_BYTES,
-        };
-        Self::with_engine(
-            queue_capacity,
-            max_subscribers,
-            Box::new(InProcess::new(bounds)),
-        )
-    }
-
-    /// A hub over `engine`.
+    /// A hub over `engine` whose subscribers each queue at most
+    /// `queue_capacity` messages, refusing subscribers past `max_subscribers`.
     pub fn with_engine(
         queue_capacity: usize,
         max_subscribers: usize,

@@ -17,7 +17,8 @@ use crate::app::config::{
 };
 use crate::core::broker::BrokerError;
 use crate::core::history::state::StateError;
-use crate::core::hub::{Disconnect, PublishError, ShuttingDown, SubscribeError};
+use crate::core::hub::{Disconnect, ShuttingDown, SubscribeError};
+use crate::core::publish::PublishError;
 use messenger_proto::limits::{Field, FieldTooLong};
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -137,6 +138,8 @@ impl From<PublishError> for ServiceError {
         match e {
             PublishError::ShuttingDown(_) => Self::ShuttingDown,
             PublishError::State(e) => Self::State(e),
+            PublishError::Broker(e) => Self::Broker(e),
+            PublishError::NotLoaded { broker } => Self::BrokerNotLoaded { broker },
         }
     }
 }

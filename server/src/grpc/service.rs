@@ -1,18 +1,17 @@
-//! `mes_grpc.MessengerServer`: maps proto requests to the [`Hub`] and hub
+//! `mes_grpc.MessengerServer`: maps proto requests to the core and hub
 //! messages back to proto, with per-call metrics and spans. Validation lives
-//! here; ordering lives in the hub, or in the broker with the Redis engine
-//! ([`RedisEngine::send`]: stored in the stream, then queued to this
-//! replica's subscribers, before the reply).
+//! here; a send goes through the one [`Publisher`] the app chose at bind
+//! (sequenced in this process, or by the broker), subscriptions to the
+//! [`Hub`].
 //!
 //! A `ReadMessages` response is a [`MessageStream`] ([`stream`]).
 
-use crate::core::broker::RedisEngine;
 use crate::core::hub::{Hub, Resume, SubscribeRequest};
+use crate::core::publish::Publisher;
 use crate::core::resume::{ReadOptions, set_headers};
 use crate::grpc::auth::Principal;
 use crate::grpc::error::ServiceError;
-use crate::ops::metrics::{DisconnectReason, Metrics};
-use crate::ops::trace::{FanoutTrace, PublishTrace};
+use crate::ops::metrics::Metrics;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, TimeResponse};
@@ -31,33 +30,25 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub(crate) struct MessengerService {
     hub: Arc<Hub>,
+    /// Where sends go: chosen once, at bind.
+    publisher: Arc<dyn Publisher>,
     limits: Limits,
     metrics: Arc<Metrics>,
-    deliver_spans_max: usize,
-    /// The Redis engine, when `MESSENGER_BROKER_URL` is set.
-    broker: Option<Arc<RedisEngine>>,
 }
 
 impl MessengerService {
     pub(crate) fn new(
         hub: Arc<Hub>,
+        publisher: Arc<dyn Publisher>,
         limits: Limits,
         metrics: Arc<Metrics>,
-        deliver_spans_max: usize,
     ) -> Self {
         Self {
             hub,
+            publisher,
             limits,
             metrics,
-            deliver_spans_max,
-            broker: None,
         }
-    }
-
-    /// Sends through `broker` instead of sequencing in this process.
-    pub(crate) fn with_broker(mut self, broker: Option<Arc<RedisEngine>>) -> Self {
-        self.broker = broker;
-        self
     }
 
     async fn accept(
@@ -69,40 +60,11 @@ impl MessengerService {
         if principal.is_some_and(|p| !p.may_post_as(&req.author)) {
             return Err(ServiceError::NotTokenAuthor);
         }
-        let send_time = match &self.broker {
-            Some(broker) => {
-                let trace = PublishTrace::start(broker.stream());
-                let sent = (broker.send(&req.author, &req.text, trace.traceparent())).await;
-                match &sent {
-                    Ok(stamp) => trace.finish(Ok((&stamp.id, stamp.offset))),
-                    Err(e) => trace.finish(Err(&e.to_string())),
-                }
-                sent?.send_time
-            }
-            None => self.accept_here(req)?,
-        };
+        let send_time = self.publisher.publish(req.author, req.text).await?;
         self.metrics.accepted.increment(1);
         Ok(TimeResponse {
             send_time: Some(to_timestamp(send_time)),
         })
-    }
-
-    /// Sequences and fans out in this process; returns the `sendTime`.
-    fn accept_here(&self, req: SendMessageRequest) -> Result<i128, ServiceError> {
-        let trace = FanoutTrace::start(self.deliver_spans_max);
-        let started = Instant::now();
-        let published = self.hub.publish(req.author, req.text, trace.clone())?;
-        self.metrics
-            .fanout_duration
-            .record(started.elapsed().as_secs_f64());
-        self.metrics.history(published.history);
-        self.metrics
-            .disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
-        if let Some(trace) = trace {
-            trace.set_subscribers(published.delivered_to);
-        }
-        tracing::debug!(subscribers = published.delivered_to, "message accepted");
-        Ok(published.message.send_time)
     }
 }
 
@@ -162,16 +124,11 @@ impl MessengerServer for MessengerService {
         let rpc = &self.metrics.read;
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
-        // Before its first load a replica has only a placeholder epoch: a
-        // stream opened now would end "history lost" when the broker comes,
-        // reporting a gap where nothing was missed.
-        let loaded = match &self.broker {
-            Some(broker) if !broker.is_loaded() => Err(ServiceError::BrokerNotLoaded {
-                broker: broker.name().into(),
-            }),
-            _ => Ok(()),
-        };
-        let subscribed = loaded
+        // A broker replica before its first load has only a placeholder
+        // epoch: a stream opened now would end "history lost" when the
+        // broker comes, reporting a gap where nothing was missed.
+        let ready = self.publisher.ready().map_err(ServiceError::from);
+        let subscribed = ready
             .and_then(|()| ReadOptions::from_metadata(request.metadata()))
             .and_then(|options| {
                 let subscription = self.hub.subscribe_with(SubscribeRequest {

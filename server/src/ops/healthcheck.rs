@@ -14,7 +14,6 @@
 //! the same flags and variables as the messenger client's
 //! ([`ClientTlsFiles`], the subcommand's arguments).
 
-use crate::app::config::Config;
 use messenger_proto::SERVICE_NAME;
 use messenger_runtime::tls::{ClientTls, ClientTlsFiles, GrpcTarget};
 use std::net::SocketAddr;
@@ -47,11 +46,12 @@ pub enum HealthcheckError {
     Tls(#[from] messenger_runtime::tls::TlsError),
 }
 
-/// Runs the probe against the configured port and maps the outcome to the
-/// exit code, printing one line.
-pub async fn run(config: &Config, files: &ClientTlsFiles) -> ExitCode {
-    let addr = probe_addr(config);
-    let tls = match probe_tls(config, files) {
+/// Runs the probe against the server listening on `listen` (speaking TLS
+/// when `server_tls`) and maps the outcome to the exit code, printing one
+/// line.
+pub async fn run(listen: SocketAddr, server_tls: bool, files: &ClientTlsFiles) -> ExitCode {
+    let addr = probe_addr(listen);
+    let tls = match probe_tls(server_tls, files) {
         Ok(tls) => tls,
         Err(e) => {
             eprintln!("{SERVICE_NAME} at {addr}: unhealthy: {e}");
@@ -74,17 +74,17 @@ pub async fn run(config: &Config, files: &ClientTlsFiles) -> ExitCode {
 }
 
 /// The listen address, with a wildcard host replaced by loopback.
-pub fn probe_addr(config: &Config) -> SocketAddr {
-    messenger_runtime::cli::local_probe_addr(config.host, config.port)
+pub fn probe_addr(listen: SocketAddr) -> SocketAddr {
+    messenger_runtime::cli::local_probe_addr(listen.ip(), listen.port())
 }
 
 /// The probe's TLS config: `None` when the server speaks plaintext; else
 /// `files`, checked for [`TLS_NAME`].
 pub fn probe_tls(
-    config: &Config,
+    server_tls: bool,
     files: &ClientTlsFiles,
 ) -> Result<Option<ClientTls>, HealthcheckError> {
-    if config.tls_cert.is_none() {
+    if !server_tls {
         return Ok(None);
     }
     let tls = match files.load()? {

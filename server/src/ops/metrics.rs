@@ -63,7 +63,7 @@ pub(crate) fn buckets() -> Vec<(&'static str, &'static [f64])> {
 
 /// Why a subscriber's stream ended, as the `reason` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
+pub(crate) enum DisconnectReason {
     Slow,
     Cancelled,
     Shutdown,
@@ -83,7 +83,7 @@ impl DisconnectReason {
 }
 
 /// go-grpc-prometheus style series for one method.
-pub struct RpcMetrics {
+pub(crate) struct RpcMetrics {
     method: &'static str,
     grpc_type: &'static str,
     pub started: Counter,
@@ -117,7 +117,7 @@ impl RpcMetrics {
     }
 
     /// Counts one finished call with its status code.
-    pub fn handled(&self, code: Code) {
+    pub(crate) fn handled(&self, code: Code) {
         match code {
             Code::Ok => self.handled_ok.increment(1),
             code => Self::handled_counter(self.method, self.grpc_type, code).increment(1),
@@ -126,7 +126,7 @@ impl RpcMetrics {
 }
 
 /// Cached handles to every server metric.
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub send: RpcMetrics,
     pub read: RpcMetrics,
     pub accepted: Counter,
@@ -145,7 +145,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Describes and registers every series (at zero).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         describe();
         let disconnects =
             DisconnectReason::ALL.map(|r| counter!(DISCONNECTS, "reason" => r.label()));
@@ -182,12 +182,12 @@ impl Metrics {
     }
 
     /// Mirrors history's size into its gauges.
-    pub fn history(&self, stats: crate::core::history::HistoryStats) {
+    pub(crate) fn history(&self, stats: crate::core::history::HistoryStats) {
         self.history_messages.set(stats.messages as f64);
         self.history_bytes.set(stats.bytes as f64);
     }
 
-    pub fn disconnected(&self, reason: DisconnectReason, count: u64) {
+    pub(crate) fn disconnected(&self, reason: DisconnectReason, count: u64) {
         self.disconnects[reason as usize].increment(count);
     }
 }

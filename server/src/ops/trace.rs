@@ -31,6 +31,7 @@ mod broker;
 
 pub(crate) use broker::{PublishTrace, ReceiveTrace};
 
+use crate::core::hub::MessageTrace;
 use messenger_runtime::telemetry::w3c::TraceParent;
 use messenger_runtime::telemetry::{
     export_finished, new_span_id, outgoing_current, scope, traceparent, tracer,
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub struct FanoutTrace {
+pub(crate) struct FanoutTrace {
     mode: Mode,
 }
 
@@ -75,7 +76,7 @@ impl FanoutTrace {
     /// Under the current `SendMessage` span: recorded when that span is
     /// sampled, else forwarding the caller's context (or our own unsampled
     /// one when the caller sent none); `None` when there is no context.
-    pub fn start(deliver_spans_max: usize) -> Option<Arc<Self>> {
+    pub(crate) fn start(deliver_spans_max: usize) -> Option<Arc<Self>> {
         let parent = tracing::Span::current().context();
         if !parent.span().span_context().is_sampled() {
             let forwarded = traceparent(&outgoing_current())?;
@@ -111,14 +112,14 @@ impl FanoutTrace {
     /// W3C traceparent kept with the message in history so a replay still
     /// continues the sender's trace: `fanout`'s when recorded, else the
     /// sender's as forwarded.
-    pub fn traceparent(&self) -> Option<String> {
+    pub(crate) fn traceparent(&self) -> Option<String> {
         match &self.mode {
             Mode::Recorded(recorded) => recorded.fanout_traceparent.clone(),
             Mode::Forwarded(forwarded) => Some(forwarded.clone()),
         }
     }
 
-    pub fn set_subscribers(&self, subscribers: usize) {
+    pub(crate) fn set_subscribers(&self, subscribers: usize) {
         if let Mode::Recorded(recorded) = &self.mode {
             recorded
                 .cx
@@ -129,7 +130,7 @@ impl FanoutTrace {
 
     /// Records one delivery. If `want_traceparent`, returns the traceparent
     /// the receiving client should continue from.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         subscriber_id: u64,
         latency: Duration,
@@ -139,6 +140,22 @@ impl FanoutTrace {
             Mode::Recorded(recorded) => recorded.deliver(subscriber_id, latency, want_traceparent),
             Mode::Forwarded(traceparent) => want_traceparent.then(|| traceparent.clone()),
         }
+    }
+}
+
+/// What the hub carries with a live message: this trace, opaque to it.
+impl MessageTrace for FanoutTrace {
+    fn traceparent(&self) -> Option<String> {
+        FanoutTrace::traceparent(self)
+    }
+
+    fn deliver(
+        &self,
+        subscriber: u64,
+        latency: Duration,
+        want_traceparent: bool,
+    ) -> Option<String> {
+        FanoutTrace::deliver(self, subscriber, latency, want_traceparent)
     }
 }
 

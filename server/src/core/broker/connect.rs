@@ -2,8 +2,8 @@
 //! `rediss://` broker with a private CA or a client certificate, and the URL as logs and errors show
 //! it, without credentials.
 
-use super::BrokerConfigError;
-use crate::app::config::{Config, ENV_BROKER_CA, ENV_BROKER_CERT, ENV_BROKER_KEY, ENV_BROKER_URL};
+use super::{BrokerConfigError, BrokerSettings};
+use crate::app::config::{ENV_BROKER_CA, ENV_BROKER_CERT, ENV_BROKER_KEY, ENV_BROKER_URL};
 use messenger_runtime::tls::{self, Peer, Trust};
 
 /// The broker as TLS diagnoses name it: our `MESSENGER_BROKER_*` variables,
@@ -57,12 +57,12 @@ pub fn redacted(url: &str) -> String {
 /// roots with a private CA bundle; `MESSENGER_BROKER_CERT`/`_KEY` (both or
 /// neither, the key checked against the certificate) are presented to a
 /// broker that asks for a client certificate.
-pub(super) fn client(config: &Config) -> Result<redis::Client, BrokerConfigError> {
-    let url = config.broker_url.as_deref().unwrap_or_default();
-    let ca = config.broker_ca.as_deref();
+pub(super) fn client(settings: &BrokerSettings) -> Result<redis::Client, BrokerConfigError> {
+    let url = settings.url.as_str();
+    let ca = settings.ca.as_deref();
     let identity = tls::pair(
-        (ENV_BROKER_CERT, config.broker_cert.as_deref()),
-        (ENV_BROKER_KEY, config.broker_key.as_deref()),
+        (ENV_BROKER_CERT, settings.cert.as_deref()),
+        (ENV_BROKER_KEY, settings.key.as_deref()),
     )?;
     let var = match (ca, identity) {
         (None, None) => return redis::Client::open(url).map_err(BrokerConfigError::Url),

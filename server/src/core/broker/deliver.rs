@@ -1,5 +1,6 @@
-//! The one path from a stream entry to this replica's hub, and where this
-//! replica stands in the stream ([`Delivered`]).
+//! The one path from a stream entry to this replica's hub (the hub's ingest
+//! path, [`Fanout::ingest`], which also records what came of it), and where
+//! this replica stands in the stream ([`Delivered`]).
 //!
 //! Two callers share it under one lock (the engine's `delivered` mutex):
 //! - the reader, for every entry it reads and for the tail it loads;
@@ -22,14 +23,11 @@
 
 use super::entry::Entry;
 use super::{Position, RedisEngine};
-use crate::core::history::{Draft, Message};
-use crate::core::hub::{Hub, ShuttingDown};
-use crate::ops::metrics::{DisconnectReason, Metrics};
+use crate::core::publish::{Fanout, Ingested, ShuttingDown};
 use crate::ops::trace::ReceiveTrace;
 use messenger_proto::time::unix_nanos_now;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// This replica's place in the stream: the newest offset handed to the hub,
 /// in `epoch` (`None` until the reader's first load).
@@ -51,12 +49,6 @@ pub(super) struct Delivered {
 
 /// How many delivered entries' ids are kept ([`Delivered::conflicts`]).
 const RECENT: usize = 256;
-
-/// Where entries go on this replica, set once by `RedisEngine::start`.
-pub(super) struct Local {
-    pub(super) hub: Arc<Hub>,
-    pub(super) metrics: Arc<Metrics>,
-}
 
 impl Delivered {
     /// Moves to `epoch` (the reader's load), where delivery continues after
@@ -103,7 +95,7 @@ impl Delivered {
     pub(super) fn deliver_staged(
         &mut self,
         broker: &RedisEngine,
-        local: (&Hub, &Metrics),
+        fanout: &Fanout,
     ) -> Result<(), ShuttingDown> {
         while let Some(entry) = self.staged.first_entry() {
             if *entry.key() > self.newest + 1 {
@@ -111,7 +103,7 @@ impl Delivered {
             }
             let (offset, (entry, id)) = entry.remove_entry();
             if offset == self.newest + 1 {
-                self.deliver(broker, local, entry, &id, true)?;
+                self.deliver(broker, fanout, entry, &id, true)?;
             }
         }
         Ok(())
@@ -132,7 +124,7 @@ impl Delivered {
     pub(super) fn deliver(
         &mut self,
         broker: &RedisEngine,
-        (hub, metrics): (&Hub, &Metrics),
+        fanout: &Fanout,
         entry: Entry,
         id: &str,
         live: bool,
@@ -142,7 +134,7 @@ impl Delivered {
         }
         let epoch = self.epoch.clone().unwrap_or_default();
         if entry.offset != self.newest + 1 {
-            let ended = hub.restart(epoch.to_string(), entry.offset - 1);
+            let ended = fanout.restart(epoch.to_string(), entry.offset - 1);
             tracing::warn!(
                 broker = %broker.name,
                 expected = self.newest + 1,
@@ -159,37 +151,22 @@ impl Delivered {
         let receive = (entry.traceparent.as_deref())
             .filter(|_| live)
             .and_then(|tp| ReceiveTrace::start(tp, &broker.stream, id, entry.offset));
-        let trace = receive.as_ref().map(|r| r.fanout(broker.deliver_spans_max));
-        // Replays continue from this replica's `fanout` when it was recorded.
-        let traceparent = (trace.as_ref().and_then(|t| t.traceparent())).or(entry.traceparent);
-        let started = Instant::now();
-        let published = hub.ingest(
-            Message::new(
-                Draft {
-                    author: entry.author,
-                    text: entry.text,
-                    traceparent,
-                },
-                entry.send_time,
-                entry.offset,
-            ),
-            trace.clone(),
-        )?;
-        if let Some(trace) = &trace {
-            trace.set_subscribers(published.delivered_to);
-        }
+        let (offset, send_time) = (entry.offset, entry.send_time);
+        let message = Ingested {
+            author: entry.author,
+            text: entry.text,
+            traceparent: entry.traceparent,
+            send_time,
+            offset,
+        };
+        fanout.ingest(message, receive.as_ref())?;
         drop(receive);
-        metrics
-            .fanout_duration
-            .record(started.elapsed().as_secs_f64());
-        metrics.history(published.history);
-        metrics.disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
-        self.newest = entry.offset;
-        self.newest_time = self.newest_time.max(entry.send_time);
+        self.newest = offset;
+        self.newest_time = self.newest_time.max(send_time);
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back((entry.offset, id.to_owned()));
+        self.recent.push_back((offset, id.to_owned()));
         self.publish(broker);
         Ok(())
     }

@@ -15,8 +15,8 @@
 
 use super::entry::{self, Entry};
 use super::{Failure, RedisEngine, script};
-use crate::core::hub::{Hub, ShuttingDown};
-use crate::ops::metrics::{BrokerOp, Metrics};
+use crate::core::publish::{Fanout, ShuttingDown};
+use crate::ops::metrics::BrokerOp;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
@@ -35,13 +35,12 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Runs until the hub shuts down.
-pub(super) async fn run(broker: Arc<RedisEngine>, hub: Arc<Hub>, metrics: Arc<Metrics>) {
+pub(super) async fn run(broker: Arc<RedisEngine>, fanout: Arc<Fanout>) {
     // The id of the last entry read: where the next `XREAD` starts.
     let mut last_id = "0-0".to_owned();
     let mut backoff = BACKOFF_MIN;
     loop {
-        let local = (&*hub, &*metrics);
-        let failure = match session(&broker, local, &mut last_id, &mut backoff).await {
+        let failure = match session(&broker, &fanout, &mut last_id, &mut backoff).await {
             Ok(ShuttingDown) => return,
             Err(failure) => failure,
         };
@@ -50,7 +49,7 @@ pub(super) async fn run(broker: Arc<RedisEngine>, hub: Arc<Hub>, metrics: Arc<Me
         broker.set_up(false, Some(&failure));
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
-        if hub.is_shut_down() {
+        if fanout.is_shut_down() {
             return;
         }
     }
@@ -59,7 +58,7 @@ pub(super) async fn run(broker: Arc<RedisEngine>, hub: Arc<Hub>, metrics: Arc<Me
 /// One connection's life: load, then read until something fails.
 async fn session(
     broker: &RedisEngine,
-    (hub, metrics): (&Hub, &Metrics),
+    fanout: &Fanout,
     last_id: &mut String,
     backoff: &mut Duration,
 ) -> Result<ShuttingDown, Failure> {
@@ -71,7 +70,7 @@ async fn session(
         .client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    load(broker, (hub, metrics), &mut conn, last_id).await?;
+    load(broker, fanout, &mut conn, last_id).await?;
     broker.warm_publisher().await?;
     broker.set_up(true, None);
     *backoff = BACKOFF_MIN;
@@ -90,7 +89,7 @@ async fn session(
         if reply.is_none() {
             // Idle for a whole block: check the epoch, so a new one another
             // replica made (a rollback it found) ends this one's streams too.
-            load(broker, (hub, metrics), &mut conn, last_id).await?;
+            load(broker, fanout, &mut conn, last_id).await?;
         }
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         for raw in entries {
@@ -101,7 +100,7 @@ async fn session(
             let epoch = broker.delivered.lock().epoch.clone();
             if epoch.as_deref() != Some(entry.epoch.as_str()) {
                 // A new epoch appeared under us, or a foreign entry: the metadata decides.
-                load(broker, (hub, metrics), &mut conn, last_id).await?;
+                load(broker, fanout, &mut conn, last_id).await?;
                 if broker.delivered.lock().epoch == epoch {
                     skip(
                         broker,
@@ -121,20 +120,19 @@ async fn session(
                     id = %raw.id,
                     "broker stream holds another entry at an offset this server delivered (rolled back)"
                 );
-                load(broker, (hub, metrics), &mut conn, last_id).await?;
+                load(broker, fanout, &mut conn, last_id).await?;
                 if broker.delivered.lock().epoch == epoch {
                     skip(broker, &raw.id, "another entry at a delivered offset");
                     continue;
                 }
                 break;
             }
-            let delivered =
-                (broker.delivered.lock()).deliver(broker, (hub, metrics), entry, &raw.id, true);
+            let delivered = (broker.delivered.lock()).deliver(broker, fanout, entry, &raw.id, true);
             if delivered.is_err() {
                 return Ok(ShuttingDown);
             }
         }
-        if hub.is_shut_down() {
+        if fanout.is_shut_down() {
             return Ok(ShuttingDown);
         }
     }
@@ -144,7 +142,7 @@ async fn session(
 /// and moves `last_id` to its newest entry.
 async fn load(
     broker: &RedisEngine,
-    local: (&Hub, &Metrics),
+    fanout: &Fanout,
     conn: &mut MultiplexedConnection,
     last_id: &mut String,
 ) -> Result<(), Failure> {
@@ -186,7 +184,7 @@ async fn load(
     // Senders deliver early only into the epoch held here, so none can
     // interleave with the restart and the tail.
     let mut delivered = broker.delivered.lock();
-    let ended = local.0.restart(epoch.clone(), newest);
+    let ended = fanout.restart(epoch.clone(), newest);
     let had = delivered.restart(&epoch, newest);
     if had.is_some() || ended > 0 {
         tracing::warn!(
@@ -200,7 +198,7 @@ async fn load(
     *last_id = newest_id.unwrap_or_else(|| "0-0".to_owned());
     let loaded = entries.len();
     for (entry, id) in entries {
-        if delivered.deliver(broker, local, entry, id, false).is_err() {
+        if delivered.deliver(broker, fanout, entry, id, false).is_err() {
             break;
         }
     }

@@ -38,7 +38,7 @@ pub(crate) fn entry_bytes(m: &Message) -> usize {
 
 /// History bounds; a message is evicted once either is exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Most messages kept (0: no history, resume always reports a gap).
     pub messages: usize,
     /// Most accounted bytes kept ([`entry_bytes`]).

@@ -5,9 +5,8 @@
 //! reader); both share [`enqueue`], so what subscribers see is identical.
 
 use super::queue::PushError;
-use super::{Disconnect, Hub, Inner, PublishError, Published, Queued, ShuttingDown};
+use super::{Disconnect, Hub, Inner, MessageTrace, PublishError, Published, Queued, ShuttingDown};
 use crate::core::history::{Draft, Message};
-use crate::ops::trace::FanoutTrace;
 use std::sync::Arc;
 
 impl Hub {
@@ -17,7 +16,7 @@ impl Hub {
         &self,
         author: String,
         text: String,
-        trace: Option<Arc<FanoutTrace>>,
+        trace: Option<Arc<dyn MessageTrace>>,
     ) -> Result<Published, PublishError> {
         let traceparent = trace.as_ref().and_then(|t| t.traceparent());
         let draft = Draft {
@@ -40,7 +39,7 @@ impl Hub {
     pub fn ingest(
         &self,
         message: Message,
-        trace: Option<Arc<FanoutTrace>>,
+        trace: Option<Arc<dyn MessageTrace>>,
     ) -> Result<Published, ShuttingDown> {
         let mut inner = self.inner.lock();
         if inner.shut_down {
@@ -73,7 +72,7 @@ impl Hub {
         &self,
         mut inner: parking_lot::MutexGuard<'_, Inner>,
         message: Arc<Message>,
-        trace: Option<Arc<FanoutTrace>>,
+        trace: Option<Arc<dyn MessageTrace>>,
     ) -> Published {
         let mut slow = Vec::new();
         let mut stale = Vec::new();

@@ -12,7 +12,7 @@
 //! its queue is dropped when it is cut ([`Slot::cut_slow`]).
 //!
 //! The live queue is drained in batches: one wake-up takes up to
-//! [`BATCH_MAX`] queued messages at once (one release of queue room to the
+//! [`BATCH_MAX`](super::BATCH_MAX) queued messages at once (one release of queue room to the
 //! publisher, not one per message). A message in the batch no longer counts
 //! against the queue's allowance (the stream is writing it in this
 //! wake-up), but the debug dump still counts it as queued until the stream
@@ -20,8 +20,7 @@
 //! read-modify-write, no line shared with other subscribers).
 
 use super::queue::{PushError, Queue};
-use super::{Gap, Hub, Message, Queued, SubscribeRequest};
-use crate::ops::trace::FanoutTrace;
+use super::{Gap, Hub, Message, MessageTrace, Queued, SubscribeRequest};
 use messenger_proto::time::unix_nanos_now;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -30,9 +29,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::task::{Context, Poll};
-
-/// Most live messages taken from the queue in one wake-up.
-pub const BATCH_MAX: usize = 64;
 
 /// Why a subscription ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +74,10 @@ pub enum Resume {
 /// One message handed to a subscriber.
 pub struct Delivery {
     pub message: Arc<Message>,
-    /// The live `fanout` span when the send was traced; `None` for replays,
-    /// whose original context is [`Message::traceparent`].
-    pub trace: Option<Arc<FanoutTrace>>,
+    /// The live message's trace (its `fanout` span) when the send was
+    /// traced; `None` for replays, whose original context is
+    /// [`Message::traceparent`].
+    pub trace: Option<Arc<dyn MessageTrace>>,
     /// It came from history, not the live queue.
     pub replayed: bool,
 }

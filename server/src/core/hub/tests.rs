@@ -1,10 +1,29 @@
 //! Unit tests of the hub's invariants, without gRPC.
 
 use super::*;
+use crate::core::history::memory::{Bounds, InProcess};
 use proptest::prelude::*;
 use std::task::{Context, Poll};
 
 mod resume;
+
+/// A hub with no limit on subscribers, over a history of the server's
+/// default size (100,000 messages, 64 MiB).
+fn new_hub(queue_capacity: usize) -> Arc<Hub> {
+    with_max_subscribers(queue_capacity, usize::MAX)
+}
+
+fn with_max_subscribers(queue_capacity: usize, max_subscribers: usize) -> Arc<Hub> {
+    let bounds = Bounds {
+        messages: 100_000,
+        bytes: 64 << 20,
+    };
+    Hub::with_engine(
+        queue_capacity,
+        max_subscribers,
+        Box::new(InProcess::new(bounds)),
+    )
+}
 
 fn drain(sub: &mut Subscription) -> Vec<Arc<Message>> {
     drain_deliveries(sub)
@@ -29,7 +48,7 @@ fn send(hub: &Hub, text: &str) -> Published {
 
 #[test]
 fn subscriber_gets_only_messages_after_subscribing() {
-    let hub = Hub::new(16);
+    let hub = new_hub(16);
     send(&hub, "before");
     let mut sub = hub.subscribe().unwrap();
     let p = send(&hub, "after");
@@ -51,7 +70,7 @@ impl std::task::Wake for Wakes {
 
 #[test]
 fn a_waiting_stream_is_woken_by_a_message_by_a_cut_off_and_by_shutdown() {
-    let hub = Hub::new(1);
+    let hub = new_hub(1);
     let wakes = Arc::new(Wakes::default());
     let waker = std::task::Waker::from(Arc::clone(&wakes));
     let mut cx = Context::from_waker(&waker);
@@ -77,7 +96,7 @@ fn a_waiting_stream_is_woken_by_a_message_by_a_cut_off_and_by_shutdown() {
 
 #[test]
 fn full_queue_disconnects_as_slow_and_others_keep_receiving() {
-    let hub = Hub::new(2);
+    let hub = new_hub(2);
     let mut slow = hub.subscribe().unwrap();
     let mut fast = hub.subscribe().unwrap();
     for i in 0..2 {
@@ -98,7 +117,7 @@ fn full_queue_disconnects_as_slow_and_others_keep_receiving() {
 
 #[test]
 fn subscriber_cap_refuses_the_next_and_leaves_the_rest_alone() {
-    let hub = Hub::with_max_subscribers(4, 2);
+    let hub = with_max_subscribers(4, 2);
     let mut a = hub.subscribe().unwrap();
     let b = hub.subscribe().unwrap();
     assert!(matches!(
@@ -115,7 +134,7 @@ fn subscriber_cap_refuses_the_next_and_leaves_the_rest_alone() {
 
 #[test]
 fn dropping_a_subscription_removes_it_at_once() {
-    let hub = Hub::new(4);
+    let hub = new_hub(4);
     let subs: Vec<_> = (0..1000).map(|_| hub.subscribe().unwrap()).collect();
     assert_eq!(hub.subscribers(), 1000);
     drop(subs);
@@ -124,7 +143,7 @@ fn dropping_a_subscription_removes_it_at_once() {
 
 #[test]
 fn shutdown_drains_queued_then_ends() {
-    let hub = Hub::new(8);
+    let hub = new_hub(8);
     let mut sub = hub.subscribe().unwrap();
     send(&hub, "queued");
     hub.shutdown();
@@ -162,7 +181,7 @@ proptest! {
     /// increasing sendTime; a subscriber overflowing its queue is told so.
     #[test]
     fn every_subscriber_sees_its_window_in_order(ops in proptest::collection::vec(op(), 1..200)) {
-        let hub = Hub::new(4);
+        let hub = new_hub(4);
         // (subscription, expected texts not yet read, disconnected as slow)
         let mut live: Vec<(Subscription, Vec<String>, bool)> = Vec::new();
         let mut n = 0u32;
@@ -205,7 +224,7 @@ proptest! {
 /// and counts against the limit until its subscription is dropped.
 #[test]
 fn a_cut_off_subscriber_frees_its_queue_at_once_and_counts_until_dropped() {
-    let hub = Hub::with_max_subscribers(2, 1);
+    let hub = with_max_subscribers(2, 1);
     let stuck = hub.subscribe().unwrap();
     let first = send(&hub, "a").message;
     send(&hub, "b");
