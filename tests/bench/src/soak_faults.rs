@@ -258,39 +258,30 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| format!("blocking task: {e}"))?
 }
 
-/// Sends a probe through each replica until one is acknowledged, then waits
-/// until every client holds all of them. Returns the (send, delivery) times
-/// since `t0`, the fault's injection.
+/// Sends probes through every replica at once, each until one is
+/// acknowledged, then waits until every client holds all of them. Returns
+/// each replica's send recovery and the delivery recovery, since `t0`, the
+/// fault's injection.
 pub(crate) async fn recover(
     grpc: &[SocketAddr],
     probes: &[Probes],
     tag: &str,
     t0: Instant,
     limit: Duration,
-) -> Result<(Duration, Duration), String> {
+) -> Result<(Vec<Duration>, Duration), String> {
     let deadline = t0 + limit;
-    let mut texts = Vec::new();
-    let mut sent = Duration::ZERO;
+    let mut tasks = tokio::task::JoinSet::new();
     for (i, addr) in grpc.iter().enumerate() {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let text = format!("{tag}-{i}-{attempt}-{}", crate::message::clock_nanos());
-            let last_error = match probe(*addr, &text).await {
-                Ok(()) => {
-                    texts.push(text);
-                    sent = sent.max(t0.elapsed());
-                    break;
-                }
-                Err(e) => e,
-            };
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no probe through {addr} acknowledged within {limit:?} ({attempt} tries; last: {last_error})"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (addr, tag) = (*addr, tag.to_owned());
+        tasks.spawn(async move { (i, first_ack(addr, &tag, i, t0, deadline).await) });
+    }
+    let mut texts = Vec::new();
+    let mut sent = vec![Duration::ZERO; grpc.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (i, acked) = joined.map_err(|e| format!("probe task: {e}"))?;
+        let (text, after) = acked?;
+        texts.push(text);
+        sent[i] = after;
     }
     loop {
         let missing: Vec<usize> = (0..probes.len())
@@ -310,6 +301,33 @@ pub(crate) async fn recover(
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Probes through `addr` every 50 ms until one is acknowledged: its text and
+/// when, since `t0`.
+async fn first_ack(
+    addr: SocketAddr,
+    tag: &str,
+    i: usize,
+    t0: Instant,
+    deadline: Instant,
+) -> Result<(String, Duration), String> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let text = format!("{tag}-{i}-{attempt}-{}", crate::message::clock_nanos());
+        let last_error = match probe(addr, &text).await {
+            Ok(()) => return Ok((text, t0.elapsed())),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no probe through {addr} acknowledged within {:?} ({attempt} tries; last: {last_error})",
+                deadline - t0
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -170,8 +170,8 @@ pub(crate) struct FaultRecord {
     pub(crate) kind: &'static str,
     pub(crate) at_secs: f64,
     pub(crate) target: String,
-    /// Until a probe through each replica was acknowledged.
-    pub(crate) send_recovery_ms: Option<f64>,
+    /// Per replica: until a probe through it was acknowledged.
+    pub(crate) send_recovery_ms: Vec<f64>,
     /// Until both clients held those probes.
     pub(crate) delivery_recovery_ms: Option<f64>,
     /// failover: until every Sentinel named the new primary.
@@ -182,11 +182,16 @@ pub(crate) struct FaultRecord {
 impl FaultRecord {
     pub(crate) fn line(&self) -> String {
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0} ms"));
+        let sends: Vec<String> = self.send_recovery_ms.iter().map(|v| ms(Some(*v))).collect();
         format!(
-            "{} {}: sends back after {}, deliveries after {}{}{}",
+            "{} {}: sends back after {} (server-a, server-b), deliveries after {}{}{}",
             self.kind,
             self.target,
-            ms(self.send_recovery_ms),
+            if sends.is_empty() {
+                "-".to_owned()
+            } else {
+                sends.join(", ")
+            },
             ms(self.delivery_recovery_ms),
             self.failover_ms
                 .map_or(String::new(), |f| format!(", failover done in {f:.0} ms")),
@@ -210,7 +215,7 @@ pub(crate) async fn fault(
         kind: kind.name(),
         at_secs,
         target: String::new(),
-        send_recovery_ms: None,
+        send_recovery_ms: Vec::new(),
         delivery_recovery_ms: None,
         failover_ms: None,
         error: None,
@@ -274,7 +279,7 @@ pub(crate) async fn fault(
     let (recovered, settled) = tokio::join!(recovery, settle);
     match recovered {
         Ok((send, delivered)) => {
-            record.send_recovery_ms = Some(send.as_secs_f64() * 1e3);
+            record.send_recovery_ms = send.iter().map(|d| d.as_secs_f64() * 1e3).collect();
             record.delivery_recovery_ms = Some(delivered.as_secs_f64() * 1e3);
         }
         Err(e) => record.error = Some(e),

@@ -56,7 +56,7 @@ impl ClientCheck {
     }
 }
 
-/// p50 and max of one kind's recoveries, in ms.
+/// p50 and max of one kind's recoveries, in ms (sends: over every replica of every fault).
 #[derive(Debug, Serialize)]
 pub(crate) struct Recovery {
     count: usize,
@@ -135,8 +135,11 @@ pub(crate) fn verdict(
         if mine.is_empty() && run_for >= Duration::from_secs(30) {
             violations.push(format!("no {} fault was injected", kind.name()));
         }
-        let (send_p50_ms, send_max_ms) =
-            p50_max(mine.iter().filter_map(|f| f.send_recovery_ms).collect());
+        let (send_p50_ms, send_max_ms) = p50_max(
+            mine.iter()
+                .flat_map(|f| f.send_recovery_ms.iter().copied())
+                .collect(),
+        );
         let (delivery_p50_ms, delivery_max_ms) =
             p50_max(mine.iter().filter_map(|f| f.delivery_recovery_ms).collect());
         recovery.insert(
