@@ -1,10 +1,10 @@
 //! The resume protocol's metadata (proto/CONTRACT.md, "Opt-in extensions"): what a
 //! `ReadMessages` caller asks for, and the response headers that answer it.
-//! Parsing is strict: a malformed `messenger-since` is INVALID_ARGUMENT
-//! naming the header and the expected form, never a silent plain subscribe.
+//! Parsing is strict: a malformed `messenger-since` is a [`BadSince`]
+//! naming the header and the expected form (the gRPC layer answers it
+//! INVALID_ARGUMENT), never a silent plain subscribe.
 
 use crate::core::hub::{Resume, Subscription};
-use crate::grpc::error::ServiceError;
 use messenger_proto::{
     EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
     TRACE_CONTEXT_METADATA,
@@ -13,6 +13,17 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
 /// Longest part of a bad value quoted back in the error.
 const QUOTE_MAX: usize = 64;
+
+/// A `messenger-since` that is not `<epoch>:<offset>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "metadata `{header}` must be `<epoch>:<offset>`: the `messenger-epoch` response \
+     header of an earlier ReadMessages and a decimal offset (0: from the oldest held); got {got}"
+)]
+pub struct BadSince {
+    pub header: &'static str,
+    pub got: String,
+}
 
 /// The opt-in extensions a subscriber asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +38,7 @@ pub(crate) struct ReadOptions {
 
 impl ReadOptions {
     /// Reads the request metadata; only `messenger-since` can be malformed.
-    pub(crate) fn from_metadata(metadata: &MetadataMap) -> Result<Self, ServiceError> {
+    pub(crate) fn from_metadata(metadata: &MetadataMap) -> Result<Self, BadSince> {
         let flag = |key| metadata.get(key).is_some_and(|v| v == "1");
         let since = metadata
             .get(SINCE_METADATA)
@@ -43,8 +54,8 @@ impl ReadOptions {
 
 /// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
 /// separates) and a decimal u64. `None` is a value that was not ASCII.
-pub(crate) fn parse_since(value: Option<&str>) -> Result<(String, u64), ServiceError> {
-    let bad = || ServiceError::BadSince {
+pub(crate) fn parse_since(value: Option<&str>) -> Result<(String, u64), BadSince> {
+    let bad = || BadSince {
         header: SINCE_METADATA,
         got: value.map_or_else(
             || "a non-ASCII value".to_owned(),

@@ -19,6 +19,7 @@ use crate::core::broker::BrokerError;
 use crate::core::history::state::StateError;
 use crate::core::hub::{Disconnect, ShuttingDown, SubscribeError};
 use crate::core::publish::PublishError;
+use crate::core::resume::BadSince;
 use messenger_proto::limits::{Field, FieldTooLong};
 use tonic::body::Body;
 use tonic::{Code, Status};
@@ -80,11 +81,9 @@ pub enum ServiceError {
     NotTokenAuthor,
     #[error("the bearer token was revoked")]
     TokenRevoked,
-    #[error(
-        "metadata `{header}` must be `<epoch>:<offset>`: the `messenger-epoch` response \
-         header of an earlier ReadMessages and a decimal offset (0: from the oldest held); got {got}"
-    )]
-    BadSince { header: &'static str, got: String },
+    /// A malformed `messenger-since` ([`crate::core::resume`]).
+    #[error(transparent)]
+    BadSince(#[from] BadSince),
     /// The call's `grpc-timeout` passed before it completed (gRPC
     /// PROTOCOL-HTTP2.md, "Timeout").
     #[error("{DEADLINE_MESSAGE}")]
@@ -165,7 +164,7 @@ impl ServiceError {
     /// The gRPC status code the caller gets.
     pub fn code(&self) -> Code {
         match self {
-            Self::FieldTooLong(_) | Self::BadSince { .. } | Self::EmptyReflectionRequest => {
+            Self::FieldTooLong(_) | Self::BadSince(_) | Self::EmptyReflectionRequest => {
                 Code::InvalidArgument
             }
             Self::DeadlineExceeded => Code::DeadlineExceeded,

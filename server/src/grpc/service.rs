@@ -129,7 +129,7 @@ impl MessengerServer for MessengerService {
         // broker comes, reporting a gap where nothing was missed.
         let ready = self.publisher.ready().map_err(ServiceError::from);
         let subscribed = ready
-            .and_then(|()| ReadOptions::from_metadata(request.metadata()))
+            .and_then(|()| Ok(ReadOptions::from_metadata(request.metadata())?))
             .and_then(|options| {
                 let subscription = self.hub.subscribe_with(SubscribeRequest {
                     since: options.since.clone(),
