@@ -226,7 +226,7 @@ fn long_about() -> String {
          reaches its own buffer. Until then the port is closed, and the log says again \
          periodically why it cannot subscribe.\n\n\
          Routes: {}.",
-        crate::routes::routes_line()
+        crate::paths::routes_line()
     )
 }
 

@@ -36,7 +36,7 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error(
         "no route for {method} {path}; the routes are {}",
-        crate::routes::routes_line()
+        crate::paths::routes_line()
     )]
     NotFound { method: String, path: String },
     #[error("method {method} is not allowed on {path}")]

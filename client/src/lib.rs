@@ -17,6 +17,9 @@
 //!   its layers, over an [`routes::AppState`] that tests build around an
 //!   in-memory sender; above both [`routes`] and [`openapi`].
 //! - [`routes`]: the handlers: JSON in, backend and buffer calls, JSON out.
+//! - [`paths`]: every route by method and path, as `--help` and the 404 list
+//!   them; imports nothing, so [`error`] and [`config`] name the routes
+//!   without importing the handlers.
 //! - [`events`]: `GET /events`, the chat as Server-Sent Events: one
 //!   resumable subscription of its own per stream ([`backend::tail`]), capped.
 //! - [`page`]: `GET /` and its script and style, compiled in; the CSP and
@@ -43,6 +46,7 @@ pub mod metrics;
 pub mod observe;
 pub mod openapi;
 pub mod page;
+pub mod paths;
 pub mod routes;
 
 pub use app::{App, AppError};

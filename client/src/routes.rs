@@ -46,28 +46,6 @@ pub struct AppState {
     pub page: crate::page::Page,
 }
 
-/// Every route [`router`](crate::api::router) serves, as `--help` and the 404 list them (a test
-/// holds them to the router and to `/openapi.json`).
-pub const ROUTES: [(&str, &str); 11] = [
-    ("POST", "/sendMessage"),
-    ("POST", "/getAndFlushMessages"),
-    ("GET", "/events"),
-    ("GET", "/"),
-    ("GET", "/app.js"),
-    ("GET", "/app.css"),
-    ("GET", "/favicon.ico"),
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-];
-
-/// [`ROUTES`] as `POST /sendMessage, ...`.
-pub fn routes_line() -> String {
-    let routes: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();
-    routes.join(", ")
-}
-
 /// A message to send to the chat.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct SendRequest {

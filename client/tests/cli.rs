@@ -43,7 +43,7 @@ fn help_says_when_the_port_opens_and_which_routes_it_serves() {
         flat.contains("opens its HTTP port (MESSENGER_HTTP_PORT) only once subscribed"),
         "{help}"
     );
-    for (method, path) in messenger_client::routes::ROUTES {
+    for (method, path) in messenger_client::paths::ROUTES {
         assert!(
             flat.contains(&format!("{method} {path}")),
             "--help lacks {method} {path}:\n{help}"

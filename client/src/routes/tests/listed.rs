@@ -1,7 +1,8 @@
-//! [`ROUTES`], which `--help` and the 404 print, is what the router serves
+//! [`ROUTES`](crate::paths::ROUTES), which `--help` and the 404 print, is what the router serves
 //! and what `/openapi.json` documents.
 
 use super::*;
+use crate::paths::{ROUTES, routes_line};
 use utoipa::OpenApi as _;
 
 #[tokio::test]
