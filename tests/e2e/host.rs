@@ -2,12 +2,10 @@
 //! binaries, spoken to over raw sockets: the client's API port (which also
 //! serves its `/metrics`) and the server's metrics port. Issue 26, item 5.
 
+use messenger_tests::http1::exchange;
 use messenger_tests::procs::{spawn_client, spawn_server};
-use messenger_tests::within;
 use serde_json::Value;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Header lines that make a request's `Host` invalid, and what the 400 says.
 const REFUSED: [(&str, &str, &str); 4] = [
@@ -28,30 +26,6 @@ const REFUSED: [(&str, &str, &str); 4] = [
         "port \"notaport\" is not a number in 0..=65535",
     ),
 ];
-
-/// Writes `request` on a new connection and reads until the server closes
-/// it; returns the status and the body.
-async fn exchange(addr: SocketAddr, request: &str) -> (u16, String) {
-    let mut tcp = within("connect", TcpStream::connect(addr))
-        .await
-        .expect("connect");
-    tcp.write_all(request.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    within("the response and the close", tcp.read_to_end(&mut raw))
-        .await
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
-}
 
 /// `method path` over HTTP/1.1 with `host_lines` and `body`, closing after.
 fn request(method: &str, path: &str, version: &str, host_lines: &str, body: &str) -> String {

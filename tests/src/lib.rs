@@ -6,6 +6,7 @@
 //! subscriber count has changed. Every wait is bounded by [`WAIT`].
 
 pub mod certs;
+pub mod http1;
 pub mod otlp;
 pub mod procs;
 pub mod prom;

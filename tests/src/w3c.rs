@@ -9,8 +9,6 @@ use crate::{WAIT, within};
 use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::ServerMessageResponse;
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
 use tonic::Streaming;
 use tonic::metadata::MetadataValue;
 
@@ -341,27 +339,7 @@ pub async fn post_raw(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        std::io::Result::Ok(response)
-    };
-    let response = within(&format!("POST {path}"), exchange)
-        .await
-        .expect("HTTP exchange");
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    (status, body)
+    crate::http1::exchange(addr, &request).await
 }
 
 /// Opens `ReadMessages` with `messenger-trace-context: 1`; returns once the
