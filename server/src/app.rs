@@ -28,9 +28,10 @@ pub(crate) mod tls;
 pub use error::{AppError, ConfigError};
 
 use crate::core::broker::{BrokerConfigError, RedisEngine};
+use crate::core::fanout::Fanout;
 use crate::core::history::memory::Bounds;
 use crate::core::hub::Hub;
-use crate::core::publish::{Fanout, Publisher};
+use crate::core::publish::Publisher;
 use crate::grpc::auth::{self, Auth};
 use crate::grpc::reflection::Reflection;
 use crate::grpc::service::MessengerService;

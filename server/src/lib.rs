@@ -5,7 +5,7 @@
 //! - [`app`] (`app/`): the assembly. `config` (flags and environment:
 //!   `ENV_*`, `DEFAULT_*`; parsing only), `tls` (the gRPC port's identity and
 //!   optional client CA), `bind`/`run_until_stopped` (reads the config files
-//!   once and builds everything), `shutdown` (the ordered drain within the
+//!   once and builds everything, with the builders of `build`), `shutdown` (the ordered drain within the
 //!   grace period). The only layer that knows all the others.
 //! - [`grpc`] (`grpc/`): the gRPC surface. `service` (`mes_grpc.MessengerServer`,
 //!   mapping proto to the core), `health` and `reflection` (the protocols as
@@ -18,8 +18,8 @@
 //!   `debug` (`GET /debug/subscribers`, SIGUSR2), `healthcheck` (the
 //!   container probe subcommand).
 //! - [`core`] (`core/`): the chat itself. `publish` (the one seam a send
-//!   goes through, chosen once at bind, and the bookkeeping after every
-//!   publish), `hub` (fan-out: total order, bounded queues, resume without a
+//!   goes through, chosen once at bind), `fanout` (the hub with the
+//!   bookkeeping after every publish, and the broker's one way in), `hub` (fan-out: total order, bounded queues, resume without a
 //!   seam, the slow-subscriber policy), `history` (offsets, epoch, `sendTime`
 //!   and the bounded in-memory log below the hub), `broker` (the Redis
 //!   Streams engine: replicas share one chat), `resume` (the resume
@@ -31,7 +31,8 @@
 //! - `history` imports no other module; the `hub` imports only `history`,
 //!   and carries telemetry as an opaque [`core::hub::MessageTrace`].
 //! - The broker sits above the hub and reaches it only through the ingest
-//!   path of `core::publish` ([`core::publish`]'s `Fanout`).
+//!   path of `core::fanout` (`Fanout::ingest`); `core::publish`, above both,
+//!   is the only module that names both publishers.
 //! - Only `app` reads [`Config`] or a `DEFAULT_*`: it turns them into each
 //!   part's typed settings. Other modules name `ENV_*` variables in their
 //!   messages only.

@@ -45,7 +45,6 @@ mod deliver;
 pub mod entry;
 mod error;
 mod lua;
-mod publisher;
 mod reach;
 mod reader;
 mod refusal;
@@ -59,8 +58,8 @@ pub use error::{BrokerConfigError, BrokerError, Failure};
 pub use refusal::Refusal;
 
 use crate::app::config::ENV_BROKER_URL;
+use crate::core::fanout::Fanout;
 use crate::core::history::memory::Bounds;
-use crate::core::publish::Fanout;
 use crate::ops::metrics::BrokerMetrics;
 use deliver::Delivered;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};

@@ -1,36 +1,31 @@
-//! The publish seam: the one way `SendMessage` sends, and the one place that
-//! records what came of a publish into the hub.
+//! The publish seam: the one way `SendMessage` sends.
 //!
-//! - [`Publisher`]: what the service calls. The app chooses it once, at bind:
-//!   [`Fanout`] (the embedded default: sequenced in this process, by the
-//!   hub's history) or the broker ([`RedisEngine`](crate::core::broker::RedisEngine):
-//!   sequenced in Redis, then handed to this replica's hub through
-//!   [`Fanout::ingest`]). Nothing else in the server branches on which one
-//!   runs.
-//! - [`Fanout`]: the hub with its bookkeeping. Both ways a message enters the
-//!   hub, [`Fanout::publish`] (sequenced here) and [`Fanout::ingest`]
-//!   (sequenced by the broker, read back by this replica), go through
-//!   [`Fanout::record`]: the `fanout` span and its subscriber count, the
-//!   fan-out duration, the history gauges and the slow-subscriber
-//!   disconnects are recorded there and nowhere else, so subscribers, metrics
-//!   and spans are the same whichever publisher runs.
+//! [`Publisher`] is what the service calls. The app chooses it once, at
+//! bind, from the two implemented here:
+//! - [`Fanout`] (the embedded default): sequenced in this process, by the
+//!   hub's history;
+//! - the broker ([`RedisEngine`]): sequenced in Redis under a
+//!   `broker.publish` span, then handed to this replica's hub through
+//!   [`Fanout::ingest`] before the send returns. A broker replica serves
+//!   subscriptions only once it has loaded the stream.
+//!
+//! Nothing else in the server branches on which one runs. Both
+//! implementations live here, above the broker and [`crate::core::fanout`],
+//! so neither of those imports this module.
 //!
 //! Invariant: a publisher's [`Publisher::publish`] returns only once the
 //! message is in the queue of every subscriber of this process registered
 //! before it (proto/CONTRACT.md: `SendMessage` returns after the message is
 //! in every current subscriber's queue).
 
-use crate::core::broker::BrokerError;
+use crate::core::broker::{BrokerError, RedisEngine};
+use crate::core::fanout::Fanout;
 use crate::core::history::state::StateError;
-use crate::core::history::{Draft, Message};
-pub(crate) use crate::core::hub::ShuttingDown;
-use crate::core::hub::{self, Hub, MessageTrace, Published};
-use crate::ops::metrics::{DisconnectReason, Metrics};
-use crate::ops::trace::{FanoutTrace, ReceiveTrace};
+use crate::core::hub::{self, ShuttingDown};
+use crate::ops::trace::PublishTrace;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// A publish in flight (a boxed future, so [`Publisher`] is a trait object).
 pub(crate) type Publishing<'a> =
@@ -72,103 +67,6 @@ pub(crate) trait Publisher: Send + Sync + 'static {
     fn ready(&self) -> Result<(), PublishError>;
 }
 
-/// The hub and the bookkeeping after each publish into it.
-pub(crate) struct Fanout {
-    hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
-    /// `MESSENGER_TRACE_DELIVER_SPANS_MAX`, for each message's `fanout`.
-    deliver_spans_max: usize,
-}
-
-/// One message sequenced by the broker, as this replica read it.
-pub(crate) struct Ingested {
-    pub(crate) author: String,
-    pub(crate) text: String,
-    /// The sender's context, as the entry carries it.
-    pub(crate) traceparent: Option<String>,
-    pub(crate) send_time: i128,
-    pub(crate) offset: u64,
-}
-
-impl Fanout {
-    pub(crate) fn new(hub: Arc<Hub>, metrics: Arc<Metrics>, deliver_spans_max: usize) -> Self {
-        Self {
-            hub,
-            metrics,
-            deliver_spans_max,
-        }
-    }
-
-    /// Sequences `author`/`text` in this process and hands it to every
-    /// subscriber, under the current `SendMessage` span.
-    pub(crate) fn publish_here(
-        &self,
-        author: String,
-        text: String,
-    ) -> Result<i128, hub::PublishError> {
-        let trace = FanoutTrace::start(self.deliver_spans_max);
-        let published = self.record(trace, |hub, trace| hub.publish(author, text, trace))?;
-        tracing::debug!(subscribers = published.delivered_to, "message accepted");
-        Ok(published.message.send_time)
-    }
-
-    /// Holds `message`, sequenced by the broker, in history and hands it to
-    /// every subscriber. A live entry (`receive`: its `broker.receive` span)
-    /// continues its sender's trace with this replica's `fanout`; the
-    /// message keeps `fanout`'s context for replays when it was recorded,
-    /// else the sender's. The caller hands messages over in the broker's
-    /// order and calls [`Fanout::restart`] first when one does not follow.
-    pub(crate) fn ingest(
-        &self,
-        message: Ingested,
-        receive: Option<&ReceiveTrace>,
-    ) -> Result<(), ShuttingDown> {
-        let trace = receive.map(|r| r.fanout(self.deliver_spans_max));
-        let traceparent = (trace.as_ref().and_then(|t| t.traceparent())).or(message.traceparent);
-        let draft = Draft {
-            author: message.author,
-            text: message.text,
-            traceparent,
-        };
-        let (send_time, offset) = (message.send_time, message.offset);
-        self.record(trace, |hub, trace| {
-            hub.ingest(Message::new(draft, send_time, offset), trace)
-        })?;
-        Ok(())
-    }
-
-    /// History could not continue: see [`Hub::restart`].
-    pub(crate) fn restart(&self, epoch: String, newest: u64) -> usize {
-        self.hub.restart(epoch, newest)
-    }
-
-    pub(crate) fn is_shut_down(&self) -> bool {
-        self.hub.is_shut_down()
-    }
-
-    /// Runs one publish into the hub with `trace` riding along, then records
-    /// what came of it: the one place after a publish.
-    fn record<E>(
-        &self,
-        trace: Option<Arc<FanoutTrace>>,
-        publish: impl FnOnce(&Hub, Option<Arc<dyn MessageTrace>>) -> Result<Published, E>,
-    ) -> Result<Published, E> {
-        let started = Instant::now();
-        let riding = trace.clone().map(|t| t as Arc<dyn MessageTrace>);
-        let published = publish(&self.hub, riding)?;
-        if let Some(trace) = &trace {
-            trace.set_subscribers(published.delivered_to);
-        }
-        let metrics = &self.metrics;
-        metrics
-            .fanout_duration
-            .record(started.elapsed().as_secs_f64());
-        metrics.history(published.history);
-        metrics.disconnected(DisconnectReason::Slow, published.dropped_slow as u64);
-        Ok(published)
-    }
-}
-
 impl Publisher for Fanout {
     fn publish(&self, author: String, text: String) -> Publishing<'_> {
         // Sequenced before the future is returned, under the caller's span.
@@ -178,5 +76,29 @@ impl Publisher for Fanout {
 
     fn ready(&self) -> Result<(), PublishError> {
         Ok(())
+    }
+}
+
+impl Publisher for RedisEngine {
+    fn publish(&self, author: String, text: String) -> Publishing<'_> {
+        // Called from the `SendMessage` future, so under its span.
+        let trace = PublishTrace::start(self.stream());
+        Box::pin(async move {
+            let sent = self.send(&author, &text, trace.traceparent()).await;
+            match &sent {
+                Ok(stamp) => trace.finish(Ok((&stamp.id, stamp.offset))),
+                Err(e) => trace.finish(Err(&e.to_string())),
+            }
+            Ok(sent?.send_time)
+        })
+    }
+
+    fn ready(&self) -> Result<(), PublishError> {
+        if self.is_loaded() {
+            return Ok(());
+        }
+        Err(PublishError::NotLoaded {
+            broker: self.name().into(),
+        })
     }
 }

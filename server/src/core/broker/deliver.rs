@@ -23,7 +23,7 @@
 
 use super::entry::Entry;
 use super::{Position, RedisEngine};
-use crate::core::publish::{Fanout, Ingested, ShuttingDown};
+use crate::core::fanout::{Fanout, Ingested, ShuttingDown};
 use crate::ops::trace::ReceiveTrace;
 use messenger_proto::time::unix_nanos_now;
 use std::collections::{BTreeMap, VecDeque};

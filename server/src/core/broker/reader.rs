@@ -15,7 +15,7 @@
 
 use super::entry::{self, Entry};
 use super::{Failure, RedisEngine, script};
-use crate::core::publish::{Fanout, ShuttingDown};
+use crate::core::fanout::{Fanout, ShuttingDown};
 use crate::ops::metrics::BrokerOp;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
