@@ -18,7 +18,7 @@ mkdir -p "$work"
 
 # The tags our files expect, read from them (so a version bump needs no edit here).
 from() { sed -n "s|^FROM \($1[^ ]*\).*|\1|p" "${@:2}" | sort -u; }
-image() { sed -n "s|^ *image: \($1[^ ]*\)|\1|p" docker-compose.yml; }
+image() { sed -n "s|^ *image: \($1[^ ]*\)|\1|p" docker-compose.yml | sort -u; }
 debian=$(from debian: server/Dockerfile)
 rust=$(from rust: server/Dockerfile client/Dockerfile)
 python=$(from python: tests/course/Dockerfile)
