@@ -196,6 +196,17 @@ impl Topology {
         wait_link_up(port).await;
     }
 
+    /// Restarts the node on `port` (empty) as a primary of its own, as a
+    /// crashed primary whose configuration was never rewritten comes back;
+    /// the Sentinels turn it into a replica of the current primary.
+    pub async fn restart_alone(&mut self, port: u16) {
+        let i = (self.nodes.iter())
+            .position(|n| n.port == port)
+            .expect("node");
+        assert!(self.nodes[i].proc.is_none(), "node {port} is running");
+        self.nodes[i].proc = Some(start_node(&self.nodes[i], None).await);
+    }
+
     /// Waits until every Sentinel knows both replicas and the two other
     /// Sentinels (so a failover has its quorum and a replica to promote).
     pub async fn wait_formed(&self) {

@@ -127,6 +127,24 @@ pub fn redact_userinfo(line: &str) -> String {
         rest = &tail[end..];
     }
     out.push_str(rest);
+    redact_password_params(&out)
+}
+
+/// `line` with the value of every `...password=<value>` query parameter (a
+/// Sentinel URL's `sentinel_password`) replaced by `***`.
+fn redact_password_params(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("password=") {
+        let (head, tail) = rest.split_at(at + "password=".len());
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || "'\"&#".contains(c))
+            .unwrap_or(tail.len());
+        out.push_str("***");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -294,5 +312,9 @@ mod tests {
             "a rediss://***@host/x and http://host:1/a@b"
         );
         assert_eq!(redact_userinfo("no url here"), "no url here");
+        assert_eq!(
+            redact_userinfo("'redis+sentinel://h/m?sentinel_password=s3cr3t&x=1' bad"),
+            "'redis+sentinel://h/m?sentinel_password=***&x=1' bad"
+        );
     }
 }

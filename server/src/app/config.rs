@@ -329,12 +329,23 @@ impl Config {
     }
 }
 
-/// A `redis://` or `rediss://` URL the Redis client accepts; the error says
+/// A `redis://` or `rediss://` URL the Redis client accepts, or a Sentinel URL
+/// ([`SentinelUrl`](crate::core::broker::sentinel_url::SentinelUrl)); the error says
 /// what form is expected (clap prints it naming the flag, exit 2).
 fn parse_broker_url(url: &str) -> Result<String, String> {
+    use crate::core::broker::sentinel_url::SentinelUrl;
+    if SentinelUrl::is_sentinel(url) {
+        return SentinelUrl::parse(url).map(|_| url.to_owned()).map_err(|e| {
+            format!(
+                "{e}; expected redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master-name>"
+            )
+        });
+    }
     let scheme = url.split_once("://").map(|(s, _)| s);
     if !matches!(scheme, Some("redis" | "rediss")) {
-        return Err("expected redis://host:port[/db] or rediss://host:port[/db]".to_owned());
+        return Err("expected redis://host:port[/db], rediss://host:port[/db], \
+             redis+sentinel://host[:port][,host[:port]...]/<master-name> or rediss+sentinel://..."
+            .to_owned());
     }
     // The port, when given, is checked here: the URL parser's "invalid port
     // number" does not say which port or what range.

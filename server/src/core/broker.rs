@@ -51,6 +51,7 @@ mod refusal;
 mod replicas;
 mod room;
 pub mod script;
+mod sentinel;
 pub mod sentinel_url;
 
 pub use connect::redacted;
@@ -80,7 +81,8 @@ pub const STREAM_MIN_LEN: usize = 1_000;
 /// What the broker needs from the configuration; the app builds it.
 #[derive(Debug, Clone)]
 pub(crate) struct BrokerSettings {
-    /// `redis://` or `rediss://` URL (validated by the config parser).
+    /// `redis://`, `rediss://`, `redis+sentinel://` or `rediss+sentinel://`
+    /// URL (validated by the config parser).
     pub(crate) url: String,
     pub(crate) stream: String,
     /// TLS files, `rediss://` only ([`connect::client`]): the CA bundle, the
@@ -131,7 +133,16 @@ impl Seen {
 /// One replica's handle on the shared stream.
 pub struct RedisEngine {
     name: Arc<str>,
-    client: redis::Client,
+    /// The node in use: the URL's, or the primary Sentinel named last
+    /// ([`sentinel`]).
+    client: parking_lot::Mutex<redis::Client>,
+    /// With a Sentinel URL: the Sentinels to ask, the primary in use
+    /// (`None` until found), a generation bumped on each change (ends the
+    /// reader's session), and a nudge to ask again (`READONLY`).
+    follower: Option<sentinel::Follower>,
+    primary: parking_lot::Mutex<Option<(String, u16)>>,
+    moved: watch::Sender<u64>,
+    resolve: Arc<tokio::sync::Notify>,
     /// Replaced after a refusal ([`refusal`]): the manager redials only
     /// after I/O errors, so a connection whose login was refused (a password
     /// changed, an ACL user disabled) would fail the same way forever.
@@ -177,10 +188,19 @@ pub struct RedisEngine {
 }
 
 impl RedisEngine {
-    /// A handle for `settings.url` with its TLS files ([`connect::client`]);
-    /// connects lazily, so a broker that is down at start is not an error.
+    /// A handle for `settings.url` with its TLS files ([`connect::client`]),
+    /// or the Sentinels of a Sentinel URL ([`sentinel`]); connects lazily,
+    /// so a broker that is down at start is not an error.
     pub(crate) fn new(settings: BrokerSettings) -> Result<Arc<Self>, BrokerConfigError> {
-        let client = connect::client(&settings)?;
+        let (client, follower) = match sentinel_url::SentinelUrl::is_sentinel(&settings.url) {
+            // Never dialled: every use of the broker asks the Sentinels
+            // first while no primary is known ([`Self::follow`]).
+            true => (
+                redis::Client::open("redis://127.0.0.1:0").map_err(BrokerConfigError::Url)?,
+                Some(sentinel::Follower::new(&settings)?),
+            ),
+            false => (connect::client(&settings)?, None),
+        };
         let timeout = settings.timeout;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -194,7 +214,11 @@ impl RedisEngine {
         metrics.refusal_reasons(Refusal::ALL.map(Refusal::label));
         Ok(Arc::new(Self {
             name: redacted(&settings.url).into(),
-            client,
+            client: parking_lot::Mutex::new(client),
+            follower,
+            primary: parking_lot::Mutex::new(None),
+            moved: watch::Sender::new(0),
+            resolve: Arc::default(),
             publisher: parking_lot::Mutex::new(publisher),
             manager,
             meta: format!("{}:meta", settings.stream),
@@ -334,6 +358,11 @@ impl RedisEngine {
         }
     }
 
+    /// The client for the node in use.
+    fn client(&self) -> redis::Client {
+        self.client.lock().clone()
+    }
+
     /// The publishing connection (a cheap handle on the shared one).
     fn publisher(&self) -> ConnectionManager {
         self.publisher.lock().clone()
@@ -364,9 +393,10 @@ impl RedisEngine {
         if let Some(queued) = self.queued.lock().take() {
             let publishing = commit::start(Arc::downgrade(self), queued);
             let watch = refusal::watch(Arc::downgrade(self));
+            let follow = sentinel::watch(Arc::downgrade(self));
             match &publishing {
-                Some(runtime) => drop(runtime.spawn(watch)),
-                None => drop(tokio::spawn(watch)),
+                Some(runtime) => drop((runtime.spawn(watch), runtime.spawn(follow))),
+                None => drop((tokio::spawn(watch), tokio::spawn(follow))),
             }
             if let Some(runtime) = publishing {
                 let _ = self.publishing.set(runtime);

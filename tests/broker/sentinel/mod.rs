@@ -1,6 +1,13 @@
 //! Redis Sentinel (issue 25): the topology helper itself
-//! ([`messenger_tests::sentinel::Topology`]), and replicas that follow the
-//! primary through a failover.
+//! ([`messenger_tests::sentinel::Topology`]), and messenger replicas on a
+//! `redis+sentinel://` URL that follow the primary through failovers with no
+//! acknowledged message lost silently.
+
+mod failover;
+mod load;
+mod start;
+mod switch;
+mod timing;
 
 use crate::HEAVY;
 use messenger_tests::sentinel::{Topology, role};

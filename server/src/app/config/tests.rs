@@ -26,6 +26,9 @@ fn rejects_bad_values() {
         "http://h:1",
         "redis://h:notaport",
         "unix:///tmp/r",
+        "redis+sentinel://h",
+        "redis+sentinel://h:0/m",
+        "redis+sentinel://h/m/0",
     ] {
         assert!(
             Config::try_parse_from(["s", "--broker-url", bad]).is_err(),
@@ -37,7 +40,13 @@ fn rejects_bad_values() {
 
 #[test]
 fn accepts_redis_urls() {
-    for good in ["redis://127.0.0.1:6379", "redis://h:1/2", "rediss://h:6380"] {
+    for good in [
+        "redis://127.0.0.1:6379",
+        "redis://h:1/2",
+        "rediss://h:6380",
+        "redis+sentinel://s1,s2:26380/mymaster",
+        "rediss+sentinel://u:p@[::1]:26379/m?sentinel_password=x",
+    ] {
         let c = Config::try_parse_from(["s", "--broker-url", good]).unwrap();
         assert_eq!(c.broker_url.as_deref(), Some(good));
     }

@@ -215,6 +215,13 @@ async fn publish(
         return (batch, Err(queued));
     }
     if !broker.is_up() || idle {
+        // With Sentinel, the primary may have moved while the broker was down.
+        if !broker.is_up() {
+            let asked = tokio::time::timeout_at(deadline, broker.follow()).await;
+            if let Err(failure) = asked.unwrap_or(Err(Failure::Timeout(broker.timeout))) {
+                return (batch, Err(broker.batch_failed(failure)));
+            }
+        }
         let ping = tokio::time::timeout_at(deadline, broker.ping_publisher()).await;
         let failed = match ping {
             Ok(Ok(())) => None,

@@ -1,6 +1,6 @@
 //! The Redis client for the configured broker URL: TLS trust for a
-//! `rediss://` broker with a private CA or a client certificate, and the URL as logs and errors show
-//! it, without credentials.
+//! `rediss://` (or `rediss+sentinel://`) broker with a private CA or a client certificate, and the
+//! URL as logs and errors show it, without credentials.
 
 use super::{BrokerConfigError, BrokerSettings};
 use crate::app::config::{ENV_BROKER_CA, ENV_BROKER_CERT, ENV_BROKER_KEY, ENV_BROKER_URL};
@@ -51,25 +51,37 @@ pub fn redacted(url: &str) -> String {
     format!("{scheme}://{rest}")
 }
 
-/// The client for the configured broker URL (validated by the config
-/// parser). TLS files apply to a `rediss://` URL only (for a plaintext
-/// broker they are a mistake): `MESSENGER_BROKER_CA` replaces the webpki
-/// roots with a private CA bundle; `MESSENGER_BROKER_CERT`/`_KEY` (both or
-/// neither, the key checked against the certificate) are presented to a
-/// broker that asks for a client certificate.
+/// The client for the configured plain broker URL (validated by the config
+/// parser), with its TLS files ([`certificates`]).
 pub(super) fn client(settings: &BrokerSettings) -> Result<redis::Client, BrokerConfigError> {
     let url = settings.url.as_str();
+    match certificates(settings, url.starts_with("rediss://"))? {
+        None => redis::Client::open(url).map_err(BrokerConfigError::Url),
+        Some(certs) => redis::Client::build_with_tls(url, certs).map_err(BrokerConfigError::Tls),
+    }
+}
+
+/// The broker's TLS files, for a TLS broker (`tls`; `rediss://` or
+/// `rediss+sentinel://`) only (for a plaintext broker they are a mistake):
+/// `MESSENGER_BROKER_CA` replaces the webpki roots with a private CA bundle;
+/// `MESSENGER_BROKER_CERT`/`_KEY` (both or neither, the key checked against
+/// the certificate) are presented to a broker that asks for a client
+/// certificate. `None` when no file is set.
+pub(super) fn certificates(
+    settings: &BrokerSettings,
+    tls: bool,
+) -> Result<Option<redis::TlsCertificates>, BrokerConfigError> {
     let ca = settings.ca.as_deref();
     let identity = tls::pair(
         (ENV_BROKER_CERT, settings.cert.as_deref()),
         (ENV_BROKER_KEY, settings.key.as_deref()),
     )?;
     let var = match (ca, identity) {
-        (None, None) => return redis::Client::open(url).map_err(BrokerConfigError::Url),
+        (None, None) => return Ok(None),
         (Some(_), _) => ENV_BROKER_CA,
         (None, Some(_)) => ENV_BROKER_CERT,
     };
-    if !url.starts_with("rediss://") {
+    if !tls {
         return Err(BrokerConfigError::NotTls { var });
     }
     let root_cert = match ca {
@@ -93,9 +105,8 @@ pub(super) fn client(settings: &BrokerSettings) -> Result<redis::Client, BrokerC
         }
         None => None,
     };
-    let certs = redis::TlsCertificates {
+    Ok(Some(redis::TlsCertificates {
         client_tls,
         root_cert,
-    };
-    redis::Client::build_with_tls(url, certs).map_err(BrokerConfigError::Tls)
+    }))
 }

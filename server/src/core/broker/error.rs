@@ -64,7 +64,12 @@ impl BrokerError {
             {
                 "retry with backoff"
             }
-            Failure::Unreachable(_) | Failure::Queued(_) => "retry with backoff",
+            Failure::Unreachable(_) | Failure::Queued(_) | Failure::NoPrimary(_) => {
+                "retry with backoff"
+            }
+            Failure::NotPrimary(_) | Failure::Moved => {
+                "retry: nothing was stored, a resend is safe"
+            }
             Failure::Lost { .. } => "resend it",
             Failure::NotDelivered { .. } => "do not resend it",
             Failure::NotReplicated { .. } => {
@@ -119,6 +124,18 @@ pub enum Failure {
         replicas: u64,
         wanted: u64,
     },
+    /// With Sentinel: no Sentinel named a primary that answers as one (all
+    /// unreachable, the master name unknown to them, or a failover under
+    /// way). Nothing was sent.
+    #[error("no primary: {0}; message not sent")]
+    NoPrimary(String),
+    /// With Sentinel: the node in use answered `READONLY` (it was demoted to
+    /// a replica), so the script stored nothing; the Sentinels are asked again.
+    #[error("not sent: the node in use is no longer the primary ({0}); following the new one")]
+    NotPrimary(redis::RedisError),
+    /// With Sentinel: the reader's node is not the primary any more.
+    #[error("the primary moved (Sentinel failover); reconnecting to the new one")]
+    Moved,
     /// The publishing task ended (the server is shutting down) with the
     /// message taken but unanswered.
     #[error("this server stopped publishing (shutting down) before the broker answered")]
@@ -148,11 +165,15 @@ pub enum BrokerConfigError {
     #[error("{ENV_BROKER_URL}: {0}")]
     Url(redis::RedisError),
     #[error(
-        "{var} needs a rediss:// {ENV_BROKER_URL}: TLS files for a plaintext broker are a mistake"
+        "{var} needs a rediss:// or rediss+sentinel:// {ENV_BROKER_URL}: TLS files for a plaintext broker are a mistake"
     )]
     NotTls { var: &'static str },
     #[error("{var} is set but {ENV_BROKER_URL} is not: broker TLS files need a rediss:// broker")]
     NoBroker { var: &'static str },
+    #[error(
+        "{ENV_BROKER_URL}: {0}; expected redis+sentinel://[user:password@]host[:port][,host[:port]...]/<master-name>"
+    )]
+    Sentinel(String),
     #[error("{ENV_BROKER_URL}: TLS files not usable: {0}")]
     Tls(redis::RedisError),
     /// Unreadable, not PEM, half a cert/key pair, or a key not the

@@ -30,12 +30,14 @@ impl RedisEngine {
     /// A publish script call (or its `PING`) failed: a failure that says the
     /// broker is unreachable marks it down. Returns the failure.
     pub(super) fn batch_failed(&self, failure: Failure) -> Failure {
+        let failure = self.not_primary(failure);
         if self.note_refusal(&failure) {
             return failure;
         }
         let unreachable = match &failure {
             Failure::Redis(e) => e.is_io_error() || e.is_connection_dropped() || e.is_timeout(),
             Failure::Timeout(_) | Failure::Unreachable(_) => true,
+            Failure::NoPrimary(_) | Failure::NotPrimary(_) | Failure::Moved => true,
             _ => false,
         };
         if unreachable {

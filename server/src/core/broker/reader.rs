@@ -39,15 +39,31 @@ pub(super) async fn run(broker: Arc<RedisEngine>, fanout: Arc<Fanout>) {
     // The id of the last entry read: where the next `XREAD` starts.
     let mut last_id = "0-0".to_owned();
     let mut backoff = BACKOFF_MIN;
+    let mut moved = broker.moved.subscribe();
     loop {
-        let failure = match session(&broker, &fanout, &mut last_id, &mut backoff).await {
-            Ok(ShuttingDown) => return,
+        // With Sentinel: the primary, asked at every (re)connection.
+        let followed = broker.follow().await;
+        moved.borrow_and_update();
+        let failure = match followed {
             Err(failure) => failure,
+            Ok(()) => tokio::select! {
+                ended = session(&broker, &fanout, &mut last_id, &mut backoff) => match ended {
+                    Ok(ShuttingDown) => return,
+                    Err(failure) => broker.not_primary(failure),
+                },
+                // A new primary: this session's node is not it any more.
+                _ = moved.changed() => Failure::Moved,
+            },
         };
+        if matches!(failure, Failure::Moved) {
+            broker.set_up(false, Some(&failure));
+            continue;
+        }
         broker.metrics.error(BrokerOp::Read);
         broker.note_refusal(&failure);
         broker.set_up(false, Some(&failure));
-        tokio::time::sleep(backoff).await;
+        // A new primary is tried at once, not after the backoff.
+        let _ = tokio::time::timeout(backoff, moved.changed()).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
         if fanout.is_shut_down() {
             return;
@@ -67,7 +83,7 @@ async fn session(
         .set_connection_timeout(Some(broker.timeout))
         .set_response_timeout(Some(block + broker.timeout));
     let mut conn = broker
-        .client
+        .client()
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     load(broker, fanout, &mut conn, last_id).await?;
@@ -84,7 +100,13 @@ async fn session(
             .arg(&broker.stream)
             .arg(&*last_id)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .inspect_err(|e| {
+                // No answer within the block and the timeout: the stall rule.
+                if e.is_timeout() {
+                    broker.metrics.reader_stall();
+                }
+            })?;
         broker.set_up(true, None);
         if reply.is_none() {
             // Idle for a whole block: check the epoch, so a new one another

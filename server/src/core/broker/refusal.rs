@@ -160,8 +160,8 @@ impl RedisEngine {
     }
 
     /// A fresh publishing connection in place of the current one.
-    fn redial(&self) {
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.manager.clone()) {
+    pub(super) fn redial(&self) {
+        match ConnectionManager::new_lazy_with_config(self.client(), self.manager.clone()) {
             Ok(fresh) => *self.publisher.lock() = fresh,
             Err(e) => {
                 tracing::warn!(broker = %self.name, error = %e, "broker publishing connection not replaced")

@@ -17,6 +17,9 @@ pub(super) const BROKER_ERRORS: &str = "messenger_broker_errors_total";
 pub(super) const BROKER_REFUSALS: &str = "messenger_broker_refusals_total";
 pub(super) const BROKER_ROOM_MADE: &str = "messenger_broker_room_made_total";
 pub(super) const BROKER_WAIT_TIMEOUTS: &str = "messenger_broker_wait_timeouts_total";
+pub(super) const BROKER_FAILOVERS: &str = "messenger_broker_failovers_total";
+pub(super) const BROKER_PRIMARY_INFO: &str = "messenger_broker_primary_info";
+pub(super) const BROKER_READER_STALLS: &str = "messenger_broker_reader_stalls_total";
 
 /// 50 µs .. ~3 s: one script round trip.
 pub(super) static PUBLISH_BUCKETS: LazyLock<Vec<f64>> =
@@ -62,6 +65,8 @@ pub(crate) struct BrokerMetrics {
     errors: [Counter; 4],
     room_made: Counter,
     wait_timeouts: Counter,
+    failovers: Counter,
+    reader_stalls: Counter,
 }
 
 impl BrokerMetrics {
@@ -103,6 +108,18 @@ impl BrokerMetrics {
             BROKER_WAIT_TIMEOUTS,
             "Batches stored on the primary that fewer replicas than MESSENGER_BROKER_MIN_REPLICAS confirmed in time (WAIT); their sends answered UNAVAILABLE, outcome unknown."
         );
+        describe_counter!(
+            BROKER_FAILOVERS,
+            "Primary changes this replica followed (Sentinel): each time the Sentinels named another primary than the one in use."
+        );
+        describe_gauge!(
+            BROKER_PRIMARY_INFO,
+            "1 for the Redis primary this replica uses (Sentinel), by server_address and server_port; 0 for one it used before."
+        );
+        describe_counter!(
+            BROKER_READER_STALLS,
+            "Times this replica's reader got no answer within twice MESSENGER_BROKER_TIMEOUT_MS (a wedged connection) and turned the replica NOT_SERVING."
+        );
         let metrics = Self {
             up: gauge!(BROKER_UP),
             publish: histogram!(BROKER_PUBLISH),
@@ -111,7 +128,11 @@ impl BrokerMetrics {
             errors: BrokerOp::ALL.map(|op| counter!(BROKER_ERRORS, "op" => op.label())),
             room_made: counter!(BROKER_ROOM_MADE),
             wait_timeouts: counter!(BROKER_WAIT_TIMEOUTS),
+            failovers: counter!(BROKER_FAILOVERS),
+            reader_stalls: counter!(BROKER_READER_STALLS),
         };
+        metrics.failovers.absolute(0);
+        metrics.reader_stalls.absolute(0);
         metrics.room_made.absolute(0);
         metrics.wait_timeouts.absolute(0);
         metrics.up.set(0.0);
@@ -142,6 +163,21 @@ impl BrokerMetrics {
 
     pub(crate) fn wait_timeout(&self) {
         self.wait_timeouts.increment(1);
+    }
+
+    pub(crate) fn reader_stall(&self) {
+        self.reader_stalls.increment(1);
+    }
+
+    /// The primary in use is now `new` (1); `old`, if any, was followed
+    /// away from (0, and one failover counted).
+    pub(crate) fn primary(&self, old: Option<&(String, u16)>, new: &(String, u16)) {
+        let info = |(host, port): &(String, u16)| gauge!(BROKER_PRIMARY_INFO, "server_address" => host.clone(), "server_port" => port.to_string());
+        if let Some(old) = old {
+            info(old).set(0.0);
+            self.failovers.increment(1);
+        }
+        info(new).set(1.0);
     }
 }
 
