@@ -32,7 +32,6 @@ use crate::backend::resume::ResumeCounters;
 use crate::backend::tail::{Tail, TailEvent, TailOptions};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::EventMetrics;
-use crate::routes::AppState;
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -110,12 +109,11 @@ pub(crate) struct Since {
         (status = 504, description = "The server did not answer", body = ErrorBody),
     ))]
 pub(crate) async fn events(
-    State(state): State<AppState>,
+    State(streams): State<EventStreams>,
     headers: HeaderMap,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let since = position(&headers, query)?;
-    let streams = state.events;
     if streams.stop.is_cancelled() {
         return Err(ApiError::ShuttingDown);
     }

@@ -46,6 +46,14 @@ pub struct AppState {
     pub page: crate::page::Page,
 }
 
+/// `/events` takes only its own part of the state, so `events` does not
+/// import this module (no `events` <-> `routes` loop).
+impl axum::extract::FromRef<AppState> for crate::events::EventStreams {
+    fn from_ref(state: &AppState) -> Self {
+        state.events.clone()
+    }
+}
+
 /// A message to send to the chat.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct SendRequest {
