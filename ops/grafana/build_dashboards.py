@@ -288,6 +288,40 @@ def overview():
          (f"sum by (instance) (increase(messenger_broker_wait_timeouts_total{{{SRV}}}[$__rate_interval]))",
           "{{instance}} WAIT timed out")]), w=24)
 
+    L.row("Broker failover (Redis Sentinel, redis+sentinel://)")
+    L.add(timeseries(
+        "Failovers followed",
+        "Times each replica moved its publisher and reader to a new Redis primary (Sentinel "
+        "+switch-master, a READONLY answer, a connection failure or the periodic re-resolve found "
+        "another primary). Normal: none; one failover shows once on every replica, and BrokerFailover "
+        "fires for 15 minutes. Sends answer UNAVAILABLE (fail fast) while a replica moves.",
+        [(f"sum by (instance) (increase(messenger_broker_failovers_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}}")]), w=6)
+    L.add(timeseries(
+        "Primary in use per replica",
+        "1 for the Redis primary (server_address:server_port) each replica publishes to and reads "
+        "from. Normal: every replica on the same primary; a line moving to another address is a "
+        "failover. Two replicas on different primaries for more than a few seconds means one did not "
+        "follow (look for BrokerReaderStalled and its log).",
+        [(f"max by (instance, server_address, server_port) (messenger_broker_primary_info{{{SRV}}})",
+          "{{instance}} → {{server_address}}:{{server_port}}")]), w=6)
+    L.add(timeseries(
+        "WAIT timeouts",
+        "Batches stored on the primary that fewer than MESSENGER_BROKER_MIN_REPLICAS replicas "
+        "confirmed in time (Redis WAIT): their sends answered UNAVAILABLE with the outcome unknown. "
+        "Normal: none; a burst around a failover (a replica lost or resyncing), steady ones mean a "
+        "replica lags or is missing (INFO replication on the primary).",
+        [(f"sum by (instance) (increase(messenger_broker_wait_timeouts_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}}")]), w=6)
+    L.add(timeseries(
+        "Reader stalls",
+        "Times a replica's stream reader made no progress while its own publishes succeeded (a "
+        "wedged connection, a reader left on a former primary): the replica turned NOT_SERVING "
+        "within twice MESSENGER_BROKER_TIMEOUT_MS and reconnected its reader. Normal: none; "
+        "BrokerReaderStalled fires for 10 minutes after one.",
+        [(f"sum by (instance) (increase(messenger_broker_reader_stalls_total{{{SRV}}}[$__rate_interval]))",
+          "{{instance}}")]), w=6)
+
     L.row("History and resume")
     L.add(timeseries(
         "History size (messages)",
