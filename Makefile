@@ -133,7 +133,8 @@ endef
 
 define SCALE_URLS
 	@echo "server-b    localhost:51076 (gRPC, replica B; the one above is replica A), http://localhost:9465/metrics"
-	@echo "redis       the broker, inside the compose network only (redis:6379, stream messenger:chat)"
+	@echo "redis       the broker, inside the compose network only: primary redis-1:6379, replicas redis-2:6380 and redis-3:6381,"
+	@echo "            Sentinels sentinel-1:26379, sentinel-2:26380, sentinel-3:26381 (master messenger; stream messenger:chat)"
 	@echo "            client1 -> replica A, client2 -> replica B; Grafana's replica variable picks one"
 endef
 
@@ -150,7 +151,9 @@ up-secure:
 	$(STACK_URLS)
 
 ## Two server replicas sharing one chat through Redis Streams
-## (ops/compose/scale.yml): client1 -> replica A, client2 -> replica B.
+## (ops/compose/scale.yml): client1 -> replica A, client2 -> replica B; Redis
+## as a primary and two replicas under three Sentinels, which the replicas
+## follow (MESSENGER_BROKER_URL=redis+sentinel://..., MIN_REPLICAS 1).
 up-scale:
 	$(COMPOSE) $(SCALE) up -d --build
 	$(STACK_URLS)

@@ -13,6 +13,9 @@ For the stack (secure: after `make certs` with no flags, as a user starts it) it
   its counts;
 - checks through Prometheus's API that every target of a running service is up and that
   every alert rule is loaded;
+- scale: checks that the three Sentinels agree on the primary and see both Redis replicas and
+  each other, then runs a planned switchover (SENTINEL FAILOVER) and the round trip again
+  once both server replicas have followed it;
 - stops each container within its stop_grace_period, exit code 0, and removes the stack
   (volumes kept, as `make down`).
 With podman it runs the file ops/check/stack_derive.py derives and prints each adaptation;
@@ -32,6 +35,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack_derive  # noqa: E402
+import stack_sentinel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "target" / "stack"
@@ -177,7 +181,9 @@ def non_root(engine):
             fail(f"{service}: uid:gid {ids[:2]}, read-only root {readonly}")
 
 
-def round_trip(engine):
+def round_trip(engine, quiet_fail=False):
+    """Sends through client1 and reads it back through client2; with quiet_fail, a miss raises
+    OSError for the caller to retry instead of failing the stack."""
     text = f"stack-test {engine.stack} {time.time_ns()}"
     # As client1: in the secure stack, client1's token may post only as its author, client1.
     sent = http("POST", "http://127.0.0.1:8080/sendMessage", {"author": "client1", "text": text})
@@ -191,6 +197,8 @@ def round_trip(engine):
         via = [engine.services[c]["environment"]["MESSENGER_SERVER_ADDR"] for c in ("client1", "client2")]
         print(f"  round trip: client1 -> {via[0]} ... {via[1]} -> client2{secure}: sendTime {sent['sendTime']} "
               f"read back in {time.monotonic() - start:.2f} s")
+    elif quiet_fail:
+        raise OSError(f"round trip: sent {text!r} at {sent}, client2 returned {got}")
     else:
         fail(f"round trip: sent {text!r} at {sent}, client2 returned {got}")
 
@@ -253,6 +261,9 @@ def main():
         if args.stack in COURSE:
             course(engine)
         prometheus(engine)
+        if args.stack == "scale":
+            stack_sentinel.topology(engine, run, fail, HEALTHY_WITHIN)
+            stack_sentinel.failover(engine, run, fail, HEALTHY_WITHIN, round_trip)
     finally:
         engine.stop()
     if failures:

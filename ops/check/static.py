@@ -11,9 +11,8 @@
   defined component is used; exporters point at compose services that exist.
 - Compose: every bind-mounted ./ops path exists (also in ops/compose/scale.yml).
 - The two-replica stack (docker-compose.yml merged with ops/compose/scale.yml, as compose merges
-  them): redis pinned to an exact version, append-only on a named volume at /data, a redis-cli
-  ping healthcheck, only in the `scale` profile; every server replica on that redis
-  (MESSENGER_BROKER_URL) and waiting for its health; client1 and client2 on different replicas;
+  them): the Redis primary, replicas and Sentinels, and every server replica on them through
+  the Sentinel URL (static_broker.py); client1 and client2 on different replicas;
   Prometheus mounting ops/prometheus/prometheus-scale.yml, which is prometheus.yml except that the
   messenger-server job scrapes exactly the replicas' metrics ports, each with its own `replica`
   label; every replica's stop_grace_period above its drain.
@@ -42,6 +41,7 @@ from pathlib import Path
 import yaml
 
 import docs
+import static_broker
 import static_stack
 
 OPS = Path(__file__).resolve().parents[1]
@@ -241,18 +241,6 @@ def scale_stack(base):
     services = {name: merged(base["services"].get(name, {}), svc)
                 for name, svc in override.get("services", {}).items()}
     services = {**base["services"], **services}
-    redis = services.get("redis", {})
-    check(re.fullmatch(r"redis:\d+\.\d+\.\d+(-alpine)?", redis.get("image", "")),
-          f"docker-compose.yml: redis image {redis.get('image')!r} is not an exact redis:X.Y.Z tag")
-    command = [str(c) for c in redis.get("command", [])]
-    check("--appendonly" in command and command[command.index("--appendonly") + 1:][:1] == ["yes"],
-          "docker-compose.yml: redis without --appendonly yes")
-    data = [v for v in redis.get("volumes", []) if v.split(":")[1:2] == ["/data"]]
-    check(data and data[0].split(":")[0] in (base.get("volumes") or {}),
-          "docker-compose.yml: redis /data is not a named volume")
-    check("redis-cli" in str(redis.get("healthcheck", {}).get("test")) and "ping" in str(redis["healthcheck"]["test"]),
-          "docker-compose.yml: redis healthcheck is not redis-cli ping")
-    check(redis.get("profiles") == ["scale"], "docker-compose.yml: redis must be in the scale profile only")
     replicas = {name: svc for name, svc in services.items() if svc.get("image") == "messenger-server:local"}
     check(len(replicas) >= 2, f"{where}: fewer than two server replicas: {sorted(replicas)}")
     names = {}  # every network name of a replica -> the replica
@@ -260,11 +248,7 @@ def scale_stack(base):
         names[name] = name
         for alias in ((svc.get("networks") or {}).get("default") or {}).get("aliases", []):
             names[alias] = name
-        env = svc.get("environment", {})
-        host = re.match(r"rediss?://([^:/]+)", env.get("MESSENGER_BROKER_URL", ""))
-        check(host and host.group(1) == "redis", f"{where}: {name} is not on the redis broker: {env.get('MESSENGER_BROKER_URL')}")
-        check((svc.get("depends_on") or {}).get("redis", {}).get("condition") == "service_healthy",
-              f"{where}: {name} does not wait for redis to be healthy")
+    broker = static_broker.check_broker(check, services, base.get("volumes") or {}, replicas)
     reached = {c: names.get(host_port(services[c]["environment"].get("MESSENGER_SERVER_ADDR", ""))[0])
                for c in ("client1", "client2")}
     check(None not in reached.values() and len(set(reached.values())) == 2,
@@ -287,14 +271,14 @@ def scale_stack(base):
           f"prometheus-scale.yml: messenger-server targets {sorted(targets)} are not the replicas' metrics ports")
     check(None not in targets.values() and len(set(targets.values())) == len(targets),
           f"prometheus-scale.yml: each replica target needs its own replica label: {targets}")
-    return len(replicas)
+    return len(replicas), broker
 
 
 def main():
     base = compose()
     services = base.get("services", {})
     stop_grace(services)
-    replicas = scale_stack(base)
+    replicas, (nodes, sentinels) = scale_stack(base)
     boards = grafana(services)
     pipelines = collector(services)
     compose_mounts(services)
@@ -305,7 +289,7 @@ def main():
         print("FAIL:", *errors, sep="\n  ")
         sys.exit(1)
     print(f"static ops checks OK: {boards} dashboards, {pipelines} collector pipelines, {len(services)} services, "
-          f"{replicas} server replicas in the scale stack")
+          f"{replicas} server replicas on {nodes} Redis nodes under {sentinels} Sentinels in the scale stack")
 
 
 if __name__ == "__main__":
