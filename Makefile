@@ -100,8 +100,9 @@ DOCKERFILES := server/Dockerfile client/Dockerfile tests/course/Dockerfile
 ## rule unit tests (promtool), Grafana provisioning and collector pipelines, and
 ## every dashboard and alert query against a real Prometheus scraping the
 ## release binaries, as the plain stack (make up) and as the two-replica stack
-## on a real redis-server (make up-scale). Installs the Debian packages
-## docker-compose, prometheus and redis-server if missing.
+## on a real Redis primary, two replicas and three Sentinels (make up-scale),
+## with a failover. Installs the Debian packages docker-compose, prometheus and
+## redis-server if missing.
 ops-check: build $(VENV)/.ops-installed
 	ops/check/install-tools.sh
 	ops/check/compose.sh
@@ -238,7 +239,7 @@ soak-ci: build
 ## acknowledged message lost fails it. SOAK_FAULTS_SECS=60 in `make test`.
 .PHONY: soak-faults
 SOAK_FAULTS_SECS ?= 60
-SOAK_FAULTS ?= links,replica
+SOAK_FAULTS ?= links,replica,failover
 MIN_REPLICAS ?= 1
 soak-faults: build test-tools
 	$(BIN)/messenger-bench soak-faults --bin-dir $(BIN) --duration $(SOAK_FAULTS_SECS) \

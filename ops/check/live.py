@@ -16,11 +16,14 @@
 
 Broker mode (--broker on; `auto`, the default, turns it on when messenger-server --help lists
 --broker-url): the topology of ops/compose/scale.yml instead, scraped with
-ops/prometheus/prometheus-scale.yml: a redis-server on a free loopback port, two server replicas
-on it (MESSENGER_BROKER_URL), client1 on replica A (with the slow subscriber), client2 on replica
-B. Then every broker panel and broker alert quantity (messenger_broker_*) must return data, and
-both replicas must report messenger_broker_up 1; finally Redis is stopped, and both must report
-0 and the BrokerDown alert must fire for each (about 30 s, its `for`). Without a broker those queries still run, but
+ops/prometheus/prometheus-scale.yml: a Redis primary, two replicas and three Sentinels on free
+loopback ports (broker.py), two server replicas on them (MESSENGER_BROKER_URL=redis+sentinel://),
+client1 on replica A (with the slow subscriber), client2 on replica B. Then every broker panel and
+broker alert quantity (messenger_broker_*) must return data, and both replicas must report
+messenger_broker_up 1; then the primary is killed (-9): both replicas must follow the failover
+(messenger_broker_primary_info names the new primary, messenger_broker_failovers_total 1) and
+BrokerFailover must fire for each; finally Redis is stopped, and both must report 0 and the
+BrokerDown alert must fire for each (about 30 s, its `for`). Without a broker those queries still run, but
 their metrics are not required to exist or to return data (they are listed as skipped).
 
 Every wait is on an event (a log line, /-/ready, target health, a series value), bounded by a
@@ -102,17 +105,37 @@ def drive_traffic(stack, prom):
     return accepted
 
 
+def firing(prom, alertname):
+    return {a["labels"].get("instance") for a in prom.api("alerts")["alerts"]
+            if a["labels"]["alertname"] == alertname and a["state"] == "firing"}
+
+
+def failover(stack, prom):
+    """Kills the primary: every replica must move to the one the Sentinels promote, count one
+    failover, report messenger_broker_up 1 again, and BrokerFailover must fire for each."""
+    n = len(stack.replicas)
+    old = stack.kill_primary()
+    in_use = 'messenger_broker_primary_info == 1'
+    moved = lambda: [r["metric"].get("server_port") for r in prom.api("query", query=in_use)["result"]]
+    wait_for(f"both replicas on a primary other than port {old} in Prometheus",
+             lambda: len(moved()) == n and str(old) not in moved(), timeout=TIMEOUT + 30)
+    wait_for("messenger_broker_failovers_total 1 and messenger_broker_up 1 on every replica",
+             lambda: prom.value("sum(messenger_broker_failovers_total)") == n
+             and prom.value("sum(messenger_broker_up)") == n)
+    wait_for(f"alert BrokerFailover firing for all {n} replicas", lambda: len(firing(prom, "BrokerFailover")) == n)
+    print(f"  primary killed (port {old}): both replicas on port {moved()[0]}, one failover each, "
+          f"BrokerFailover firing on {n} replicas")
+
+
 def broker_down(stack, prom):
     """Stops Redis: every replica must report messenger_broker_up 0 and BrokerDown must fire for
     each (its `for` is 30 s, so this takes about that long)."""
-    stack.redis.stop()
+    stack.stop_redis()
     wait_for("messenger_broker_up 0 on every replica in Prometheus",
              lambda: prom.value("sum(messenger_broker_up)") == 0 and
              prom.value("count(messenger_broker_up)") == len(stack.replicas))
-    firing = lambda: {a["labels"].get("instance") for a in prom.api("alerts")["alerts"]
-                      if a["labels"]["alertname"] == "BrokerDown" and a["state"] == "firing"}
     wait_for(f"alert BrokerDown firing for all {len(stack.replicas)} replicas",
-             lambda: len(firing()) == len(stack.replicas), timeout=TIMEOUT + 30)
+             lambda: len(firing(prom, "BrokerDown")) == len(stack.replicas), timeout=TIMEOUT + 30)
     print(f"  Redis stopped: messenger_broker_up 0 and BrokerDown firing on {len(stack.replicas)} replicas")
 
 
@@ -220,6 +243,7 @@ def main():
             print("FAIL:", *failures, sep="\n  ")
             sys.exit(1)
         if stack.redis:
+            failover(stack, prom)
             broker_down(stack, prom)
         print("dashboard check: OK")
     finally:

@@ -1,6 +1,6 @@
 """The native stand-in for the compose stack that live.py checks the dashboards against.
 
-messenger-server (or two replicas on a throwaway redis-server), two messenger-clients and the
+messenger-server (or two replicas on a throwaway Redis primary, two replicas and three Sentinels), two messenger-clients and the
 Debian prometheus binary, each on a free loopback port, with the compose prometheus.yml (or
 prometheus-scale.yml) rewritten to their ports. Every wait is on an event (a log line), bounded
 by a timeout.
@@ -72,13 +72,14 @@ class Proc:
                 self.lines.append(raw.decode("utf-8", "replace").rstrip())
                 self.cond.notify_all()
 
-    def wait_line(self, pattern, timeout=TIMEOUT):
+    def wait_line(self, pattern, timeout=TIMEOUT, count=1):
+        """The first match of pattern in the output, once `count` lines match."""
         regex, deadline = re.compile(pattern), time.monotonic() + timeout
         with self.cond:
             while True:
-                for line in self.lines:
-                    if m := regex.search(line):
-                        return m
+                found = [m for m in map(regex.search, self.lines) if m]
+                if len(found) >= count:
+                    return found[0]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.popen.poll() is not None:
                     tail = "\n".join(self.lines[-20:])
@@ -100,7 +101,7 @@ class NativeStack:
     (replica A, client1 and the slow subscriber) and server-b (replica B, client2)."""
 
     def __init__(self, bin_dir, prometheus_bin, workdir, redis_bin=None):
-        self.procs, self.workdir, self.redis = [], workdir, None
+        self.procs, self.workdir, self.redis = [], workdir, []
         self.replicas = ["server", "server-b"] if redis_bin else ["server"]
         base = {"NO_COLOR": "1", "RUST_LOG": "info"}
         for key in list(os.environ):
@@ -109,11 +110,7 @@ class NativeStack:
         server_env = {**base, "MESSENGER_SERVER_HOST": "127.0.0.1", "MESSENGER_SERVER_PORT": "0",
                       "MESSENGER_METRICS_PORT": "0", "MESSENGER_SUBSCRIBER_QUEUE": SUBSCRIBER_QUEUE}
         if redis_bin:
-            port = free_port()
-            self.redis = self._spawn("redis", broker.redis_argv(redis_bin, port, workdir))
-            self.redis.wait_line(broker.REDIS_READY)
-            server_env.update({broker.ENV_BROKER_URL: f"redis://127.0.0.1:{port}/0",
-                               broker.ENV_BROKER_STREAM: "messenger:ops-check"})
+            server_env.update(self.start_redis(redis_bin))
         self.targets, grpc_ports = {}, {}
         for name in self.replicas:
             server = self._spawn(name, [bin_dir / "messenger-server"], server_env)
@@ -134,6 +131,37 @@ class NativeStack:
         self.prometheus = self._spawn("prometheus", [
             prometheus_bin, f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={self.targets['prometheus']}"])
+
+    def start_redis(self, redis_bin):
+        """The primary (redis-1), its replicas and the Sentinels, as docker-compose.yml has them;
+        returns the servers' broker settings (the Sentinel URL, MIN_REPLICAS 1 as scale.yml)."""
+        ports = [free_port() for _ in range(3)]
+        for i, port in enumerate(ports):
+            node = self._spawn(f"redis-{i + 1}", broker.redis_argv(redis_bin, port, self.workdir,
+                                                                   ports[0] if i else None))
+            node.wait_line(broker.REDIS_READY)
+            self.redis.append((port, node))
+        for _, node in self.redis[1:]:
+            node.wait_line(broker.REPLICA_SYNCED)
+        sentinel_ports = [free_port() for _ in range(3)]
+        sentinels = [self._spawn(f"sentinel-{i + 1}", broker.sentinel_argv(redis_bin, port, ports[0], self.workdir))
+                     for i, port in enumerate(sentinel_ports)]
+        for s in sentinels:
+            s.wait_line(broker.SENTINEL_SEES_REPLICA, count=2)
+            s.wait_line(broker.SENTINEL_SEES_SENTINEL, count=2)
+        return {broker.ENV_BROKER_URL: broker.sentinel_url(sentinel_ports),
+                broker.ENV_BROKER_MIN_REPLICAS: "1", broker.ENV_BROKER_STREAM: "messenger:ops-check"}
+
+    def kill_primary(self):
+        """kill -9 of the first primary (redis-1); returns its port."""
+        port, node = self.redis[0]
+        node.popen.kill()
+        node.popen.wait()
+        return port
+
+    def stop_redis(self):
+        for _, node in self.redis:
+            node.stop()
 
     def _spawn(self, name, argv, env=None):
         proc = Proc(name, argv, env, cwd=self.workdir)

@@ -299,11 +299,11 @@ def overview():
           "{{instance}}")]), w=6)
     L.add(timeseries(
         "Primary in use per replica",
-        "1 for the Redis primary (server_address:server_port) each replica publishes to and reads "
-        "from. Normal: every replica on the same primary; a line moving to another address is a "
+        "The Redis primary (server_address:server_port) each replica publishes to and reads from "
+        "(the info series at 1; a primary used before stays at 0). Normal: every replica on the same primary; a line moving to another address is a "
         "failover. Two replicas on different primaries for more than a few seconds means one did not "
         "follow (look for BrokerReaderStalled and its log).",
-        [(f"max by (instance, server_address, server_port) (messenger_broker_primary_info{{{SRV}}})",
+        [(f"messenger_broker_primary_info{{{SRV}}} == 1",
           "{{instance}} → {{server_address}}:{{server_port}}")]), w=6)
     L.add(timeseries(
         "WAIT timeouts",
