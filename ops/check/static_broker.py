@@ -68,9 +68,9 @@ def check_broker(check, services, volumes, replicas):
         command = [str(c) for c in svc.get("command", [])]
         env = svc.get("environment") or {}
         check(re.fullmatch(EXACT_REDIS, svc.get("image", "")), f"{where}: image is not an exact redis:X.Y.Z tag")
-        check("./ops/compose/sentinel.sh:/etc/redis/sentinel.sh:ro" in svc.get("volumes", []),
+        check("./ops/compose/sentinel.sh:/opt/sentinel.sh:ro" in svc.get("volumes", []),
               f"{where}: does not mount ops/compose/sentinel.sh")
-        ok = command[:2] == ["sh", "/etc/redis/sentinel.sh"] and len(command) == 5
+        ok = command[:2] == ["sh", "/opt/sentinel.sh"] and len(command) == 5
         check(ok and command[2] == name, f"{where}: not run as sentinel.sh {name} <port> <myid>: {command}")
         if not ok:
             continue
