@@ -212,7 +212,8 @@ def main():
     stack = None
     try:
         if with_broker:
-            print("dashboard check: redis-server, 2 native server replicas on it, 2 clients (one per replica) "
+            print("dashboard check: a Redis primary, 2 replicas and 3 Sentinels, 2 native server replicas on them, "
+                  "2 clients (one per replica) "
                   "and Prometheus (prometheus-scale.yml)")
         else:
             print("dashboard check: native server, 2 clients and Prometheus "
