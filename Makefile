@@ -235,15 +235,17 @@ soak-ci: build
 ## a free loopback port), with faults at random intervals (SOAK_FAULTS: client
 ## links cut, a replica killed with -9 and restarted, a primary failover), then a
 ## verdict: messages lost, duplicated, reordered, gaps reported, recovery times
-## p50/max, deliveries checked per second. With MIN_REPLICAS=1 (the default) any
+## p50/max, deliveries checked per second (both clients' buffers and
+## SOAK_FAULTS_SUBSCRIBERS resuming gRPC subscribers per replica). With MIN_REPLICAS=1 (the default) any
 ## acknowledged message lost fails it. SOAK_FAULTS_SECS=60 in `make test`.
 .PHONY: soak-faults
 SOAK_FAULTS_SECS ?= 60
 SOAK_FAULTS ?= links,replica,failover
 MIN_REPLICAS ?= 1
+SOAK_FAULTS_SUBSCRIBERS ?= 4
 soak-faults: build test-tools
 	$(BIN)/messenger-bench soak-faults --bin-dir $(BIN) --duration $(SOAK_FAULTS_SECS) \
-	  --faults $(SOAK_FAULTS) --min-replicas $(MIN_REPLICAS) \
+	  --faults $(SOAK_FAULTS) --min-replicas $(MIN_REPLICAS) --subscribers $(SOAK_FAULTS_SUBSCRIBERS) \
 	  --json target/soak/soak-faults-$(SOAK_FAULTS_SECS)s.json
 
 ## Fuzz: each cargo-fuzz target in tests/fuzz for FUZZ_SECS (stable Rust with

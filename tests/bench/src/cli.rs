@@ -108,6 +108,8 @@ pub(crate) struct FaultsArgs {
     pub(crate) rate: f64,
     pub(crate) http_rate: f64,
     pub(crate) payload: usize,
+    /// Checked, resuming gRPC subscribers per server replica.
+    pub(crate) subscribers: usize,
     pub(crate) min_replicas: u64,
     pub(crate) fault_every: f64,
     pub(crate) faults: String,
@@ -267,6 +269,7 @@ impl Given {
                 rate: self.get("rate")?,
                 http_rate: self.get("http-rate")?,
                 payload: self.get("payload")?,
+                subscribers: self.get("subscribers")?,
                 min_replicas: self.get("min-replicas")?,
                 fault_every: self.get("fault-every")?,
                 faults: self.get("faults")?,
@@ -332,6 +335,19 @@ mod tests {
         assert_eq!(
             (s.rate, s.http_rate, s.churners, s.payload),
             (200.0, 20.0, 4, 128)
+        );
+        let Ok(Command::SoakFaults(f)) = run("soak-faults") else {
+            panic!("soak-faults parses")
+        };
+        assert_eq!(
+            (
+                f.publishers,
+                f.rate,
+                f.subscribers,
+                f.min_replicas,
+                f.fault_every
+            ),
+            (4, 1000.0, 4, 1, 5.0)
         );
     }
 

@@ -292,6 +292,12 @@ pub(crate) const SPECS: [Spec; 7] = [
                 Some("128"),
             ),
             flag(
+                "subscribers",
+                "N",
+                "Checked gRPC subscribers per server replica (ReadMessages with offsets, through its proxy, resuming after every break)",
+                Some("4"),
+            ),
+            flag(
                 "min-replicas",
                 "N",
                 "MESSENGER_BROKER_MIN_REPLICAS of both server replicas",

@@ -6,8 +6,9 @@
 //! implements `prost::Message` by hand over the same wire format
 //! (proto/messenger.proto): `author` (1) is only compared with the probe
 //! author, `text` (2) only has its id header parsed ([`message::decode`]),
-//! `sendTime` (3) is read as seconds and nanos; every other field (e.g.
-//! `traceparent`, 4) is skipped, as prost skips unknown fields. It plugs into
+//! `sendTime` (3) is read as seconds and nanos, the opt-in `offset` (5) as a
+//! varint; every other field (e.g. `traceparent`, 4) is skipped, as prost
+//! skips unknown fields. It plugs into
 //! tonic's `ProstCodec`, so framing and errors are tonic's own.
 
 use crate::conn::PROBE_AUTHOR;
@@ -30,6 +31,8 @@ pub(crate) struct Delivery {
     pub(crate) send_time: i128,
     /// The publisher's send stamp from the text ([`message::clock_nanos`]).
     pub(crate) sent_at: Option<u64>,
+    /// `offset` (opt-in, `messenger-offsets: 1`); 0 when absent.
+    pub(crate) offset: u64,
 }
 
 /// Reads a length prefix and hands the next `len` bytes to `f` (from the
@@ -90,6 +93,7 @@ impl prost::Message for Delivery {
             (3, WireType::LengthDelimited) => {
                 self.send_time = with_bytes(buf, timestamp)??;
             }
+            (5, WireType::Varint) => self.offset = decode_varint(buf)?,
             _ => skip_field(wire_type, tag, buf, ctx)?,
         }
         Ok(())
@@ -134,6 +138,7 @@ mod tests {
         assert_eq!(d.sent_at, Some(99));
         assert!(!d.probe);
         assert_eq!(d.send_time, 1_700_000_000_123_456_789);
+        assert_eq!(d.offset, 7);
         let probe = ServerMessageResponse {
             author: PROBE_AUTHOR.to_owned(),
             text: "probe".to_owned(),
@@ -146,6 +151,7 @@ mod tests {
                 id: None,
                 send_time: 0,
                 sent_at: None,
+                offset: 0,
             }
         );
         assert!(Delivery::decode(&[0x12, 0x05, b'a'][..]).is_err());

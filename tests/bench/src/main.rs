@@ -14,7 +14,8 @@
 //! - [`soak`] ([`soak_load`], [`soak_watch`]): `make soak`, long mixed load
 //!   with loss/order checks and RSS/fd trends, non-zero exit on a violation.
 //! - [`soak_faults`] ([`soak_faults_inject`], [`soak_faults_verdict`],
-//!   [`faults_redis`], [`faults_proxy`]): `make soak-faults`, the soak's load
+//!   [`soak_faults_subs`], [`soak_faults_recover`], [`faults_redis`],
+//!   [`faults_proxy`]): `make soak-faults`, the soak's load
 //!   on two replicas under Redis Sentinel with link cuts, replica kills and
 //!   primary failovers; loss, duplicates, order, gaps and recovery times.
 //! - [`otlp_sink`]: a span-counting OTLP receiver for the telemetry run.
@@ -45,6 +46,8 @@ mod soak;
 mod soak_churn;
 mod soak_faults;
 mod soak_faults_inject;
+mod soak_faults_recover;
+mod soak_faults_subs;
 mod soak_faults_verdict;
 mod soak_load;
 mod soak_verdict;

@@ -9,8 +9,9 @@
 //! through a [`Proxy`] whose links can be cut.
 //!
 //! Load: P gRPC publishers (alternating between the replicas, one send in
-//! flight each, never resending) and one HTTP sender through each client;
-//! both clients' buffers are the checked subscribers.
+//! flight each, never resending) and one HTTP sender through each client.
+//! Checked readers: both clients' buffers, and `--subscribers` resuming gRPC
+//! subscribers per replica through its proxy ([`crate::soak_faults_subs`]).
 //!
 //! Faults ([`crate::soak_faults_inject`]), one at a time, each followed by its recovery and a
 //! pause of 0.5..1.5 × `--fault-every`, the kinds in a fresh random order
@@ -22,25 +23,25 @@
 //!   Sentinels have promoted a replica it is restarted, and the next fault
 //!   waits until it is a replica again.
 //!
-//! Recovery of a fault: from its injection until a probe sent through each
-//! replica is acknowledged (send recovery) and both clients hold both probes
-//! (delivery recovery). Readiness at start and the drain at the end wait on
-//! the same probes: the order is total, so once a client holds the final
-//! probe it holds everything acknowledged before it.
+//! Recovery of a fault ([`crate::soak_faults_recover`]): from its injection
+//! until a probe sent through each replica is acknowledged (send recovery)
+//! and every checked reader holds both probes (delivery recovery). Readiness
+//! at start and the drain at the end wait on the same probes: the order is
+//! total, so once a reader holds the final probe it holds everything
+//! acknowledged before it.
 
 use crate::cli::{FaultsArgs, duration};
-use crate::conn::{self, PROBE_AUTHOR};
+use crate::conn;
 use crate::faults_proxy::Proxy;
 use crate::faults_redis::Topology;
 use crate::procs::Proc;
 use crate::publisher::{self, Plan, PubStats};
 use crate::soak_faults_inject::{self as inject, Cluster, Kind, Rng};
+use crate::soak_faults_recover::{Watched, recover};
+use crate::soak_faults_subs::{self as subs, STREAMS_PER_CONNECTION};
 use crate::soak_faults_verdict::{ClientCheck, verdict};
 use crate::soak_load::{self, Probes, metric, scrape};
 use crate::subscriber::Progress;
-use messenger_proto::pb::SendMessageRequest;
-use messenger_proto::pb::messenger_server_client::MessengerServerClient;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,10 +62,11 @@ pub(crate) fn run(args: FaultsArgs) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("messenger-soak-faults-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     println!(
-        "soak-faults: {:.0} s, faults {}, MIN_REPLICAS {}, seed {seed}",
+        "soak-faults: {:.0} s, faults {}, MIN_REPLICAS {}, {} gRPC subscribers per replica, seed {seed}",
         run_for.as_secs_f64(),
         args.faults,
-        args.min_replicas
+        args.min_replicas,
+        args.subscribers
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -76,10 +78,11 @@ pub(crate) fn run(args: FaultsArgs) -> Result<(), String> {
     crate::report::emit("soak-faults", &report, args.json.as_deref())?;
     if report.violations.is_empty() {
         println!(
-            "soak-faults passed: {} faults, {} deliveries checked ({:.0}/s), {} lost, 0 duplicated, 0 reordered, {} gaps reported",
+            "soak-faults passed: {} faults, {} deliveries checked ({:.0}/s; 2 client buffers and {} gRPC subscribers), {} lost, 0 duplicated, 0 reordered, {} gaps reported",
             report.faults.len(),
             report.deliveries_checked,
             report.deliveries_checked_per_sec,
+            report.grpc_subscribers,
             report.lost,
             report.gaps_reported
         );
@@ -152,7 +155,27 @@ async fn soak(
             ))
         })
         .collect();
-    recover(&grpc, &probes, "ready", Instant::now(), RECOVERY_LIMIT)
+    let mut watched = Watched {
+        clients: probes,
+        subscribers: Vec::new(),
+    };
+    let mut checkers = Vec::new();
+    for proxy in &proxies {
+        let groups = args.subscribers.div_ceil(STREAMS_PER_CONNECTION);
+        let channels = conn::connect_many(proxy.addr, groups).await?;
+        for n in 0..args.subscribers {
+            let seen = Arc::new(subs::Seen::default());
+            watched.subscribers.push(seen.clone());
+            let channel = channels[n % groups].clone();
+            checkers.push(tokio::spawn(subs::run(
+                channel,
+                publishers,
+                seen,
+                stop.clone(),
+            )));
+        }
+    }
+    recover(&grpc, &watched, "ready", Instant::now(), RECOVERY_LIMIT)
         .await
         .map_err(|e| format!("not ready: {e}"))?;
 
@@ -196,7 +219,7 @@ async fn soak(
             tokio::time::sleep(Duration::from_secs_f64(pause)).await;
             let at = start.elapsed().as_secs_f64();
             let record =
-                inject::fault(kind, &cluster, &proxies, &mut rng, at, &grpc, &probes).await;
+                inject::fault(kind, &cluster, &proxies, &mut rng, at, &grpc, &watched).await;
             println!("soak-faults {at:>6.1}s: {}", record.line());
             if let Some(e) = &record.error {
                 violations.push(format!("{} at {at:.1} s: {e}", kind.name()));
@@ -211,13 +234,20 @@ async fn soak(
     for s in senders {
         pub_stats.push(s.await.map_err(|e| format!("sender task: {e}"))?);
     }
-    let drained = recover(&grpc, &probes, "final", Instant::now(), RECOVERY_LIMIT).await;
+    let drained = recover(&grpc, &watched, "final", Instant::now(), RECOVERY_LIMIT).await;
     if let Err(e) = &drained {
         violations.push(format!(
-            "drain: the final probes did not reach both clients: {e}"
+            "drain: the final probes did not reach every reader: {e}"
         ));
     }
     stop.cancel();
+    let mut subscribers = Vec::new();
+    for (n, task) in checkers.into_iter().enumerate() {
+        let c = task.await.map_err(|e| format!("subscriber task: {e}"))?;
+        let (replica, k) = (n / args.subscribers.max(1), n % args.subscribers.max(1));
+        let name = format!("server-{}-subscriber{}", ["a", "b"][replica], k + 1);
+        subscribers.push(ClientCheck::of_subscriber(name, &c, &pub_stats));
+    }
     let mut checked = Vec::new();
     for (i, task) in flushers.into_iter().enumerate() {
         let s = task.await.map_err(|e| format!("flusher task: {e}"))?;
@@ -245,7 +275,15 @@ async fn soak(
         }
     }
     Ok(verdict(
-        args, run_for, seed, kinds, &pub_stats, pubs_n, checked, faults, violations,
+        args,
+        run_for,
+        seed,
+        kinds,
+        &pub_stats,
+        pubs_n,
+        [checked, subscribers],
+        faults,
+        violations,
     ))
 }
 
@@ -256,96 +294,4 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| format!("blocking task: {e}"))?
-}
-
-/// Sends probes through every replica at once, each until one is
-/// acknowledged, then waits until every client holds all of them. Returns
-/// each replica's send recovery and the delivery recovery, since `t0`, the
-/// fault's injection.
-pub(crate) async fn recover(
-    grpc: &[SocketAddr],
-    probes: &[Probes],
-    tag: &str,
-    t0: Instant,
-    limit: Duration,
-) -> Result<(Vec<Duration>, Duration), String> {
-    let deadline = t0 + limit;
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, addr) in grpc.iter().enumerate() {
-        let (addr, tag) = (*addr, tag.to_owned());
-        tasks.spawn(async move { (i, first_ack(addr, &tag, i, t0, deadline).await) });
-    }
-    let mut texts = Vec::new();
-    let mut sent = vec![Duration::ZERO; grpc.len()];
-    while let Some(joined) = tasks.join_next().await {
-        let (i, acked) = joined.map_err(|e| format!("probe task: {e}"))?;
-        let (text, after) = acked?;
-        texts.push(text);
-        sent[i] = after;
-    }
-    loop {
-        let missing: Vec<usize> = (0..probes.len())
-            .filter(|&c| {
-                let seen = probes[c].lock().expect("never poisoned");
-                !texts.iter().all(|t| seen.contains(t))
-            })
-            .collect();
-        if missing.is_empty() {
-            return Ok((sent, t0.elapsed()));
-        }
-        if Instant::now() >= deadline {
-            let names: Vec<String> = missing.iter().map(|c| format!("client{}", c + 1)).collect();
-            return Err(format!(
-                "probes {texts:?} acknowledged but not delivered to {} within {limit:?}",
-                names.join(", ")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Probes through `addr` every 50 ms until one is acknowledged: its text and
-/// when, since `t0`.
-async fn first_ack(
-    addr: SocketAddr,
-    tag: &str,
-    i: usize,
-    t0: Instant,
-    deadline: Instant,
-) -> Result<(String, Duration), String> {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let text = format!("{tag}-{i}-{attempt}-{}", crate::message::clock_nanos());
-        let last_error = match probe(addr, &text).await {
-            Ok(()) => return Ok((text, t0.elapsed())),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "no probe through {addr} acknowledged within {:?} ({attempt} tries; last: {last_error})",
-                deadline - t0
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn probe(addr: SocketAddr, text: &str) -> Result<(), String> {
-    let attempt = async {
-        let channel = conn::connect(addr).await?;
-        let mut client = MessengerServerClient::new(channel);
-        let request = SendMessageRequest {
-            author: PROBE_AUTHOR.to_owned(),
-            text: text.to_owned(),
-        };
-        client
-            .send_message(request)
-            .await
-            .map(|_| ())
-            .map_err(|s| format!("{}: {}", s.code(), s.message()))
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt)
-        .await
-        .map_err(|_| "no answer within 5 s".to_owned())?
 }

@@ -10,8 +10,8 @@
 use crate::faults_proxy::Proxy;
 use crate::faults_redis::{FAILOVER_TIMEOUT_MS, Topology};
 use crate::procs::Proc;
-use crate::soak_faults::{RECOVERY_LIMIT, blocking, recover};
-use crate::soak_load::Probes;
+use crate::soak_faults::{RECOVERY_LIMIT, blocking};
+use crate::soak_faults_recover::{Watched, recover};
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -172,7 +172,7 @@ pub(crate) struct FaultRecord {
     pub(crate) target: String,
     /// Per replica: until a probe through it was acknowledged.
     pub(crate) send_recovery_ms: Vec<f64>,
-    /// Until both clients held those probes.
+    /// Until every checked reader held those probes.
     pub(crate) delivery_recovery_ms: Option<f64>,
     /// failover: until every Sentinel named the new primary.
     pub(crate) failover_ms: Option<f64>,
@@ -209,7 +209,7 @@ pub(crate) async fn fault(
     rng: &mut Rng,
     at_secs: f64,
     grpc: &[SocketAddr],
-    probes: &[Probes],
+    watched: &Watched,
 ) -> FaultRecord {
     let mut record = FaultRecord {
         kind: kind.name(),
@@ -256,7 +256,7 @@ pub(crate) async fn fault(
             return record;
         }
     };
-    let recovery = recover(grpc, probes, &tag, t0, RECOVERY_LIMIT);
+    let recovery = recover(grpc, watched, &tag, t0, RECOVERY_LIMIT);
     let settle = async {
         let Some(old) = old else { return Ok(()) };
         let c = cluster.clone();

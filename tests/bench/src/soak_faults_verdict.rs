@@ -1,10 +1,15 @@
-//! The verdict of `soak-faults` ([`crate::soak_faults`]): each client's
-//! buffer against the acknowledged messages, and the recoveries.
+//! The verdict of `soak-faults` ([`crate::soak_faults`]): each checked
+//! reader (the clients' buffers and the resuming gRPC subscribers of
+//! [`crate::soak_faults_subs`]) against the acknowledged messages, and the
+//! recoveries.
 //!
-//! - **Lost**: acknowledged and never delivered to a client. With
+//! - **Lost**: acknowledged and never delivered to a reader. With
 //!   `--min-replicas` 1 or more any loss is a violation; with 0 a loss is
-//!   allowed only on a client that reported a gap (a new epoch after a
+//!   allowed only on a reader that reported a gap (a new epoch after a
 //!   failover lost the last writes), never silently.
+//! - **Offsets out of sequence** (subscribers): a message whose offset is not
+//!   the previous one plus 1, with no gap reported in between: always a
+//!   violation (a message skipped or repeated silently).
 //! - **Duplicated** and **reordered** (by `sendTime`): always violations.
 //!   Publishers never resend, so a message seen twice was delivered twice.
 //! - Sends that failed are not acknowledged: a failed send that still
@@ -17,6 +22,7 @@ use crate::cli::FaultsArgs;
 use crate::fanout::missed_by;
 use crate::publisher::PubStats;
 use crate::soak_faults_inject::{FaultRecord, Kind};
+use crate::soak_faults_subs::Checked;
 use crate::subscriber::SubStats;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -32,7 +38,15 @@ pub(crate) struct ClientCheck {
     foreign: u64,
     gaps_reported: u64,
     delivered_unacknowledged: u64,
+    /// The last error of the reader's stream or flush (a fault's trace, not
+    /// a violation by itself).
     flush_error: Option<String>,
+    /// Subscribers: re-subscriptions, and offsets out of sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resumes: Option<u64>,
+    out_of_sequence: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_out_of_sequence: Option<String>,
 }
 
 impl ClientCheck {
@@ -52,6 +66,19 @@ impl ClientCheck {
             gaps_reported: gaps,
             delivered_unacknowledged: unacked,
             flush_error: s.ended.clone(),
+            resumes: None,
+            out_of_sequence: 0,
+            first_out_of_sequence: None,
+        }
+    }
+
+    /// A resuming gRPC subscriber's check.
+    pub(crate) fn of_subscriber(name: String, c: &Checked, pubs: &[PubStats]) -> Self {
+        Self {
+            resumes: Some(c.resumes),
+            out_of_sequence: c.out_of_sequence,
+            first_out_of_sequence: c.first_out_of_sequence.clone(),
+            ..Self::of(name, &c.stats, pubs, c.gaps)
         }
     }
 }
@@ -79,6 +106,9 @@ pub(crate) struct FaultsReport {
     sends_failed: u64,
     send_error: Option<String>,
     clients: Vec<ClientCheck>,
+    /// Checked gRPC subscribers, over both replicas.
+    pub(crate) grpc_subscribers: usize,
+    subscribers: Vec<ClientCheck>,
     pub(crate) lost: u64,
     duplicated: u64,
     reordered: u64,
@@ -106,11 +136,19 @@ pub(crate) fn verdict(
     kinds: &[Kind],
     pubs: &[PubStats],
     grpc_publishers: usize,
-    clients: Vec<ClientCheck>,
+    [clients, subscribers]: [Vec<ClientCheck>; 2],
     faults: Vec<FaultRecord>,
     mut violations: Vec<String>,
 ) -> FaultsReport {
-    for c in &clients {
+    for c in clients.iter().chain(&subscribers) {
+        if c.out_of_sequence > 0 {
+            violations.push(format!(
+                "{}: {} offsets out of sequence with no gap reported (first: {})",
+                c.name,
+                c.out_of_sequence,
+                c.first_out_of_sequence.as_deref().unwrap_or("-")
+            ));
+        }
         if c.duplicated + c.reordered + c.foreign > 0 {
             violations.push(format!(
                 "{}: {} duplicated, {} reordered, {} foreign",
@@ -155,7 +193,8 @@ pub(crate) fn verdict(
     }
     let acked =
         |range: std::ops::Range<usize>| pubs[range].iter().map(PubStats::acked).sum::<u64>();
-    let deliveries_checked: u64 = clients.iter().map(|c| c.received).sum();
+    let all = || clients.iter().chain(&subscribers);
+    let deliveries_checked: u64 = all().map(|c| c.received).sum();
     FaultsReport {
         duration_secs: run_for.as_secs_f64(),
         min_replicas: args.min_replicas,
@@ -166,14 +205,16 @@ pub(crate) fn verdict(
         accepted_http: acked(grpc_publishers..pubs.len()),
         sends_failed: pubs.iter().map(|s| s.failed.len() as u64).sum(),
         send_error: pubs.iter().find_map(|s| s.first_error.clone()),
-        lost: clients.iter().map(|c| c.lost).sum(),
-        duplicated: clients.iter().map(|c| c.duplicated).sum(),
-        reordered: clients.iter().map(|c| c.reordered).sum(),
-        gaps_reported: clients.iter().map(|c| c.gaps_reported).sum(),
-        delivered_unacknowledged: clients.iter().map(|c| c.delivered_unacknowledged).sum(),
+        lost: all().map(|c| c.lost).sum(),
+        duplicated: all().map(|c| c.duplicated).sum(),
+        reordered: all().map(|c| c.reordered).sum(),
+        gaps_reported: all().map(|c| c.gaps_reported).sum(),
+        delivered_unacknowledged: all().map(|c| c.delivered_unacknowledged).sum(),
         deliveries_checked,
         deliveries_checked_per_sec: deliveries_checked as f64 / run_for.as_secs_f64(),
+        grpc_subscribers: subscribers.len(),
         clients,
+        subscribers,
         faults,
         violations,
     }

@@ -19,19 +19,31 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::http::uri::PathAndQuery;
+use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
-use tonic::{Request, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 /// Opens `ReadMessages` on `channel`, decoding each message as a [`Delivery`].
 pub(crate) async fn read_messages(channel: Channel) -> Result<Streaming<Delivery>, Status> {
+    Ok(read_messages_with(channel, MetadataMap::new())
+        .await?
+        .into_inner())
+}
+
+/// [`read_messages`] with request `metadata` (the opt-in extensions); the
+/// response keeps its headers.
+pub(crate) async fn read_messages_with(
+    channel: Channel,
+    metadata: MetadataMap,
+) -> Result<Response<Streaming<Delivery>>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(format!("connection not ready: {e}")))?;
     let codec = tonic_prost::ProstCodec::<(), Delivery>::default();
     let path = PathAndQuery::from_static(READ_MESSAGES);
-    let response = grpc.server_streaming(Request::new(()), path, codec).await?;
-    Ok(response.into_inner())
+    let request = Request::from_parts(metadata, tonic::Extensions::default(), ());
+    grpc.server_streaming(request, path, codec).await
 }
 
 /// What the orchestrator can see of a running subscriber, on its own cache line.
