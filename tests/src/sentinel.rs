@@ -8,11 +8,14 @@
 //! `INFO replication` says `master_link_status:up`; the topology is ready
 //! when every Sentinel knows both replicas and the two other Sentinels. A
 //! failover is over when every Sentinel names a new primary and that node
-//! answers `ROLE` as master.
+//! answers `ROLE` as master; the Sentinels can fail over again once they
+//! have settled on it ([`Topology::wait_settled`], in `settle`).
 //!
 //! Invariants: nodes keep their ports for the whole test (a node restarts on
 //! its own port), so a port names a node; a killed node restarts only when
 //! the test asks ([`Topology::restart`]), after its failover.
+
+mod settle;
 
 use crate::poll_until;
 use crate::procs::Proc;
