@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tonic::Code;
 
-/// What one subscriber held: texts in arrival order, and the gaps reported.
+/// What one subscriber held: texts in arrival order, the (epoch, offset)
+/// each came at, and the gaps reported.
 #[derive(Default, Debug)]
 pub(crate) struct Held {
     pub texts: Vec<String>,
+    pub at: Vec<(String, u64)>,
     pub gaps: usize,
 }
 
@@ -198,7 +200,9 @@ async fn subscribe(
     loop {
         if let Ok(Some(m)) = stream.message().await {
             last = m.offset;
-            held.lock().unwrap().texts.push(m.text);
+            let mut held = held.lock().unwrap();
+            held.texts.push(m.text);
+            held.at.push((epoch.clone(), m.offset));
             continue;
         }
         // Ended: resume where it stopped (retried while the replica is

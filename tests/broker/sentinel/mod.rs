@@ -4,6 +4,7 @@
 //! acknowledged message lost silently.
 
 mod failover;
+mod lagging;
 mod load;
 mod start;
 mod switch;
