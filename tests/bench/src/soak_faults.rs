@@ -175,6 +175,7 @@ async fn soak(
             )));
         }
     }
+    subscribed(&watched.subscribers, RECOVERY_LIMIT).await?;
     recover(&grpc, &watched, "ready", Instant::now(), RECOVERY_LIMIT)
         .await
         .map_err(|e| format!("not ready: {e}"))?;
@@ -285,6 +286,28 @@ async fn soak(
         faults,
         violations,
     ))
+}
+
+/// Waits until every subscriber's first subscription is registered: the
+/// readiness probes are sent after it, so every subscriber receives them.
+async fn subscribed(subscribers: &[Arc<subs::Seen>], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let waiting = subscribers
+            .iter()
+            .filter(|s| !s.subscribed.load(std::sync::atomic::Ordering::Acquire))
+            .count();
+        if waiting == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "not ready: {waiting} of {} gRPC subscribers not subscribed within {limit:?}",
+                subscribers.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Runs a blocking step (processes, redis-cli) off the async workers.

@@ -30,7 +30,7 @@ use messenger_proto::{
 };
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
@@ -50,6 +50,9 @@ pub(crate) struct Seen {
     /// included: once it reaches an acknowledged probe's, the subscriber
     /// holds everything acknowledged before that probe (one total order).
     pub(crate) send_time: AtomicI64,
+    /// The first subscription's headers arrived: it is registered, so it
+    /// receives everything accepted from now on.
+    pub(crate) subscribed: AtomicBool,
 }
 
 /// A subscriber's verdict on its streams.
@@ -209,7 +212,10 @@ pub(crate) async fn run(
             Err(_) => Err(format!("ReadMessages: no headers within {REQUEST_LIMIT:?}")),
         };
         let stream = match opened {
-            Ok((Opened::Read, stream)) => stream,
+            Ok((Opened::Read, stream)) => {
+                seen.subscribed.store(true, Ordering::Release);
+                stream
+            }
             Ok((Opened::Again, _)) => continue,
             Err(why) => {
                 t.checked.stats.ended = Some(why);
