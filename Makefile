@@ -198,14 +198,16 @@ clean:
 ## kept out of the workspace so `make build` never compiles async-nats and rustls).
 ## The Redis-engine runs (issue 14) start redis-server (Debian, via test-tools)
 ## on a free loopback port each. Side-by-side groups (ours/nats-server/Redis at
-## K=100 and 1000, ours/Redis saturated, tracing off/on) run BENCH_ROUNDS times
-## alternating (A B A B A B); summary.md gives each figure's median and
-## min–max and marks a target met only when every run meets it.
+## K=100 and 1000, ours/Redis saturated, Redis MIN_REPLICAS 0/1 on a primary and
+## one replica, tracing off/on) run BENCH_ROUNDS times alternating (A B A B A B);
+## summary.md gives each figure's median and min–max and marks a target met only
+## when every run meets it. BENCH_ONLY=group,... runs only those groups
+## (`messenger-bench suite --help`).
 .PHONY: bench bench-smoke bench-anchors
 BENCH_ROUNDS ?= 3
 bench: build bench-anchors test-tools
 	$(BIN)/messenger-bench suite --bin-dir $(BIN) --out target/bench \
-	  --python $(VENV)/bin/python --rounds $(BENCH_ROUNDS)
+	  --python $(VENV)/bin/python --rounds $(BENCH_ROUNDS) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 bench-anchors: $(VENV)/.bench-installed
 	tests/bench/install-anchors.sh

@@ -63,12 +63,26 @@ pub(crate) fn fanout(
     replicas: usize,
     args: &[&str],
 ) -> Value {
-    let port = match free_port() {
-        Ok(port) => port,
+    let (redis, port) = match redis_node(redis_server, "redis-server", &[]) {
+        Ok(redis) => redis,
         Err(e) => return json!({ "error": e }),
     };
+    let url = format!("redis://127.0.0.1:{port}");
+    let value = fanout_on(bins, out, name, &url, &[], replicas, args);
+    redis.stop();
+    value
+}
+
+/// A fresh `redis-server` without persistence on a free loopback port, with
+/// `extra` arguments, once it serves clients: the process and its port.
+pub(crate) fn redis_node(
+    redis_server: &Path,
+    label: &str,
+    extra: &[&str],
+) -> Result<(Proc, u16), String> {
+    let port = free_port()?;
     let port_arg = port.to_string();
-    let redis_args = [
+    let mut redis_args = vec![
         "--port",
         &port_arg,
         "--bind",
@@ -78,24 +92,33 @@ pub(crate) fn fanout(
         "--appendonly",
         "no",
     ];
-    let redis = match Proc::spawn("redis-server", redis_server, &redis_args, &[]) {
-        Ok(redis) => redis,
-        Err(e) => {
-            return json!({ "error": format!("{e} (Debian: apt-get install redis-server)") });
-        }
-    };
-    if let Err(e) = redis.wait_line(&format!("`{READY}`"), |l| {
+    redis_args.extend_from_slice(extra);
+    let redis = Proc::spawn(label, redis_server, &redis_args, &[])
+        .map_err(|e| format!("{e} (Debian: apt-get install redis-server)"))?;
+    redis.wait_line(&format!("`{READY}`"), |l| {
         l.contains(READY).then(String::new)
-    }) {
-        return json!({ "error": e });
-    }
-    let url = format!("redis://127.0.0.1:{port}");
-    let env = [
+    })?;
+    Ok((redis, port))
+}
+
+/// A `fanout` run with `args` against `replicas` servers (1 or 2) on the
+/// broker at `url`, each with `extra_env`.
+pub(crate) fn fanout_on(
+    bins: &Bins,
+    out: &Path,
+    name: &str,
+    url: &str,
+    extra_env: &[(&str, &str)],
+    replicas: usize,
+    args: &[&str],
+) -> Value {
+    let mut env = vec![
         ("MESSENGER_SERVER_HOST", "127.0.0.1"),
         ("MESSENGER_SERVER_PORT", "0"),
         ("MESSENGER_METRICS_PORT", "0"),
-        ("MESSENGER_BROKER_URL", url.as_str()),
+        ("MESSENGER_BROKER_URL", url),
     ];
+    env.extend_from_slice(extra_env);
     let mut servers = Vec::new();
     for i in 0..replicas {
         let spawned = Proc::spawn(&format!("messenger-server-{i}"), &bins.server, &[], &env)
@@ -121,7 +144,6 @@ pub(crate) fn fanout(
     for (server, _) in servers {
         server.stop();
     }
-    redis.stop();
     value
 }
 

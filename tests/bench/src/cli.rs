@@ -84,6 +84,8 @@ pub(crate) struct SuiteArgs {
     pub(crate) python: PathBuf,
     pub(crate) nats_server: PathBuf,
     pub(crate) redis_server: PathBuf,
+    /// Only these groups ([`crate::suite::GROUPS`]); all if absent.
+    pub(crate) only: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +249,10 @@ impl Given {
                 publishers: self.get("publishers")?,
                 idle_subscribers: self.get("idle-subscribers")?,
                 rounds: self.get::<usize>("rounds")?.max(1),
+                only: self
+                    .opt::<String>("only")?
+                    .map(|o| crate::suite::groups(&o))
+                    .transpose()?,
                 python: self.get("python")?,
                 nats_server: self.get("nats-server")?,
                 redis_server: self.get("redis-server")?,
@@ -328,7 +334,12 @@ mod tests {
             (s.duration, s.publishers, s.idle_subscribers),
             (8.0, 4, 10_000)
         );
-        assert_eq!(s.rounds, 3);
+        assert_eq!((s.rounds, s.only), (3, None));
+        let Ok(Command::Suite(s)) = run("suite --only redis-min-replicas,http") else {
+            panic!("suite --only parses")
+        };
+        let only = ["redis-min-replicas", "http"].map(String::from).to_vec();
+        assert_eq!(s.only, Some(only));
         let Ok(Command::Soak(s)) = run("soak --duration 60") else {
             panic!("soak parses")
         };
@@ -361,6 +372,8 @@ mod tests {
             "idle --server 127.0.0.1:1 --subscribers 5",
             "frobnicate",
             "--verbose fanout",
+            "suite --only bogus",
+            "suite --only http,http",
         ] {
             let e = run(bad).expect_err(bad);
             assert!(!e.contains('\n') && !e.starts_with("help"), "{bad}: {e}");

@@ -212,6 +212,12 @@ pub(crate) const SPECS: [Spec; 7] = [
                 "redis-server for the Redis-engine runs (each on a free loopback port)",
                 Some("redis-server"),
             ),
+            flag(
+                "only",
+                "GROUPS",
+                "Run only these groups, comma-separated: fanout, redis-replicas, saturated, fixed-rate, redis-min-replicas, idle, http, telemetry (default: all)",
+                None,
+            ),
         ],
     },
     Spec {

@@ -7,7 +7,7 @@
 //! - [`idle`]: server memory per idle subscriber.
 //! - [`http`]: `POST /sendMessage` load on a messenger-client.
 //! - [`suite`] ([`procs`], [`chart`], [`targets`], [`markdown`], [`anchors`],
-//!   [`broker`], [`telemetry`], [`rounds`]): `make bench`, the standard runs
+//!   [`broker`], [`broker_wait`], [`telemetry`], [`rounds`]): `make bench`, the standard runs
 //!   against freshly started binaries, side by side with the course design,
 //!   nats-server and the Redis engine, in alternating rounds, with a summary
 //!   (median and spread of each figure), chart and targets.
@@ -24,6 +24,7 @@
 
 mod anchors;
 mod broker;
+mod broker_wait;
 mod chart;
 mod cli;
 mod cli_spec;

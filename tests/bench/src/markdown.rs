@@ -54,6 +54,7 @@ fn fanout_runs() -> Vec<String> {
         }
     }
     names.extend(crate::broker::run_names());
+    names.extend(crate::broker_wait::run_names());
     let rest = [
         K1000_FIXED,
         "telemetry-off",
@@ -121,16 +122,20 @@ pub(crate) fn render(summary: &Value, runs: &Value) -> String {
         out += &format!("| {name} | {} | {rss} |\n", cells.join(" | "));
     }
     let idle = &runs["idle"];
-    out += &format!(
-        "\nidle: {} subscribers over {} connections, server RSS {} -> {} bytes, {} bytes/subscriber, setup {} s {}\n",
-        num(idle, "/subscribers"),
-        num(idle, "/connections"),
-        num(idle, "/server_rss_before_bytes"),
-        num(idle, "/server_rss_after_bytes"),
-        num(idle, "/bytes_per_subscriber"),
-        num(idle, "/setup_secs"),
-        idle["error"].as_str().unwrap_or("")
-    );
+    out += &if idle.is_null() {
+        String::new()
+    } else {
+        format!(
+            "\nidle: {} subscribers over {} connections, server RSS {} -> {} bytes, {} bytes/subscriber, setup {} s {}\n",
+            num(idle, "/subscribers"),
+            num(idle, "/connections"),
+            num(idle, "/server_rss_before_bytes"),
+            num(idle, "/server_rss_after_bytes"),
+            num(idle, "/bytes_per_subscriber"),
+            num(idle, "/setup_secs"),
+            idle["error"].as_str().unwrap_or("")
+        )
+    };
     for name in rounds::names(runs, "http-c10") {
         let http = &runs[&name];
         out += &format!(

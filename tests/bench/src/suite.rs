@@ -7,16 +7,19 @@
 //! nats-server and the Redis engine ([`crate::broker`]) in `--rounds`
 //! alternating rounds ([`crate::rounds`]); two Redis replicas at K = 1000 and
 //! the stream's ceiling; ours and Redis saturated (64 publishers), in rounds;
-//! K = 1000 at a fixed 250 msg/s, in rounds; idle with 10,000 subscribers on
+//! Redis with MIN_REPLICAS 0 and 1 on a primary and one replica, in rounds
+//! ([`crate::broker_wait`]); K = 1000 at a fixed 250 msg/s, in rounds; idle with 10,000 subscribers on
 //! 10,000 connections; http with 10 connections, in rounds; fanout K = 100
 //! without trace export, then with the OTLP exporter on (into `otlp-sink`) at
 //! 100% and at 10% head sampling, in rounds ([`crate::telemetry`]; "off" is
 //! no trace export: the server's metrics recorder is always on). A failed run
 //! is recorded in the summary and the suite goes on. Every child is bounded
-//! (its duration + [`CHILD_SLACK`]).
+//! (its duration + [`CHILD_SLACK`]). `--only` runs some of the [`GROUPS`]
+//! (the summary then leaves out the figures no run measured).
 
 use crate::anchors::{self, NATS_KS, REFERENCE_KS};
 use crate::broker;
+use crate::broker_wait;
 use crate::chart;
 use crate::cli::SuiteArgs;
 use crate::markdown;
@@ -31,6 +34,36 @@ use std::time::Duration;
 /// What a bench child may take beyond its duration (setup of 10,000 idle
 /// streams, drain and stop included).
 const CHILD_SLACK: Duration = Duration::from_secs(300);
+
+/// The suite's groups of runs, in the order they run (`--only` names them).
+pub(crate) const GROUPS: [&str; 8] = [
+    "fanout",
+    "redis-replicas",
+    "saturated",
+    "redis-min-replicas",
+    "fixed-rate",
+    "idle",
+    "http",
+    "telemetry",
+];
+
+/// `--only`'s value: group names, comma-separated, each known and given once.
+pub(crate) fn groups(text: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for g in text.split(',').map(str::trim) {
+        if !GROUPS.contains(&g) {
+            return Err(format!(
+                "--only: unknown group {g:?} ({})",
+                GROUPS.join(", ")
+            ));
+        }
+        if out.iter().any(|o| o == g) {
+            return Err(format!("--only: {g} given twice"));
+        }
+        out.push(g.to_owned());
+    }
+    Ok(out)
+}
 
 /// Subscriber counts of the max-rate fan-out runs (the chart's x axis).
 pub(crate) const FANOUT_KS: [usize; 4] = [1, 8, 100, 1000];
@@ -50,6 +83,8 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         crate::cli::duration(args.duration)? + CHILD_SLACK,
     )?;
     let args = &args;
+    let only = args.only.as_ref();
+    let want = |group: &str| only.is_none_or(|o| o.iter().any(|g| g == group));
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("create {}: {e}", args.out.display()))?;
     let mut runs = Map::new();
@@ -74,7 +109,7 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
             fanout_run(bins, out, name, &env, &strs(&flags))
         })
     };
-    for k in FANOUT_KS {
+    for k in FANOUT_KS.into_iter().filter(|_| want("fanout")) {
         let flags = load(&k.to_string(), &pubs, &[]);
         if REFERENCE_KS.contains(&k) {
             let name = format!("reference-k{k}");
@@ -99,17 +134,18 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
     }
     // Two replicas on one stream: fan-out at K=1000, then the acceptance ceiling.
     let ceiling_pubs = broker::CEILING_PUBLISHERS.to_string();
-    for (name, k, publishers) in [
+    let replicas = [
         ("redis-replicas-k1000", "1000", pubs.as_str()),
         ("redis-ceiling", "2", ceiling_pubs.as_str()),
-    ] {
+    ];
+    for (name, k, publishers) in replicas.into_iter().filter(|_| want("redis-replicas")) {
         let flags = load(k, publishers, &[]);
         let run = broker::fanout(bins, out, &args.redis_server, name, 2, &strs(&flags));
         runs.insert(name.to_owned(), run);
     }
     // Both engines saturated, side by side (see `broker`).
     let saturating = broker::SATURATING_PUBLISHERS.to_string();
-    for k in broker::REDIS_KS {
+    for k in broker::REDIS_KS.into_iter().filter(|_| want("saturated")) {
         let flags = load(&k.to_string(), &saturating, &[]);
         let sides: [Side<'_>; 2] = [
             (
@@ -123,29 +159,51 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         ];
         rounds::alternate(&mut runs, args.rounds, &sides);
     }
-    let fixed = load("1000", &pubs, &["--rate", targets::FIXED_RATE]);
-    let fixed: [Side<'_>; 1] = [(targets::K1000_FIXED.to_owned(), ours(vec![], fixed))];
-    rounds::alternate(&mut runs, args.rounds, &fixed);
+    if want("redis-min-replicas") {
+        let flags = load(&broker_wait::K.to_string(), &pubs, &[]);
+        let sides: Vec<Side<'_>> = [0, 1]
+            .map(|min| {
+                let flags = flags.clone();
+                let take: Taker<'_> = Box::new(move |name: &str| {
+                    let r = &args.redis_server;
+                    broker_wait::fanout(bins, out, r, name, min, &strs(&flags))
+                });
+                (broker_wait::run_name(min), take)
+            })
+            .into();
+        rounds::alternate(&mut runs, args.rounds, &sides);
+    }
+    if want("fixed-rate") {
+        let fixed = load("1000", &pubs, &["--rate", targets::FIXED_RATE]);
+        let fixed: [Side<'_>; 1] = [(targets::K1000_FIXED.to_owned(), ours(vec![], fixed))];
+        rounds::alternate(&mut runs, args.rounds, &fixed);
+    }
     let n = args.idle_subscribers.to_string();
     let idle_name = format!("idle-{n}");
-    let idle = with_server(bins, &[], |addr, pid| {
-        let flags = [
-            "idle",
-            "--server",
-            addr,
-            "--server-pid",
-            pid,
-            "--subscribers",
-            &n,
-        ];
-        bench(bins, out, &idle_name, &flags)
+    let idle = want("idle").then(|| {
+        with_server(bins, &[], |addr, pid| {
+            let flags = [
+                "idle",
+                "--server",
+                addr,
+                "--server-pid",
+                pid,
+                "--subscribers",
+                &n,
+            ];
+            bench(bins, out, &idle_name, &flags)
+        })
     });
-    runs.insert("idle".to_owned(), idle);
-    let http: [Side<'_>; 1] = [(
-        "http-c10".to_owned(),
-        Box::new(|name: &str| http_run(bins, out, name, &secs)),
-    )];
-    rounds::alternate(&mut runs, args.rounds, &http);
+    if let Some(idle) = idle {
+        runs.insert("idle".to_owned(), idle);
+    }
+    if want("http") {
+        let http: [Side<'_>; 1] = [(
+            "http-c10".to_owned(),
+            Box::new(|name: &str| http_run(bins, out, name, &secs)),
+        )];
+        rounds::alternate(&mut runs, args.rounds, &http);
+    }
     let k100 = load("100", &pubs, &[]);
     let traced = |sampling: &'static [(&'static str, &'static str)]| -> Taker<'_> {
         let flags = k100.clone();
@@ -159,15 +217,17 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
             })
         })
     };
-    let sides: [Side<'_>; 3] = [
-        ("telemetry-off".to_owned(), ours(vec![], k100.clone())),
-        ("telemetry-on".to_owned(), traced(&[])),
-        (
-            "telemetry-on-10pct".to_owned(),
-            traced(&telemetry::SAMPLE_10PCT),
-        ),
-    ];
-    rounds::alternate(&mut runs, args.rounds, &sides);
+    if want("telemetry") {
+        let sides: [Side<'_>; 3] = [
+            ("telemetry-off".to_owned(), ours(vec![], k100.clone())),
+            ("telemetry-on".to_owned(), traced(&[])),
+            (
+                "telemetry-on-10pct".to_owned(),
+                traced(&telemetry::SAMPLE_10PCT),
+            ),
+        ];
+        rounds::alternate(&mut runs, args.rounds, &sides);
+    }
 
     let runs = Value::Object(runs);
     let chart_path = args.out.join("chart.svg");
@@ -179,7 +239,10 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         telemetry::spans(&runs, "telemetry-on"),
         telemetry::spans(&runs, "telemetry-on-10pct"),
     );
-    let summary = targets::summary(&runs, spans);
+    let mut summary = targets::summary(&runs, spans);
+    if let (Some(_), Value::Array(rows)) = (&only, &mut summary) {
+        rows.retain(|r| !r["measured"].is_null());
+    }
     let markdown = markdown::render(&summary, &runs);
     let spans_json = json!({ "sampled_100pct": spans.0, "sampled_10pct": spans.1 });
     let secs_taken = began.elapsed().as_secs();

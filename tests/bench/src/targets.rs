@@ -226,5 +226,6 @@ pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value 
         ));
     }
     rows.extend(crate::broker::rows(runs));
+    rows.extend(crate::broker_wait::rows(runs));
     Value::Array(rows)
 }
