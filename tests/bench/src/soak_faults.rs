@@ -78,8 +78,9 @@ pub(crate) fn run(args: FaultsArgs) -> Result<(), String> {
     crate::report::emit("soak-faults", &report, args.json.as_deref())?;
     if report.violations.is_empty() {
         println!(
-            "soak-faults passed: {} faults, {} deliveries checked ({:.0}/s; 2 client buffers and {} gRPC subscribers), {} lost, 0 duplicated, 0 reordered, {} gaps reported",
+            "soak-faults passed: {} faults (at most {:.1} s apart), {} deliveries checked ({:.0}/s; 2 client buffers and {} gRPC subscribers), {} lost, 0 duplicated, 0 reordered, {} gaps reported",
             report.faults.len(),
+            report.max_fault_interval_secs,
             report.deliveries_checked,
             report.deliveries_checked_per_sec,
             report.grpc_subscribers,

@@ -100,6 +100,9 @@ pub(crate) struct FaultsReport {
     seed: u64,
     fault_kinds: Vec<&'static str>,
     pub(crate) faults: Vec<FaultRecord>,
+    /// Longest time between two fault injections (the first counted from
+    /// the start of the load).
+    pub(crate) max_fault_interval_secs: f64,
     recovery: BTreeMap<&'static str, Recovery>,
     accepted_grpc: u64,
     accepted_http: u64,
@@ -195,7 +198,14 @@ pub(crate) fn verdict(
         |range: std::ops::Range<usize>| pubs[range].iter().map(PubStats::acked).sum::<u64>();
     let all = || clients.iter().chain(&subscribers);
     let deliveries_checked: u64 = all().map(|c| c.received).sum();
+    let max_fault_interval_secs = faults
+        .iter()
+        .scan(0.0, |last, f| {
+            Some(f.at_secs - std::mem::replace(last, f.at_secs))
+        })
+        .fold(0.0, f64::max);
     FaultsReport {
+        max_fault_interval_secs,
         duration_secs: run_for.as_secs_f64(),
         min_replicas: args.min_replicas,
         seed,
