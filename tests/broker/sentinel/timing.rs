@@ -37,7 +37,10 @@ async fn failover_timing() {
     topology.wait_settled().await;
     let mut took: [Vec<Duration>; 2] = Default::default();
     let mut spurious = 0;
+    // Per round: how many sends were acknowledged at its kill.
+    let mut acked_at_kill = Vec::new();
     for round in 1..=rounds {
+        acked_at_kill.push(load.sent.lock().unwrap().acked.len());
         let old = topology.kill_primary().await;
         let killed = Instant::now();
         load.mark(killed);
@@ -58,8 +61,9 @@ async fn failover_timing() {
         let restarted = Instant::now();
         let settled = topology.wait_settled().await;
         spurious += usize::from(settled != new);
+        let gaps: Vec<usize> = load.held.iter().map(|h| h.lock().unwrap().gaps).collect();
         println!(
-            "  Sentinels settled on {settled} {:?} after the restart; {}",
+            "  Sentinels settled on {settled} {:?} after the restart; gaps so far {gaps:?}; {}",
             restarted.elapsed(),
             events(&topology)
         );
@@ -85,6 +89,12 @@ async fn failover_timing() {
             duplicated.len(),
             held.gaps
         );
+        // The round each missing message was acknowledged in (before its kill).
+        let rounds_of: Vec<usize> = (missing.iter())
+            .filter_map(|t| sent.acked.iter().position(|a| a == t))
+            .map(|i| acked_at_kill.iter().filter(|k| **k <= i).count())
+            .collect();
+        println!("    missing acknowledged in rounds {rounds_of:?}");
         assert!(duplicated.is_empty(), "{name} duplicated {duplicated:?}");
         assert!(
             missing.is_empty() || held.gaps > 0,
