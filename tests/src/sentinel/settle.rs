@@ -43,7 +43,7 @@ type Fields = HashMap<String, String>;
 /// demoted node is converted to a replica about 20 s later (Sentinel reads a
 /// replica's `INFO` every 10 s and waits 4 × its 2 s publish period after
 /// the wrong role is reported); measured 22-23 s on a loaded machine.
-pub const SETTLE_WITHIN: Duration = Duration::from_secs(60);
+const SETTLE_WITHIN: Duration = Duration::from_secs(60);
 
 impl Topology {
     /// Waits until the Sentinels have settled on one primary (see the module
