@@ -3,9 +3,13 @@
 //!
 //! [`Encoded`] holds fields 1–3 (`author`, `text`, `sendTime`), which every
 //! subscriber receives, as prost encodes them, in shared [`Bytes`]. A
-//! [`Frame`] is one delivery: those bytes (a reference-count bump) and the
-//! opt-in fields 4 (`traceparent`) and 5 (`offset`), appended after them only
-//! when set. Prost writes fields in tag order and leaves out empty strings and
+//! [`Frame`] is one delivery: those bytes and the opt-in fields 4
+//! (`traceparent`) and 5 (`offset`), appended after them only when set. A
+//! frame made with [`Frame::shared`] holds the message that owns the bytes
+//! (the subscriber's own share of it, moved in), so a delivery touches no
+//! reference count of the bytes themselves: at K=1000 that count is shared by
+//! a thousand frames on every core, and its bumps were 4% of the server's CPU
+//! (tests/bench/README.md, issue 28). Prost writes fields in tag order and leaves out empty strings and
 //! zeros, so a frame's bytes are exactly `ServerMessageResponse::encode` of the
 //! same values: grpcurl and every other client see no difference.
 //!
@@ -19,6 +23,7 @@ use prost::encoding::{
     WireType, encode_key, encode_varint, encoded_len_varint, key_len, message, uint64,
 };
 use prost_types::Timestamp;
+use std::sync::Arc;
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
 use tonic_prost::ProstDecoder;
@@ -62,10 +67,39 @@ impl Encoded {
     }
 }
 
+/// What owns a message's [`Encoded`] bytes (the server's history entry).
+pub trait HoldsEncoded: Send + Sync + 'static {
+    fn encoded(&self) -> &Encoded;
+}
+
+/// Where a frame's fields 1–3 come from.
+#[derive(Clone)]
+enum Body {
+    /// Its own reference to the bytes.
+    Bytes(Encoded),
+    /// A share of the message that holds them.
+    Shared(Arc<dyn HoldsEncoded>),
+}
+
+impl Body {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Self::Bytes(e) => &e.0,
+            Self::Shared(owner) => &owner.encoded().0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Body").field(self.bytes()).finish()
+    }
+}
+
 /// One `ServerMessageResponse` on its way to one subscriber.
 #[derive(Debug, Clone)]
 pub struct Frame {
-    body: Encoded,
+    body: Body,
     /// Field 4; `None` or empty: absent.
     traceparent: Option<String>,
     /// Field 5; 0: absent.
@@ -76,7 +110,17 @@ impl Frame {
     /// The shared fields only: what a plain subscriber receives.
     pub fn new(body: &Encoded) -> Self {
         Self {
-            body: body.clone(),
+            body: Body::Bytes(body.clone()),
+            traceparent: None,
+            offset: 0,
+        }
+    }
+
+    /// The shared fields of the message `owner` holds, keeping `owner`
+    /// (moved in, not cloned) until the frame is encoded.
+    pub fn shared(owner: Arc<dyn HoldsEncoded>) -> Self {
+        Self {
+            body: Body::Shared(owner),
             traceparent: None,
             offset: 0,
         }
@@ -96,7 +140,7 @@ impl Frame {
 
     /// Encoded length in bytes, without the gRPC length prefix.
     pub fn encoded_len(&self) -> usize {
-        self.body.len()
+        self.body.bytes().len()
             + self.traceparent.as_deref().map_or(0, |t| str_len(4, t))
             + if self.offset == 0 {
                 0
@@ -107,7 +151,7 @@ impl Frame {
 
     /// Appends the frame's protobuf bytes to `buf`.
     pub fn encode(&self, buf: &mut impl BufMut) {
-        buf.put_slice(&self.body.0);
+        buf.put_slice(self.body.bytes());
         if let Some(t) = &self.traceparent {
             put_str(4, t, buf);
         }
@@ -194,15 +238,31 @@ mod tests {
         m.encode_to_vec()
     }
 
+    /// A message holding its encoding, as the server's history entry does.
+    struct Held(Encoded);
+
+    impl HoldsEncoded for Held {
+        fn encoded(&self) -> &Encoded {
+            &self.0
+        }
+    }
+
+    /// The frame's bytes, the same whether it refers to the bytes or holds
+    /// the message that owns them.
     fn frame_bytes(m: &ServerMessageResponse) -> Vec<u8> {
         let body = Encoded::new(&m.author, &m.text, m.send_time.as_ref().unwrap());
-        let frame = Frame::new(&body)
-            .with_traceparent(Some(m.traceparent.clone()))
-            .with_offset(m.offset);
-        let mut out = Vec::new();
-        frame.encode(&mut out);
-        assert_eq!(out.len(), frame.encoded_len());
-        out
+        let shared = Frame::shared(Arc::new(Held(body.clone())));
+        let mut bytes = [Frame::new(&body), shared].map(|frame| {
+            let frame = frame
+                .with_traceparent(Some(m.traceparent.clone()))
+                .with_offset(m.offset);
+            let mut out = Vec::new();
+            frame.encode(&mut out);
+            assert_eq!(out.len(), frame.encoded_len());
+            out
+        });
+        assert_eq!(bytes[0], bytes[1]);
+        std::mem::take(&mut bytes[0])
     }
 
     proptest! {

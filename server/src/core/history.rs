@@ -30,7 +30,7 @@
 pub(crate) mod memory;
 pub(crate) mod state;
 
-use messenger_proto::frame::Encoded;
+use messenger_proto::frame::{Encoded, HoldsEncoded};
 use messenger_proto::time::to_timestamp;
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,6 +75,14 @@ impl Message {
 
     /// Fields 1–3 of its `ServerMessageResponse`, encoded at acceptance.
     pub fn encoded(&self) -> &Encoded {
+        &self.encoded
+    }
+}
+
+/// A frame holds its subscriber's share of the message rather than a
+/// reference to the bytes ([`messenger_proto::frame::Frame::shared`]).
+impl HoldsEncoded for Message {
+    fn encoded(&self) -> &Encoded {
         &self.encoded
     }
 }

@@ -67,7 +67,8 @@ impl Hub {
     }
 
     /// Hands `message` to every queue; a full queue disconnects its
-    /// subscriber as slow. Releases the lock before logging.
+    /// subscriber as slow. Releases the lock before waking the streams that
+    /// were waiting and before logging.
     fn enqueue(
         &self,
         mut inner: parking_lot::MutexGuard<'_, Inner>,
@@ -77,6 +78,7 @@ impl Hub {
         let mut slow = Vec::new();
         let mut stale = Vec::new();
         let before = inner.subscribers.len();
+        let mut wake = Vec::with_capacity(before);
         let capacity = self.queue_capacity;
         inner.subscribers.retain(|&id, slot| {
             let queued = Queued {
@@ -84,7 +86,10 @@ impl Hub {
                 trace: trace.clone(),
             };
             match slot.push(queued, capacity) {
-                Ok(()) => true,
+                Ok(waker) => {
+                    wake.extend(waker);
+                    true
+                }
                 Err(PushError::Full) => {
                     stale.push(slot.cut_slow());
                     slow.push(id);
@@ -103,6 +108,11 @@ impl Hub {
         inner.cut_open += slow.len();
         let history = inner.engine.stats();
         drop(inner);
+        // Outside the lock: a wake-up may reach the scheduler (and another
+        // worker's futex), and other publishes wait on this lock.
+        for waker in wake {
+            waker.wake();
+        }
         drop(stale);
         for id in &slow {
             tracing::warn!(

@@ -28,7 +28,7 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 /// Why a subscription ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +169,10 @@ impl Slot {
     }
 
     /// Queues `queued` unless `capacity` messages are queued or the
-    /// subscription has ended, and wakes its stream.
-    pub(super) fn push(&self, queued: Queued, capacity: usize) -> Result<(), PushError> {
-        let waker = self.queue.lock().push(queued, capacity)?;
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        Ok(())
+    /// subscription has ended. Returns its stream's waker if the stream was
+    /// waiting: the hub wakes it once its own lock is released.
+    pub(super) fn push(&self, queued: Queued, capacity: usize) -> Result<Option<Waker>, PushError> {
+        self.queue.lock().push(queued, capacity)
     }
 
     /// Ends the subscription for `why`: nothing more is queued, and its

@@ -1,9 +1,10 @@
 //! The response stream of one `ReadMessages` call.
 //!
 //! It writes each message's shared encoding
-//! ([`Message::encoded`](crate::core::history::Message::encoded)) as a [`Frame`]:
-//! no per-subscriber protobuf encoding and no allocation for a plain
-//! subscriber. Its counters are added to the shared metrics once per batch
+//! ([`Message::encoded`](crate::core::history::Message::encoded)) as a [`Frame`]
+//! that holds the delivery's share of the message: no per-subscriber protobuf
+//! encoding, no allocation for a plain subscriber, and no reference count
+//! touched beyond the one the queue already took. Its counters are added to the shared metrics once per batch
 //! (when the queue runs dry and when the stream ends); the delivery latency
 //! histogram still gets one sample per live delivery, measured against a
 //! clock read that the messages of a batch share (they go to h2 together).
@@ -98,10 +99,14 @@ impl MessageStream {
     }
 
     fn deliver(&mut self, d: Delivery) -> Frame {
-        let m = &d.message;
+        let Delivery {
+            message: m,
+            trace,
+            replayed,
+        } = d;
         self.unflushed.sent += 1;
         self.last_offset = m.offset;
-        let traceparent = if d.replayed {
+        let traceparent = if replayed {
             // Acceptance-to-write latency would measure the outage, not the
             // fan-out: replays are counted on their own.
             self.unflushed.replayed += 1;
@@ -110,13 +115,15 @@ impl MessageStream {
             let latency = self.now(m.accepted_at).duration_since(m.accepted_at);
             self.metrics.delivery_latency.record(latency.as_secs_f64());
             self.unflushed.live += 1;
-            d.trace
+            trace
                 .as_ref()
                 .and_then(|t| t.deliver(self.subscription.id(), latency, self.wants_trace))
         };
-        Frame::new(m.encoded())
+        let offset = if self.wants_offsets { m.offset } else { 0 };
+        // The delivery's share of the message moves into the frame.
+        Frame::shared(m)
             .with_traceparent(traceparent)
-            .with_offset(if self.wants_offsets { m.offset } else { 0 })
+            .with_offset(offset)
     }
 
     /// This batch's write time for a message accepted at `accepted`: the
