@@ -279,6 +279,10 @@ impl RedisEngine {
         text: &str,
         traceparent: Option<&str>,
     ) -> Result<Stamp, BrokerError> {
+        // A Sentinel failover under way: not sent, at once.
+        if let Some(failure) = self.failing_over() {
+            return Err(self.publish_failed(failure));
+        }
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(started + self.timeout);
         let (reply, answer) = oneshot::channel();

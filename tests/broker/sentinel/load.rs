@@ -266,6 +266,42 @@ pub(crate) fn check(acked: &[String], held: &Held) -> (Vec<String>, Vec<String>)
     (missing, duplicated)
 }
 
+/// The strict verdict (a planned switchover with `MIN_REPLICAS=1`): every
+/// acknowledged message held by every subscriber exactly once, in one
+/// order, and no gap reported. [`check`] alone allows gaps. Returns what is
+/// wrong, nothing when all holds.
+pub(crate) fn check_exact(acked: &[String], held: &[Held]) -> Vec<String> {
+    let set: HashSet<&str> = acked.iter().map(String::as_str).collect();
+    let mut wrong = Vec::new();
+    let mut orders = Vec::new();
+    for (i, held) in held.iter().enumerate() {
+        let (missing, duplicated) = check(acked, held);
+        let few = |v: &[String]| v[..v.len().min(5)].join(", ");
+        if !missing.is_empty() {
+            wrong.push(format!(
+                "subscriber {i} lacks {}: {}",
+                missing.len(),
+                few(&missing)
+            ));
+        }
+        if !duplicated.is_empty() {
+            let n = duplicated.len();
+            wrong.push(format!(
+                "subscriber {i} duplicated {n}: {}",
+                few(&duplicated)
+            ));
+        }
+        if held.gaps > 0 {
+            wrong.push(format!("subscriber {i} reported {} gaps", held.gaps));
+        }
+        orders.push(order_of(&set, held));
+    }
+    if orders.windows(2).any(|w| w[0] != w[1]) {
+        wrong.push("the subscribers hold the acknowledged messages in different orders".into());
+    }
+    wrong
+}
+
 /// The acknowledged messages in the order `held` got them.
 pub(crate) fn order_of<'a>(acked: &HashSet<&str>, held: &'a Held) -> Vec<&'a str> {
     (held.texts.iter().map(String::as_str))

@@ -214,6 +214,10 @@ async fn publish(
         let queued = Failure::Queued(broker.timeout);
         return (batch, Err(queued));
     }
+    // Queued before a Sentinel failover started: not sent either.
+    if let Some(failure) = broker.failing_over() {
+        return (batch, Err(failure));
+    }
     if !broker.is_up() || idle {
         // With Sentinel, the primary may have moved while the broker was down.
         if !broker.is_up() {

@@ -67,7 +67,7 @@ impl BrokerError {
             Failure::Unreachable(_) | Failure::Queued(_) | Failure::NoPrimary(_) => {
                 "retry with backoff"
             }
-            Failure::NotPrimary(_) | Failure::Moved => {
+            Failure::NotPrimary(_) | Failure::Moved | Failure::FailingOver { .. } => {
                 "retry: nothing was stored, a resend is safe"
             }
             Failure::Lost { .. } => "resend it",
@@ -133,6 +133,17 @@ pub enum Failure {
     /// a replica), so the script stored nothing; the Sentinels are asked again.
     #[error("not sent: the node in use is no longer the primary ({0}); following the new one")]
     NotPrimary(redis::RedisError),
+    /// With Sentinel: a Sentinel announced a failover of our master, so
+    /// sends pause until the new primary is in use; nothing was sent.
+    #[error(
+        "not sent: the primary is failing over (Sentinel {sentinel} announced {event} \
+         {since:.1?} ago); sends resume once the new primary is in use"
+    )]
+    FailingOver {
+        sentinel: String,
+        event: String,
+        since: Duration,
+    },
     /// With Sentinel: the reader's node is not the primary any more.
     #[error("the primary moved (Sentinel failover); reconnecting to the new one")]
     Moved,

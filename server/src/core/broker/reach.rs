@@ -6,7 +6,8 @@
 //! reader session has also got a `PING` through the publishing connection,
 //! then on each read; it turns false on any failure that says the broker is
 //! unreachable. `up` is reachability while the broker refuses nothing
-//! ([`super::refusal`]). Every use of the publishing connection runs on the
+//! ([`super::refusal`]) and no Sentinel failover pauses sends
+//! ([`super::sentinel`]). Every use of the publishing connection runs on the
 //! publishing thread when it exists.
 
 use super::{BrokerError, Failure, RedisEngine};
@@ -78,10 +79,12 @@ impl RedisEngine {
         *self.up.borrow()
     }
 
-    /// Publishes `up` (health, `messenger_broker_up`): reachable and not
-    /// refusing writes.
+    /// Publishes `up` (health, `messenger_broker_up`): reachable, not
+    /// refusing writes, and no failover under way (sends paused).
     pub(super) fn refresh_up(&self) {
-        let up = self.reachable.load(Ordering::Relaxed) && self.refusal().is_none();
+        let up = self.reachable.load(Ordering::Relaxed)
+            && self.refusal().is_none()
+            && self.failing_over().is_none();
         self.up
             .send_if_modified(|current| std::mem::replace(current, up) != up);
         self.metrics.up.set(if up { 1.0 } else { 0.0 });

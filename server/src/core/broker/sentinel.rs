@@ -2,13 +2,14 @@
 //! `redis+sentinel://` or `rediss+sentinel://` `MESSENGER_BROKER_URL`
 //! ([`super::sentinel_url`]).
 //!
-//! The primary is asked of the Sentinels (redis-rs's [`SentinelClient`]: the
-//! first Sentinel that names a node that answers `ROLE` as master) when the
-//! reader (re)connects, before a publish while the broker is down, when a
-//! Sentinel announces `+switch-master` for our master, when Redis answers
-//! `READONLY` (the node is a replica now), and every [`REFRESH_EVERY`]
-//! (a `+switch-master` can be missed: redis-rs does not follow a failover on
-//! connections already open, redis-rs/redis-rs#1438).
+//! The primary is asked of the Sentinel with the newest configuration of our
+//! master ([`newest`]; through redis-rs's [`SentinelClient`], which checks
+//! that the node answers `ROLE` as master) when the reader (re)connects, before a publish while the broker is down, when Redis
+//! answers `READONLY` (the node is a replica now), every
+//! [`watch::REFRESH_EVERY`], and after a failover ([`watch`], [`pause`]):
+//! then of the Sentinel that announced its end, which names the node it
+//! just promoted. While a Sentinel fails our master over, sends pause
+//! ([`pause`]).
 //!
 //! Invariants: the publishing connection and the reader always use the same
 //! node: a new primary replaces the client, redials the publishing
@@ -16,28 +17,53 @@
 //! scripts decide whether the new primary holds what this replica delivered,
 //! or is a new epoch). A failed resolution changes nothing. Logs and errors
 //! name the Sentinels and the master, never a credential.
+//!
+//! The residual window of the pause: a publish script already sent to the
+//! old primary when the first failover event arrives still completes there.
+//! The leader moves from `+try-failover` to the promotion on its own timer
+//! (one step per Sentinel tick, about 100 ms, at least three steps), and a
+//! script with its `WAIT` takes a few milliseconds, so in practice it is
+//! answered before the promotion; one stuck longer (a `WAIT` for a slow
+//! replica, up to `MESSENGER_BROKER_TIMEOUT_MS`) can be acknowledged on the
+//! old primary after a replica was promoted, and is then reported as a gap
+//! (a new epoch), never lost silently. So is a failover whose start this
+//! replica did not hear (every Sentinel unreachable from it while the
+//! others fail over).
+
+mod events;
+mod newest;
+mod pause;
+mod watch;
+
+pub(super) use pause::Pause;
+pub(super) use watch::watch;
 
 use super::sentinel_url::SentinelUrl;
 use super::{BrokerConfigError, BrokerSettings, Failure, RedisEngine, connect};
-use futures_util::StreamExt;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, TlsMode};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio::sync::Notify;
-
-/// How often the primary is asked again without any event.
-pub(super) const REFRESH_EVERY: Duration = Duration::from_secs(5);
-/// The channel on which a Sentinel announces a new primary.
-const SWITCH_MASTER: &str = "+switch-master";
 
 /// The Sentinels and the master name; asks them for the primary.
 pub(super) struct Follower {
     client: tokio::sync::Mutex<SentinelClient>,
+    /// Each Sentinel on its own, in the URL's order: the subscriptions, and
+    /// the one to ask after it announced the end of a failover.
+    each: Vec<Sentinel>,
     master: String,
     /// "Sentinels 127.0.0.1:26379,... for master mymaster": what a failed
     /// resolution names.
     names: String,
+    /// Sends paused while a failover of our master is under way.
+    pub(super) pause: Pause,
+}
+
+/// One Sentinel: `host:port`, a client that asks only it, and a connection
+/// to it for `SENTINEL MASTER` ([`newest`]).
+struct Sentinel {
+    name: String,
+    client: tokio::sync::Mutex<SentinelClient>,
+    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
 }
 
 impl Follower {
@@ -46,63 +72,99 @@ impl Follower {
         let url = (SentinelUrl::parse(&settings.url))
             .map_err(|e| BrokerConfigError::Sentinel(e.to_string()))?;
         let certs = connect::certificates(settings, url.tls)?;
-        let addrs = (url.sentinels.iter()).map(|(host, port)| match url.tls {
-            true => ConnectionAddr::TcpTls {
-                host: host.clone(),
-                port: *port,
-                insecure: false,
-                tls_params: None,
-            },
-            false => ConnectionAddr::Tcp(host.clone(), *port),
-        });
-        let mut builder =
-            SentinelClientBuilder::new(addrs, &url.master, SentinelServerType::Master)
-                .map_err(BrokerConfigError::Url)?;
-        if url.tls {
-            builder = builder
-                .set_client_to_redis_tls_mode(TlsMode::Secure)
-                .set_client_to_sentinel_tls_mode(TlsMode::Secure);
-            if let Some(certs) = certs {
-                builder = builder
-                    .set_client_to_redis_certificates(certs.clone())
-                    .set_client_to_sentinel_certificates(certs);
-            }
-        }
-        if let Some(user) = &url.username {
-            builder = builder.set_client_to_redis_username(user);
-        }
-        if let Some(password) = &url.password {
-            builder = builder.set_client_to_redis_password(password);
-        }
-        if let Some(user) = &url.sentinel_username {
-            builder = builder.set_client_to_sentinel_username(user);
-        }
-        if let Some(password) = &url.sentinel_password {
-            builder = builder.set_client_to_sentinel_password(password);
-        }
         let hosts: Vec<String> = (url.sentinels.iter())
             .map(|(host, port)| format!("{host}:{port}"))
             .collect();
+        let client = |sentinels: &[(String, u16)]| -> Result<_, BrokerConfigError> {
+            let client = builder(&url, sentinels, certs.clone())?.build();
+            Ok(tokio::sync::Mutex::new(
+                client.map_err(BrokerConfigError::Url)?,
+            ))
+        };
+        let each = (url.sentinels.chunks(1).zip(&hosts))
+            .map(|(one, name)| {
+                Ok(Sentinel {
+                    name: name.clone(),
+                    client: client(one)?,
+                    conn: tokio::sync::Mutex::default(),
+                })
+            })
+            .collect::<Result<Vec<_>, BrokerConfigError>>()?;
         Ok(Self {
-            client: tokio::sync::Mutex::new(builder.build().map_err(BrokerConfigError::Url)?),
+            client: client(&url.sentinels)?,
+            pause: Pause::new(each.len()),
+            each,
             names: format!("Sentinels {} for master {:?}", hosts.join(","), url.master),
             master: url.master,
         })
     }
 
-    /// A client for the node the Sentinels name as primary (checked with
-    /// `ROLE`), within `timeout`.
-    async fn primary(&self, timeout: Duration) -> Result<redis::Client, Failure> {
-        let asked = async { self.client.lock().await.async_get_client().await };
+    /// A client for the node the Sentinels (or only Sentinel `via`) name as
+    /// primary (checked with `ROLE`), within `timeout`.
+    async fn primary(
+        &self,
+        via: Option<usize>,
+        timeout: Duration,
+    ) -> Result<redis::Client, Failure> {
+        let (client, names) = match via.and_then(|i| self.each.get(i)) {
+            Some(one) => (
+                &one.client,
+                format!("Sentinel {} for master {:?}", one.name, self.master),
+            ),
+            None => (&self.client, self.names.clone()),
+        };
+        let asked = async { client.lock().await.async_get_client().await };
         match tokio::time::timeout(timeout, asked).await {
             Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(Failure::NoPrimary(format!("{}: {e}", self.names))),
+            Ok(Err(e)) => Err(Failure::NoPrimary(format!("{names}: {e}"))),
             Err(_) => Err(Failure::NoPrimary(format!(
-                "{}: no answer within {timeout:?}",
-                self.names
+                "{names}: no answer within {timeout:?}"
             ))),
         }
     }
+}
+
+/// A Sentinel client for `sentinels` of `url`, with the data nodes' and the
+/// Sentinels' credentials and TLS.
+fn builder(
+    url: &SentinelUrl,
+    sentinels: &[(String, u16)],
+    certs: Option<redis::TlsCertificates>,
+) -> Result<SentinelClientBuilder, BrokerConfigError> {
+    let addrs = sentinels.iter().map(|(host, port)| match url.tls {
+        true => ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: false,
+            tls_params: None,
+        },
+        false => ConnectionAddr::Tcp(host.clone(), *port),
+    });
+    let mut builder = SentinelClientBuilder::new(addrs, &url.master, SentinelServerType::Master)
+        .map_err(BrokerConfigError::Url)?;
+    if url.tls {
+        builder = builder
+            .set_client_to_redis_tls_mode(TlsMode::Secure)
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(certs) = certs {
+            builder = builder
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_certificates(certs);
+        }
+    }
+    if let Some(user) = &url.username {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = &url.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if let Some(user) = &url.sentinel_username {
+        builder = builder.set_client_to_sentinel_username(user);
+    }
+    if let Some(password) = &url.sentinel_password {
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    Ok(builder)
 }
 
 /// `host:port` of a client's node.
@@ -117,12 +179,24 @@ pub(super) fn address(client: &redis::Client) -> (String, u16) {
 
 impl RedisEngine {
     /// Asks the Sentinels for the primary and, when it is another node than
-    /// the one in use, switches to it. Without Sentinel, nothing to do.
+    /// the one in use, switches to it: the one with the newest
+    /// configuration of our master ([`newest`]), or, when none says, the
+    /// first that names a node answering as master. Without Sentinel,
+    /// nothing to do.
     pub(super) async fn follow(&self) -> Result<(), Failure> {
         let Some(follower) = &self.follower else {
             return Ok(());
         };
-        let client = follower.primary(self.timeout).await?;
+        let via = follower.newest(self.timeout).await;
+        self.follow_via(via).await
+    }
+
+    /// [`Self::follow`], asking only Sentinel `via` when given.
+    async fn follow_via(&self, via: Option<usize>) -> Result<(), Failure> {
+        let Some(follower) = &self.follower else {
+            return Ok(());
+        };
+        let client = follower.primary(via, self.timeout).await?;
         let new = address(&client);
         let old = {
             let mut current = self.primary.lock();
@@ -165,84 +239,6 @@ impl RedisEngine {
                 Failure::NotPrimary(e)
             }
             other => other,
-        }
-    }
-}
-
-/// Follows the primary until the engine is dropped: `+switch-master` on a
-/// Sentinel, a `READONLY` answer ([`RedisEngine::not_primary`]), and a timer.
-pub(super) async fn watch(broker: Weak<RedisEngine>) {
-    loop {
-        let Some(engine) = broker.upgrade() else {
-            return;
-        };
-        let Some(follower) = &engine.follower else {
-            return;
-        };
-        let sentinel = async {
-            follower
-                .client
-                .lock()
-                .await
-                .async_get_sentinel_client()
-                .await
-        };
-        let subscribed = async {
-            let mut pubsub = sentinel.await?.get_async_pubsub().await?;
-            pubsub.subscribe(SWITCH_MASTER).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = (tokio::time::timeout(engine.timeout, subscribed).await)
-            .ok()
-            .and_then(Result::ok);
-        let master = follower.master.clone();
-        let resolve = Arc::clone(&engine.resolve);
-        drop(engine);
-        follow_events(&broker, &resolve, pubsub, &master).await;
-    }
-}
-
-/// Re-resolves on each event until the subscription ends (its Sentinel
-/// went away), or, without one, for one [`REFRESH_EVERY`].
-async fn follow_events(
-    broker: &Weak<RedisEngine>,
-    resolve: &Notify,
-    mut pubsub: Option<redis::aio::PubSub>,
-    master: &str,
-) {
-    let mut messages = pubsub.as_mut().map(|p| p.on_message());
-    let mut refresh = tokio::time::interval(REFRESH_EVERY);
-    refresh.tick().await;
-    loop {
-        let event = async {
-            match messages.as_mut() {
-                Some(m) => m.next().await,
-                None => std::future::pending().await,
-            }
-        };
-        let ended = tokio::select! {
-            message = event => match message {
-                None => true,
-                Some(m) => {
-                    // "<master> <old ip> <old port> <new ip> <new port>"
-                    let payload: String = m.get_payload().unwrap_or_default();
-                    if payload.split(' ').next() != Some(master) {
-                        continue;
-                    }
-                    false
-                }
-            },
-            () = resolve.notified() => false,
-            _ = refresh.tick() => messages.is_none(),
-        };
-        let Some(engine) = broker.upgrade() else {
-            return;
-        };
-        if let Err(e) = engine.follow().await {
-            tracing::debug!(broker = %engine.name, error = %e, "broker primary not resolved");
-        }
-        if ended {
-            return;
         }
     }
 }

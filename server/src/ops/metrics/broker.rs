@@ -18,6 +18,7 @@ pub(super) const BROKER_REFUSALS: &str = "messenger_broker_refusals_total";
 pub(super) const BROKER_ROOM_MADE: &str = "messenger_broker_room_made_total";
 pub(super) const BROKER_WAIT_TIMEOUTS: &str = "messenger_broker_wait_timeouts_total";
 pub(super) const BROKER_FAILOVERS: &str = "messenger_broker_failovers_total";
+pub(super) const BROKER_FAILOVER_PAUSES: &str = "messenger_broker_failover_pauses_total";
 pub(super) const BROKER_PRIMARY_INFO: &str = "messenger_broker_primary_info";
 pub(super) const BROKER_READER_STALLS: &str = "messenger_broker_reader_stalls_total";
 
@@ -66,6 +67,7 @@ pub(crate) struct BrokerMetrics {
     room_made: Counter,
     wait_timeouts: Counter,
     failovers: Counter,
+    failover_pauses: Counter,
     reader_stalls: Counter,
 }
 
@@ -74,7 +76,7 @@ impl BrokerMetrics {
     pub(crate) fn new() -> Self {
         describe_gauge!(
             BROKER_UP,
-            "1 while this replica's reader is connected to the broker and reading, else 0."
+            "1 while this replica's reader is connected to the broker and reading (and, with Sentinel, no failover pauses its sends), else 0."
         );
         describe_histogram!(
             BROKER_PUBLISH,
@@ -112,6 +114,10 @@ impl BrokerMetrics {
             BROKER_FAILOVERS,
             "Primary changes this replica followed (Sentinel): each time the Sentinels named another primary than the one in use."
         );
+        describe_counter!(
+            BROKER_FAILOVER_PAUSES,
+            "Times this replica paused its sends because a Sentinel announced a failover of its primary (+try-failover and the steps after it): sends answered UNAVAILABLE, not sent, and messenger_broker_up was 0 until the new primary was in use."
+        );
         describe_gauge!(
             BROKER_PRIMARY_INFO,
             "1 for the Redis primary this replica uses (Sentinel), by server_address and server_port; 0 for one it used before."
@@ -129,9 +135,11 @@ impl BrokerMetrics {
             room_made: counter!(BROKER_ROOM_MADE),
             wait_timeouts: counter!(BROKER_WAIT_TIMEOUTS),
             failovers: counter!(BROKER_FAILOVERS),
+            failover_pauses: counter!(BROKER_FAILOVER_PAUSES),
             reader_stalls: counter!(BROKER_READER_STALLS),
         };
         metrics.failovers.absolute(0);
+        metrics.failover_pauses.absolute(0);
         metrics.reader_stalls.absolute(0);
         metrics.room_made.absolute(0);
         metrics.wait_timeouts.absolute(0);
@@ -163,6 +171,10 @@ impl BrokerMetrics {
 
     pub(crate) fn wait_timeout(&self) {
         self.wait_timeouts.increment(1);
+    }
+
+    pub(crate) fn failover_paused(&self) {
+        self.failover_pauses.increment(1);
     }
 
     pub(crate) fn reader_stall(&self) {
