@@ -2,15 +2,19 @@
 //! attached, a send with `MIN_REPLICAS=1` is acknowledged once the replica
 //! holds it (Redis `WAIT` on the publishing connection); with the replica
 //! gone, the send answers UNAVAILABLE saying the message is stored on the
-//! primary but not yet replicated, outcome unknown, and the stored message
-//! still reaches the subscribers; the wait timeout is counted.
+//! primary but not yet replicated, outcome unknown; the wait timeout is
+//! counted. The stored message reaches the subscribers only once a Redis
+//! replica holds it (the reader's gate), and the replica is NOT_SERVING
+//! until then.
 
+use crate::loss::health_becomes;
 use crate::{HEAVY, replica};
 use messenger_tests::prom::scrape;
 use messenger_tests::redis::{RedisProc, free_port};
 use messenger_tests::*;
 use std::time::{Duration, Instant};
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_send_waits_for_a_redis_replica_and_says_when_it_is_not_replicated() {
@@ -89,16 +93,26 @@ async fn a_send_waits_for_a_redis_replica_and_says_when_it_is_not_replicated() {
             && message.contains("outcome unknown"),
         "{message}"
     );
-    assert_eq!(
-        read_n(&mut stream, 1).await[0].text,
-        "unconfirmed",
-        "stored on the primary, so delivered"
-    );
+    // Stored on the primary alone: the reader holds it back (a failover now
+    // would lose it) and the replica is NOT_SERVING until a Redis replica
+    // holds it; then it is delivered, and the replica serves again.
+    let reading = tokio::spawn(async move {
+        let got = read_n(&mut stream, 1).await;
+        (got, Instant::now())
+    });
+    health_becomes(a.grpc_addr, ServingStatus::NotServing).await;
     let metrics = scrape(&a.metrics_url()).await;
     assert_eq!(
         metrics.value("messenger_broker_wait_timeouts_total", &[]),
-        Some(1.0)
+        Some(1.0),
+        "the sender's WAIT only (the reader's are not sends)"
     );
+    let back = Instant::now();
+    let _copy = RedisProc::start_with(free_port(), &copy_args, &[]).await;
+    let (got, at) = reading.await.expect("the reading task");
+    assert_eq!(got[0].text, "unconfirmed", "delivered once replicated");
+    assert!(at >= back, "delivered before any Redis replica held it");
+    health_becomes(a.grpc_addr, ServingStatus::Serving).await;
     println!(
         "MIN_REPLICAS=1: acknowledged in {replicated:?} with a replica; without it UNAVAILABLE \
          \"not yet replicated\" after {took:?} (timeout {} ms)",

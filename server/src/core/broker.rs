@@ -150,6 +150,8 @@ pub struct RedisEngine {
     manager: ConnectionManagerConfig,
     stream: String,
     meta: String,
+    /// The key the reader writes before its `WAIT` ([`replicas`]).
+    read_mark: String,
     /// The stream's bounds (`max(MESSENGER_HISTORY_SIZE, STREAM_MIN_LEN)`
     /// entries, `MESSENGER_BROKER_STREAM_BYTES`).
     bounds: script::Bounds,
@@ -222,6 +224,7 @@ impl RedisEngine {
             publisher: parking_lot::Mutex::new(publisher),
             manager,
             meta: format!("{}:meta", settings.stream),
+            read_mark: format!("{}:{}", settings.stream, replicas::READ_MARK_SUFFIX),
             stream: settings.stream,
             bounds: script::Bounds {
                 entries: settings.history.messages.max(STREAM_MIN_LEN),

@@ -12,6 +12,12 @@
 //! whose offset skips ahead (trimmed before this replica read it) restarts
 //! local history at that entry the same way; an entry that is not ours is
 //! skipped with a warning and `messenger_broker_errors_total{op="decode"}`.
+//!
+//! With `MESSENGER_BROKER_MIN_REPLICAS` N > 0, what a read or a load
+//! returned reaches the hub only once N replicas hold it
+//! ([`RedisEngine::wait_read_replicated`]: the replica is NOT_SERVING
+//! while it waits); a failure meanwhile leaves `last_id` where it was, so
+//! the reconnection reads them again.
 
 use super::entry::{self, Entry};
 use super::{Failure, RedisEngine, script};
@@ -113,7 +119,16 @@ async fn session(
             // replica made (a rollback it found) ends this one's streams too.
             load(broker, fanout, &mut conn, last_id).await?;
         }
-        let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+        let entries: Vec<StreamId> = (reply.into_iter().flat_map(|r| r.keys))
+            .flat_map(|k| k.ids)
+            .collect();
+        if let Some(newest) = entries.last() {
+            // With MIN_REPLICAS: nothing reaches the hub before it is replicated.
+            let offset = offset_of(newest);
+            if !(broker.wait_read_replicated(&mut conn, offset, fanout)).await? {
+                return Ok(ShuttingDown);
+            }
+        }
         for raw in entries {
             last_id.clone_from(&raw.id);
             let Some(entry) = decoded(broker, &raw) else {
@@ -187,6 +202,12 @@ async fn load(
             return Err(e.into());
         }
     };
+    // Shutting down while it waits: nothing more to deliver.
+    if let Some(newest) = tail.first()
+        && !(broker.wait_read_replicated(conn, offset_of(newest), fanout)).await?
+    {
+        return Ok(());
+    }
     let newest_id = tail.first().map(|e| e.id.clone());
     let mut entries: Vec<(Entry, &str)> = (tail.iter().rev())
         .filter_map(|raw| Some((decoded(broker, raw)?, raw.id.as_str())))
@@ -264,6 +285,12 @@ async fn read_tail(
         }
     }
     Ok(tail)
+}
+
+/// The offset an entry carries (0 when it is not ours), for what the reader
+/// waits on.
+fn offset_of(raw: &StreamId) -> u64 {
+    entry::decode(raw).map_or(0, |e| e.offset)
 }
 
 /// The entry, or `None` after counting and logging why it was skipped.
