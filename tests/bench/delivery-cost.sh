@@ -17,21 +17,9 @@
 set -euo pipefail
 BIN=${1:-target/release}; OUT=${2:-target/delivery-cost}; K=${3:-250}; RATE=${4:-20}
 mkdir -p "$OUT"
-WRAP=$OUT/noauxv
-if [ ! -x "$WRAP" ]; then
-    cc -O2 -o "$WRAP" "$(dirname "$0")/noauxv.c"
-fi
-
-# wait_for FILE KEY: the value of KEY=... once FILE has it (bounded).
-wait_for() {
-    for _ in $(seq 1200); do
-        if grep -q "$2=" "$1" 2>/dev/null; then
-            grep -o "$2=[^ ]*" "$1" | head -1 | cut -d= -f2; return 0
-        fi
-        sleep 0.1
-    done
-    echo "no $2 in $1 after 120 s" >&2; return 1
-}
+# shellcheck source=callgrind-common.sh
+. "$(dirname "$0")/callgrind-common.sh"
+WRAP=$(noauxv_wrapper "$OUT")
 
 # run SECS: prints "instructions deliveries"
 run() {

@@ -11,29 +11,15 @@
 # (`callgrind_annotate --inclusive=yes` lists the top entries).
 #
 # Usage: tests/bench/trace-cost.sh [BIN_DIR] [OUT]   (default target/release, target/trace-cost)
-# Needs valgrind and a C compiler (Debian: valgrind, gcc). rustix asks the
-# kernel for the aux vector (prctl PR_GET_AUXV), which under valgrind names
-# the host's vDSO and crashes the server; a 20-line seccomp wrapper makes
-# that prctl fail so rustix reads valgrind's emulated /proc/self/auxv.
+# Needs valgrind and a C compiler (Debian: valgrind, gcc); the wrapper that
+# lets the server run under valgrind is explained in callgrind-common.sh.
 set -euo pipefail
 BIN=${1:-target/release}; OUT=${2:-target/trace-cost}
 RATE=20; K=100
 mkdir -p "$OUT"
-WRAP=$OUT/noauxv
-if [ ! -x "$WRAP" ]; then
-    cc -O2 -o "$WRAP" "$(dirname "$0")/noauxv.c"
-fi
-
-# wait_for FILE KEY: the value of KEY=... once FILE has it (bounded).
-wait_for() {
-    for _ in $(seq 1200); do
-        if grep -q "$2=" "$1" 2>/dev/null; then
-            grep -o "$2=[^ ]*" "$1" | head -1 | cut -d= -f2; return 0
-        fi
-        sleep 0.1
-    done
-    echo "no $2 in $1 after 120 s" >&2; return 1
-}
+# shellcheck source=callgrind-common.sh
+. "$(dirname "$0")/callgrind-common.sh"
+WRAP=$(noauxv_wrapper "$OUT")
 
 # run MODE SECS: prints "instructions messages spans"
 run() {
