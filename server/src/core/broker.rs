@@ -51,27 +51,26 @@ mod refusal;
 mod replicas;
 mod room;
 pub mod script;
+mod send;
 mod sentinel;
 pub mod sentinel_url;
+mod start;
 
 pub use connect::redacted;
 pub use error::{BrokerConfigError, BrokerError, Failure};
 pub use refusal::Refusal;
 
-use crate::app::config::ENV_BROKER_URL;
 use crate::core::fanout::Fanout;
 use crate::core::history::memory::Bounds;
 use crate::ops::metrics::BrokerMetrics;
 use deliver::Delivered;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use script::Stamp;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::sync::watch;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::timeout_at;
 
 /// The stream keeps at least this many entries whatever the history bound,
 /// so trimming never removes an entry before a replica's reader, a few
@@ -268,85 +267,6 @@ impl RedisEngine {
         self.position.subscribe()
     }
 
-    /// Publishes one message and returns once it is queued to every local
-    /// subscriber, all within the broker timeout. Concurrent sends share
-    /// script calls ([`commit`]); the first sender of a batch to run hands
-    /// its entries to the local hub when they are the next ones this replica
-    /// expects (saving the reader's `XREAD` round trip), else the reader
-    /// does. Returns the
-    /// broker's stamp (epoch, offset, `sendTime`, entry id). A send before
-    /// [`start`](Self::start) waits for it, within the same timeout.
-    pub async fn send(
-        &self,
-        author: &str,
-        text: &str,
-        traceparent: Option<&str>,
-    ) -> Result<Stamp, BrokerError> {
-        // A Sentinel failover under way: not sent, at once.
-        if let Some(failure) = self.failing_over() {
-            return Err(self.publish_failed(failure));
-        }
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::from_std(started + self.timeout);
-        let (reply, answer) = oneshot::channel();
-        let claim = Arc::new(commit::Claim::default());
-        let pending = commit::Pending {
-            author: author.to_owned(),
-            text: text.to_owned(),
-            traceparent: traceparent.map(str::to_owned),
-            queued: started,
-            claim: Arc::clone(&claim),
-            reply,
-        };
-        if self.queue.send(pending).is_err() {
-            return Err(self.publish_failed(Failure::Stopped));
-        }
-        let committed = match timeout_at(deadline, answer).await {
-            Ok(Ok(Ok(committed))) => committed,
-            Ok(Ok(Err(failure))) => return Err(self.publish_failed(failure)),
-            Ok(Err(_)) => return Err(self.publish_failed(Failure::Stopped)),
-            Err(_) if claim.abandon() => {
-                return Err(self.publish_failed(Failure::Queued(self.timeout)));
-            }
-            Err(_) => return Err(self.publish_failed(Failure::Timeout(self.timeout))),
-        };
-        let stamp = committed.stamp;
-        if committed.staged && self.deliver_staged(&stamp) {
-            return Ok(stamp);
-        }
-        let mut position = self.position.subscribe();
-        // Delivered, or this replica moved on to another epoch than the
-        // stamp's (the broker lost its history again), where this offset
-        // will never come. A replica still behind, in the epoch before the
-        // stamp's, is not that: it is about to load the stamp's epoch.
-        let behind = position.borrow().epoch.clone();
-        let settled = |p: &Position| {
-            let other = *p.epoch != *stamp.epoch;
-            (other && *p.epoch != *behind) || (!other && p.offset >= stamp.offset)
-        };
-        match timeout_at(deadline, position.wait_for(settled)).await {
-            Ok(Ok(p)) if *p.epoch == *stamp.epoch => Ok(stamp),
-            Ok(Ok(_)) => Err(self.publish_failed(Failure::Lost {
-                offset: stamp.offset,
-            })),
-            _ => Err(self.publish_failed(Failure::NotDelivered {
-                offset: stamp.offset,
-                timeout: self.timeout,
-            })),
-        }
-    }
-
-    /// Delivers what its batch staged, if it is next; `true` once `stamp`'s
-    /// entry reached the hub. A hub shutting down counts as reached: the
-    /// entry is in the stream, and the local streams are ending anyway.
-    fn deliver_staged(&self, stamp: &Stamp) -> bool {
-        let Some(local) = self.local.get() else {
-            return false;
-        };
-        let mut delivered = self.delivered.lock();
-        delivered.deliver_staged(self, local).is_err() || delivered.has(&stamp.epoch, stamp.offset)
-    }
-
     /// `true` once the reader has loaded the stream (its epoch and tail).
     pub fn is_loaded(&self) -> bool {
         self.delivered.lock().epoch.is_some()
@@ -383,43 +303,5 @@ impl RedisEngine {
             bytes: self.bounds.bytes.min(room),
             ..self.bounds
         }
-    }
-
-    /// Starts this replica's reader and waits (up to the broker timeout) for
-    /// its first load of the stream's tail, so a restarted replica serves
-    /// resumes from its first request. A broker that is down is logged and
-    /// left to the reader's retries.
-    pub(crate) async fn start(
-        self: &Arc<Self>,
-        fanout: Arc<Fanout>,
-    ) -> tokio::task::JoinHandle<()> {
-        let mut up = self.watch_up();
-        if self.local.set(Arc::clone(&fanout)).is_err() {
-            tracing::warn!(broker = %self.name, "broker engine started twice; keeping the first hub");
-        }
-        if let Some(queued) = self.queued.lock().take() {
-            let publishing = commit::start(Arc::downgrade(self), queued);
-            let watch = refusal::watch(Arc::downgrade(self));
-            let follow = sentinel::watch(Arc::downgrade(self));
-            match &publishing {
-                Some(runtime) => drop((runtime.spawn(watch), runtime.spawn(follow))),
-                None => drop((tokio::spawn(watch), tokio::spawn(follow))),
-            }
-            if let Some(runtime) = publishing {
-                let _ = self.publishing.set(runtime);
-            }
-        }
-        let task = tokio::spawn(reader::run(Arc::clone(self), fanout));
-        if tokio::time::timeout(self.timeout, up.wait_for(|up| *up))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                broker = %self.name,
-                env = ENV_BROKER_URL,
-                "broker not reachable at start; serving with health NOT_SERVING until it is"
-            );
-        }
-        task
     }
 }
