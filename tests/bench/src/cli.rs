@@ -44,6 +44,8 @@ pub(crate) struct FanoutArgs {
     pub(crate) publishers: usize,
     pub(crate) duration: f64,
     pub(crate) rate: Option<f64>,
+    /// When a publisher sends its next message ([`crate::pace::Rule`]).
+    pub(crate) pace: crate::pace::Rule,
     pub(crate) connections: Option<usize>,
     pub(crate) payload: usize,
     pub(crate) server_pid: Option<u32>,
@@ -220,6 +222,7 @@ impl Given {
                 publishers: self.get("publishers")?,
                 duration: self.get("duration")?,
                 rate: self.opt("rate")?,
+                pace: self.get("pace")?,
                 connections: self.opt("connections")?,
                 payload: self.get("payload")?,
                 server_pid: self.opt("server-pid")?,
@@ -326,6 +329,7 @@ mod tests {
         };
         assert_eq!((f.subscribers, f.publishers, f.payload), (1, 4, 64));
         assert_eq!((f.duration, f.rate, f.connections), (10.0, Some(5.0), None));
+        assert_eq!(f.pace, crate::pace::Rule::Ack);
         let Ok(Command::Suite(s)) = run("suite") else {
             panic!("suite parses")
         };
@@ -368,6 +372,7 @@ mod tests {
             "fanout",
             "fanout --server nowhere",
             "fanout --server 127.0.0.1:1 --bogus 1",
+            "fanout --server 127.0.0.1:1 --pace sometimes",
             "fanout --server 127.0.0.1:1 --server 127.0.0.1:2",
             "idle --server 127.0.0.1:1 --subscribers 5",
             "frobnicate",

@@ -72,8 +72,14 @@ pub(crate) const SPECS: [Spec; 7] = [
             flag(
                 "rate",
                 "MSG/S",
-                "Total messages per second over all publishers (default: as fast as accepted)",
+                "Total messages per second over all publishers, their schedules staggered into one uniform rate (default: as fast as --pace allows)",
                 None,
+            ),
+            flag(
+                "pace",
+                "RULE",
+                "When a publisher sends its next message: ack (once SendMessage is acknowledged) or first-receipt (also once subscriber 0 has the previous one, as messenger-bench-nats)",
+                Some("ack"),
             ),
             flag(
                 "connections",

@@ -10,9 +10,16 @@
 //! window only, not connection setup. With `--replica`, connections
 //! alternate between the two servers, the server CPU is both replicas' sum
 //! and the peak RSS the larger one.
+//!
+//! `--pace` sets when a publisher sends its next message ([`crate::pace`]):
+//! on the acknowledgement (`ack`, the default), or once subscriber 0 also has
+//! the previous one (`first-receipt`, the rule of `messenger-bench-nats`).
+//! With `--rate` the publishers' schedules are staggered into one uniform
+//! rate. The report names both (`pace`, `rate`).
 
 use crate::cli::{FanoutArgs, duration};
 use crate::conn::{self, Readiness};
+use crate::pace::{Pace, Rule};
 use crate::procfs::{self, ServerWatch};
 use crate::publisher::{self, Plan, PubStats};
 use crate::report::{self, P50P99, Percentiles};
@@ -43,6 +50,8 @@ pub(crate) struct FanoutReport {
     pub(crate) connections: usize,
     pub(crate) duration_secs: f64,
     pub(crate) rate: Option<f64>,
+    /// The pacing rule ([`Rule`]): `ack` or `first-receipt`.
+    pub(crate) pace: &'static str,
     pub(crate) payload_bytes: usize,
     pub(crate) accepted: u64,
     pub(crate) accepted_per_sec: f64,
@@ -98,14 +107,16 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
     let stop = CancellationToken::new();
     let _stop_on_return = stop.clone().drop_guard();
     let progress: Vec<Arc<Progress>> = (0..k).map(|_| Arc::default()).collect();
+    let pace = (args.pace == Rule::FirstReceipt).then(|| Arc::new(Pace::new(p)));
     let subs: Vec<_> = (0..k)
         .map(|i| {
-            let task = subscriber::run(
+            let task = subscriber::run_pacing(
                 sub_channels[i % c].clone(),
                 p,
                 ready.clone(),
                 progress[i].clone(),
                 stop.clone(),
+                pace.clone().filter(|_| i == 0),
             );
             tokio::spawn(task)
         })
@@ -121,16 +132,18 @@ async fn measure(args: &FanoutArgs) -> Result<FanoutReport, String> {
     let plan = Plan {
         start,
         end: start + run_for,
-        interval: args
-            .rate
-            .map(|r| Duration::from_secs_f64(p as f64 / r.max(1e-9))),
+        rate: args.rate,
+        publishers: p,
         payload: args.payload,
     };
     let accepted = Arc::new(AtomicU64::new(0));
     let pubs: Vec<_> = pub_channels
         .into_iter()
         .enumerate()
-        .map(|(id, ch)| tokio::spawn(publisher::run(id, ch, plan, accepted.clone())))
+        .map(|(id, ch)| {
+            let run = publisher::run_paced(id, ch, plan, accepted.clone(), pace.clone());
+            tokio::spawn(run)
+        })
         .collect();
     let bar = report::progress(&format!("fanout K={k}"), run_for);
     while Instant::now() < plan.end {
@@ -243,6 +256,7 @@ fn summarize(
         connections,
         duration_secs: args.duration,
         rate: args.rate,
+        pace: args.pace.as_str(),
         payload_bytes: args.payload.max(crate::message::HEADER_LEN),
         accepted,
         accepted_per_sec: accepted as f64 / publish_secs,

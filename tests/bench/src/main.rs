@@ -38,6 +38,7 @@ mod idle;
 mod markdown;
 mod message;
 mod otlp_sink;
+mod pace;
 mod procfs;
 mod procs;
 mod publisher;

@@ -2,7 +2,7 @@
 //! the rounds, met in every round or not), then one row per run and round,
 //! then the idle and HTTP runs, printed for tests/bench/README.md and written to disk.
 
-use crate::anchors::{NATS_KS, REFERENCE_KS};
+use crate::anchors::{self, NATS_KS, REFERENCE_KS, SAME_RATE};
 use crate::fanout::LATENCY_FROM;
 use crate::rounds;
 use crate::suite::FANOUT_KS;
@@ -50,17 +50,15 @@ fn fanout_runs() -> Vec<String> {
             names.push(format!("reference-k{k}"));
         }
         if NATS_KS.contains(&k) {
-            names.push(format!("nats-k{k}"));
+            names.extend([anchors::paced(k), format!("nats-k{k}")]);
         }
     }
     names.extend(crate::broker::run_names());
     names.extend(crate::broker_wait::run_names());
-    let rest = [
-        K1000_FIXED,
-        "telemetry-off",
-        "telemetry-on",
-        "telemetry-on-10pct",
-    ];
+    for (k, rate) in SAME_RATE {
+        names.extend(["fanout", "nats"].map(|who| anchors::at_rate(who, k, rate)));
+    }
+    let rest = ["telemetry-off", "telemetry-on", "telemetry-on-10pct"];
     names.extend(rest.map(String::from));
     names
 }
@@ -87,7 +85,12 @@ pub(crate) fn render(summary: &Value, runs: &Value) -> String {
         );
     }
     out += &format!(
-        "\nLatency: {LATENCY_FROM} (ours and nats-server alike). {K1000_FIXED}: K=1000 at a fixed {FIXED_RATE} msg/s.\n"
+        "\nLatency: {LATENCY_FROM} (ours and nats-server alike). \
+         Pacing: a `-paced` run, nats-k* and redis-fanout-k100/k1000 send a publisher's next message once \
+         the first subscriber has the previous one (the NATS driver's rule); the other max-rate runs of ours send it \
+         once SendMessage is answered (queued, before any delivery: more messages in flight). \
+         `-atR`: a fixed R msg/s, the publishers' schedules staggered into one uniform rate, no wait on delivery \
+         ({K1000_FIXED}: K=1000 at {FIXED_RATE} msg/s).\n"
     );
     out += "\n| run | K | accepted/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | reord | bench CPU s | server CPU s | server peak RSS MiB |\n";
     out += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";

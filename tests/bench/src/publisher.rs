@@ -1,11 +1,15 @@
 //! One fan-out publisher: sends numbered messages on its own connection, one
-//! request in flight at a time, paced to a rate or as fast as the server
-//! accepts, until a deadline. With one request in flight, the server's total
-//! order must deliver each publisher's messages in sequence order. A send
-//! unanswered within [`conn::REQUEST_LIMIT`] counts as failed.
+//! request in flight at a time, paced to a rate (on the staggered
+//! [`Schedule`]) or as fast as the pacing rule allows ([`crate::pace`]: the
+//! acknowledgement, or also subscriber 0's receipt of the previous message),
+//! until a deadline. With one request in flight, the server's total order
+//! must deliver each publisher's messages in sequence order. A send
+//! unanswered within [`conn::REQUEST_LIMIT`] counts as failed, and so does a
+//! message subscriber 0 has not received within it (the publisher then stops).
 
 use crate::conn;
 use crate::message;
+use crate::pace::{Pace, Schedule};
 use crate::report;
 use hdrhistogram::Histogram;
 use messenger_proto::pb::SendMessageRequest;
@@ -42,8 +46,10 @@ impl PubStats {
 pub(crate) struct Plan {
     pub(crate) start: Instant,
     pub(crate) end: Instant,
-    /// Gap between this publisher's sends; `None` = back to back.
-    pub(crate) interval: Option<Duration>,
+    /// Messages per second over all publishers; `None` = back to back.
+    pub(crate) rate: Option<f64>,
+    /// How many publishers share `rate` (their schedules are staggered).
+    pub(crate) publishers: usize,
     pub(crate) payload: usize,
 }
 
@@ -53,6 +59,18 @@ pub(crate) async fn run(
     plan: Plan,
     accepted: Arc<AtomicU64>,
 ) -> PubStats {
+    run_paced(id, channel, plan, accepted, None).await
+}
+
+/// [`run`]; with `pace`, each next send also waits until subscriber 0 has
+/// the previous message ([`crate::pace::Rule::FirstReceipt`]).
+pub(crate) async fn run_paced(
+    id: usize,
+    channel: Channel,
+    plan: Plan,
+    accepted: Arc<AtomicU64>,
+    pace: Option<Arc<Pace>>,
+) -> PubStats {
     let mut client = MessengerServerClient::new(channel);
     let mut stats = PubStats {
         sent: 0,
@@ -61,9 +79,12 @@ pub(crate) async fn run(
         first_error: None,
     };
     let mut text = String::with_capacity(plan.payload.max(message::HEADER_LEN));
+    let schedule = plan
+        .rate
+        .map(|rate| Schedule::new(plan.start, rate, plan.publishers, id));
     loop {
-        if let Some(interval) = plan.interval {
-            let due = plan.start + interval.mul_f64(stats.sent as f64);
+        if let Some(schedule) = &schedule {
+            let due = schedule.due(stats.sent);
             // Behind schedule (the server can't carry the rate) still ends
             // at the deadline: the report's accepted/s shows the shortfall.
             if due >= plan.end || Instant::now() >= plan.end {
@@ -86,6 +107,16 @@ pub(crate) async fn run(
             Ok(_) => {
                 report::record(&mut stats.latency, t0.elapsed().as_micros() as u64);
                 accepted.fetch_add(1, Ordering::Relaxed);
+                let Some(pace) = &pace else { continue };
+                let received = tokio::time::timeout(conn::REQUEST_LIMIT, pace.wait(id, seq));
+                if received.await.is_err() {
+                    let why = format!(
+                        "subscriber 0 did not receive message {seq} within {:?}",
+                        conn::REQUEST_LIMIT
+                    );
+                    stats.first_error.get_or_insert(why);
+                    break;
+                }
             }
             Err(e) => {
                 stats.failed.push(seq);

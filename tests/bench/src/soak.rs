@@ -178,11 +178,11 @@ async fn soak(
 
     let start = Instant::now();
     let end = start + run_for;
-    let interval = Duration::from_secs_f64(pubs_n as f64 / args.rate.max(1e-3));
     let plan = Plan {
         start,
         end,
-        interval: Some(interval),
+        rate: Some(args.rate.max(1e-3)),
+        publishers: pubs_n,
         payload: args.payload,
     };
     let accepted = Arc::new(AtomicU64::new(0));

@@ -186,7 +186,8 @@ async fn soak(
     let plan = Plan {
         start,
         end,
-        interval: Some(Duration::from_secs_f64(pubs_n as f64 / args.rate.max(1e-3))),
+        rate: Some(args.rate.max(1e-3)),
+        publishers: pubs_n,
         payload: args.payload,
     };
     let accepted = Arc::new(AtomicU64::new(0));

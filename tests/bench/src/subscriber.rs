@@ -6,11 +6,14 @@
 //! id parse, one bit in a per-publisher bitset (exact duplicate detection),
 //! one HDR record and one relaxed atomic store. Lost messages are counted at
 //! the end against what the publishers were acknowledged for
-//! ([`SubStats::received_of`]).
+//! ([`SubStats::received_of`]). Subscriber 0 of a `--pace first-receipt`
+//! run also tells the publishers each receipt ([`Pace`]), and releases them
+//! when its stream ends.
 
 use crate::conn::Readiness;
 use crate::delivery::{Delivery, READ_MESSAGES};
 use crate::message::clock_nanos;
+use crate::pace::Pace;
 use crate::report;
 use hdrhistogram::Histogram;
 use messenger_proto::time::unix_nanos_now;
@@ -145,6 +148,33 @@ pub(crate) async fn run(
     progress: Arc<Progress>,
     stop: CancellationToken,
 ) -> SubStats {
+    run_pacing(channel, publishers, ready, progress, stop, None).await
+}
+
+/// [`run`], telling `pace` of every measured message it receives.
+pub(crate) async fn run_pacing(
+    channel: Channel,
+    publishers: usize,
+    ready: Arc<Readiness>,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    pace: Option<Arc<Pace>>,
+) -> SubStats {
+    let stats = read(channel, publishers, ready, progress, stop, pace.as_deref()).await;
+    if let Some(pace) = &pace {
+        pace.release();
+    }
+    stats
+}
+
+async fn read(
+    channel: Channel,
+    publishers: usize,
+    ready: Arc<Readiness>,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+    pace: Option<&Pace>,
+) -> SubStats {
     let mut stats = SubStats::new(publishers);
     let mut confirmed = false;
     let mut stop = pin!(stop.cancelled_owned());
@@ -196,6 +226,9 @@ pub(crate) async fn run(
         match (msg.id.filter(|(p, _)| *p < publishers), msg.sent_at) {
             (Some((p, seq)), Some(sent_at)) => {
                 stats.on_message(p, seq);
+                if let Some(pace) = pace {
+                    pace.received(p, seq);
+                }
                 let micros = received.saturating_sub(sent_at) / 1000;
                 report::record(&mut stats.latency, micros);
             }

@@ -4,11 +4,15 @@
 //!
 //! Runs, in order: fanout K = 1, 8, 100, 1000 at max rate; at K = 8 and 100
 //! the course design first ([`crate::anchors`]); at K = 100 and 1000 ours,
-//! nats-server and the Redis engine ([`crate::broker`]) in `--rounds`
-//! alternating rounds ([`crate::rounds`]); two Redis replicas at K = 1000 and
+//! ours paced as the NATS driver (`fanout-k{K}-paced`, `--pace
+//! first-receipt`), nats-server and the Redis engine (paced alike,
+//! [`crate::broker`]) in `--rounds` alternating rounds ([`crate::rounds`]);
+//! two Redis replicas at K = 1000 and
 //! the stream's ceiling; ours and Redis saturated (64 publishers), in rounds;
 //! Redis with MIN_REPLICAS 0 and 1 on a primary and one replica, in rounds
-//! ([`crate::broker_wait`]); K = 1000 at a fixed 250 msg/s, in rounds; idle with 10,000 subscribers on
+//! ([`crate::broker_wait`]); ours and nats-server at one fixed rate
+//! ([`anchors::SAME_RATE`]: K = 1000 at 250 msg/s, K = 100 at 1,500 msg/s),
+//! in rounds; idle with 10,000 subscribers on
 //! 10,000 connections; http with 10 connections, in rounds; fanout K = 100
 //! without trace export, then with the OTLP exporter on (into `otlp-sink`) at
 //! 100% and at 10% head sampling, in rounds ([`crate::telemetry`]; "off" is
@@ -17,7 +21,7 @@
 //! (its duration + [`CHILD_SLACK`]). `--only` runs some of the [`GROUPS`]
 //! (the summary then leaves out the figures no run measured).
 
-use crate::anchors::{self, NATS_KS, REFERENCE_KS};
+use crate::anchors::{self, NATS_KS, PACE_AS_NATS, REFERENCE_KS, SAME_RATE};
 use crate::broker;
 use crate::broker_wait;
 use crate::chart;
@@ -117,17 +121,18 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
             runs.insert(name, run);
         }
         let mut sides: Vec<Side<'_>> = vec![(format!("fanout-k{k}"), ours(vec![], flags.clone()))];
+        // Compared with nats-server: every side on the NATS driver's rule.
+        let paced: Vec<String> = flags
+            .iter()
+            .cloned()
+            .chain(PACE_AS_NATS.map(String::from))
+            .collect();
         if NATS_KS.contains(&k) {
-            let f = flags.clone();
-            let nats =
-                move |name: &str| anchors::nats(bins, out, &args.nats_server, name, &strs(&f));
-            sides.push((format!("nats-k{k}"), Box::new(nats)));
+            sides.push((anchors::paced(k), ours(vec![], paced.clone())));
+            sides.push((format!("nats-k{k}"), nats(bins, args, flags.clone())));
         }
         if broker::REDIS_KS.contains(&k) {
-            sides.push((
-                format!("redis-fanout-k{k}"),
-                redis(bins, args, flags.clone()),
-            ));
+            sides.push((format!("redis-fanout-k{k}"), redis(bins, args, paced)));
         }
         let n = if sides.len() > 1 { args.rounds } else { 1 };
         rounds::alternate(&mut runs, n, &sides);
@@ -174,9 +179,16 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
         rounds::alternate(&mut runs, args.rounds, &sides);
     }
     if want("fixed-rate") {
-        let fixed = load("1000", &pubs, &["--rate", targets::FIXED_RATE]);
-        let fixed: [Side<'_>; 1] = [(targets::K1000_FIXED.to_owned(), ours(vec![], fixed))];
-        rounds::alternate(&mut runs, args.rounds, &fixed);
+        let mut sides: Vec<Side<'_>> = Vec::new();
+        for (k, rate) in SAME_RATE {
+            let fixed = load(&k.to_string(), &pubs, &["--rate", rate]);
+            sides.push((
+                anchors::at_rate("fanout", k, rate),
+                ours(vec![], fixed.clone()),
+            ));
+            sides.push((anchors::at_rate("nats", k, rate), nats(bins, args, fixed)));
+        }
+        rounds::alternate(&mut runs, args.rounds, &sides);
     }
     let n = args.idle_subscribers.to_string();
     let idle_name = format!("idle-{n}");
@@ -267,6 +279,13 @@ pub(crate) fn run(args: SuiteArgs) -> Result<(), String> {
 
 /// How a side of a group takes one run, given the run's name.
 type Taker<'a> = Box<dyn Fn(&str) -> Value + 'a>;
+
+/// The nats-server run with `flags` (`fanout`'s load flags, no `--pace`).
+fn nats<'a>(bins: &'a Bins, args: &'a SuiteArgs, flags: Vec<String>) -> Taker<'a> {
+    Box::new(move |name: &str| {
+        anchors::nats(bins, &args.out, &args.nats_server, name, &strs(&flags))
+    })
+}
 
 /// The Redis-engine run (one replica) with `flags`.
 fn redis<'a>(bins: &'a Bins, args: &'a SuiteArgs, flags: Vec<String>) -> Taker<'a> {

@@ -6,7 +6,7 @@
 //! only when every round meets the target. A ratio is taken per round,
 //! between the two runs of that round. A failed run never meets its target.
 
-use crate::anchors::{NATS_KS, REFERENCE_KS};
+use crate::anchors::REFERENCE_KS;
 use crate::fanout::LATENCY_FROM;
 use crate::rounds::{self, Series, Spread};
 use serde_json::{Value, json};
@@ -73,12 +73,12 @@ pub(crate) const K1000_FIXED: &str = "fanout-k1000-at250";
 /// Messages per second of [`K1000_FIXED`].
 pub(crate) const FIXED_RATE: &str = "250";
 
-/// p99 of each [`K1000_FIXED`] round that carried at least 95% of
-/// [`FIXED_RATE`] (a machine that can't take the load measures another one).
-fn fixed_rate_p99(runs: &Value) -> Series {
-    let rate: f64 = FIXED_RATE.parse().expect("a number");
-    let carried = get(runs, K1000_FIXED, "/accepted_per_sec");
-    get(runs, K1000_FIXED, "/delivery_latency_ms/p99")
+/// p99 of each round of the fixed-`rate` run `base` that carried at least
+/// 95% of the rate (a machine that can't take the load measures another one).
+pub(crate) fn carried_p99(runs: &Value, base: &str, rate: &str) -> Series {
+    let rate: f64 = rate.parse().expect("a number");
+    let carried = get(runs, base, "/accepted_per_sec");
+    get(runs, base, "/delivery_latency_ms/p99")
         .into_iter()
         .zip(carried)
         .map(|(p99, r)| p99.filter(|_| r.is_some_and(|r| r >= 0.95 * rate)))
@@ -131,7 +131,7 @@ pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value 
         ),
         row(
             format!("delivery p99 at K=1000 at a fixed {FIXED_RATE} msg/s (ms; {LATENCY_FROM})"),
-            fixed_rate_p99(runs),
+            carried_p99(runs, K1000_FIXED, FIXED_RATE),
             Some((false, 10.0, "≤ 10")),
             format!(
                 "a round below 95% of the rate has no value; accepted msg/s per round: {:?} {}",
@@ -203,28 +203,7 @@ pub(crate) fn summary(runs: &Value, spans: (Option<u64>, Option<u64>)) -> Value 
             note,
         ));
     }
-    for k in NATS_KS {
-        let (ours, theirs) = (format!("fanout-k{k}"), format!("nats-k{k}"));
-        let note = errors(runs, &[&ours, &theirs]);
-        rows.push(row(
-            format!("ours ÷ nats-server core pub/sub: deliveries/s, K={k}"),
-            ratio(
-                get(runs, &ours, "/deliveries_per_sec"),
-                get(runs, &theirs, "/deliveries_per_sec"),
-            ),
-            None,
-            note.clone(),
-        ));
-        rows.push(row(
-            format!("ours ÷ nats-server: delivery p99 ({LATENCY_FROM}, both), K={k}"),
-            ratio(
-                get(runs, &ours, "/delivery_latency_ms/p99"),
-                get(runs, &theirs, "/delivery_latency_ms/p99"),
-            ),
-            Some((false, 1.0, "≤ 1.0")),
-            note,
-        ));
-    }
+    rows.extend(crate::anchors::rows(runs));
     rows.extend(crate::broker::rows(runs));
     rows.extend(crate::broker_wait::rows(runs));
     Value::Array(rows)

@@ -6,13 +6,15 @@ pub(crate) struct Args {
     pub(crate) subscribers: usize,
     pub(crate) publishers: usize,
     pub(crate) duration: f64,
+    /// Messages per second over all publishers; `None` = closed loop.
+    pub(crate) rate: Option<f64>,
     pub(crate) payload: usize,
     pub(crate) server_pid: Option<u32>,
     pub(crate) json: Option<String>,
 }
 
 pub(crate) const USAGE: &str = "usage: messenger-bench-nats --server HOST:PORT [--subscribers K] \
-    [--publishers P] [--duration SECS] [--payload BYTES] [--server-pid PID] [--json FILE]";
+    [--publishers P] [--duration SECS] [--rate MSG/S] [--payload BYTES] [--server-pid PID] [--json FILE]";
 
 /// The arguments, or `None` for `--help`.
 pub(crate) fn parse() -> Result<Option<Args>, String> {
@@ -22,6 +24,7 @@ pub(crate) fn parse() -> Result<Option<Args>, String> {
         subscribers: 1,
         publishers: 4,
         duration: 10.0,
+        rate: None,
         payload: 64,
         server_pid: None,
         json: None,
@@ -41,6 +44,7 @@ pub(crate) fn parse() -> Result<Option<Args>, String> {
             "subscribers" => a.subscribers = num()? as usize,
             "publishers" => a.publishers = num()? as usize,
             "duration" => a.duration = num()?,
+            "rate" => a.rate = Some(num()?).filter(|r| *r > 0.0),
             "payload" => a.payload = num()? as usize,
             "server-pid" => a.server_pid = Some(num()? as u32),
             "json" => a.json = Some(v.clone()),

@@ -4,11 +4,19 @@
 //!
 //! - K subscribers, each on its own connection, on one subject; P publishers,
 //!   each on its own connection; the same payload size.
-//! - Each publisher has one message in flight: after `publish` it waits until
-//!   the first subscriber has received that message, then sends the next.
-//!   (Publish-and-flush alone lets the broker's cheap enqueue run far ahead
-//!   of the subscribers, so every figure becomes queueing; `SendMessage`
-//!   similarly answers only once the message is queued for every subscriber.)
+//! - At max rate each publisher has one message in flight: after `publish`
+//!   it waits until the first subscriber has received that message, then
+//!   sends the next. (Publish-and-flush alone lets the broker's cheap enqueue
+//!   run far ahead of the subscribers, so every figure becomes queueing.)
+//!   `messenger-bench fanout --pace first-receipt` applies the same rule to
+//!   the messenger server (its `SendMessage` answers once the message is
+//!   queued, before any delivery, so waiting for the answer alone would keep
+//!   more messages in flight than this driver does); the suite uses it for
+//!   every run it compares with this one.
+//! - With `--rate`, publisher `i` of `P` publishes its `n`-th message at
+//!   `start + (n·P + i) ÷ rate` ([`Schedule`]: one uniform rate, the
+//!   publishers staggered, as `fanout --rate`), and does not wait for the
+//!   receipt, so a slow delivery does not lower the offered load.
 //! - A subscriber is ready once its `SUB` is flushed (the broker has it).
 //! - Delivery latency is the publisher's send to the subscriber's receipt,
 //!   on this process's monotonic clock: the stamp in the payload is read just
@@ -20,18 +28,19 @@
 //! names of `messenger-bench fanout`'s report. Every phase is bounded.
 
 mod args;
+mod pace;
 
 use args::{Args, USAGE, parse};
 use async_nats::{Client, ConnectOptions};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
+use pace::{Pace, Schedule};
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
 
 const SUBJECT: &str = "messenger.bench";
@@ -94,32 +103,6 @@ struct SubStats {
     last_receipt: u64,
 }
 
-/// Per publisher: the next seq the first subscriber expects, and a wake-up.
-struct Pace {
-    next: Vec<AtomicU64>,
-    delivered: Vec<Notify>,
-}
-
-impl Pace {
-    fn new(publishers: usize) -> Self {
-        Self {
-            next: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
-            delivered: (0..publishers).map(|_| Notify::new()).collect(),
-        }
-    }
-
-    /// Until the first subscriber has received message `seq` of `p`.
-    async fn wait(&self, p: usize, seq: u64) {
-        loop {
-            let delivered = self.delivered[p].notified();
-            if self.next[p].load(Ordering::Acquire) > seq {
-                return;
-            }
-            delivered.await;
-        }
-    }
-}
-
 async fn subscriber(
     mut sub: async_nats::Subscriber,
     publishers: usize,
@@ -172,12 +155,20 @@ async fn publisher(
     client: Client,
     id: usize,
     pace: Arc<Pace>,
+    schedule: Option<Schedule>,
     payload: usize,
     end: Instant,
 ) -> Result<u64, String> {
     let mut seq = 0u64;
     let mut buf = BytesMut::new();
     while Instant::now() < end {
+        if let Some(schedule) = &schedule {
+            let due = schedule.due(seq);
+            if due >= end {
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+        }
         buf.reserve(payload.max(HEADER_LEN));
         buf.put_u64_le(id as u64);
         buf.put_u64_le(seq);
@@ -185,12 +176,15 @@ async fn publisher(
         buf.put_bytes(b'x', payload.saturating_sub(HEADER_LEN));
         let body: Bytes = buf.split().freeze();
         step("load", client.publish(SUBJECT, body)).await?;
+        seq += 1;
+        if schedule.is_some() {
+            continue;
+        }
         let delivered = async {
-            pace.wait(id, seq).await;
+            pace.wait(id, seq - 1).await;
             Ok::<_, String>(())
         };
         step("load", delivered).await?;
-        seq += 1;
     }
     Ok(seq)
 }
@@ -226,7 +220,10 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
     let tasks: Vec<_> = pubs
         .into_iter()
         .enumerate()
-        .map(|(id, c)| tokio::spawn(publisher(c, id, pace.clone(), a.payload, end)))
+        .map(|(id, c)| {
+            let schedule = a.rate.map(|rate| Schedule::new(start, rate, p, id));
+            tokio::spawn(publisher(c, id, pace.clone(), schedule, a.payload, end))
+        })
         .collect();
     let mut accepted = 0;
     for t in tasks {
@@ -257,7 +254,8 @@ async fn run(a: Args) -> Result<serde_json::Value, String> {
     let delivery_secs = (last.saturating_sub(start_unix) as f64 / 1e9).max(1e-3);
     Ok(json!({
         "server": a.server, "broker": "nats-server", "subscribers": k, "publishers": p,
-        "connections": k, "duration_secs": a.duration, "payload_bytes": a.payload.max(HEADER_LEN),
+        "connections": k, "duration_secs": a.duration, "rate": a.rate,
+        "pace": if a.rate.is_some() { "rate" } else { "first-receipt" }, "payload_bytes": a.payload.max(HEADER_LEN),
         "accepted": accepted, "accepted_per_sec": accepted as f64 / publish_secs,
         "deliveries": deliveries, "deliveries_per_sec": deliveries as f64 / delivery_secs,
         "delivery_latency_from": LATENCY_FROM, "delivery_latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999),
