@@ -175,7 +175,7 @@ pub(crate) fn rows(runs: &Value) -> Vec<Value> {
             ratio(carried(&ours), carried(&theirs)),
             Some((false, 1.0, "≤ 1.0")),
             format!(
-                "a round where either side carried below 95% of the rate has no value; accepted msg/s ours {:?}, nats {:?} {}",
+                "a round where either side sent or delivered below 95% of the rate has no value; accepted msg/s ours {:?}, nats {:?} {}",
                 accepted(&ours),
                 accepted(&theirs),
                 errors(runs, &[&ours, &theirs])

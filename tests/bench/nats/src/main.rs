@@ -186,6 +186,9 @@ async fn publisher(
         };
         step("load", delivered).await?;
     }
+    // At a fixed rate nothing waited on the last messages: the client may
+    // still buffer them, and dropping it would lose them.
+    step("load", client.flush()).await?;
     Ok(seq)
 }
 
