@@ -17,6 +17,8 @@ pub(crate) use crate::core::hub::ShuttingDown;
 use crate::core::hub::{self, Hub, MessageTrace, Published};
 use crate::ops::metrics::{DisconnectReason, Metrics};
 use crate::ops::trace::{FanoutTrace, ReceiveTrace};
+use messenger_runtime::telemetry::event_on_current;
+use opentelemetry::KeyValue;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,7 +58,13 @@ impl Fanout {
     ) -> Result<i128, hub::PublishError> {
         let trace = FanoutTrace::start(self.deliver_spans_max);
         let published = self.record(trace, |hub, trace| hub.publish(author, text, trace))?;
-        tracing::debug!(subscribers = published.delivered_to, "message accepted");
+        let subscribers = published.delivered_to;
+        tracing::debug!(subscribers, "message accepted");
+        // The same event on the `SendMessage` span, when it records.
+        let site = messenger_runtime::code_site!();
+        event_on_current("message accepted", tracing::Level::DEBUG, site, || {
+            vec![KeyValue::new("subscribers", subscribers as i64)]
+        });
         Ok(published.message.send_time)
     }
 

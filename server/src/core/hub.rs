@@ -119,6 +119,14 @@ pub trait MessageTrace: Send + Sync {
     /// with `want_traceparent`, returns the traceparent it continues from.
     fn deliver(&self, subscriber: u64, latency: Duration, want_traceparent: bool)
     -> Option<String>;
+
+    /// `false` when a delivery records nothing and only hands on
+    /// [`MessageTrace::traceparent`]: the hub then queues it only for the
+    /// subscribers that asked for a trace context, so the rest pay no
+    /// shared count per delivery.
+    fn records(&self) -> bool {
+        true
+    }
 }
 
 /// One entry of a live queue: the shared message and, when its send is

@@ -16,8 +16,7 @@ use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, TimeResponse};
 use messenger_proto::time::to_timestamp;
-use messenger_runtime::telemetry::{extract_metadata, record_rpc_status};
-use opentelemetry::trace::FutureExt as _;
+use messenger_runtime::telemetry::{ServerSpan, extract_metadata};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -25,8 +24,6 @@ use tonic::{Code, Request, Response, Status};
 
 mod stream;
 pub(crate) use stream::MessageStream;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub(crate) struct MessengerService {
     hub: Arc<Hub>,
@@ -69,13 +66,11 @@ impl MessengerService {
 }
 
 /// The SERVER span of one `SendMessage`, continuing the caller's trace from
-/// metadata (parsed strictly; anything invalid starts a new trace), and that
-/// caller's context.
-fn send_span<T>(request: &Request<T>) -> (tracing::Span, opentelemetry::Context) {
-    let span = messenger_runtime::rpc_span!(server, "SendMessage");
-    let incoming = extract_metadata(request.metadata());
-    let _ = span.set_parent(incoming.clone());
-    (span, incoming)
+/// metadata (parsed strictly; anything invalid starts a new trace). Sampled
+/// before anything else is built; unsampled, or without export, the call
+/// still runs in a context that carries the caller's trace on.
+fn send_span<T>(request: &Request<T>) -> ServerSpan {
+    messenger_runtime::rpc_server_span!("SendMessage", extract_metadata(request.metadata()))
 }
 
 #[tonic::async_trait]
@@ -93,19 +88,12 @@ impl MessengerServer for MessengerService {
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         let started = Instant::now();
-        let (span, incoming) = send_span(&request);
-        let result = self
-            .accept(request.into_inner(), principal)
-            .instrument(span.clone())
-            // Outermost: when this process records nothing, the caller's context
-            // is still current, for the receivers and for the log lines' trace id.
-            // The span's own context wins when it has one.
-            .with_context(incoming)
-            .await;
+        let mut span = send_span(&request);
+        let result = span.run(self.accept(request.into_inner(), principal)).await;
         let code = result
             .as_ref()
             .map_or_else(ServiceError::code, |_| Code::Ok);
-        record_rpc_status(&span, code);
+        span.finish(code);
         rpc.handled(code);
         rpc.handling.record(started.elapsed().as_secs_f64());
         if code == Code::Ok {

@@ -34,7 +34,7 @@ pub(crate) use broker::{PublishTrace, ReceiveTrace};
 use crate::core::hub::MessageTrace;
 use messenger_runtime::telemetry::w3c::TraceParent;
 use messenger_runtime::telemetry::{
-    export_finished, new_span_id, outgoing_current, scope, traceparent, tracer,
+    export_finished, new_span_id, outgoing, scope, traceparent, tracer,
 };
 use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
@@ -43,7 +43,6 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub(crate) struct FanoutTrace {
     mode: Mode,
@@ -73,13 +72,19 @@ struct Recorded {
 }
 
 impl FanoutTrace {
-    /// Under the current `SendMessage` span: recorded when that span is
+    /// Under the current context's span (`SendMessage`): recorded when that span is
     /// sampled, else forwarding the caller's context (or our own unsampled
     /// one when the caller sent none); `None` when there is no context.
     pub(crate) fn start(deliver_spans_max: usize) -> Option<Arc<Self>> {
-        let parent = tracing::Span::current().context();
-        if !parent.span().span_context().is_sampled() {
-            let forwarded = traceparent(&outgoing_current())?;
+        let parent = Context::current();
+        // Ours and sampled; a caller's (remote) span is only passed on.
+        let recorded = {
+            let span = parent.span();
+            let own = span.span_context();
+            own.is_sampled() && !own.is_remote()
+        };
+        if !recorded {
+            let forwarded = traceparent(&outgoing(&parent))?;
             return Some(Arc::new(Self {
                 mode: Mode::Forwarded(forwarded),
             }));
@@ -156,6 +161,10 @@ impl MessageTrace for FanoutTrace {
         want_traceparent: bool,
     ) -> Option<String> {
         FanoutTrace::deliver(self, subscriber, latency, want_traceparent)
+    }
+
+    fn records(&self) -> bool {
+        matches!(self.mode, Mode::Recorded(_))
     }
 }
 

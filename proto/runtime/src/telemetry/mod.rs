@@ -19,7 +19,9 @@
 //! - Bad telemetry env never panics: it is logged as a warning and ignored.
 //!
 //! [`rpc`] holds the one shape of the `mes_grpc.MessengerServer/<Method>`
-//! span ([`crate::rpc_span!`], [`record_rpc_status`]) that both binaries use.
+//! span ([`crate::rpc_span!`], [`record_rpc_status`]) that both binaries use;
+//! the server makes its SERVER span with the SDK directly, sampled before
+//! anything is built ([`crate::rpc_server_span!`], [`ServerSpan`]).
 
 mod batch;
 mod finished;
@@ -28,6 +30,7 @@ mod otlp_encode;
 mod otlp_export;
 mod propagation;
 pub mod rpc;
+mod server_span;
 mod traces;
 pub mod w3c;
 
@@ -43,6 +46,7 @@ pub use propagation::{
     outgoing_current, traceparent,
 };
 pub use rpc::record_rpc_status;
+pub use server_span::{CodeSite, ServerSpan, event_on_current};
 pub use traces::{
     ENV_BSP_SCHEDULE_DELAY, ENV_OTEL_RESOURCE_ATTRIBUTES, ENV_OTEL_SERVICE_NAME,
     ENV_OTEL_TRACES_SAMPLER, ENV_OTEL_TRACES_SAMPLER_ARG,

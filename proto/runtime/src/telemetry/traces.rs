@@ -23,7 +23,7 @@ use tracing::{Metadata, Subscriber};
 use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::{
     Layer,
-    filter::{FilterFn, Filtered, filter_fn},
+    filter::{FilterFn, Filtered, LevelFilter, filter_fn},
     registry::LookupSpan,
 };
 
@@ -141,6 +141,7 @@ impl Tracing {
     /// Makes the provider global so [`super::tracer`] uses it.
     pub(super) fn install_global(&self) {
         global::set_tracer_provider(self.provider.clone());
+        super::server_span::install(self.provider.tracer(TRACER_NAME));
         tracing::info!(
             endpoint = %self.endpoint,
             service_name = %self.service_name,
@@ -160,8 +161,9 @@ impl Tracing {
 
 /// Bridges `tracing` spans to `tracer`; spans and events from other crates
 /// (tonic, hyper, h2, tower, opentelemetry*) are filtered out. The filter
-/// ignores levels on purpose: our per-request spans are `debug_span!`, so the
-/// log layer (`RUST_LOG=info`) never formats them, yet they are exported.
+/// takes every level up to [`BRIDGED_LEVEL`], not the log filter's: our
+/// per-request spans are `debug_span!`, so the log layer (`RUST_LOG=info`)
+/// never formats them, yet they are exported.
 pub(super) fn otel_layer<S>(tracer: SdkTracer) -> OtelLayer<S>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
@@ -169,11 +171,17 @@ where
     let ours: fn(&Metadata<'_>) -> bool = is_ours;
     tracing_opentelemetry::layer()
         .with_tracer(tracer)
-        .with_filter(filter_fn(ours))
+        .with_filter(filter_fn(ours).with_max_level_hint(BRIDGED_LEVEL))
 }
 
+/// The most verbose level bridged. Saying so keeps the process-wide level
+/// at DEBUG (with `RUST_LOG=info`): without the hint it is TRACE, and every
+/// `trace!` in h2, hyper and tokio's hot paths checks its callsite's
+/// interest (about 32k instructions per message at K=100, issue 28).
+const BRIDGED_LEVEL: LevelFilter = LevelFilter::DEBUG;
+
 fn is_ours(metadata: &Metadata<'_>) -> bool {
-    metadata.target().starts_with(OUR_TARGETS)
+    metadata.target().starts_with(OUR_TARGETS) && *metadata.level() <= BRIDGED_LEVEL
 }
 
 /// The endpoint the exporter will use, if any (the traces-specific one wins,

@@ -80,10 +80,14 @@ impl Hub {
         let before = inner.subscribers.len();
         let mut wake = Vec::with_capacity(before);
         let capacity = self.queue_capacity;
+        let records = trace.as_ref().is_some_and(|t| t.records());
         inner.subscribers.retain(|&id, slot| {
             let queued = Queued {
                 message: Arc::clone(&message),
-                trace: trace.clone(),
+                trace: trace
+                    .as_ref()
+                    .filter(|_| records || slot.info.wants_trace())
+                    .cloned(),
             };
             match slot.push(queued, capacity) {
                 Ok(waker) => {

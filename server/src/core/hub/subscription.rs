@@ -76,7 +76,8 @@ pub struct Delivery {
     pub message: Arc<Message>,
     /// The live message's trace (its `fanout` span) when the send was
     /// traced; `None` for replays, whose original context is
-    /// [`Message::traceparent`].
+    /// [`Message::traceparent`], and for a trace that records nothing
+    /// ([`MessageTrace::records`]) when this subscriber did not ask for it.
     pub trace: Option<Arc<dyn MessageTrace>>,
     /// It came from history, not the live queue.
     pub replayed: bool,
@@ -134,6 +135,11 @@ impl SubscriberInfo {
             batched: AtomicUsize::new(0),
             replay_pending: AtomicUsize::new(replay),
         }
+    }
+
+    /// It asked for each message's trace context.
+    pub(super) fn wants_trace(&self) -> bool {
+        self.wants_trace
     }
 
     pub(super) fn dump(&self, queue_depth: usize, queue_capacity: usize) -> SubscriberDump {

@@ -248,3 +248,47 @@ fn a_cut_off_subscriber_frees_its_queue_at_once_and_counts_until_dropped() {
         .subscribe()
         .expect("room once the cut-off stream is gone");
 }
+
+/// A trace that records nothing (it only hands on the sender's context)
+/// rides only to the subscribers that asked for a trace context; one that
+/// records rides to every subscriber. History keeps the context either way.
+#[test]
+fn a_trace_that_records_nothing_rides_only_to_those_who_asked() {
+    const SENDER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    struct Trace {
+        records: bool,
+    }
+    impl MessageTrace for Trace {
+        fn traceparent(&self) -> Option<String> {
+            Some(SENDER.to_owned())
+        }
+        fn deliver(&self, _: u64, _: Duration, want: bool) -> Option<String> {
+            want.then(|| SENDER.to_owned())
+        }
+        fn records(&self) -> bool {
+            self.records
+        }
+    }
+    let hub = new_hub(16);
+    let mut plain = hub.subscribe().unwrap();
+    let asks = SubscribeRequest {
+        wants_trace: true,
+        ..SubscribeRequest::default()
+    };
+    let mut asks = hub.subscribe_with(asks).unwrap();
+    for records in [false, true] {
+        let trace: Arc<dyn MessageTrace> = Arc::new(Trace { records });
+        hub.publish("a".into(), "t".into(), Some(trace)).unwrap();
+        let [p] = &drain_deliveries(&mut plain)[..] else {
+            panic!("one delivery")
+        };
+        let [a] = &drain_deliveries(&mut asks)[..] else {
+            panic!("one delivery")
+        };
+        assert_eq!(p.trace.is_some(), records, "records: {records}");
+        assert!(a.trace.is_some(), "records: {records}");
+        for d in [p, a] {
+            assert_eq!(d.message.traceparent.as_deref(), Some(SENDER));
+        }
+    }
+}

@@ -110,7 +110,7 @@ impl MessageStream {
             // Acceptance-to-write latency would measure the outage, not the
             // fan-out: replays are counted on their own.
             self.unflushed.replayed += 1;
-            m.traceparent.clone().filter(|_| self.wants_trace)
+            self.wants_trace.then(|| m.traceparent.clone()).flatten()
         } else {
             let latency = self.now(m.accepted_at).duration_since(m.accepted_at);
             self.metrics.delivery_latency.record(latency.as_secs_f64());

@@ -3,13 +3,10 @@
 //! `messaging.operation.type`, `messaging.message.id`).
 
 use super::{FanoutTrace, Mode};
-use messenger_runtime::telemetry::{
-    context_from_traceparent, outgoing_current, traceparent, tracer,
-};
+use messenger_runtime::telemetry::{context_from_traceparent, outgoing, traceparent, tracer};
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 use std::sync::Arc;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// `messaging.system` of the broker spans (OpenTelemetry messaging conventions).
 const MESSAGING_SYSTEM: &str = "redis";
@@ -33,11 +30,17 @@ pub(crate) struct PublishTrace {
 
 impl PublishTrace {
     pub(crate) fn start(stream: &str) -> Self {
-        let parent = tracing::Span::current().context();
-        if !parent.span().span_context().is_sampled() {
+        let parent = Context::current();
+        // Ours and sampled; a caller's (remote) span is only passed on.
+        let recorded = {
+            let span = parent.span();
+            let own = span.span_context();
+            own.is_sampled() && !own.is_remote()
+        };
+        if !recorded {
             return Self {
                 cx: None,
-                traceparent: traceparent(&outgoing_current()),
+                traceparent: traceparent(&outgoing(&parent)),
             };
         }
         let tracer = tracer();
