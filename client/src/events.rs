@@ -155,7 +155,7 @@ fn position(
         let text = value.to_str().unwrap_or("\u{fffd}");
         return parse_position(text)
             .map(Some)
-            .ok_or_else(|| bad_position("Last-Event-ID", text));
+            .map_err(|e| bad_position("Last-Event-ID", text, e));
     }
     let Query(Since { since }) =
         query.map_err(|r| ApiError::BadPosition(format!("invalid query: {}", r.body_text())))?;
@@ -163,25 +163,43 @@ fn position(
         None => Ok(None),
         Some(text) => parse_position(&text)
             .map(Some)
-            .ok_or_else(|| bad_position("since", &text)),
+            .map_err(|e| bad_position("since", &text, e)),
     }
 }
 
-fn bad_position(what: &str, got: &str) -> ApiError {
+fn bad_position(what: &str, got: &str, why: BadPosition) -> ApiError {
     let got: String = got.chars().take(64).collect();
-    ApiError::BadPosition(format!(
-        "{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)"
-    ))
+    ApiError::BadPosition(match why {
+        BadPosition::Form => {
+            format!("{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
+        }
+        BadPosition::OffsetTooLarge => format!(
+            "{what} {got:?}: the offset is larger than the largest offset ({})",
+            u64::MAX
+        ),
+    })
+}
+
+/// Why a position does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPosition {
+    /// Not `<epoch>:<offset>`.
+    Form,
+    /// The form is right, but the offset is past `u64::MAX`.
+    OffsetTooLarge,
 }
 
 /// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
 /// separates) and a decimal u64, as the server's `messenger-since`.
-pub fn parse_position(text: &str) -> Option<(String, u64)> {
-    let (epoch, offset) = text.rsplit_once(':')?;
+pub fn parse_position(text: &str) -> Result<(String, u64), BadPosition> {
+    let (epoch, offset) = text.rsplit_once(':').ok_or(BadPosition::Form)?;
     let visible = !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_graphic());
     let digits = !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit());
-    (visible && digits).then_some(())?;
-    Some((epoch.to_owned(), offset.parse().ok()?))
+    if !(visible && digits) {
+        return Err(BadPosition::Form);
+    }
+    let offset = offset.parse().map_err(|_| BadPosition::OffsetTooLarge)?;
+    Ok((epoch.to_owned(), offset))
 }
 
 /// One open stream: its queue, its slot under the cap, its gauge.

@@ -69,7 +69,16 @@ pub(crate) fn parse_since(value: Option<&str>) -> Result<(String, u64), BadSince
     if offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
-    let offset = offset.parse().map_err(|_| bad())?;
+    // All digits, so the only way to fail is a number past u64::MAX: say so
+    // rather than that the form is wrong.
+    let offset = offset.parse().map_err(|_| {
+        let mut e = bad();
+        e.got.push_str(&format!(
+            ", whose offset is larger than the largest offset ({})",
+            u64::MAX
+        ));
+        e
+    })?;
     Ok((epoch.to_owned(), offset))
 }
 
@@ -140,6 +149,20 @@ mod tests {
         }
         let e = parse_since(None).unwrap_err().to_string();
         assert!(e.contains("non-ASCII"), "{e}");
+    }
+
+    /// A new user's report: an offset past u64::MAX was called malformed.
+    #[test]
+    fn an_offset_too_large_is_named_as_such() {
+        let e = parse_since(Some("00:99999999999999999999999"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("larger than the largest offset (18446744073709551615)"),
+            "{e}"
+        );
+        let e = parse_since(Some("00:9x")).unwrap_err().to_string();
+        assert!(!e.contains("larger"), "{e}");
     }
 
     #[test]

@@ -118,21 +118,19 @@ async fn openapi_lists_the_page_and_events() {
 
 #[test]
 fn positions_parse_as_the_server_parses_messenger_since() {
-    use crate::events::parse_position;
-    assert_eq!(parse_position("a:b:7"), Some(("a:b".into(), 7)));
-    assert_eq!(parse_position("e:0"), Some(("e".into(), 0)));
-    for bad in [
-        "",
-        ":",
-        "e:",
-        ":1",
-        "e:-1",
-        "e:+1",
-        "e:1x",
-        "e 1:2",
-        "é:1",
-        "e:99999999999999999999",
-    ] {
-        assert_eq!(parse_position(bad), None, "{bad}");
+    use crate::events::{BadPosition, parse_position};
+    assert_eq!(parse_position("a:b:7"), Ok(("a:b".into(), 7)));
+    assert_eq!(parse_position("e:0"), Ok(("e".into(), 0)));
+    assert_eq!(
+        parse_position("e:18446744073709551615"),
+        Ok(("e".into(), u64::MAX))
+    );
+    // A new user's report: this was called "not <epoch>:<offset>".
+    assert_eq!(
+        parse_position("00:99999999999999999999999"),
+        Err(BadPosition::OffsetTooLarge)
+    );
+    for bad in ["", ":", "e:", ":1", "e:-1", "e:+1", "e:1x", "e 1:2", "é:1"] {
+        assert_eq!(parse_position(bad), Err(BadPosition::Form), "{bad}");
     }
 }
