@@ -16,9 +16,11 @@ use crate::routes::{
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
     let messages = Router::new()
         .route("/sendMessage", post(send_message))
         .route("/getAndFlushMessages", post(get_and_flush_messages));
