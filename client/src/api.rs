@@ -17,6 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use std::sync::Arc;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub fn router(state: AppState) -> Router {
@@ -32,15 +33,23 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes));
+        .method_not_allowed_fallback(method_not_allowed);
     with_deadline(routes, state.http_timeout)
         // Added after the deadline layer, so outside it: a stream lives as
         // long as its reader, kept open by keep-alives, and is never shed
         // (it has its own cap).
         .route("/events", get(crate::events::events))
-        .layer(axum::middleware::from_fn(crate::observe::observe))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(axum::middleware::from_fn(crate::page::security_headers))
+        // One `layer` call for the outer layers (outermost first): each
+        // `Router::layer` boxes every route once more, and a request clones
+        // every boxed level below the one it enters. The body limit only
+        // sets what body extractors accept, so `/events` (no body) may sit
+        // under it too.
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(crate::page::security_headers))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(axum::middleware::from_fn(crate::observe::observe))
+                .layer(DefaultBodyLimit::max(state.max_body_bytes)),
+        )
         .with_state(state)
 }
