@@ -174,7 +174,7 @@ fn bad_position(what: &str, got: &str, why: BadPosition) -> ApiError {
             format!("{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
         }
         BadPosition::OffsetTooLarge => format!(
-            "{what} {got:?}: the offset is larger than the largest offset ({})",
+            "{what} {got:?}: the offset is larger than <epoch>:<offset> allows (at most {})",
             u64::MAX
         ),
     })

@@ -149,6 +149,9 @@ async fn a_malformed_position_is_400_naming_it() {
         let error = json["error"].as_str().unwrap();
         assert!(error.starts_with(named), "{error}");
         assert!(error.contains("<epoch>:<offset>"), "{error}");
+        // Well formed but past u64::MAX: said so, not called malformed.
+        let too_large = header == Some("e:99999999999999999999");
+        assert_eq!(error.contains("offset is larger"), too_large, "{error}");
     }
 }
 
