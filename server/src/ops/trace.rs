@@ -71,19 +71,21 @@ struct Recorded {
     deliver_spans_max: u64,
 }
 
+/// `true` when `parent`'s span is ours and sampled, so spans under it are
+/// recorded; a caller's (remote) span is only passed on.
+pub(crate) fn records_under(parent: &Context) -> bool {
+    let span = parent.span();
+    let own = span.span_context();
+    own.is_sampled() && !own.is_remote()
+}
+
 impl FanoutTrace {
     /// Under the current context's span (`SendMessage`): recorded when that span is
     /// sampled, else forwarding the caller's context (or our own unsampled
     /// one when the caller sent none); `None` when there is no context.
     pub(crate) fn start(deliver_spans_max: usize) -> Option<Arc<Self>> {
         let parent = Context::current();
-        // Ours and sampled; a caller's (remote) span is only passed on.
-        let recorded = {
-            let span = parent.span();
-            let own = span.span_context();
-            own.is_sampled() && !own.is_remote()
-        };
-        if !recorded {
+        if !records_under(&parent) {
             let forwarded = traceparent(&outgoing(&parent))?;
             return Some(Arc::new(Self {
                 mode: Mode::Forwarded(forwarded),

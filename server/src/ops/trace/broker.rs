@@ -2,7 +2,7 @@
 //! semantic conventions (`messaging.system`, `messaging.destination.name`,
 //! `messaging.operation.type`, `messaging.message.id`).
 
-use super::{FanoutTrace, Mode};
+use super::{FanoutTrace, Mode, records_under};
 use messenger_runtime::telemetry::{context_from_traceparent, outgoing, traceparent, tracer};
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -31,13 +31,7 @@ pub(crate) struct PublishTrace {
 impl PublishTrace {
     pub(crate) fn start(stream: &str) -> Self {
         let parent = Context::current();
-        // Ours and sampled; a caller's (remote) span is only passed on.
-        let recorded = {
-            let span = parent.span();
-            let own = span.span_context();
-            own.is_sampled() && !own.is_remote()
-        };
-        if !recorded {
+        if !records_under(&parent) {
             return Self {
                 cx: None,
                 traceparent: traceparent(&outgoing(&parent)),
