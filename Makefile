@@ -199,7 +199,7 @@ clean:
 ## The Redis-engine runs (issue 14) start redis-server (Debian, via test-tools)
 ## on a free loopback port each. Side-by-side groups (ours/nats-server/Redis at
 ## K=100 and 1000, ours/Redis saturated, Redis MIN_REPLICAS 0/1 on a primary and
-## one replica, tracing off/on) run BENCH_ROUNDS times alternating (A B A B A B);
+## one replica, tracing off/on) run BENCH_ROUNDS times, rotating which side goes first (A B, B A, A B);
 ## summary.md gives each figure's median and min–max and marks a target met only
 ## when every run meets it. BENCH_ONLY=group,... runs only those groups
 ## (`messenger-bench suite --help`).

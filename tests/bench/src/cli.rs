@@ -81,7 +81,7 @@ pub(crate) struct SuiteArgs {
     pub(crate) duration: f64,
     pub(crate) publishers: usize,
     pub(crate) idle_subscribers: usize,
-    /// Rounds of each side-by-side group (A B A B A B for 3).
+    /// Rounds of each side-by-side group (A B, B A, A B for 3: each side takes each position in turn).
     pub(crate) rounds: usize,
     pub(crate) python: PathBuf,
     pub(crate) nats_server: PathBuf,

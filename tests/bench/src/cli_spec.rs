@@ -197,7 +197,7 @@ pub(crate) const SPECS: [Spec; 7] = [
             flag(
                 "rounds",
                 "N",
-                "Rounds of each side-by-side group (ours/NATS/Redis, tracing on/off), alternating A B A B ...",
+                "Rounds of each side-by-side group (ours/NATS/Redis, tracing on/off), rotating which side goes first (A B, B A, ...)",
                 Some("3"),
             ),
             flag(

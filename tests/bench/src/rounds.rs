@@ -1,10 +1,12 @@
 //! Rounds: a figure taken more than once, so it carries its noise.
 //!
 //! The suite runs each side-by-side group (ours and nats-server, ours and the
-//! Redis engine, tracing off and on) `--rounds` times, alternating
-//! (A B A B A B for two sides and three rounds): a ratio is taken per round,
-//! between runs a few seconds apart, and slow drift on the shared machine
-//! moves both sides of it. Round 1 keeps the run's plain name
+//! Redis engine, tracing off and on) `--rounds` times, alternating and
+//! rotating which side goes first (A B, B A, A B for two sides and three
+//! rounds; A B C, B C A, C A B for three): a ratio is taken per round,
+//! between runs a few seconds apart, so slow drift on the shared machine
+//! moves both sides of it, and no side always runs first or last (a run
+//! right after another one's teardown is not the same as the first). Round 1 keeps the run's plain name
 //! (`fanout-k100`), later rounds add `-r2`, `-r3`, so a one-round suite and
 //! the chart read the same names as before.
 //!
@@ -42,15 +44,22 @@ pub(crate) fn names(runs: &Value, base: &str) -> Vec<String> {
 /// round's run name).
 pub(crate) type Side<'a> = (String, Box<dyn Fn(&str) -> Value + 'a>);
 
-/// Runs `sides` `rounds` times, alternating (A B A B ...), into `runs`.
+/// Runs `sides` `rounds` times into `runs`, round `r` starting at side
+/// `r mod n` (A B, B A, A B ...), so each side takes each position in turn.
 pub(crate) fn alternate(runs: &mut Map<String, Value>, rounds: usize, sides: &[Side<'_>]) {
     for r in 0..rounds {
-        for (base, take) in sides {
+        for (base, take) in rotated(sides, r) {
             let name = name(base, r);
             let value = take(&name);
             runs.insert(name, value);
         }
     }
+}
+
+/// `items` in round `r`'s order: starting at `r mod len`, wrapping around.
+fn rotated<T>(items: &[T], r: usize) -> impl Iterator<Item = &T> {
+    let start = if items.is_empty() { 0 } else { r % items.len() };
+    items[start..].iter().chain(&items[..start])
 }
 
 /// `field` (a JSON pointer) of every round of `base`.
@@ -133,6 +142,32 @@ mod tests {
         assert!(every(&vec![Some(1.0), Some(1.5)], |v| v >= 1.0));
         assert!(!every(&vec![Some(1.0), Some(0.9)], |v| v >= 1.0));
         assert!(!every(&vec![], |_| true));
+    }
+
+    #[test]
+    fn each_side_takes_each_position_in_turn() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let side = |base: &str| -> Side<'_> {
+            let order = &order;
+            (
+                base.to_owned(),
+                Box::new(move |name: &str| {
+                    order.borrow_mut().push(name.to_owned());
+                    json!({})
+                }),
+            )
+        };
+        let mut runs = Map::new();
+        alternate(&mut runs, 3, &[side("a"), side("b"), side("c")]);
+        let expected = [
+            "a", "b", "c", "b-r2", "c-r2", "a-r2", "c-r3", "a-r3", "b-r3",
+        ];
+        assert_eq!(*order.borrow(), expected);
+        assert_eq!(runs.len(), 9);
+        order.borrow_mut().clear();
+        alternate(&mut Map::new(), 2, &[side("x"), side("y")]);
+        assert_eq!(*order.borrow(), ["x", "y", "y-r2", "x-r2"]);
+        alternate(&mut Map::new(), 2, &[]);
     }
 
     #[test]
