@@ -7,11 +7,13 @@
 //! those and drops them: most of a sampled message's tracing cost in the
 //! server (issue 28's profile). This writes the same bytes with no per-span
 //! allocation: each nested message is written in place and its length put
-//! in front of it afterwards.
+//! in front of it afterwards (one byte is kept for it, so only a message of
+//! 128 bytes or more moves).
 //!
-//! Invariant: the bytes decode to exactly what
+//! Invariant: the bytes are exactly prost's encoding of what
 //! `opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope`
-//! builds for the same batch and resource (`tests` checks it field by field):
+//! builds for the same batch and resource (`tests` decodes them field by
+//! field and compares them byte for byte):
 //! one `ResourceSpans`, one `ScopeSpans` per instrumentation scope in order
 //! of first appearance, spans in batch order. Runs on the batch processor's
 //! export thread, never on a request's task.
@@ -36,13 +38,21 @@ pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                 key_value(buf, 1, key.as_str(), value);
             }
         });
+        // Each span's scope, as an index into `scopes` (first appearance order).
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
+        let mut scope_of = Vec::with_capacity(spans.len());
         for span in spans {
-            if !scopes.contains(&&span.instrumentation_scope) {
-                scopes.push(&span.instrumentation_scope);
-            }
+            let scope = &span.instrumentation_scope;
+            let index = match scopes.iter().position(|known| same_scope(known, scope)) {
+                Some(index) => index,
+                None => {
+                    scopes.push(scope);
+                    scopes.len() - 1
+                }
+            };
+            scope_of.push(index);
         }
-        for scope in scopes {
+        for (index, scope) in scopes.iter().enumerate() {
             nested(buf, 2, |buf| {
                 nested(buf, 1, |buf| {
                     string(buf, 1, scope.name());
@@ -51,7 +61,7 @@ pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                         key_value(buf, 3, kv.key.as_str(), &kv.value);
                     }
                 });
-                for span in spans.iter().filter(|s| s.instrumentation_scope == *scope) {
+                for (span, _) in spans.iter().zip(&scope_of).filter(|(_, i)| **i == index) {
                     nested(buf, 2, |buf| encode_span(buf, span));
                 }
                 string(buf, 3, scope.schema_url().unwrap_or_default());
@@ -60,6 +70,23 @@ pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
         string(buf, 3, resource.schema_url().unwrap_or_default());
     });
     buf
+}
+
+/// `a == b`, answered without comparing text when both are clones of one
+/// scope (the usual case: every span of a tracer carries its scope's clone,
+/// whose `'static` strings share their address).
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    let same_text = |x: Option<&str>, y: Option<&str>| match (x, y) {
+        (Some(x), Some(y)) => std::ptr::eq(x, y),
+        (None, None) => true,
+        _ => false,
+    };
+    let clones = same_text(Some(a.name()), Some(b.name()))
+        && same_text(a.version(), b.version())
+        && same_text(a.schema_url(), b.schema_url())
+        && a.attributes().next().is_none()
+        && b.attributes().next().is_none();
+    clones || a == b
 }
 
 fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
@@ -151,15 +178,15 @@ fn key_value(buf: &mut Vec<u8>, tag: u32, key: &str, value: &Value) {
 fn any_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Bool(b) => {
-            encode_key(2, WireType::Varint, buf);
-            encode_varint(u64::from(*b), buf);
+            key(buf, 2, WireType::Varint);
+            buf.push(u8::from(*b));
         }
         Value::I64(i) => {
-            encode_key(3, WireType::Varint, buf);
-            encode_varint(*i as u64, buf);
+            key(buf, 3, WireType::Varint);
+            varint(buf, *i as u64);
         }
         Value::F64(f) => {
-            encode_key(4, WireType::SixtyFourBit, buf);
+            key(buf, 4, WireType::SixtyFourBit);
             buf.extend_from_slice(&f.to_bits().to_le_bytes());
         }
         Value::Array(array) => nested(buf, 5, |buf| match array {
@@ -173,8 +200,8 @@ fn any_value(buf: &mut Vec<u8>, value: &Value) {
         }),
         other => {
             let text = other.as_str();
-            encode_key(1, WireType::LengthDelimited, buf);
-            encode_varint(text.len() as u64, buf);
+            key(buf, 1, WireType::LengthDelimited);
+            varint(buf, text.len() as u64);
             buf.extend_from_slice(text.as_bytes());
         }
     }
@@ -186,23 +213,49 @@ fn element(buf: &mut Vec<u8>, value: Value) {
 }
 
 /// Field `tag` holding the message `f` writes (always written, even empty).
+///
+/// One byte is kept for the length, which holds any length below 128 (most
+/// attributes, values and statuses): only a longer message (a span, the
+/// scope and resource groups) is moved up to make room for its varint.
 fn nested(buf: &mut Vec<u8>, tag: u32, f: impl FnOnce(&mut Vec<u8>)) {
-    encode_key(tag, WireType::LengthDelimited, buf);
+    key(buf, tag, WireType::LengthDelimited);
     let start = buf.len();
+    buf.push(0);
     f(buf);
-    let len = buf.len() - start;
+    let len = buf.len() - start - 1;
+    if len < 0x80 {
+        buf[start] = len as u8;
+        return;
+    }
     let prefix = encoded_len_varint(len as u64);
-    // The varint of `len` goes in front of the message: move it up by `prefix`.
-    buf.resize(buf.len() + prefix, 0);
-    buf.copy_within(start..start + len, start + prefix);
+    buf.resize(buf.len() + prefix - 1, 0);
+    buf.copy_within(start + 1..start + 1 + len, start + prefix);
     let mut head = &mut buf[start..start + prefix];
     encode_varint(len as u64, &mut head);
 }
 
+/// A field's key: one byte for the tags below 16 (all but `Span.flags`).
+fn key(buf: &mut Vec<u8>, tag: u32, wire_type: WireType) {
+    if tag < 16 {
+        buf.push((tag << 3) as u8 | wire_type as u8);
+    } else {
+        encode_key(tag, wire_type, buf);
+    }
+}
+
+/// A varint: one byte below 128, prost's loop above.
+fn varint(buf: &mut Vec<u8>, value: u64) {
+    if value < 0x80 {
+        buf.push(value as u8);
+    } else {
+        encode_varint(value, buf);
+    }
+}
+
 fn bytes(buf: &mut Vec<u8>, tag: u32, value: &[u8]) {
     if !value.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(value.len() as u64, buf);
+        key(buf, tag, WireType::LengthDelimited);
+        varint(buf, value.len() as u64);
         buf.extend_from_slice(value);
     }
 }
@@ -213,21 +266,21 @@ fn string(buf: &mut Vec<u8>, tag: u32, value: &str) {
 
 fn uint(buf: &mut Vec<u8>, tag: u32, value: u64) {
     if value != 0 {
-        encode_key(tag, WireType::Varint, buf);
-        encode_varint(value, buf);
+        key(buf, tag, WireType::Varint);
+        varint(buf, value);
     }
 }
 
 fn fixed64(buf: &mut Vec<u8>, tag: u32, value: u64) {
     if value != 0 {
-        encode_key(tag, WireType::SixtyFourBit, buf);
+        key(buf, tag, WireType::SixtyFourBit);
         buf.extend_from_slice(&value.to_le_bytes());
     }
 }
 
 fn fixed32(buf: &mut Vec<u8>, tag: u32, value: u32) {
     if value != 0 {
-        encode_key(tag, WireType::ThirtyTwoBit, buf);
+        key(buf, tag, WireType::ThirtyTwoBit);
         buf.extend_from_slice(&value.to_le_bytes());
     }
 }

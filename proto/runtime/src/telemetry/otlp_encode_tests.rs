@@ -119,13 +119,16 @@ fn bare(scope: &InstrumentationScope) -> SpanData {
     }
 }
 
+/// Decodes to what the SDK's conversion builds, and is byte for byte what
+/// prost encodes from it (so every length is the shortest varint).
 fn same_as_the_sdk(spans: Vec<SpanData>, resource: &Resource) {
-    let ours = ExportTraceServiceRequest::decode(request(&spans, resource).as_slice())
-        .expect("our bytes decode");
+    let bytes = request(&spans, resource);
+    let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("our bytes decode");
     let theirs = ExportTraceServiceRequest {
         resource_spans: group_spans_by_resource_and_scope(spans, &resource.into()),
     };
     assert_eq!(ours, theirs);
+    assert_eq!(bytes, theirs.encode_to_vec(), "the same bytes as prost's");
 }
 
 #[test]
@@ -167,4 +170,35 @@ fn a_long_message_gets_a_multi_byte_length() {
     long.name = Cow::Owned("n".repeat(20_000));
     let resource = Resource::builder_empty().build();
     same_as_the_sdk(vec![long.clone(), long], &resource);
+}
+
+#[test]
+fn lengths_around_one_and_two_varint_bytes_are_exact() {
+    // A span, its attribute and the attribute's value each cross 127/128 (and
+    // the groups 16383/16384) as the text grows: every length stays the
+    // shortest varint, as prost writes it.
+    let scope = InstrumentationScope::builder("messenger").build();
+    let resource = Resource::builder_empty().build();
+    for n in (0..300).chain(16_250..16_400) {
+        let mut span = bare(&scope);
+        span.attributes = vec![KeyValue::new("k", "v".repeat(n))];
+        same_as_the_sdk(vec![span], &resource);
+    }
+}
+
+#[test]
+fn equal_scopes_that_are_not_clones_share_one_group() {
+    // Same content, separately allocated text: one `ScopeSpans`, as the SDK groups them.
+    let owned = |name: &str| {
+        InstrumentationScope::builder(name.to_owned())
+            .with_version(String::from("1"))
+            .build()
+    };
+    let (a, b) = (owned("messenger"), owned("messenger"));
+    let resource = Resource::builder_empty().build();
+    let spans = vec![bare(&a), bare(&b), bare(&a)];
+    let bytes = request(&spans, &resource);
+    let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes");
+    assert_eq!(decoded.resource_spans[0].scope_spans.len(), 1);
+    same_as_the_sdk(spans, &resource);
 }
