@@ -7,13 +7,40 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 type Doom = Pin<Box<dyn Future<Output = Reason> + Send>>;
+
+/// The waker the watcher is polled with. It records that the watcher woke
+/// and passes the wake-up on to the connection's task, so the watcher is
+/// polled again only when it has something new to say (a timer fired, the
+/// shutdown began, the first request came), not on every wake-up of the
+/// connection. Polling it costs a lock on the shutdown token and on its
+/// `Notify`, both shared by every connection (issue 28: at K = 100 that was
+/// lock traffic between the worker threads on every delivery's wake-up).
+struct WatcherWake {
+    /// Set by a wake-up of the watcher, cleared by the poll that follows.
+    /// Starts set: the first poll starts the watcher's timers.
+    woke: AtomicBool,
+    /// The task serving the connection, as of its last read, write or flush.
+    task: atomic_waker::AtomicWaker,
+}
+
+impl Wake for WatcherWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woke.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
 
 /// An accepted connection under the bounds of its [`Hygiene`]. Reads and
 /// writes pass through until the connection is condemned (handshake or idle
@@ -24,6 +51,9 @@ pub struct Guarded<IO> {
     io: IO,
     handle: ConnHandle,
     doom: Doom,
+    /// Shared with `waker`, the one `doom` is polled with.
+    wake: Arc<WatcherWake>,
+    waker: Waker,
     verdict: Option<Reason>,
     /// The watcher has been polled once (its timers started).
     watched: bool,
@@ -38,10 +68,16 @@ impl<IO> Guarded<IO> {
     {
         let activity = Arc::new(Activity::new());
         let handle = ConnHandle::new(Arc::clone(&activity), io.peer());
+        let wake = Arc::new(WatcherWake {
+            woke: AtomicBool::new(true),
+            task: atomic_waker::AtomicWaker::new(),
+        });
         Self {
             io,
             handle,
             doom: Box::pin(doom(activity, hygiene.limits, hygiene.stop.clone())),
+            waker: Waker::from(Arc::clone(&wake)),
+            wake,
             verdict: None,
             watched: false,
             listener: hygiene.listener,
@@ -72,7 +108,8 @@ impl<IO> Guarded<IO> {
     /// wake-up and its reads end every wake-up not ready, so the verdict is
     /// still learnt in the wake-up its timer or the shutdown causes, at a
     /// third of the polls (issue 28: the watcher was about 4% of the
-    /// server's CPU at K=1000).
+    /// server's CPU at K=1000). [`Self::check`] then polls the watcher only
+    /// if it woke ([`WatcherWake`]).
     fn after<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if poll.is_pending() || !self.watched {
             self.watched = true;
@@ -81,10 +118,20 @@ impl<IO> Guarded<IO> {
         poll
     }
 
-    /// Err once condemned; registers the waker for the verdict otherwise.
+    /// Err once condemned. Otherwise the task in `cx` is the one the
+    /// watcher wakes, and the watcher is polled only if it woke since its
+    /// last poll (or was never polled).
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if self.verdict.is_none()
-            && let Poll::Ready(reason) = self.doom.as_mut().poll(cx)
+        if self.verdict.is_some() {
+            return self.condemned();
+        }
+        // Register first: a wake-up after the test below reaches this task.
+        self.wake.task.register(cx.waker());
+        if self.wake.woke.swap(false, Ordering::AcqRel)
+            && let Poll::Ready(reason) = self
+                .doom
+                .as_mut()
+                .poll(&mut Context::from_waker(&self.waker))
         {
             tracing::debug!(
                 listener = self.listener,
@@ -94,10 +141,7 @@ impl<IO> Guarded<IO> {
             );
             self.verdict = Some(reason);
         }
-        match self.verdict {
-            None => Ok(()),
-            Some(reason) => Err(io::Error::new(io::ErrorKind::TimedOut, reason.label())),
-        }
+        self.condemned()
     }
 }
 

@@ -109,3 +109,58 @@ async fn shutdown_waits_for_the_request_in_flight_then_lingers() {
     assert_eq!(reason, Reason::Shutdown);
     assert!(at >= ended + CLOSE_LINGER && at < ended + CLOSE_LINGER + SLACK);
 }
+
+/// The in-memory socket the guarded tests read from (no peer address).
+impl Peer for tokio::io::DuplexStream {
+    fn peer(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
+}
+
+/// How long a read parked on a guarded socket with nothing to read takes
+/// to fail, and its error: only the watcher's own wake-up can end it.
+async fn parked_read(guarded: &mut Guarded<tokio::io::DuplexStream>) -> (io::Error, Instant) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(HANDSHAKE + IDLE + 5 * SLACK, guarded.read(&mut buf))
+        .await
+        .expect("the watcher's verdict wakes the parked read");
+    (
+        read.expect_err("a condemned socket's read fails"),
+        Instant::now(),
+    )
+}
+
+#[tokio::test]
+async fn a_parked_read_learns_each_verdict_from_the_watchers_wake_up() {
+    let hygiene = Hygiene::new(limits(), "grpc");
+    // Handshake bound: no request ever starts.
+    let (io, _peer) = tokio::io::duplex(64);
+    let accepted = Instant::now();
+    let mut guarded = hygiene.guard(io);
+    let (error, at) = parked_read(&mut guarded).await;
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    assert_eq!(error.to_string(), Reason::HandshakeTimeout.label());
+    assert!(at >= accepted + HANDSHAKE && at < accepted + HANDSHAKE + SLACK);
+
+    // Idle bound: the watcher sleeps until it, waking nobody meanwhile, and
+    // the read parked across that sleep still hears of it.
+    let (io, _peer) = tokio::io::duplex(64);
+    let mut guarded = hygiene.guard(io);
+    drop(guarded.handle().begin());
+    let ended = Instant::now();
+    let (error, at) = parked_read(&mut guarded).await;
+    assert_eq!(error.to_string(), Reason::IdleTimeout.label());
+    assert!(at >= ended + IDLE && at < ended + IDLE + SLACK);
+
+    // Shutdown, with no request in flight: at once.
+    let (io, _peer) = tokio::io::duplex(64);
+    let mut guarded = hygiene.guard(io);
+    let parked = tokio::spawn(async move { parked_read(&mut guarded).await });
+    tokio::task::yield_now().await;
+    let stopped = Instant::now();
+    hygiene.shutdown();
+    let (error, at) = parked.await.expect("the read does not panic");
+    assert_eq!(error.to_string(), Reason::Shutdown.label());
+    assert!(at < stopped + SLACK);
+}
