@@ -10,7 +10,8 @@
 #   (defaults 3, "1000 100", 8). OLD_DIR holds messenger-server,
 #   messenger-bench and messenger-bench-nats; NEW_DIR a messenger-server.
 #   NONATS=1 leaves nats-server out; RATE=R adds K=1000 at R msg/s (the
-#   suite's fixed load is 250; a busy machine may not carry it).
+#   suite's fixed load is 250; a busy machine may not carry it). PACE=first-receipt
+#   paces ours as the NATS driver is paced (the suite's `-paced` runs).
 # Needs perf (Debian linux-perf) and nats-server.
 set -u
 OLD=$1; NEW=$2; OUT=$3; ROUNDS=${4:-3}; KS=${5:-"1000 100"}; SECS=${6:-8}
@@ -68,7 +69,7 @@ pair() {
 for r in $(seq "$ROUNDS"); do
     echo "round $r $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"
     for k in $KS; do
-        pair "k$k" "$k"
+        pair "k$k" "$k" ${PACE:+--pace "$PACE"}
         [ -n "${NONATS:-}" ] || nats "k$k-nats-r$r" "$k"
     done
     [ -z "${RATE:-}" ] || pair "at$RATE" 1000 --rate "$RATE"
