@@ -11,9 +11,10 @@
 //!   (child of `fanout`, from acceptance to the write) until
 //!   `deliver_spans_max` is reached; receivers continue from their `deliver`
 //!   span, or from `fanout` past the cap. A `deliver` span is made whole on
-//!   the delivering task (ids, times, two attributes) and handed straight to
-//!   the exporter's batch processor ([`export_finished`]): no sampler (its
-//!   parent `fanout` is sampled), no SDK span object, no context.
+//!   the delivering task (ids, times, two attributes) as a [`ChildSpan`] and
+//!   handed straight to the exporter's batch processor ([`export_finished`]):
+//!   no sampler (its parent `fanout` is sampled), no SDK span object, no
+//!   context, no allocation.
 //! - **Forwarded**, otherwise (no exporter, or the sender's flags are `00`):
 //!   every receiver gets the sender's `traceparent` unchanged, sampled flag
 //!   included, as W3C Trace Context asks of a participant that does not
@@ -34,12 +35,10 @@ pub(crate) use broker::{PublishTrace, ReceiveTrace};
 use crate::core::hub::MessageTrace;
 use messenger_runtime::telemetry::w3c::TraceParent;
 use messenger_runtime::telemetry::{
-    export_finished, new_span_id, outgoing, scope, traceparent, tracer,
+    ChildSpan, export_finished, new_span_id, outgoing, traceparent, tracer,
 };
-use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use std::borrow::Cow;
+use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime};
@@ -63,8 +62,6 @@ struct Recorded {
     fanout_traceparent: Option<String>,
     /// `fanout`'s span context: the parent of every `deliver` span.
     fanout: SpanContext,
-    /// The scope every `deliver` span is exported under (ours).
-    scope: InstrumentationScope,
     accepted: SystemTime,
     delivered: AtomicU64,
     max_latency_nanos: AtomicU64,
@@ -107,7 +104,6 @@ impl FanoutTrace {
                 fanout_traceparent: traceparent(&cx),
                 fanout: cx.span().span_context().clone(),
                 cx,
-                scope: scope(),
                 accepted: SystemTime::now(),
                 delivered: AtomicU64::new(0),
                 max_latency_nanos: AtomicU64::new(0),
@@ -186,40 +182,26 @@ impl Recorded {
                 .then(|| self.fanout_traceparent.clone())
                 .flatten();
         }
-        let parent = &self.fanout;
-        let span_context = SpanContext::new(
-            parent.trace_id(),
-            new_span_id(),
-            parent.trace_flags(),
-            false,
-            parent.trace_state().clone(),
-        );
-        let traceparent = want_traceparent.then(|| {
-            TraceParent {
-                trace_id: span_context.trace_id(),
-                parent_id: span_context.span_id(),
-                sampled: span_context.is_sampled(),
-            }
-            .to_string()
-        });
-        export_finished(SpanData {
-            span_context,
-            parent_span_id: parent.span_id(),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: Cow::Borrowed("deliver"),
-            start_time: self.accepted,
-            end_time: SystemTime::now(),
-            attributes: vec![
+        let span = ChildSpan {
+            parent: self.fanout.clone(),
+            span_id: new_span_id(),
+            name: "deliver",
+            start: self.accepted,
+            end: SystemTime::now(),
+            attributes: [
                 KeyValue::new("messenger.subscriber_id", subscriber_id as i64),
                 KeyValue::new("messenger.delivery_latency_seconds", latency.as_secs_f64()),
             ],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: self.scope.clone(),
+        };
+        let traceparent = want_traceparent.then(|| {
+            TraceParent {
+                trace_id: span.parent.trace_id(),
+                parent_id: span.span_id,
+                sampled: span.parent.is_sampled(),
+            }
+            .to_string()
         });
+        export_finished(span);
         traceparent
     }
 }

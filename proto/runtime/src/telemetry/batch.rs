@@ -1,4 +1,5 @@
-//! Sizing of the batch span processor that feeds the OTLP exporter.
+//! Sizing and timing of the batch span processor ([`super::processor`]) that
+//! feeds the OTLP exporter, from the SDK's standard `OTEL_BSP_*` variables.
 //!
 //! The SDK's defaults (a 2,048-span queue, 512-span exports) suit a service
 //! that makes a few spans per request. A traced message here makes up to
@@ -14,15 +15,23 @@
 //!   [`DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE`] apply (a value that is not a
 //!   whole number is ignored, as the SDK ignores it, and warned about by
 //!   `traces`).
-//! - The batch never exceeds the queue (the SDK clamps it the same way).
-//! - The other `OTEL_BSP_*` variables are read by the SDK itself.
+//! - The batch never exceeds the queue (the SDK clamps it the same way) and
+//!   holds at least one span.
+//! - `OTEL_BSP_SCHEDULE_DELAY` (milliseconds) likewise, else
+//!   [`DEFAULT_BSP_SCHEDULE_DELAY`] (the SDK's default).
+//! - `OTEL_BSP_EXPORT_TIMEOUT` and `OTEL_BSP_MAX_CONCURRENT_EXPORTS` have no
+//!   effect, as with the SDK's thread-based processor: one export at a time,
+//!   bounded by the exporter's own timeout.
 
-use opentelemetry_sdk::trace::{BatchConfig, BatchConfigBuilder};
+use super::processor::Limits;
+use std::time::Duration;
 
 /// The OpenTelemetry SDK environment variables sized here
 /// (<https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#batch-span-processor>).
 pub const ENV_BSP_MAX_QUEUE_SIZE: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
 pub const ENV_BSP_MAX_EXPORT_BATCH_SIZE: &str = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE";
+/// The longest a span waits for its batch, in milliseconds.
+pub const ENV_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 
 /// Spans buffered before new ones are dropped: about 250 traced messages at
 /// K >= 64, a few MiB at most (a `deliver` span's data is ~200 bytes).
@@ -32,21 +41,29 @@ pub const DEFAULT_BSP_MAX_QUEUE_SIZE: usize = 16_384;
 /// 4 MiB a gRPC server (and the OpenTelemetry Collector) accepts by default.
 pub const DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE: usize = 4_096;
 
-/// The processor's configuration, reading the environment through `var`.
-pub(super) fn config(var: impl Fn(&str) -> Option<String>) -> BatchConfig {
-    let (queue, batch) = sizes(var);
-    BatchConfigBuilder::default()
-        .with_max_queue_size(queue)
-        .with_max_export_batch_size(batch)
-        .build()
+/// The SDK's default delay between scheduled exports.
+pub const DEFAULT_BSP_SCHEDULE_DELAY: Duration = Duration::from_millis(5_000);
+
+/// The processor's limits, reading the environment through `var`.
+pub(super) fn limits(var: impl Fn(&str) -> Option<String>) -> Limits {
+    let (max_queue, max_batch) = sizes(&var);
+    let delay = var(ENV_BSP_SCHEDULE_DELAY)
+        .and_then(|value| value.parse::<u64>().ok())
+        .map_or(DEFAULT_BSP_SCHEDULE_DELAY, Duration::from_millis);
+    Limits {
+        max_queue,
+        max_batch,
+        delay,
+    }
 }
 
-/// `(max_queue_size, max_export_batch_size)`, the batch clamped to the queue.
+/// `(max_queue_size, max_export_batch_size)`, the batch clamped to the
+/// queue and to at least one span.
 fn sizes(var: impl Fn(&str) -> Option<String>) -> (usize, usize) {
     let whole = |name: &str| var(name).and_then(|value| value.parse::<usize>().ok());
     let queue = whole(ENV_BSP_MAX_QUEUE_SIZE).unwrap_or(DEFAULT_BSP_MAX_QUEUE_SIZE);
     let batch = whole(ENV_BSP_MAX_EXPORT_BATCH_SIZE).unwrap_or(DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE);
-    (queue, batch.min(queue))
+    (queue, batch.min(queue).max(1))
 }
 
 #[cfg(test)]
@@ -98,5 +115,16 @@ mod tests {
             (ENV_BSP_MAX_EXPORT_BATCH_SIZE, "200"),
         ];
         assert_eq!(sizes(env(&both)), (100, 100));
+        let zero = [(ENV_BSP_MAX_EXPORT_BATCH_SIZE, "0")];
+        assert_eq!(sizes(env(&zero)), (DEFAULT_BSP_MAX_QUEUE_SIZE, 1));
+    }
+
+    #[test]
+    fn the_delay_is_read_in_milliseconds_or_defaults() {
+        assert_eq!(limits(env(&[])).delay, DEFAULT_BSP_SCHEDULE_DELAY);
+        let delay = [(ENV_BSP_SCHEDULE_DELAY, "250")];
+        assert_eq!(limits(env(&delay)).delay, Duration::from_millis(250));
+        let junk = [(ENV_BSP_SCHEDULE_DELAY, "soon")];
+        assert_eq!(limits(env(&junk)).delay, DEFAULT_BSP_SCHEDULE_DELAY);
     }
 }

@@ -28,6 +28,7 @@ mod finished;
 mod logs;
 mod otlp_encode;
 mod otlp_export;
+mod processor;
 mod propagation;
 pub mod rpc;
 mod server_span;
@@ -35,10 +36,10 @@ mod traces;
 pub mod w3c;
 
 pub use batch::{
-    DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_BSP_MAX_QUEUE_SIZE, ENV_BSP_MAX_EXPORT_BATCH_SIZE,
-    ENV_BSP_MAX_QUEUE_SIZE,
+    DEFAULT_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_BSP_MAX_QUEUE_SIZE, DEFAULT_BSP_SCHEDULE_DELAY,
+    ENV_BSP_MAX_EXPORT_BATCH_SIZE, ENV_BSP_MAX_QUEUE_SIZE, ENV_BSP_SCHEDULE_DELAY,
 };
-pub use finished::{export_finished, new_span_id, scope};
+pub use finished::{ChildSpan, export_finished, new_span_id, scope};
 pub use logs::{ENV_LOG_FORMAT, ENV_RUST_LOG, LogFormat};
 pub use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT};
 pub use propagation::{
@@ -48,8 +49,8 @@ pub use propagation::{
 pub use rpc::record_rpc_status;
 pub use server_span::{CodeSite, ServerSpan, event_on_current};
 pub use traces::{
-    ENV_BSP_SCHEDULE_DELAY, ENV_OTEL_RESOURCE_ATTRIBUTES, ENV_OTEL_SERVICE_NAME,
-    ENV_OTEL_TRACES_SAMPLER, ENV_OTEL_TRACES_SAMPLER_ARG,
+    ENV_OTEL_RESOURCE_ATTRIBUTES, ENV_OTEL_SERVICE_NAME, ENV_OTEL_TRACES_SAMPLER,
+    ENV_OTEL_TRACES_SAMPLER_ARG,
 };
 
 use opentelemetry::global;

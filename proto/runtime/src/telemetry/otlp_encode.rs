@@ -1,5 +1,5 @@
 //! OTLP protobuf of a batch of finished spans, written straight from the
-//! SDK's [`SpanData`] into one buffer.
+//! SDK's [`SpanData`] and from our [`ChildSpan`]s into one buffer.
 //!
 //! `opentelemetry-otlp` clones the batch, converts every span into the
 //! generated `opentelemetry-proto` structs (a `String` or `Vec` per id, name,
@@ -12,12 +12,14 @@
 //!
 //! Invariant: the bytes are exactly prost's encoding of what
 //! `opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope`
-//! builds for the same batch and resource (`tests` decodes them field by
-//! field and compares them byte for byte):
+//! builds for the same batch and resource, a [`ChildSpan`] standing for its
+//! [`ChildSpan::to_span_data`] (`tests` decodes them field by field and
+//! compares them byte for byte):
 //! one `ResourceSpans`, one `ScopeSpans` per instrumentation scope in order
 //! of first appearance, spans in batch order. Runs on the batch processor's
 //! export thread, never on a request's task.
 
+use super::finished::{ChildSpan, Finished};
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
@@ -30,7 +32,7 @@ const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
 
 /// An `ExportTraceServiceRequest` for `spans` of a process described by `resource`.
-pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
+pub(super) fn request(spans: &[Finished], resource: &Resource) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256 + spans.len() * 256);
     nested(&mut buf, 1, |buf| {
         nested(buf, 1, |buf| {
@@ -42,7 +44,7 @@ pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
         let mut scopes: Vec<&InstrumentationScope> = Vec::new();
         let mut scope_of = Vec::with_capacity(spans.len());
         for span in spans {
-            let scope = &span.instrumentation_scope;
+            let scope = span.scope();
             let index = match scopes.iter().position(|known| same_scope(known, scope)) {
                 Some(index) => index,
                 None => {
@@ -62,7 +64,10 @@ pub(super) fn request(spans: &[SpanData], resource: &Resource) -> Vec<u8> {
                     }
                 });
                 for (span, _) in spans.iter().zip(&scope_of).filter(|(_, i)| **i == index) {
-                    nested(buf, 2, |buf| encode_span(buf, span));
+                    nested(buf, 2, |buf| match span {
+                        Finished::Sdk(span) => encode_span(buf, span),
+                        Finished::Child(span) => encode_child(buf, span),
+                    });
                 }
                 string(buf, 3, scope.schema_url().unwrap_or_default());
             });
@@ -140,6 +145,25 @@ fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
         16,
         flags(span.parent_span_is_remote, cx.trace_flags().to_u8()),
     );
+}
+
+/// What [`encode_span`] writes for [`ChildSpan::to_span_data`].
+fn encode_child(buf: &mut Vec<u8>, span: &ChildSpan) {
+    let parent = &span.parent;
+    bytes(buf, 1, &parent.trace_id().to_bytes());
+    bytes(buf, 2, &span.span_id.to_bytes());
+    string(buf, 3, &parent.trace_state().header());
+    if parent.span_id() != SpanId::INVALID {
+        bytes(buf, 4, &parent.span_id().to_bytes());
+    }
+    string(buf, 5, span.name);
+    uint(buf, 6, kind(&SpanKind::Internal));
+    fixed64(buf, 7, nanos(span.start));
+    fixed64(buf, 8, nanos(span.end));
+    attributes(buf, 9, &span.attributes);
+    // No dropped attributes, events or links; the status is unset (code 0).
+    nested(buf, 15, |_| {});
+    fixed32(buf, 16, flags(false, parent.trace_flags().to_u8()));
 }
 
 fn flags(remote: bool, trace_flags: u8) -> u32 {

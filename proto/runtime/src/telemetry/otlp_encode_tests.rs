@@ -3,6 +3,7 @@
 //! `ExportTraceServiceRequest`.
 
 use super::request;
+use crate::telemetry::finished::{ChildSpan, Finished, scope};
 use opentelemetry::trace::{
     Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -119,11 +120,31 @@ fn bare(scope: &InstrumentationScope) -> SpanData {
     }
 }
 
+fn sdk(spans: Vec<SpanData>) -> Vec<Finished> {
+    spans
+        .into_iter()
+        .map(|span| Finished::Sdk(Box::new(span)))
+        .collect()
+}
+
 /// Decodes to what the SDK's conversion builds, and is byte for byte what
 /// prost encodes from it (so every length is the shortest varint).
 fn same_as_the_sdk(spans: Vec<SpanData>, resource: &Resource) {
+    same_as_the_sdk_for(sdk(spans), resource);
+}
+
+/// The same, for a batch that may hold our child spans: each is compared
+/// with the SDK span it stands for.
+fn same_as_the_sdk_for(spans: Vec<Finished>, resource: &Resource) {
     let bytes = request(&spans, resource);
     let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("our bytes decode");
+    let spans = spans
+        .iter()
+        .map(|span| match span {
+            Finished::Sdk(span) => (**span).clone(),
+            Finished::Child(child) => child.to_span_data(),
+        })
+        .collect();
     let theirs = ExportTraceServiceRequest {
         resource_spans: group_spans_by_resource_and_scope(spans, &resource.into()),
     };
@@ -197,8 +218,50 @@ fn equal_scopes_that_are_not_clones_share_one_group() {
     let (a, b) = (owned("messenger"), owned("messenger"));
     let resource = Resource::builder_empty().build();
     let spans = vec![bare(&a), bare(&b), bare(&a)];
-    let bytes = request(&spans, &resource);
+    let bytes = request(&sdk(spans.clone()), &resource);
     let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes");
     assert_eq!(decoded.resource_spans[0].scope_spans.len(), 1);
     same_as_the_sdk(spans, &resource);
+}
+
+fn child(parent: SpanContext, n: u64) -> ChildSpan {
+    ChildSpan {
+        parent,
+        span_id: SpanId::from(0x500 + n),
+        name: "deliver",
+        start: at(10 + n),
+        end: at(20 + n),
+        attributes: [
+            KeyValue::new("messenger.subscriber_id", n as i64),
+            KeyValue::new("messenger.delivery_latency_seconds", 0.25 * n as f64),
+        ],
+    }
+}
+
+#[test]
+fn a_child_span_encodes_as_the_sdk_span_it_stands_for() {
+    // Mixed with SDK spans of our scope (one group) and of another one.
+    let ours = scope();
+    let other = InstrumentationScope::builder("other").build();
+    let resource = Resource::builder_empty()
+        .with_service_name("messenger-server")
+        .build();
+    let stateless = context(0xfeed, 0x77, false, "");
+    let stateful = context(0xbeef, 0x78, false, "vendor=x,k=v");
+    let spans = vec![
+        Finished::Child(child(stateless.clone(), 0)),
+        Finished::Sdk(Box::new(span(&ours, 1))),
+        Finished::Child(child(stateful, 1)),
+        Finished::Sdk(Box::new(span(&other, 2))),
+        Finished::Child(child(stateless, 2)),
+    ];
+    let bytes = request(&spans, &resource);
+    let decoded = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decodes");
+    assert_eq!(
+        decoded.resource_spans[0].scope_spans.len(),
+        2,
+        "ours, other"
+    );
+    assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), 4);
+    same_as_the_sdk_for(spans, &resource);
 }

@@ -1,6 +1,7 @@
-//! The OTLP/gRPC span exporter behind the batch span processor: each batch
-//! is encoded by [`super::otlp_encode`] on the processor's own thread and
-//! sent as one unary `TraceService/Export` call on the export runtime.
+//! The OTLP/gRPC span exporter behind our batch processor
+//! ([`super::processor`]): each batch is encoded by [`super::otlp_encode`] on
+//! the processor's own thread and sent as one unary `TraceService/Export`
+//! call on the export runtime, the thread waiting for its result.
 //!
 //! It replaces `opentelemetry-otlp`'s tonic exporter, which cloned every
 //! batch and built the generated protobuf structs span by span (issue 28).
@@ -19,7 +20,6 @@
 use bytes::{Buf, BufMut};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use std::env;
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -49,11 +49,13 @@ pub(super) struct OtlpExporter {
 }
 
 impl OtlpExporter {
-    /// An exporter to `endpoint` (a URI), connecting lazily on `runtime`.
-    /// Header problems are pushed to `warnings`; a bad endpoint is an error.
+    /// An exporter to `endpoint` (a URI) of spans of a process described by
+    /// `resource`, connecting lazily on `runtime`. Header problems are pushed
+    /// to `warnings`; a bad endpoint is an error.
     pub(super) fn new(
         endpoint: &str,
         runtime: Handle,
+        resource: Resource,
         warnings: &mut Vec<String>,
     ) -> Result<Self, String> {
         let channel = Endpoint::from_shared(endpoint.to_owned())
@@ -73,15 +75,15 @@ impl OtlpExporter {
             metadata: metadata(&headers, warnings),
             timeout,
             runtime,
-            resource: Resource::builder_empty().build(),
+            resource,
         })
     }
 }
 
-impl SpanExporter for OtlpExporter {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let body = super::otlp_encode::request(&batch, &self.resource);
-        drop(batch);
+impl super::processor::Export for OtlpExporter {
+    /// Encodes `batch` here, sends it on the export runtime and waits.
+    fn export(&mut self, batch: &[super::finished::Finished]) -> OTelSdkResult {
+        let body = super::otlp_encode::request(batch, &self.resource);
         let mut grpc = tonic::client::Grpc::new(self.channel.clone());
         let mut request = Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
@@ -103,14 +105,10 @@ impl SpanExporter for OtlpExporter {
                 Err(_) => Err(OTelSdkError::Timeout(timeout)),
             }
         });
-        async move {
-            call.await
-                .unwrap_or_else(|e| Err(OTelSdkError::InternalFailure(e.to_string())))
-        }
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.clone();
+        // The processor's own thread, never a runtime's: blocking is its job.
+        self.runtime
+            .block_on(call)
+            .unwrap_or_else(|e| Err(OTelSdkError::InternalFailure(e.to_string())))
     }
 }
 

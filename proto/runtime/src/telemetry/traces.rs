@@ -1,20 +1,21 @@
 //! OTLP/gRPC trace export and the `tracing` → OpenTelemetry bridge.
 //!
 //! The SDK reads most of the standard env itself: `OTEL_SERVICE_NAME` and
-//! `OTEL_RESOURCE_ATTRIBUTES` (resource detectors), `OTEL_TRACES_SAMPLER(_ARG)`
-//! and most of `OTEL_BSP_*`; our exporter ([`super::otlp_export`]) reads the
-//! OTLP headers and timeout. This module decides whether to export at all
-//! (the endpoint), supplies the default `service.name` and the batch
-//! processor's sizes ([`super::batch`]), and warns about values the SDK would
-//! silently (or invisibly, see `logs`) ignore.
+//! `OTEL_RESOURCE_ATTRIBUTES` (resource detectors) and `OTEL_TRACES_SAMPLER(_ARG)`;
+//! our exporter ([`super::otlp_export`]) reads the OTLP headers and timeout,
+//! and [`super::batch`] the `OTEL_BSP_*` sizes and delay of our batch
+//! processor ([`super::processor`]). This module decides whether to export
+//! at all (the endpoint), supplies the default `service.name`, and warns
+//! about values that would be silently (or invisibly, see `logs`) ignored.
 
 use super::otlp_export::OtlpExporter;
+use super::processor::Batcher;
 use opentelemetry::{Key, global, trace::TracerProvider as _};
 use opentelemetry_otlp::{OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT};
 use opentelemetry_sdk::{
     Resource,
     resource::{EnvResourceDetector, ResourceDetector as _},
-    trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider},
+    trace::{SdkTracer, SdkTracerProvider},
 };
 use opentelemetry_semantic_conventions::resource::SERVICE_NAME;
 use std::env;
@@ -34,8 +35,6 @@ pub const ENV_OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 pub const ENV_OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 /// Read by the SDK's resource detector (`service.name=...,key=value`).
 pub const ENV_OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
-/// Read by the SDK's batch span processor, in milliseconds.
-pub const ENV_BSP_SCHEDULE_DELAY: &str = "OTEL_BSP_SCHEDULE_DELAY";
 
 /// Instrumentation scope of every span we create.
 pub(super) const TRACER_NAME: &str = "messenger";
@@ -54,11 +53,12 @@ const SAMPLERS: [&str; 6] = [
     "parentbased_traceidratio",
 ];
 
-/// Batch-processor env the SDK parses, ignoring values that are not numbers.
-/// (`OTEL_BSP_EXPORT_TIMEOUT` is parsed but unused by the SDK's default,
-/// thread-based processor; `OTEL_EXPORTER_OTLP_TIMEOUT`, 10 s, bounds an export.)
+/// Batch-processor env, whose values that are not numbers are ignored.
+/// (`OTEL_BSP_EXPORT_TIMEOUT` and `OTEL_BSP_MAX_CONCURRENT_EXPORTS` have no
+/// effect, as with the SDK's thread-based processor; `OTEL_EXPORTER_OTLP_TIMEOUT`,
+/// 10 s, bounds an export.)
 const BSP_VARS: [&str; 5] = [
-    ENV_BSP_SCHEDULE_DELAY,
+    super::batch::ENV_BSP_SCHEDULE_DELAY,
     super::batch::ENV_BSP_MAX_QUEUE_SIZE,
     super::batch::ENV_BSP_MAX_EXPORT_BATCH_SIZE,
     "OTEL_BSP_EXPORT_TIMEOUT",
@@ -99,24 +99,25 @@ impl Tracing {
                 return None;
             }
         };
-        let built = OtlpExporter::new(&endpoint, runtime.handle().clone(), warnings);
-        let exporter = match built {
-            Ok(exporter) => exporter,
+        let resource = resource(default_service_name);
+        let service_name = resource
+            .get(&Key::new(SERVICE_NAME))
+            .map(|name| name.to_string())
+            .unwrap_or_default();
+        let handle = runtime.handle().clone();
+        let built = OtlpExporter::new(&endpoint, handle, resource.clone(), warnings);
+        let limits = super::batch::limits(|name| env::var(name).ok());
+        let started = built.and_then(|exporter| {
+            Batcher::start(exporter, limits).map_err(|e| format!("no export thread: {e}"))
+        });
+        let processor = match started {
+            Ok(batcher) => super::finished::Shared::install(batcher),
             Err(error) => {
                 warnings.push(format!("OTLP trace export disabled: {error}"));
                 runtime.shutdown_background();
                 return None;
             }
         };
-        let resource = resource(default_service_name);
-        let service_name = resource
-            .get(&Key::new(SERVICE_NAME))
-            .map(|name| name.to_string())
-            .unwrap_or_default();
-        let processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(super::batch::config(|name| env::var(name).ok()))
-            .build();
-        let processor = super::finished::Shared::install(processor, &resource);
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_resource(resource)
