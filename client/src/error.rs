@@ -97,7 +97,7 @@ fn backend_status(e: &BackendError) -> StatusCode {
         BackendError::Unavailable { .. } | BackendError::ServerUnavailable { .. } => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        BackendError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        BackendError::Timeout(_) | BackendError::SubscribeTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         BackendError::BadResponse => StatusCode::BAD_GATEWAY,
         BackendError::Rejected { code, .. } => rejected_status(*code),
     }

@@ -47,8 +47,20 @@ pub enum BackendError {
     /// broker is down (its message names the broker).
     #[error("messenger server at {addr} is unavailable: {message}")]
     ServerUnavailable { addr: String, message: String },
-    #[error("messenger server did not answer within {0:?}")]
+    /// `SendMessage` passed its deadline (ours or the server's): the server
+    /// may have accepted the message, so a blind retry may duplicate it.
+    #[error(
+        "messenger server did not answer within {0:?} ({env}); the send may or may not have \
+         been accepted: check the stream before sending it again",
+        env = crate::config::ENV_SEND_TIMEOUT_MS
+    )]
     Timeout(Duration),
+    /// A `ReadMessages` subscription was not registered within the deadline.
+    #[error(
+        "messenger server did not register the subscription within {0:?} ({env}); retry shortly",
+        env = crate::config::ENV_SEND_TIMEOUT_MS
+    )]
+    SubscribeTimeout(Duration),
     #[error("messenger server answered {code:?}: {message}")]
     Rejected { code: Code, message: String },
     #[error("messenger server returned no valid sendTime")]
@@ -59,7 +71,7 @@ impl BackendError {
     /// The gRPC code this outcome stands for (for spans and metrics).
     pub fn code(&self) -> Code {
         match self {
-            Self::Timeout(_) => Code::DeadlineExceeded,
+            Self::Timeout(_) | Self::SubscribeTimeout(_) => Code::DeadlineExceeded,
             Self::Unavailable { .. } | Self::ServerUnavailable { .. } => Code::Unavailable,
             Self::Rejected { code, .. } => *code,
             Self::BadResponse => Code::Internal,

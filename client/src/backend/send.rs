@@ -9,8 +9,11 @@
 //!   the HTTP caller's, unchanged), and is counted once in
 //!   `grpc_client_handled_total` / `grpc_client_handling_seconds` with the
 //!   code its outcome stands for ([`BackendError::code`]).
-//! - A status that tonic made from a connection failure counts as
-//!   "unreachable" (503 for the caller), whatever its code.
+//! - A status that tonic made from its own deadline (`TimeoutExpired`, which
+//!   it reports as `CANCELLED` "Timeout expired" wrapped in a transport
+//!   error) is the send deadline (504: the message may have been accepted),
+//!   never "unreachable"; any other status tonic made from a connection
+//!   failure counts as "unreachable" (503 for the caller), whatever its code.
 
 use super::{Backend, BackendError, MessageSender, SendFuture};
 use crate::metrics;
@@ -62,6 +65,7 @@ impl Backend {
     pub(super) fn classify(&self, status: Status) -> BackendError {
         let (addr, message) = (self.addr().to_owned(), status.message().to_owned());
         match status.code() {
+            _ if timed_out(&status) => BackendError::Timeout(self.send_timeout),
             _ if from_transport(&status) => BackendError::Unavailable { addr, message },
             Code::Unavailable => BackendError::ServerUnavailable { addr, message },
             Code::DeadlineExceeded => BackendError::Timeout(self.send_timeout),
@@ -80,8 +84,40 @@ fn outgoing_context() -> opentelemetry::Context {
     messenger_runtime::telemetry::outgoing_current()
 }
 
+/// Whether tonic made this status from its own `grpc-timeout` deadline: the
+/// request may have reached the server, so this is a timeout, not a
+/// connection failure (it also comes wrapped in a transport error).
+fn timed_out(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Whether tonic made this status from a connection failure (reset, GOAWAY
 /// race, refused) rather than receiving it from the server.
 fn from_transport(status: &Status) -> bool {
     std::error::Error::source(status).is_some_and(|e| e.is::<tonic::transport::Error>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How tonic's channel reports its own deadline: `CANCELLED` "Timeout
+    /// expired" whose source is a transport error around `TimeoutExpired`.
+    #[test]
+    fn tonic_deadline_is_a_timeout_not_a_transport_failure() {
+        let expired: Box<dyn std::error::Error + Send + Sync> = Box::new(tonic::TimeoutExpired(()));
+        let status = Status::from_error(expired);
+        assert_eq!(status.code(), Code::Cancelled);
+        assert!(timed_out(&status), "{status:?}");
+        let plain = Status::cancelled("Timeout expired");
+        assert!(!timed_out(&plain));
+        assert!(!from_transport(&plain));
+    }
 }

@@ -142,8 +142,11 @@ impl Backend {
             // answers must not hold an /events request (it has no deadline).
             let response = tokio::time::timeout(self.send_timeout, client.read_messages(request))
                 .await
-                .map_err(|_| BackendError::Timeout(self.send_timeout))?
-                .map_err(|s| self.classify(s))?;
+                .map_err(|_| BackendError::SubscribeTimeout(self.send_timeout))?
+                .map_err(|s| match self.classify(s) {
+                    BackendError::Timeout(after) => BackendError::SubscribeTimeout(after),
+                    other => other,
+                })?;
             let headers = resumer.on_headers(response.metadata());
             let gap = resumer.take_gap();
             let recovered = (first && asked).then_some(gap.is_none());
