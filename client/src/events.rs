@@ -100,7 +100,7 @@ pub(crate) struct Since {
     params(Since, ("Last-Event-ID" = Option<String>, Header, description = "`<epoch>:<offset>` of the last event received")),
     responses(
         (status = 200, description = "The stream", content_type = "text/event-stream", body = String),
-        (status = 400, description = "The position is not `<epoch>:<offset>`", body = ErrorBody),
+        (status = 400, description = "The position is not `<epoch>:<offset>`, or its epoch is longer than 64 bytes", body = ErrorBody),
         (status = 401, description = "The server wants a token and this client has none or a malformed one", body = ErrorBody),
         (status = 403, description = "The server refused this client's token", body = ErrorBody),
         (status = 502, description = "The server answered outside the messenger contract", body = ErrorBody),
@@ -173,6 +173,10 @@ fn bad_position(what: &str, got: &str, why: BadPosition) -> ApiError {
         BadPosition::Form => {
             format!("{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
         }
+        BadPosition::EpochTooLong => format!(
+            "{what} {got:?}: the epoch is longer than {MAX_EPOCH_BYTES} bytes \
+             (<epoch>:<offset>: an event id's epoch is 16 or 17 characters)"
+        ),
         BadPosition::OffsetTooLarge => format!(
             "{what} {got:?}: the offset is larger than <epoch>:<offset> allows (at most {})",
             u64::MAX
@@ -187,12 +191,26 @@ pub enum BadPosition {
     Form,
     /// The form is right, but the offset is past `u64::MAX`.
     OffsetTooLarge,
+    /// The epoch is longer than [`MAX_EPOCH_BYTES`].
+    EpochTooLong,
 }
 
+/// The longest epoch a position may carry. The server's epochs are 16 hex
+/// digits (in-process) or 16–17 decimal digits (a broker's `TIME`), so this
+/// leaves a wide margin; what matters is that it is far below the server's
+/// header-size limit, since the epoch travels as `messenger-since` metadata
+/// on the HTTP/2 connection every `/events` stream of this client shares,
+/// and a header the server refuses tears that connection down for all.
+pub const MAX_EPOCH_BYTES: usize = 64;
+
 /// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
-/// separates) and a decimal u64, as the server's `messenger-since`.
+/// separates) of at most [`MAX_EPOCH_BYTES`] and a decimal u64, as the
+/// server's `messenger-since`.
 pub fn parse_position(text: &str) -> Result<(String, u64), BadPosition> {
     let (epoch, offset) = text.rsplit_once(':').ok_or(BadPosition::Form)?;
+    if epoch.len() > MAX_EPOCH_BYTES {
+        return Err(BadPosition::EpochTooLong);
+    }
     let visible = !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_graphic());
     let digits = !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit());
     if !(visible && digits) {

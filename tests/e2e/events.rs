@@ -4,6 +4,7 @@
 //! cap, shutdown, the keep-alive, and how many streams one client holds.
 
 mod bounds;
+mod position;
 mod sse;
 
 use messenger_tests::poll_until;

@@ -130,6 +130,15 @@ fn positions_parse_as_the_server_parses_messenger_since() {
         parse_position("00:99999999999999999999999"),
         Err(BadPosition::OffsetTooLarge)
     );
+    let epoch = "e".repeat(crate::events::MAX_EPOCH_BYTES);
+    assert_eq!(
+        parse_position(&format!("{epoch}:1")),
+        Ok((epoch.clone(), 1))
+    );
+    assert_eq!(
+        parse_position(&format!("{epoch}e:1")),
+        Err(BadPosition::EpochTooLong)
+    );
     for bad in ["", ":", "e:", ":1", "e:-1", "e:+1", "e:1x", "e 1:2", "é:1"] {
         assert_eq!(parse_position(bad), Err(BadPosition::Form), "{bad}");
     }

@@ -1,0 +1,41 @@
+//! The position an `/events` request resumes from, as the caller gives it:
+//! bounded before anything reaches the server (one caller's oversized value
+//! must not break the HTTP/2 connection every stream of the client shares).
+
+use super::sse::get;
+use super::{open, stack};
+use serde_json::Value;
+
+/// An epoch past the documented bound is 400 naming the bound, by header
+/// and by query, and the streams already open keep delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_epoch_is_400_and_other_streams_live_on() {
+    let (_server, client) = stack(&[]).await;
+    let (mut other, _) = open(&client, "", &[]).await;
+    let huge = format!("{}:1", "e".repeat(100_000));
+    let large = format!("?since={}:1", "e".repeat(20_000));
+    let just_over = format!("{}:1", "e".repeat(65));
+    for (query, header) in [
+        ("", Some(huge.as_str())),
+        (large.as_str(), None),
+        ("", Some(just_over.as_str())),
+    ] {
+        let headers: Vec<_> = header.iter().map(|h| ("last-event-id", *h)).collect();
+        let response = get(&client, query, &headers).await;
+        assert_eq!(response.status(), 400, "{}", query.len());
+        let json: Value = response.json().await.unwrap();
+        let error = json["error"].as_str().unwrap();
+        assert!(
+            error.contains("epoch is longer than 64 bytes") && error.len() < 400,
+            "{error}"
+        );
+    }
+    // At the bound: accepted (an unknown epoch, so a gap, not an error).
+    let at_bound = format!("{}:1", "e".repeat(64));
+    let (_resumed, ready) = open(&client, "", &[("last-event-id", &at_bound)]).await;
+    assert_eq!(ready["recovered"], false, "{ready}");
+    // The stream opened before is untouched.
+    let time = client.send("p", "still here").await;
+    let (_, json) = other.message().await;
+    assert_eq!(json["sendTime"], time);
+}
