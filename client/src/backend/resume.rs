@@ -15,7 +15,9 @@
 //! - **A gap is said once, and only when one is possible.**
 //!   `messenger-recovered: false` logs one warning with the number of
 //!   messages missed when the epoch is unchanged (head offset minus
-//!   position), "unknown" when it changed, and is counted. A new epoch is no
+//!   position; 0 when the position is ahead of the head, which the server
+//!   starts live and which is no new epoch), "unknown" when it changed, and
+//!   is counted. A new epoch is no
 //!   gap when the previous stream ended drained at this client's position
 //!   (trailer `messenger-last-offset`, [`Resumer::on_end`]): that server
 //!   accepted nothing more in the old epoch (a graceful restart).
@@ -68,7 +70,9 @@ pub enum Headers {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
     /// Messages missed, when known: the same epoch, so the head offset minus
-    /// the position. `None`: the epoch changed (history lost), size unknown.
+    /// the position (0 when the position was ahead of the head: the stream
+    /// starts live at the head). `None`: the epoch changed (history lost),
+    /// size unknown.
     pub missed: Option<u64>,
 }
 
@@ -217,7 +221,20 @@ impl Resumer {
             return Headers::Again;
         }
         self.counters.gaps.increment(1);
-        if previous.epoch == epoch && head >= previous.offset {
+        if previous.epoch == epoch && head < previous.offset {
+            // Ahead of the newest offset: the server starts it live at its
+            // head (CONTRACT), in the same epoch, so no history was lost.
+            self.gap = Some(Gap { missed: Some(0) });
+            tracing::warn!(
+                from_offset = previous.offset,
+                head,
+                epoch,
+                "resume position is ahead of the server's newest offset in its epoch: \
+                 starting live at the head (nothing replayed, no history lost)"
+            );
+            return Headers::Live;
+        }
+        if previous.epoch == epoch {
             self.gap = Some(Gap {
                 missed: Some(head - previous.offset),
             });

@@ -1,8 +1,9 @@
 //! The position an `/events` request resumes from, as the caller gives it:
 //! bounded before anything reaches the server (one caller's oversized value
-//! must not break the HTTP/2 connection every stream of the client shares).
+//! must not break the HTTP/2 connection every stream of the client shares),
+//! and a position ahead of the head labelled as such, not as a new epoch.
 
-use super::sse::get;
+use super::sse::{get, split_id};
 use super::{open, stack};
 use serde_json::Value;
 
@@ -38,4 +39,32 @@ async fn an_oversized_epoch_is_400_and_other_streams_live_on() {
     let time = client.send("p", "still here").await;
     let (_, json) = other.message().await;
     assert_eq!(json["sendTime"], time);
+}
+
+/// A position past the head of the current epoch starts live at the head:
+/// `recovered: false`, one `gap` with `missed: 0` at the head, no replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_ahead_of_the_head_starts_live_with_missed_zero() {
+    let (_server, client) = stack(&[]).await;
+    client.send("p", "one").await;
+    client.send("p", "two").await;
+    let (_plain, ready) = open(&client, "", &[]).await;
+    let epoch = ready["epoch"].as_str().unwrap().to_owned();
+    let head = ready["offset"].as_u64().unwrap();
+    assert_eq!(head, 2);
+    let since = format!("?since={epoch}:{}", u64::MAX);
+    let (mut ahead, ready) = open(&client, &since, &[]).await;
+    assert_eq!(ready["recovered"], false, "{ready}");
+    assert_eq!(
+        (ready["epoch"].as_str(), ready["offset"].as_u64()),
+        (Some(epoch.as_str()), Some(head))
+    );
+    let gap = ahead.next().await.expect("the gap event");
+    assert_eq!(gap.event, "gap", "{gap:?}");
+    assert_eq!(gap.json()["missed"], 0, "{gap:?}");
+    assert_eq!(split_id(gap.id.as_deref().unwrap()), (epoch.clone(), head));
+    let time = client.send("p", "three").await;
+    let (id, json) = ahead.message().await;
+    assert_eq!(json["sendTime"], time, "live, not a replay of the epoch");
+    assert_eq!(split_id(&id), (epoch, head + 1));
 }

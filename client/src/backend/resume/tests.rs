@@ -74,6 +74,31 @@ fn a_gap_in_the_same_epoch_moves_the_position_to_the_new_head() {
     assert_eq!(since(&mut r).as_deref(), Some("e:4"));
 }
 
+/// A position ahead of the head in the same epoch (a caller's `?since=`) is
+/// started live at the head, a gap of 0: not a new epoch, nothing replayed.
+#[test]
+fn a_position_ahead_of_the_head_starts_live_at_the_head() {
+    let mut r = Resumer::since(
+        "e".into(),
+        u64::MAX,
+        ResumeCounters {
+            recovered_resumes: metrics::Counter::noop(),
+            gaps: metrics::Counter::noop(),
+            recovered_messages: metrics::Counter::noop(),
+        },
+    );
+    assert_eq!(since(&mut r), Some(format!("e:{}", u64::MAX)));
+    let ahead = [
+        ("messenger-epoch", "e"),
+        ("messenger-head-offset", "18"),
+        ("messenger-recovered", "false"),
+    ];
+    assert_eq!(r.on_headers(&headers(&ahead)), Headers::Live);
+    assert_eq!(r.take_gap(), Some(Gap { missed: Some(0) }));
+    assert_eq!(r.position(), Some(("e", 18)));
+    assert_eq!(r.on_message(19), KEEP, "live from the head");
+}
+
 /// A new epoch's messages all came after the loss: none is skipped. The
 /// stream is re-opened from `<new epoch>:0`, and that replay is resumed
 /// like any other.
