@@ -38,7 +38,10 @@ pub fn router(state: AppState) -> Router {
         // Added after the deadline layer, so outside it: a stream lives as
         // long as its reader, kept open by keep-alives, and is never shed
         // (it has its own cap).
-        .route("/events", get(crate::events::events))
+        .route(
+            "/events",
+            get(crate::events::events).fallback(method_not_allowed),
+        )
         // One `layer` call for the outer layers (outermost first): each
         // `Router::layer` boxes every route once more, and a request clones
         // every boxed level below the one it enters. The body limit only

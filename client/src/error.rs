@@ -64,6 +64,14 @@ pub enum ApiError {
         env = ENV_MAX_EVENT_STREAMS
     )]
     TooManyStreams { limit: usize },
+    /// `/events` with `MESSENGER_MAX_EVENT_STREAMS=0`: not temporary, so
+    /// no 503 and no `Retry-After`.
+    #[error(
+        "/events is turned off on this client ({env}=0); a retry cannot succeed: set {env} \
+         above 0 to turn it on",
+        env = ENV_MAX_EVENT_STREAMS
+    )]
+    EventsOff,
     #[error("the client is shutting down; retry on another or after it restarts")]
     ShuttingDown,
     #[error("internal error: {0}; it was logged, please report it")]
@@ -77,7 +85,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) | Self::BadPosition(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::NotFound { .. } | Self::EventsOff => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotSubscribed(_)
             | Self::Overloaded { .. }

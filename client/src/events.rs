@@ -103,6 +103,8 @@ pub(crate) struct Since {
         (status = 400, description = "The position is not `<epoch>:<offset>`, or its epoch is longer than 64 bytes", body = ErrorBody),
         (status = 401, description = "The server wants a token and this client has none or a malformed one", body = ErrorBody),
         (status = 403, description = "The server refused this client's token", body = ErrorBody),
+        (status = 404, description = "`/events` is turned off (MESSENGER_MAX_EVENT_STREAMS=0); no retry can succeed", body = ErrorBody),
+        (status = 405, description = "A method other than GET or HEAD", body = ErrorBody),
         (status = 502, description = "The server answered outside the messenger contract", body = ErrorBody),
         (status = 503, description = "Too many streams (MESSENGER_MAX_EVENT_STREAMS), shutting down, or the server is unreachable; retry", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
@@ -113,6 +115,9 @@ pub(crate) async fn events(
     headers: HeaderMap,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    if streams.max == 0 {
+        return Err(ApiError::EventsOff);
+    }
     let since = position(&headers, query)?;
     if streams.stop.is_cancelled() {
         return Err(ApiError::ShuttingDown);

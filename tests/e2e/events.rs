@@ -1,7 +1,8 @@
 //! `GET /events` without a browser, on the real binaries: ids and stream
 //! order, the course buffer left alone, resume after a cut with nothing lost
 //! or repeated, the gap after a kill -9 and restart of the server, the stream
-//! cap, shutdown, the keep-alive, and how many streams one client holds.
+//! cap, shutdown, the keep-alive, how many streams one client holds, and the
+//! bounds and labels of a caller-given position.
 
 mod bounds;
 mod position;

@@ -1,4 +1,5 @@
-//! The bounds of `/events`: the stream cap, shutdown, the keep-alive, and
+//! The bounds of `/events`: the stream cap (and 0, turned off), other
+//! methods, shutdown, the keep-alive, and
 //! how many streams one client holds (with its memory per stream).
 
 use super::sse::get;
@@ -90,4 +91,45 @@ async fn one_client_holds_256_streams_and_each_delivers() {
         after.saturating_sub(before) / STREAMS as u64
     );
     within("streams closed", async { drop(streams) }).await;
+}
+
+/// `MESSENGER_MAX_EVENT_STREAMS=0` turns `/events` off: a 404 naming the
+/// variable, never a 503 with `Retry-After` (no retry can succeed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_turned_off_is_404_naming_the_variable_without_retry_after() {
+    let (_server, client) = stack(&[("MESSENGER_MAX_EVENT_STREAMS", "0")]).await;
+    let refused = get(&client, "", &[]).await;
+    assert_eq!(refused.status(), 404);
+    assert!(refused.headers().get("retry-after").is_none());
+    let json: Value = refused.json().await.unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.contains("turned off") && error.contains("MESSENGER_MAX_EVENT_STREAMS=0"),
+        "{json}"
+    );
+}
+
+/// Every method but GET/HEAD on `/events` is the same JSON 405 with
+/// `Allow` as on the other routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_methods_on_events_are_json_405_with_allow() {
+    let (_server, client) = stack(&[]).await;
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = client
+            .http
+            .request(method.clone(), client.url("/events"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(allow.contains("GET"), "{method}: {allow}");
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(
+            json["error"],
+            format!("method {method} is not allowed on /events"),
+            "{method}"
+        );
+    }
 }

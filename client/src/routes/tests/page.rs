@@ -82,15 +82,19 @@ async fn events_answer_503_with_retry_after_when_no_subscription_opens() {
     );
 }
 
+/// A cap of 0 turns `/events` off: 404 naming the variable, no
+/// `Retry-After` (a retry cannot succeed). Past a cap above 0 (503 with
+/// `Retry-After`): e2e `events::bounds`.
 #[tokio::test]
-async fn events_past_the_cap_or_after_stop_are_503() {
+async fn events_turned_off_are_404_and_after_stop_503() {
     let c = client(Answer::Accept, |s| {
         s.events = crate::events::EventStreams::new(unreachable_backend(), 0)
     });
     let r = c.call(Method::GET, "/events", &[], Body::empty()).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.retry_after(), None);
     assert!(
-        r.error().contains("MESSENGER_MAX_EVENT_STREAMS"),
+        r.error().contains("MESSENGER_MAX_EVENT_STREAMS=0") && r.error().contains("turned off"),
         "{}",
         r.error()
     );
