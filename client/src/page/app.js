@@ -88,7 +88,9 @@ function connect() {
   });
   es.addEventListener("gap", (e) => {
     if (e.lastEventId) lastId = e.lastEventId;
-    showGap(JSON.parse(e.data).missed);
+    const missed = JSON.parse(e.data).missed;
+    // 0: our position was ahead of the server's head; nothing was lost.
+    if (missed !== 0) showGap(missed);
   });
   es.onmessage = (e) => {
     if (e.lastEventId) lastId = e.lastEventId;
