@@ -13,12 +13,15 @@
 //! - [`limits`]: the byte limits on `SendMessageRequest` fields and the error
 //!   naming the field, its length and the limit (the server adds the status
 //!   and the variable that sets the limit).
+//! - [`quote`]: how every error message repeats caller input (at most 64
+//!   characters, escaped, a cut marked with `…` and the length).
 //!
 //! Its normal dependency tree is tonic (no TLS), prost, chrono and thiserror, so the
 //! bench and the fuzz targets, which need only these, build quickly.
 
 pub mod frame;
 pub mod limits;
+pub mod quote;
 pub mod time;
 
 /// Generated `mes_grpc` messages, client and server.

@@ -21,6 +21,7 @@ mod metrics;
 mod ordering;
 mod overload;
 mod propagation;
+mod quotes;
 mod reflection;
 mod resume;
 mod secrets;

@@ -5,14 +5,12 @@
 //! INVALID_ARGUMENT), never a silent plain subscribe.
 
 use crate::core::hub::{Resume, Subscription};
+use messenger_proto::quote::quote;
 use messenger_proto::{
     EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
     TRACE_CONTEXT_METADATA,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
-
-/// Longest part of a bad value quoted back in the error.
-const QUOTE_MAX: usize = 64;
 
 /// A `messenger-since` that is not `<epoch>:<offset>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,10 +55,7 @@ impl ReadOptions {
 pub(crate) fn parse_since(value: Option<&str>) -> Result<(String, u64), BadSince> {
     let bad = || BadSince {
         header: SINCE_METADATA,
-        got: value.map_or_else(
-            || "a non-ASCII value".to_owned(),
-            |v| format!("{:?}", v.chars().take(QUOTE_MAX).collect::<String>()),
-        ),
+        got: value.map_or_else(|| "a non-ASCII value".to_owned(), quote),
     };
     let (epoch, offset) = value.and_then(|v| v.rsplit_once(':')).ok_or_else(bad)?;
     if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_graphic()) {

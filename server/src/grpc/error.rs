@@ -9,7 +9,8 @@
 //! mapping from a refusal to a gRPC code, and `From<ServiceError> for Status`
 //! the only place in the server that builds a `Status`. Messages tell the
 //! caller what to do and name the variable behind a limit; they never contain
-//! a token or a broker password.
+//! a token or a broker password, and repeat caller input only through
+//! [`quote`] (at most 64 characters, a cut marked).
 
 use crate::app::config::{
     ENV_AUTH_TOKENS_FILE, ENV_MAX_AUTHOR_BYTES, ENV_MAX_CONCURRENT_SENDS, ENV_MAX_SUBSCRIBERS,
@@ -21,6 +22,7 @@ use crate::core::hub::{Disconnect, ShuttingDown, SubscribeError};
 use crate::core::publish::PublishError;
 use crate::core::resume::BadSince;
 use messenger_proto::limits::{Field, FieldTooLong};
+use messenger_proto::quote::quote;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
@@ -103,7 +105,7 @@ pub enum ServiceError {
     NoRequestMessage,
     /// `grpc.health.v1.Health` asked about a service it does not know
     /// (health.proto: `Check` answers NOT_FOUND).
-    #[error("unknown service {service:?}; grpc.reflection lists the services")]
+    #[error("unknown service {}; grpc.reflection lists the services", quote(.service))]
     UnknownHealthService { service: String },
     /// A reflection request with no `message_request` set.
     #[error("ServerReflectionRequest has no message_request; set one of its fields")]

@@ -14,7 +14,8 @@
 //!   `base_type_name` set to it.
 //! - `list_services`: every service of the registered descriptor sets.
 //! - an unknown file, symbol, extension or type: an `error_response` with
-//!   code NOT_FOUND (5) and a message naming it; the stream goes on.
+//!   code NOT_FOUND (5) and a message naming it ([`quote`]: at most 64
+//!   characters of it); the stream goes on.
 //! - no `message_request` at all: the call ends with INVALID_ARGUMENT.
 //!
 //! Every response echoes `valid_host` and `original_request`. The two
@@ -25,6 +26,7 @@ pub(crate) mod index;
 
 use crate::grpc::error::ServiceError;
 use index::{Index, IndexError};
+use messenger_proto::quote::quote;
 use prost::Message;
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -112,11 +114,11 @@ fn answer(
     let response = match message {
         MessageRequest::FileByFilename(name) => {
             let root = index.has_file(&name).then_some(name.as_str());
-            files(root, format!("file {name:?} not found"), sent)
+            files(root, format!("file {} not found", quote(&name)), sent)
         }
         MessageRequest::FileContainingSymbol(symbol) => files(
             index.file_of_symbol(&symbol),
-            format!("symbol {symbol:?} not found"),
+            format!("symbol {} not found", quote(&symbol)),
             sent,
         ),
         MessageRequest::FileContainingExtension(v1::ExtensionRequest {
@@ -124,7 +126,10 @@ fn answer(
             extension_number,
         }) => files(
             index.file_of_extension(&containing_type, extension_number),
-            format!("extension {extension_number} of {containing_type:?} not found"),
+            format!(
+                "extension {extension_number} of {} not found",
+                quote(&containing_type)
+            ),
             sent,
         ),
         MessageRequest::AllExtensionNumbersOfType(name) => match index.extension_numbers(&name) {
@@ -134,7 +139,7 @@ fn answer(
                     extension_number: numbers,
                 })
             }
-            None => not_found(format!("type {name:?} not found")),
+            None => not_found(format!("type {} not found", quote(&name))),
         },
         MessageRequest::ListServices(_) => {
             MessageResponse::ListServicesResponse(v1::ListServiceResponse {

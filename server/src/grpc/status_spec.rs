@@ -20,11 +20,17 @@
 //!   `ReadMessages` stream ends with `DEADLINE_EXCEEDED` (tonic enforces the
 //!   deadline only until the response headers).
 //!
+//! And every `grpc-message` is bounded ([`bounded`]): caller input is quoted
+//! by the one rule (`messenger_proto::quote`), also in tonic's message for an
+//! unsupported `grpc-encoding` and in the name of an unknown method, and no
+//! message exceeds [`bounded::MESSAGE_MAX_BYTES`].
+//!
 //! Already as specified, and tested: unknown method or service and an
 //! unsupported `grpc-encoding` → `UNIMPLEMENTED`; a compressed flag without
 //! `grpc-encoding`, a truncated message and unparsable protobuf →
 //! `INTERNAL`; shutting down → `UNAVAILABLE`.
 
+mod bounded;
 mod one_message;
 
 use crate::grpc::error::{DEADLINE_MESSAGE, ServiceError};
@@ -61,11 +67,15 @@ pub(crate) fn spec_status(code: Code, message: &str) -> Option<(Code, String)> {
         Code::Cancelled if message == TIMEOUT_EXPIRED => {
             Some((Code::DeadlineExceeded, DEADLINE_MESSAGE.to_owned()))
         }
+        Code::Unimplemented => {
+            bounded::requote_unsupported_encoding(message).map(|m| (Code::Unimplemented, m))
+        }
         _ => None,
     }
 }
 
-/// Rewrites `grpc-status`/`grpc-message` in response headers or trailers.
+/// Rewrites `grpc-status`/`grpc-message` in response headers or trailers,
+/// and bounds the message.
 fn correct(headers: &mut HeaderMap) {
     let Some(code) = headers
         .get("grpc-status")
@@ -81,10 +91,10 @@ fn correct(headers: &mut HeaderMap) {
         .unwrap_or_default();
     if let Some((code, message)) = spec_status(Code::from_i32(code), &message) {
         headers.insert("grpc-status", HeaderValue::from(code as i32));
-        // Printable ASCII needs no percent-encoding (PROTOCOL-HTTP2.md).
-        if let Ok(value) = HeaderValue::from_str(&message) {
-            headers.insert("grpc-message", value);
-        }
+        headers.insert("grpc-message", bounded::header_value(&message));
+    } else if message.len() > bounded::MESSAGE_MAX_BYTES {
+        let value = bounded::header_value(&message);
+        headers.insert("grpc-message", value);
     }
 }
 
@@ -94,14 +104,8 @@ fn name_unknown_method(headers: &mut HeaderMap, path: &str) {
         .get("grpc-status")
         .is_some_and(|v| v.as_bytes() == b"12");
     if unimplemented && !headers.contains_key("grpc-message") {
-        let message = format!(
-            "method {path} is not served here (`grpcurl -plaintext HOST:PORT list` shows what is)"
-        );
-        let encoded =
-            percent_encoding::utf8_percent_encode(&message, percent_encoding::CONTROLS).to_string();
-        if let Ok(value) = HeaderValue::from_str(&encoded) {
-            headers.insert("grpc-message", value);
-        }
+        let value = bounded::header_value(&bounded::unknown_method(path));
+        headers.insert("grpc-message", value);
     }
 }
 

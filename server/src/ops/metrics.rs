@@ -10,6 +10,7 @@ pub(crate) use broker::{
     BROKER_PUBLISH, BROKER_PUBLISH_BATCH, BROKER_READ_LAG, BrokerMetrics, BrokerOp,
 };
 
+use messenger_proto::quote::quote;
 use messenger_runtime::conn::Hygiene;
 use messenger_runtime::metrics::{Exporter, exponential_buckets, grpc_code_name};
 use metrics::{
@@ -255,6 +256,8 @@ fn describe() {
 
 /// Serves `GET /metrics` from `exporter`, and the `debug` routes, on
 /// `listener` under `hygiene` (handshake and idle bounds) until it shuts down.
+/// An unknown path is 404, a wrong method 405, each with a JSON error
+/// ([`refusal`]), as every HTTP error of both binaries.
 pub(crate) async fn serve(
     listener: TcpListener,
     exporter: Arc<Exporter>,
@@ -266,8 +269,32 @@ pub(crate) async fn serve(
             "/metrics",
             axum::routing::get(move || async move { exporter.render() }),
         )
-        .merge(debug);
+        .merge(debug)
+        .fallback(|method: http::Method, uri: http::Uri| async move {
+            refusal(http::StatusCode::NOT_FOUND, &method, &uri)
+        })
+        .method_not_allowed_fallback(|method: http::Method, uri: http::Uri| async move {
+            refusal(http::StatusCode::METHOD_NOT_ALLOWED, &method, &uri)
+        });
     messenger_runtime::conn::serve_http(listener, app, hygiene).await;
+}
+
+/// The routes of the metrics port, as a 404 lists them.
+const ROUTES: &str = "GET /metrics, GET /debug/subscribers";
+
+/// 404 or 405 with `{"error": ...}`, quoting the method and path by the rule.
+fn refusal(
+    status: http::StatusCode,
+    method: &http::Method,
+    uri: &http::Uri,
+) -> (http::StatusCode, axum::Json<serde_json::Value>) {
+    let (method, path) = (quote(method.as_str()), quote(uri.path()));
+    let error = if status == http::StatusCode::METHOD_NOT_ALLOWED {
+        format!("method {method} is not allowed on {path}; the routes are {ROUTES}")
+    } else {
+        format!("no route for {method} {path} on the metrics port; the routes are {ROUTES}")
+    };
+    (status, axum::Json(serde_json::json!({ "error": error })))
 }
 
 /// Mirrors the hub's subscriber count into the `messenger_subscribers` gauge.

@@ -10,12 +10,14 @@
 //!   65535), is refused;
 //! - a refused request gets 400 and `{"error": "<what is wrong and what to do>"}`
 //!   (the client API's error shape, used on every listener) and its
-//!   connection is closed;
+//!   connection is closed; the error repeats the value only through
+//!   [`quote`] (at most 64 characters, a cut marked);
 //! - HTTP/2 requests pass untouched: `:authority` is out of scope here.
 
 use axum::body::Body;
 use http::header::{CONNECTION, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use messenger_proto::quote::quote;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -33,7 +35,10 @@ pub enum HostError {
         "the request has {0} Host headers; send exactly one (RFC 9112 §3.2), e.g. Host: 127.0.0.1:8080"
     )]
     Repeated(usize),
-    #[error("Host {value:?} is not host[:port]: {why} (RFC 9110 §7.2), e.g. Host: 127.0.0.1:8080")]
+    #[error(
+        "Host {} is not host[:port]: {why} (RFC 9110 §7.2), e.g. Host: 127.0.0.1:8080",
+        quote(.value)
+    )]
     Invalid { value: String, why: String },
 }
 
@@ -74,7 +79,7 @@ fn validate(host: &str) -> Result<(), String> {
             .ok_or("an IPv6 literal must end with ']'")?;
         literal
             .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("[{literal}] is not an IPv6 address"))?;
+            .map_err(|_| format!("{} is not an IPv6 address", quote(literal)))?;
         match after {
             "" => return Ok(()),
             _ => (
@@ -94,7 +99,7 @@ fn validate(host: &str) -> Result<(), String> {
         return Err(format!("{bad:?} is not allowed in a host name"));
     }
     if !port.is_empty() && port.parse::<u16>().is_err() {
-        return Err(format!("port {port:?} is not a number in 0..=65535"));
+        return Err(format!("port {} is not a number in 0..=65535", quote(port)));
     }
     Ok(())
 }
@@ -208,6 +213,20 @@ mod tests {
         ] {
             let e = check11(&[host]).unwrap_err().to_string();
             assert!(e.contains(why), "{host:?}: {e}");
+        }
+    }
+
+    /// A field report's kind: caller input repeated without a bound.
+    #[test]
+    fn a_long_host_is_quoted_cut() {
+        for host in [
+            format!("{} b", "a".repeat(20_000)),
+            format!("x:{}", "9".repeat(20_000)),
+            format!("[{}]", ":".repeat(20_000)),
+        ] {
+            let e = check11(&[host.as_bytes()]).unwrap_err().to_string();
+            assert!(e.len() < 600, "{} bytes: {e}", e.len());
+            assert!(e.contains(&format!("… ({} bytes)", host.len())), "{e}");
         }
     }
 
