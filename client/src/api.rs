@@ -49,9 +49,9 @@ pub fn router(state: AppState) -> Router {
         // under it too.
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(crate::page::security_headers))
+                .layer(crate::page::security_headers())
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(axum::middleware::from_fn(crate::observe::observe))
+                .layer(crate::observe::ObserveLayer)
                 .layer(DefaultBodyLimit::max(state.max_body_bytes)),
         )
         .with_state(state)

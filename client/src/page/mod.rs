@@ -12,12 +12,13 @@
 //!   an attribute; author and text reach the DOM only as text (`app.js`).
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
+use tower::layer::util::Stack;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 const INDEX: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
@@ -96,19 +97,25 @@ fn no_cache(mut response: Response) -> Response {
     response
 }
 
-/// Adds the CSP and `nosniff` to every response (outermost layer).
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+/// The layer that adds [`CONTENT_SECURITY_POLICY`] and `nosniff`.
+pub type SecurityHeaders =
+    Stack<SetResponseHeaderLayer<HeaderValue>, SetResponseHeaderLayer<HeaderValue>>;
+
+/// Adds the CSP and `nosniff` to every response (outermost layer), replacing
+/// any a handler set. Plain tower layers: a request allocates nothing for
+/// them (an `axum::middleware::from_fn` boxes its future and its inner
+/// service per request).
+pub fn security_headers() -> SecurityHeaders {
+    Stack::new(
+        SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
+        SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+    )
 }
 
 fn escape_attribute(s: &str) -> String {
