@@ -14,6 +14,14 @@ use tonic::transport::{Channel, Uri};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_STREAM_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// The `grpc-timeout` value tonic sends for `timeout`.
+fn grpc_timeout(timeout: Duration) -> Option<AsciiMetadataValue> {
+    let mut probe = tonic::Request::new(());
+    probe.set_timeout(timeout);
+    probe.metadata().get(GRPC_TIMEOUT).cloned()
+}
 
 /// HTTP/2 keepalive of the channel: a PING every `interval`, also while no
 /// call is open, so a dead peer under an idle subscription is noticed within
@@ -30,6 +38,8 @@ pub struct Backend {
     pub(super) client: MessengerServerClient<Channel>,
     addr: String,
     pub(super) send_timeout: Duration,
+    /// `grpc-timeout` for `send_timeout`, formatted once rather than per call.
+    grpc_timeout: Option<AsciiMetadataValue>,
     /// `Bearer <token>`, marked sensitive.
     authorization: Option<AsciiMetadataValue>,
 }
@@ -67,6 +77,7 @@ impl Backend {
             client,
             addr,
             send_timeout,
+            grpc_timeout: grpc_timeout(send_timeout),
             authorization,
         })
     }
@@ -78,8 +89,36 @@ impl Backend {
         }
     }
 
+    /// Sets the `grpc-timeout` of the send deadline, the value tonic's
+    /// [`tonic::Request::set_timeout`] gives (it formats it anew per call).
+    pub(super) fn set_send_timeout(&self, metadata: &mut MetadataMap) {
+        if let Some(value) = &self.grpc_timeout {
+            metadata.insert(GRPC_TIMEOUT, value.clone());
+        }
+    }
+
     /// The server's `host:port`, for logs and error messages.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_send_deadline_goes_out_as_grpc_timeout() {
+        // The most precise unit within 8 digits (the gRPC spec's limit).
+        let value = |d| grpc_timeout(d).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(value(Duration::from_secs(5)).as_deref(), Some("5000000u"));
+        assert_eq!(
+            value(Duration::from_millis(50)).as_deref(),
+            Some("50000000n")
+        );
+        assert_eq!(
+            value(Duration::from_secs(1000)).as_deref(),
+            Some("1000000m")
+        );
     }
 }

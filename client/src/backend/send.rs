@@ -46,7 +46,7 @@ impl Backend {
 
     async fn call_send(&self, author: String, text: String) -> Result<String, BackendError> {
         let mut request = Request::new(SendMessageRequest { author, text });
-        request.set_timeout(self.send_timeout);
+        self.set_send_timeout(request.metadata_mut());
         inject_metadata(&outgoing_context(), request.metadata_mut());
         self.authorize(request.metadata_mut());
         let mut client = self.client.clone();
