@@ -131,7 +131,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             exporter,
             http_timeout: config.http_timeout(),
-            max_in_flight: config.http_max_concurrency,
+            in_flight: crate::limits::InFlight::new(config.http_max_concurrency),
         };
         tracing::info!(
             http_addr = %local_addr,

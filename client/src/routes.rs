@@ -8,6 +8,7 @@
 use crate::backend::{BackendError, MessageSender};
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::error::{ApiError, ErrorBody};
+use crate::limits::{Admitted, InFlight};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -42,8 +43,8 @@ pub struct AppState {
     pub exporter: Arc<Exporter>,
     /// Deadline of a whole request.
     pub http_timeout: Duration,
-    /// Most message-route requests in flight before shedding.
-    pub max_in_flight: usize,
+    /// The message-route requests in flight, and their cap (shedding past it).
+    pub in_flight: InFlight,
     /// The open `/events` streams and their cap.
     pub events: crate::events::EventStreams,
     /// The page at `/`.
@@ -55,6 +56,12 @@ pub struct AppState {
 impl axum::extract::FromRef<Arc<AppState>> for crate::events::EventStreams {
     fn from_ref(state: &Arc<AppState>) -> Self {
         state.events.clone()
+    }
+}
+
+impl axum::extract::FromRef<Arc<AppState>> for InFlight {
+    fn from_ref(state: &Arc<AppState>) -> Self {
+        state.in_flight.clone()
     }
 }
 
@@ -101,6 +108,7 @@ pub(crate) struct Status {
     ))]
 pub(crate) async fn send_message(
     State(state): State<Arc<AppState>>,
+    _admitted: Admitted,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SendResponse>, ApiError> {
     let body = body.map_err(|r| body_rejection(&r, state.max_body_bytes))?;
@@ -195,6 +203,7 @@ fn nesting_over(body: &[u8], max: usize) -> Option<usize> {
     ))]
 pub(crate) async fn get_and_flush_messages(
     State(state): State<Arc<AppState>>,
+    _admitted: Admitted,
 ) -> Json<Vec<BufferedMessage>> {
     Json(state.buffer.take())
 }

@@ -152,7 +152,7 @@ fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
         max_body_bytes: 1024,
         exporter: messenger_runtime::metrics::install(&crate::metrics::buckets()),
         http_timeout: BOUND,
-        max_in_flight: 8,
+        in_flight: crate::limits::InFlight::new(8),
         events: crate::events::EventStreams::new(unreachable_backend(), 2),
         page: crate::page::Page::new(None),
     };

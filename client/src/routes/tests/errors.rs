@@ -171,7 +171,9 @@ async fn send_503_when_the_server_answers_unavailable_names_its_reason() {
 
 #[tokio::test]
 async fn send_503_sheds_load_but_probes_still_answer() {
-    let c = client(Answer::Hang, |s| s.max_in_flight = 1);
+    let c = client(Answer::Hang, |s| {
+        s.in_flight = crate::limits::InFlight::new(1)
+    });
     let router = c.router.clone();
     let request = Request::post("/sendMessage")
         .body(Body::from(GOOD))
