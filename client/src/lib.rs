@@ -28,7 +28,7 @@
 //! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`error`]: the HTTP error type ([`error::ApiError`]) and its one `IntoResponse`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
-//! - [`observe`]: per-request span, metrics and log line (axum middleware).
+//! - [`observe`]: per-request span, metrics and log line (a tower layer).
 //! - [`healthcheck`]: the `healthcheck` subcommand (container probe).
 //! - [`app`]: start-up order (subscribe, then bind), serving, shutdown.
 
