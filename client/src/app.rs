@@ -78,13 +78,16 @@ impl App {
         let token_on = authorization.is_some();
         // `/events` subscriptions get a connection of their own: a browser
         // that stops reading can hold HTTP/2 flow-control windows, and must
-        // never hold the one the course stream and sends share.
+        // never hold the one the course stream and sends share. Each holds
+        // at most a small stream window, and the connection's is large
+        // enough for every stream's at once, so none holds another's.
         let tails = Backend::new(
             config.server_addr.clone(),
             config.send_timeout(),
             config.keepalive(),
             tls.clone(),
             authorization.clone(),
+            Some(crate::events::windows(config.max_event_streams)),
         )?;
         let backend = Backend::new(
             config.server_addr.clone(),
@@ -92,6 +95,7 @@ impl App {
             config.keepalive(),
             tls,
             authorization,
+            None,
         )?;
         let buffer = Arc::new(Buffer::new(config.buffer_limit));
         let (subscribed_tx, mut subscribed) = watch::channel(false);

@@ -25,11 +25,24 @@
 //!   [`KEEP_ALIVE`] keeps proxies and browsers from timing it out.
 //! - `X-Accel-Buffering: no`; nothing compresses it.
 //! - Shutdown ([`EventStreams::stop`]) ends every stream at once; a stream
-//!   cut for falling behind ends without sending the rest of its queue.
+//!   cut (falling behind live, or taking nothing from a full queue for
+//!   [`STALL`] during a replay) ends without sending the rest of its queue,
+//!   with a last comment saying why; the browser's reconnect resumes after
+//!   its `Last-Event-ID`, losing nothing.
+//! - **Bounded memory.** A stream holds at most [`QUEUE`] events and
+//!   [`QUEUE_BYTES`] of messages, all streams together [`POOL_BYTES`], and
+//!   what the server sent ahead of it at most [`STREAM_WINDOW`] (so a stalled
+//!   stream costs about 2 MiB with hyper's write buffer, and only until its
+//!   cut: [`crate::backend::tail`]).
 
-use crate::backend::Backend;
+mod position;
+
+use position::position;
+pub use position::{BadPosition, MAX_EPOCH_BYTES, parse_position};
+
 use crate::backend::resume::ResumeCounters;
-use crate::backend::tail::{Tail, TailEvent, TailOptions};
+use crate::backend::tail::{QueuePool, Tail, TailEvent, TailOptions};
+use crate::backend::{Backend, Windows};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::EventMetrics;
 use axum::extract::{Query, State, rejection::QueryRejection};
@@ -51,11 +64,37 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// Events queued for one browser before it counts as too slow: the server's
 /// own per-subscriber queue (`MESSENGER_SUBSCRIBER_QUEUE`'s default).
 pub const QUEUE: usize = 1024;
-/// Bytes of messages queued for one browser before it counts as too slow:
-/// bounds what a stalled reader holds (1,024 messages of 64 KiB would be 64 MiB).
-pub const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes of messages queued for one browser before it counts as too slow
+/// (live) or must wait for room (replay): 16 of the largest messages (64 KiB
+/// texts), thousands of ordinary ones.
+pub const QUEUE_BYTES: usize = 1024 * 1024;
+/// Bytes of messages queued for all of a client's streams together: a
+/// quarter of what 256 full queues would hold.
+pub const POOL_BYTES: usize = 64 * 1024 * 1024;
+/// How long a replay waits for room in a full queue before its stream is
+/// cut: a reader that took nothing for this long has stalled, and must not
+/// keep its memory and its place under the cap.
+pub const STALL: Duration = Duration::from_secs(10);
+/// The HTTP/2 window of each stream's subscription: what the server may
+/// send ahead of the reader (hyper's default is 2 MiB). The connection's
+/// is this times the stream cap ([`windows`]).
+pub const STREAM_WINDOW: u32 = 256 * 1024;
 /// The header name browsers send on reconnect.
 pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// The flow-control windows of the connection the streams share: each
+/// stream's [`STREAM_WINDOW`], and room for `max` of them at once, so
+/// streams that stopped reading never hold the others' share.
+pub fn windows(max: usize) -> Windows {
+    let connection = (max.max(1) as u64 * u64::from(STREAM_WINDOW)).min(MAX_WINDOW);
+    Windows {
+        stream: STREAM_WINDOW,
+        connection: connection as u32,
+    }
+}
+
+/// The largest HTTP/2 window (RFC 9113 §6.9.1).
+const MAX_WINDOW: u64 = (1 << 31) - 1;
 
 /// The open `/events` streams: their cap, their stop, their metrics.
 #[derive(Clone)]
@@ -63,6 +102,7 @@ pub struct EventStreams {
     backend: Backend,
     permits: Arc<Semaphore>,
     max: usize,
+    pool: QueuePool,
     stop: CancellationToken,
     metrics: EventMetrics,
 }
@@ -73,6 +113,7 @@ impl EventStreams {
             backend,
             permits: Arc::new(Semaphore::new(max)),
             max,
+            pool: QueuePool::new(POOL_BYTES),
             stop: CancellationToken::new(),
             metrics: EventMetrics::new(),
         }
@@ -132,6 +173,8 @@ pub(crate) async fn events(
             since,
             queue: QUEUE,
             queue_bytes: QUEUE_BYTES,
+            pool: streams.pool.clone(),
+            stall: STALL,
             counters: ResumeCounters {
                 recovered_resumes: m.resumes_recovered.clone(),
                 gaps: m.resumes_gap.clone(),
@@ -151,80 +194,6 @@ pub(crate) async fn events(
     Ok(([no_buffering], sse).into_response())
 }
 
-/// `Last-Event-ID`, else `?since=`, parsed as the server parses `messenger-since`.
-fn position(
-    headers: &HeaderMap,
-    query: Result<Query<Since>, QueryRejection>,
-) -> Result<Option<(String, u64)>, ApiError> {
-    if let Some(value) = headers.get(LAST_EVENT_ID) {
-        let text = value.to_str().unwrap_or("\u{fffd}");
-        return parse_position(text)
-            .map(Some)
-            .map_err(|e| bad_position("Last-Event-ID", text, e));
-    }
-    let Query(Since { since }) =
-        query.map_err(|r| ApiError::BadPosition(format!("invalid query: {}", r.body_text())))?;
-    match since {
-        None => Ok(None),
-        Some(text) => parse_position(&text)
-            .map(Some)
-            .map_err(|e| bad_position("since", &text, e)),
-    }
-}
-
-fn bad_position(what: &str, got: &str, why: BadPosition) -> ApiError {
-    let got: String = got.chars().take(64).collect();
-    ApiError::BadPosition(match why {
-        BadPosition::Form => {
-            format!("{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
-        }
-        BadPosition::EpochTooLong => format!(
-            "{what} {got:?}: the epoch is longer than {MAX_EPOCH_BYTES} bytes \
-             (<epoch>:<offset>: an event id's epoch is 16 or 17 characters)"
-        ),
-        BadPosition::OffsetTooLarge => format!(
-            "{what} {got:?}: the offset is larger than <epoch>:<offset> allows (at most {})",
-            u64::MAX
-        ),
-    })
-}
-
-/// Why a position does not parse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BadPosition {
-    /// Not `<epoch>:<offset>`.
-    Form,
-    /// The form is right, but the offset is past `u64::MAX`.
-    OffsetTooLarge,
-    /// The epoch is longer than [`MAX_EPOCH_BYTES`].
-    EpochTooLong,
-}
-
-/// The longest epoch a position may carry. The server's epochs are 16 hex
-/// digits (in-process) or 16–17 decimal digits (a broker's `TIME`), so this
-/// leaves a wide margin; what matters is that it is far below the server's
-/// header-size limit, since the epoch travels as `messenger-since` metadata
-/// on the HTTP/2 connection every `/events` stream of this client shares,
-/// and a header the server refuses tears that connection down for all.
-pub const MAX_EPOCH_BYTES: usize = 64;
-
-/// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
-/// separates) of at most [`MAX_EPOCH_BYTES`] and a decimal u64, as the
-/// server's `messenger-since`.
-pub fn parse_position(text: &str) -> Result<(String, u64), BadPosition> {
-    let (epoch, offset) = text.rsplit_once(':').ok_or(BadPosition::Form)?;
-    if epoch.len() > MAX_EPOCH_BYTES {
-        return Err(BadPosition::EpochTooLong);
-    }
-    let visible = !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_graphic());
-    let digits = !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit());
-    if !(visible && digits) {
-        return Err(BadPosition::Form);
-    }
-    let offset = offset.parse().map_err(|_| BadPosition::OffsetTooLarge)?;
-    Ok((epoch.to_owned(), offset))
-}
-
 /// One open stream: its queue, its slot under the cap, its gauge.
 struct Open {
     tail: Tail,
@@ -233,6 +202,8 @@ struct Open {
     stop: CancellationToken,
     metrics: EventMetrics,
     first: bool,
+    /// The last event (a cut's comment) was sent.
+    ended: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -250,16 +221,26 @@ impl Open {
             stop,
             metrics,
             first: true,
+            ended: false,
             _permit: permit,
         }
     }
 
-    /// The next event, or the end: shutdown, a cut, or the subscription's end.
+    /// The next event, or the end: shutdown, a cut (after a comment saying
+    /// why), or the subscription's end.
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if self.ended {
+            return None;
+        }
         let event = tokio::select! {
             biased;
             () = self.stop.cancelled() => None,
-            () = self.cut.cancelled() => None,
+            () = self.cut.cancelled() => {
+                self.ended = true;
+                let why = self.tail.cause().map_or("cut", |c| c.reason());
+                let comment = format!("cut: {why}; reconnect to resume after Last-Event-ID");
+                return Some((Ok(Event::default().comment(comment)), self));
+            }
             e = self.tail.recv() => e,
         }?;
         self.metrics.sent.increment(1);

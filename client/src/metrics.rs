@@ -272,7 +272,7 @@ fn describe() {
     );
     describe_counter!(
         EVENT_STREAMS_CUT,
-        "/events streams cut for falling a whole queue behind (the reconnect resumes)."
+        "/events streams cut for falling a whole queue behind or stalling a replay (the reconnect resumes)."
     );
     describe_counter!(
         STREAM_RECONNECTS,

@@ -7,6 +7,7 @@
 mod bounds;
 mod position;
 mod sse;
+mod stalled;
 
 use messenger_tests::poll_until;
 use messenger_tests::procs::{ClientProc, ServerProc, spawn_client, spawn_server};
@@ -206,7 +207,7 @@ async fn after_kill9_and_restart_the_resume_says_gap_then_replays_the_new_epoch(
     assert!(m.value("messenger_client_event_gaps_total", &[]).unwrap() >= 1.0);
 }
 
-/// A reader that stops reading is cut once a whole queue (4 MiB here) waits
+/// A reader that stops reading is cut once a whole queue (1 MiB here) waits
 /// for it, never holding the server's stream; its reconnect resumes exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_a_whole_queue_behind_is_cut_and_its_reconnect_resumes() {

@@ -4,7 +4,9 @@
 //! Invariants: the channel connects lazily and reconnects on demand, so a
 //! server that is down at start only delays the first subscription; with
 //! TLS, an `http` address is upgraded to `https`; the bearer token is marked
-//! sensitive and added to every outgoing call by [`Backend::authorize`].
+//! sensitive and added to every outgoing call by [`Backend::authorize`];
+//! given [`Windows`], what the server may send ahead of this side's reading
+//! is bounded by them (otherwise hyper's 2 MiB per stream, 5 MiB in all).
 
 use messenger_proto::pb::messenger_server_client::MessengerServerClient;
 use messenger_runtime::tls::ClientTls;
@@ -32,6 +34,15 @@ pub struct Keepalive {
     pub timeout: Duration,
 }
 
+/// HTTP/2 flow-control windows of a channel: the bytes the server may send
+/// on a stream, and on the whole connection, that this side has not read.
+/// Unread bytes wait in the connection's buffers up to these.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    pub stream: u32,
+    pub connection: u32,
+}
+
 /// A cloneable handle to the server.
 #[derive(Clone)]
 pub struct Backend {
@@ -53,6 +64,7 @@ impl Backend {
         keepalive: Keepalive,
         tls: Option<ClientTls>,
         authorization: Option<AsciiMetadataValue>,
+        windows: Option<Windows>,
     ) -> Result<Self, messenger_runtime::tls::TlsError> {
         let addr = uri
             .authority()
@@ -68,6 +80,8 @@ impl Backend {
                     .http2_keep_alive_interval(keepalive.interval)
                     .keep_alive_timeout(keepalive.timeout)
                     .keep_alive_while_idle(true)
+                    .initial_stream_window_size(windows.map(|w| w.stream))
+                    .initial_connection_window_size(windows.map(|w| w.connection))
             })
             .connect_lazy();
         // The server may be configured for texts up to 16 MiB; never refuse its stream.

@@ -15,7 +15,8 @@
 //! - [`resume`]: where the stream resumes after a break (epoch, last offset
 //!   buffered), dedup, and the one warning per gap.
 //! - [`tail`]: one `/events` stream's own `ReadMessages` subscription,
-//!   resumed by the same [`resume::Resumer`], feeding a bounded queue.
+//!   resumed by the same [`resume::Resumer`], feeding a queue bounded in
+//!   events and bytes, per stream and over all of them.
 //!
 //! Invariants: the bearer token is sensitive metadata and nothing here logs
 //! it; every failure a caller sees is a [`BackendError`], mapped to an HTTP
@@ -28,7 +29,7 @@ pub mod send;
 pub mod subscribe;
 pub mod tail;
 
-pub use channel::{Backend, Keepalive};
+pub use channel::{Backend, Keepalive, Windows};
 pub use receive::to_buffered;
 pub use subscribe::Subscriber;
 

@@ -14,18 +14,29 @@
 //!   size; after a new epoch the stream is re-opened from the epoch's start,
 //!   so nothing accepted since the loss is skipped.
 //! - **Never the course buffer.** Messages go to this tail's queue only.
+//! - **Bounded memory per tail and in total.** A tail's queue holds at most
+//!   `queue` events and `queue_bytes` bytes of messages, and all tails'
+//!   queues together at most their [`QueuePool`]'s bytes; a queued message
+//!   holds its bytes from both until the browser's side takes it. What the
+//!   server sent and the reader has not read yet is bounded by the stream's
+//!   HTTP/2 window ([`crate::backend::Windows`]).
 //! - **The slow-consumer policy.** Live, a reader task drains the gRPC
-//!   stream into a bounded queue and never waits on the browser (`try_send`,
-//!   as the server's fan-out does); a full queue (in events or in bytes)
-//!   cuts the tail ([`Tail::cut`])
-//!   and is counted, and the browser's reconnect resumes where it stopped.
+//!   stream into the queue and never waits on the browser (`try_send`,
+//!   as the server's fan-out does); a full queue (events, its bytes or the
+//!   pool's) cuts the tail ([`Tail::cut`], [`Cut::Behind`] or [`Cut::Pool`]).
 //!   A replay from history is read at the browser's pace instead (a burst
-//!   faster than any browser, which must not cut it): a browser that stops
-//!   reading it stops the server's replay, which the server's own
-//!   slow-subscriber policy ends. Tails use a connection of their own
-//!   ([`crate::app`]), so none of this touches the course stream's.
+//!   faster than any browser, which must not cut it), but a browser that
+//!   leaves no room for `stall` is cut ([`Cut::Stalled`]): it stops holding
+//!   its queue, its window and its place under the stream cap. Every cut is
+//!   counted, and the browser's reconnect resumes where it stopped. Tails
+//!   use a connection of their own ([`crate::app`]), so none of this touches
+//!   the course stream's.
 //! - The reader stops when the receiver is dropped (the browser left), when
 //!   the server ends the stream, or when cut; nothing outlives the tail.
+
+mod queue;
+
+pub use queue::{Cut, QueuePool};
 
 use super::resume::{Gap, Headers, Received, ResumeCounters, Resumer};
 use super::{Backend, BackendError, to_buffered};
@@ -33,8 +44,9 @@ use crate::buffer::BufferedMessage;
 use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::ServerMessageResponse;
 use metrics::Counter;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use queue::{Ends, Queue, Queued, Refused};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -90,12 +102,12 @@ impl TailEvent {
 
 /// A registered subscription feeding a bounded queue.
 pub struct Tail {
-    events: mpsc::Receiver<TailEvent>,
-    /// Bytes of the messages queued now ([`TailEvent::bytes`]).
-    queued: Arc<AtomicUsize>,
-    /// Cancelled when the reader cut this tail for falling behind: the
-    /// queue's remaining events are to be dropped, not sent.
+    events: mpsc::Receiver<Queued>,
+    /// Cancelled when the reader cut this tail ([`Cut`]): the queue's
+    /// remaining events are to be dropped, not sent.
     pub cut: CancellationToken,
+    /// Why, once cut.
+    cause: Arc<OnceLock<Cut>>,
 }
 
 /// How a tail is opened and bounded.
@@ -106,6 +118,10 @@ pub struct TailOptions {
     pub queue: usize,
     /// Bytes of messages queued before it counts as too slow.
     pub queue_bytes: usize,
+    /// The bytes all tails' queues share.
+    pub pool: QueuePool,
+    /// How long a replay waits for room in a full queue before the tail is cut.
+    pub stall: Duration,
     pub counters: ResumeCounters,
     /// Tails cut for falling behind.
     pub cut: Counter,
@@ -119,6 +135,8 @@ impl Backend {
             since,
             queue,
             queue_bytes,
+            pool,
+            stall,
             counters,
             cut: cut_counter,
         } = options;
@@ -127,7 +145,7 @@ impl Backend {
             None => Resumer::with_counters(counters),
         };
         let asked = resumer.position().is_some();
-        let (tx, events) = mpsc::channel(queue.max(2));
+        let (tx, events) = mpsc::channel::<Queued>(queue.max(2));
         let mut first = true;
         let mut reopened = 0;
         let stream = loop {
@@ -158,10 +176,11 @@ impl Backend {
                     offset,
                     recovered,
                 };
-                let _queued = tx.try_send(open);
+                let _queued = tx.try_send(Queued::bare(open));
             }
             if let Some(gap) = gap {
-                let _queued = tx.try_send(TailEvent::Gap { epoch, offset, gap });
+                let event = TailEvent::Gap { epoch, offset, gap };
+                let _queued = tx.try_send(Queued::bare(event));
             }
             if headers != Headers::Again || reopened == MAX_REOPEN {
                 break response.into_inner();
@@ -169,61 +188,28 @@ impl Backend {
             reopened += 1;
         };
         let cut = CancellationToken::new();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let queue = Queue {
-            tx,
-            queued: Arc::clone(&queued),
-            budget: queue_bytes,
+        let cause = Arc::new(OnceLock::new());
+        let queue = Queue::new(tx, queue_bytes, pool, stall);
+        let ends = Ends {
+            cut: cut.clone(),
+            cause: Arc::clone(&cause),
+            counter: cut_counter,
         };
-        tokio::spawn(read(stream, resumer, queue, cut.clone(), cut_counter));
-        Ok(Tail {
-            events,
-            queued,
-            cut,
-        })
+        tokio::spawn(read(stream, resumer, queue, ends));
+        Ok(Tail { events, cut, cause })
     }
 }
 
 impl Tail {
     /// The next event, in stream order; `None` once the subscription ended.
+    /// Its bytes go back to the queue's budgets.
     pub async fn recv(&mut self) -> Option<TailEvent> {
-        let event = self.events.recv().await?;
-        self.queued.fetch_sub(event.bytes(), Ordering::Relaxed);
-        Some(event)
-    }
-}
-
-/// The reader's end of a tail's queue, bounded in events and in bytes.
-struct Queue {
-    tx: mpsc::Sender<TailEvent>,
-    queued: Arc<AtomicUsize>,
-    budget: usize,
-}
-
-impl Queue {
-    /// Queues a live event without waiting; `Err(true)`: the reader left,
-    /// `Err(false)`: a whole queue (events or bytes) is waiting: too slow.
-    fn offer(&self, event: TailEvent) -> Result<(), bool> {
-        let size = event.bytes();
-        if self.queued.fetch_add(size, Ordering::Relaxed) + size > self.budget {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            return Err(false);
-        }
-        self.tx.try_send(event).map_err(|e| {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            matches!(e, mpsc::error::TrySendError::Closed(_))
-        })
+        self.events.recv().await.map(|queued| queued.event)
     }
 
-    /// Queues a replayed event once there is room; `false`: the reader left.
-    async fn put(&self, event: TailEvent) -> bool {
-        let size = event.bytes();
-        self.queued.fetch_add(size, Ordering::Relaxed);
-        let sent = self.tx.send(event).await.is_ok();
-        if !sent {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-        }
-        sent
+    /// Why the tail was cut, once it was.
+    pub fn cause(&self) -> Option<Cut> {
+        self.cause.get().copied()
     }
 }
 
@@ -231,18 +217,17 @@ fn owned((epoch, offset): (&str, u64)) -> (String, u64) {
     (epoch.to_owned(), offset)
 }
 
-/// Drains `stream` into `tx` until the receiver leaves, the stream ends, or
-/// the receiver falls a whole queue behind.
+/// Drains `stream` into the queue until the receiver leaves, the stream
+/// ends, or the tail is cut.
 async fn read(
     mut stream: Streaming<ServerMessageResponse>,
     mut resumer: Resumer,
     queue: Queue,
-    cut: CancellationToken,
-    cut_counter: Counter,
+    ends: Ends,
 ) {
     loop {
         let next = tokio::select! {
-            () = queue.tx.closed() => return,
+            () = queue.closed() => return,
             next = stream.message() => next,
         };
         let m = match next {
@@ -263,25 +248,15 @@ async fn read(
             message: to_buffered(m),
             traceparent,
         };
-        if replayed {
-            if !queue.put(event).await {
-                return;
-            }
-            continue;
-        }
-        match queue.offer(event) {
+        let queued = if replayed {
+            queue.put(event).await
+        } else {
+            queue.offer(event)
+        };
+        match queued {
             Ok(()) => {}
-            Err(true) => return,
-            Err(false) => {
-                cut_counter.increment(1);
-                tracing::warn!(
-                    queue = queue.tx.max_capacity(),
-                    queue_bytes = queue.budget,
-                    offset,
-                    "an /events reader fell a whole queue behind; cut (it resumes on reconnect)"
-                );
-                return cut.cancel();
-            }
+            Err(Refused::Left) => return,
+            Err(Refused::Cut(cause)) => return ends.cut(cause, &queue, offset),
         }
     }
 }

@@ -131,7 +131,7 @@ fn unreachable_backend() -> crate::backend::Backend {
         timeout: Duration::from_secs(5),
     };
     let uri = "http://127.0.0.1:1".parse().expect("a URI");
-    crate::backend::Backend::new(uri, BOUND, keepalive, None, None).expect("no TLS")
+    crate::backend::Backend::new(uri, BOUND, keepalive, None, None, None).expect("no TLS")
 }
 
 /// A subscribed client whose server answers `answer`; `tweak` adjusts limits.

@@ -1,0 +1,85 @@
+use super::*;
+use crate::buffer::BufferedMessage;
+
+const STALL: Duration = Duration::from_millis(50);
+
+fn message(text_bytes: usize) -> TailEvent {
+    TailEvent::Message {
+        epoch: "e".into(),
+        offset: 1,
+        message: BufferedMessage {
+            author: "a".into(),
+            text: "x".repeat(text_bytes),
+            send_time: String::new(),
+        },
+        traceparent: None,
+    }
+}
+
+fn queue(bytes: usize, pool: &QueuePool) -> (Queue, mpsc::Receiver<Queued>) {
+    let (tx, rx) = mpsc::channel(16);
+    (Queue::new(tx, bytes, pool.clone(), STALL), rx)
+}
+
+#[tokio::test]
+async fn live_is_cut_once_its_bytes_are_queued_and_not_before() {
+    let pool = QueuePool::new(1 << 20);
+    let (q, mut rx) = queue(200, &pool);
+    assert!(q.offer(message(100)).is_ok());
+    assert_eq!(q.offer(message(100)), Err(Refused::Cut(Cut::Behind)));
+    assert!(pool.queued() > 100);
+    drop(rx.recv().await);
+    assert_eq!(pool.queued(), 0, "taken: its bytes are back");
+    assert!(q.offer(message(100)).is_ok());
+}
+
+#[tokio::test]
+async fn the_pool_bounds_every_queue_together() {
+    let pool = QueuePool::new(400);
+    let (first, _rx1) = queue(1000, &pool);
+    let (second, rx2) = queue(1000, &pool);
+    assert!(first.offer(message(100)).is_ok());
+    assert!(second.offer(message(100)).is_ok());
+    assert_eq!(second.offer(message(100)), Err(Refused::Cut(Cut::Pool)));
+    drop(rx2);
+    assert!(pool.queued() < 200, "a dropped queue gives its bytes back");
+    assert!(first.offer(message(100)).is_ok());
+}
+
+#[tokio::test]
+async fn any_message_fits_an_empty_queue() {
+    let pool = QueuePool::new(1000);
+    let (q, _rx) = queue(100, &pool);
+    assert!(q.offer(message(64 * 1024)).is_ok());
+}
+
+#[tokio::test]
+async fn a_replay_waits_for_room_and_a_stalled_one_is_cut() {
+    let pool = QueuePool::new(1 << 20);
+    let (q, mut rx) = queue(200, &pool);
+    assert!(q.put(message(100)).await.is_ok());
+    // Room comes once the reader takes one.
+    let take = async { rx.recv().await.is_some() }; // taken and dropped
+    let (put, taken) = tokio::join!(q.put(message(100)), take);
+    assert!(put.is_ok() && taken);
+    // Nobody takes anything: cut after the stall bound, not before.
+    let started = std::time::Instant::now();
+    assert_eq!(q.put(message(100)).await, Err(Refused::Cut(Cut::Stalled)));
+    assert!(started.elapsed() >= STALL);
+    drop(rx);
+    assert_eq!(q.put(message(100)).await, Err(Refused::Left));
+}
+
+#[tokio::test]
+async fn a_cut_is_counted_once_and_keeps_its_reason() {
+    let pool = QueuePool::new(1000);
+    let (q, _rx) = queue(100, &pool);
+    let ends = Ends {
+        cut: CancellationToken::new(),
+        cause: Arc::new(OnceLock::new()),
+        counter: Counter::noop(),
+    };
+    ends.cut(Cut::Stalled, &q, 7);
+    assert!(ends.cut.is_cancelled());
+    assert_eq!(ends.cause.get(), Some(&Cut::Stalled));
+}

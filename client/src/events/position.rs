@@ -1,0 +1,85 @@
+//! The position an `/events` stream resumes from: `Last-Event-ID`, else
+//! `?since=`, parsed as the server parses `messenger-since`.
+//!
+//! Invariants: a malformed position is a 400 naming where it came from and
+//! the form `<epoch>:<offset>`; an epoch longer than [`MAX_EPOCH_BYTES`] never
+//! reaches the server.
+
+use super::{LAST_EVENT_ID, Since};
+use crate::error::ApiError;
+use axum::extract::{Query, rejection::QueryRejection};
+use axum::http::HeaderMap;
+
+/// `Last-Event-ID`, else `?since=`, parsed as the server parses `messenger-since`.
+pub(super) fn position(
+    headers: &HeaderMap,
+    query: Result<Query<Since>, QueryRejection>,
+) -> Result<Option<(String, u64)>, ApiError> {
+    if let Some(value) = headers.get(LAST_EVENT_ID) {
+        let text = value.to_str().unwrap_or("\u{fffd}");
+        return parse_position(text)
+            .map(Some)
+            .map_err(|e| bad_position("Last-Event-ID", text, e));
+    }
+    let Query(Since { since }) =
+        query.map_err(|r| ApiError::BadPosition(format!("invalid query: {}", r.body_text())))?;
+    match since {
+        None => Ok(None),
+        Some(text) => parse_position(&text)
+            .map(Some)
+            .map_err(|e| bad_position("since", &text, e)),
+    }
+}
+
+fn bad_position(what: &str, got: &str, why: BadPosition) -> ApiError {
+    let got: String = got.chars().take(64).collect();
+    ApiError::BadPosition(match why {
+        BadPosition::Form => {
+            format!("{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
+        }
+        BadPosition::EpochTooLong => format!(
+            "{what} {got:?}: the epoch is longer than {MAX_EPOCH_BYTES} bytes \
+             (<epoch>:<offset>: an event id's epoch is 16 or 17 characters)"
+        ),
+        BadPosition::OffsetTooLarge => format!(
+            "{what} {got:?}: the offset is larger than <epoch>:<offset> allows (at most {})",
+            u64::MAX
+        ),
+    })
+}
+
+/// Why a position does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadPosition {
+    /// Not `<epoch>:<offset>`.
+    Form,
+    /// The form is right, but the offset is past `u64::MAX`.
+    OffsetTooLarge,
+    /// The epoch is longer than [`MAX_EPOCH_BYTES`].
+    EpochTooLong,
+}
+
+/// The longest epoch a position may carry. The server's epochs are 16 hex
+/// digits (in-process) or 16–17 decimal digits (a broker's `TIME`), so this
+/// leaves a wide margin; what matters is that it is far below the server's
+/// header-size limit, since the epoch travels as `messenger-since` metadata
+/// on the HTTP/2 connection every `/events` stream of this client shares,
+/// and a header the server refuses tears that connection down for all.
+pub const MAX_EPOCH_BYTES: usize = 64;
+
+/// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
+/// separates) of at most [`MAX_EPOCH_BYTES`] and a decimal u64, as the
+/// server's `messenger-since`.
+pub fn parse_position(text: &str) -> Result<(String, u64), BadPosition> {
+    let (epoch, offset) = text.rsplit_once(':').ok_or(BadPosition::Form)?;
+    if epoch.len() > MAX_EPOCH_BYTES {
+        return Err(BadPosition::EpochTooLong);
+    }
+    let visible = !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_graphic());
+    let digits = !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit());
+    if !(visible && digits) {
+        return Err(BadPosition::Form);
+    }
+    let offset = offset.parse().map_err(|_| BadPosition::OffsetTooLarge)?;
+    Ok((epoch.to_owned(), offset))
+}
