@@ -1,5 +1,7 @@
 //! The HTTP boundary's error type and its one conversion into a response:
 //! a status code and `{"error": "<what is wrong and what to do>"}` ([`ErrorBody`]).
+//! Caller input (a method, a path, a position) is repeated only through
+//! [`quote`] (at most 64 characters, escaped, a cut marked with its length).
 //! Every 503 carries `Retry-After`, because each one is temporary.
 
 use crate::backend::BackendError;
@@ -9,6 +11,7 @@ use crate::config::{
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use messenger_proto::quote::quote;
 use serde::Serialize;
 use std::time::Duration;
 use tonic::Code;
@@ -35,11 +38,13 @@ pub enum ApiError {
     )]
     PayloadTooLarge { limit: usize },
     #[error(
-        "no route for {method} {path}; the routes are {}",
+        "no route for {} {}; the routes are {}",
+        quote(.method),
+        quote(.path),
         crate::paths::routes_line()
     )]
     NotFound { method: String, path: String },
-    #[error("method {method} is not allowed on {path}")]
+    #[error("method {} is not allowed on {}", quote(.method), quote(.path))]
     MethodNotAllowed { method: String, path: String },
     #[error(
         "not subscribed to the messenger server's stream (reconnecting){}; retry shortly",
@@ -174,6 +179,26 @@ mod tests {
             ),
         ] {
             assert!(error.to_string().contains(variable), "{error}");
+        }
+    }
+
+    /// A field report's kind: a 12 KB path came back whole in the 404.
+    #[test]
+    fn a_long_path_or_method_is_quoted_cut() {
+        let path = format!("/{}", "p".repeat(12_000));
+        for error in [
+            ApiError::NotFound {
+                method: "GET".into(),
+                path: path.clone(),
+            },
+            ApiError::MethodNotAllowed {
+                method: "M".repeat(12_000),
+                path: path.clone(),
+            },
+        ] {
+            let text = error.to_string();
+            assert!(text.contains("… (12001 bytes)"), "{text}");
+            assert!(text.len() < 600, "{} bytes", text.len());
         }
     }
 

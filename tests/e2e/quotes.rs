@@ -1,6 +1,6 @@
 //! Caller input repeated in errors is bounded by the one quote rule
 //! (`messenger_proto::quote`: at most 64 characters, a cut marked with `…`
-//! and the input's length), on the real server binary. A new user's field
+//! and the input's length), on the real server and client binaries. A new user's field
 //! report: a 20 KB health service name and a 12 KB unknown method path came
 //! back whole in `grpc-message`, and C-core clients (grpcio, C++) saw
 //! `RESOURCE_EXHAUSTED "Stream removed (received metadata size exceeds hard
@@ -8,7 +8,7 @@
 
 use messenger_proto::quote::QUOTE_MAX_CHARS;
 use messenger_tests::http1::exchange;
-use messenger_tests::procs::spawn_server;
+use messenger_tests::procs::{spawn_client, spawn_server};
 use messenger_tests::raw::{Raw, SEND_PATH, encoded_request, frame};
 use messenger_tests::*;
 use serde_json::Value;
@@ -127,5 +127,53 @@ async fn the_metrics_port_quotes_a_20kb_host_and_answers_404_405_in_json() {
         assert!(error.contains(says), "{error}");
         assert!(error.contains("GET /metrics"), "{error}");
         assert!(error.len() < BOUND, "{} bytes: {error:.400}", error.len());
+    }
+}
+
+/// The client's field report: its 404 and 405 repeated the caller's whole
+/// path and method (a 12 KB path, a 12 KB method), and a position's quote
+/// was cut without saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_404_405_and_positions_quote_long_input_cut() {
+    let server = spawn_server(&[]).await;
+    let client = spawn_client(server.grpc_addr, &[]).await;
+    let addr = client.http_addr;
+    let valid = format!("Host: {addr}\r\n");
+    let routes = messenger_client::paths::routes_line();
+    let long_path = format!("/{}", "p".repeat(12_000));
+    let long_method = "M".repeat(12_000);
+    let position = format!("{}:1", "e".repeat(12_000));
+    let since = format!("/events?since={position}");
+    let last_event_id = format!("{valid}Last-Event-ID: {position}\r\n");
+    for (what, request, code, input) in [
+        ("path", get("GET", &long_path, &valid), 404, &long_path),
+        (
+            "method",
+            get(&long_method, "/sendMessage", &valid),
+            405,
+            &long_method,
+        ),
+        (
+            "method and path",
+            get(&long_method, &long_path, &valid),
+            404,
+            &long_method,
+        ),
+        ("?since=", get("GET", &since, &valid), 400, &position),
+        (
+            "Last-Event-ID",
+            get("GET", "/events", &last_event_id),
+            400,
+            &position,
+        ),
+    ] {
+        let (status, body) = exchange(addr, &request).await;
+        assert_eq!(status, code, "{what}: {body:.400}");
+        let json: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body:.400}"));
+        let error = json["error"].as_str().unwrap_or_default();
+        // The 404 lists the routes besides its quotes.
+        let own = error.replace(&routes, "");
+        assert_quoted_cut(what, &own, input);
     }
 }

@@ -2,13 +2,15 @@
 //! `?since=`, parsed as the server parses `messenger-since`.
 //!
 //! Invariants: a malformed position is a 400 naming where it came from and
-//! the form `<epoch>:<offset>`; an epoch longer than [`MAX_EPOCH_BYTES`] never
-//! reaches the server.
+//! the form `<epoch>:<offset>`, quoting it by the one rule
+//! (`messenger_proto::quote`); an epoch longer than [`MAX_EPOCH_BYTES`]
+//! never reaches the server.
 
 use super::{LAST_EVENT_ID, Since};
 use crate::error::ApiError;
 use axum::extract::{Query, rejection::QueryRejection};
 use axum::http::HeaderMap;
+use messenger_proto::quote::{quote, quote_bytes};
 
 /// `Last-Event-ID`, else `?since=`, parsed as the server parses `messenger-since`.
 pub(super) fn position(
@@ -19,7 +21,7 @@ pub(super) fn position(
         let text = value.to_str().unwrap_or("\u{fffd}");
         return parse_position(text)
             .map(Some)
-            .map_err(|e| bad_position("Last-Event-ID", text, e));
+            .map_err(|e| bad_position("Last-Event-ID", &quote_bytes(value.as_bytes()), e));
     }
     let Query(Since { since }) =
         query.map_err(|r| ApiError::BadPosition(format!("invalid query: {}", r.body_text())))?;
@@ -27,22 +29,22 @@ pub(super) fn position(
         None => Ok(None),
         Some(text) => parse_position(&text)
             .map(Some)
-            .map_err(|e| bad_position("since", &text, e)),
+            .map_err(|e| bad_position("since", &quote(&text), e)),
     }
 }
 
+/// The 400 for a position; `got` is already quoted.
 fn bad_position(what: &str, got: &str, why: BadPosition) -> ApiError {
-    let got: String = got.chars().take(64).collect();
     ApiError::BadPosition(match why {
         BadPosition::Form => {
-            format!("{what} {got:?} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
+            format!("{what} {got} is not <epoch>:<offset> (an event id, e.g. 1a2b3c:42)")
         }
         BadPosition::EpochTooLong => format!(
-            "{what} {got:?}: the epoch is longer than {MAX_EPOCH_BYTES} bytes \
+            "{what} {got}: the epoch is longer than {MAX_EPOCH_BYTES} bytes \
              (<epoch>:<offset>: an event id's epoch is 16 or 17 characters)"
         ),
         BadPosition::OffsetTooLarge => format!(
-            "{what} {got:?}: the offset is larger than <epoch>:<offset> allows (at most {})",
+            "{what} {got}: the offset is larger than <epoch>:<offset> allows (at most {})",
             u64::MAX
         ),
     })

@@ -128,7 +128,7 @@ async fn other_methods_on_events_are_json_405_with_allow() {
         let json: Value = response.json().await.unwrap();
         assert_eq!(
             json["error"],
-            format!("method {method} is not allowed on /events"),
+            format!("method \"{method}\" is not allowed on \"/events\""),
             "{method}"
         );
     }
