@@ -31,9 +31,11 @@
 //!   its `Last-Event-ID`, losing nothing.
 //! - **Bounded memory.** A stream holds at most [`QUEUE`] events and
 //!   [`QUEUE_BYTES`] of messages, all streams together [`POOL_BYTES`], and
-//!   what the server sent ahead of it at most [`STREAM_WINDOW`] (so a stalled
-//!   stream costs about 2 MiB with hyper's write buffer, and only until its
-//!   cut: [`crate::backend::tail`]).
+//!   what the server sent ahead of it at most [`STREAM_WINDOW`]: a stalled
+//!   stream costs about 2 MiB with hyper's write buffer until its cut, then
+//!   only that write buffer (at most ~400 KiB) and its place under the cap
+//!   until the browser closes ([`crate::backend::tail`]). The heap freed by
+//!   cut and ended streams is given back to the system ([`crate::trim`]).
 
 mod position;
 
@@ -45,6 +47,7 @@ use crate::backend::tail::{QueuePool, Tail, TailEvent, TailOptions};
 use crate::backend::{Backend, Windows};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::EventMetrics;
+use crate::trim::Trim;
 use axum::extract::{Query, State, rejection::QueryRejection};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -73,7 +76,7 @@ pub const QUEUE_BYTES: usize = 1024 * 1024;
 pub const POOL_BYTES: usize = 64 * 1024 * 1024;
 /// How long a replay waits for room in a full queue before its stream is
 /// cut: a reader that took nothing for this long has stalled, and must not
-/// keep its memory and its place under the cap.
+/// keep its queue and its subscription.
 pub const STALL: Duration = Duration::from_secs(10);
 /// The HTTP/2 window of each stream's subscription: what the server may
 /// send ahead of the reader (hyper's default is 2 MiB). The connection's
@@ -103,6 +106,7 @@ pub struct EventStreams {
     permits: Arc<Semaphore>,
     max: usize,
     pool: QueuePool,
+    trim: Trim,
     stop: CancellationToken,
     metrics: EventMetrics,
 }
@@ -114,6 +118,7 @@ impl EventStreams {
             permits: Arc::new(Semaphore::new(max)),
             max,
             pool: QueuePool::new(POOL_BYTES),
+            trim: Trim::default(),
             stop: CancellationToken::new(),
             metrics: EventMetrics::new(),
         }
@@ -175,6 +180,7 @@ pub(crate) async fn events(
             queue_bytes: QUEUE_BYTES,
             pool: streams.pool.clone(),
             stall: STALL,
+            trim: streams.trim.clone(),
             counters: ResumeCounters {
                 recovered_resumes: m.resumes_recovered.clone(),
                 gaps: m.resumes_gap.clone(),
@@ -184,7 +190,7 @@ pub(crate) async fn events(
         })
         .await
         .map_err(ApiError::from)?;
-    let open = Open::new(tail, permit, streams.stop.clone(), m.clone());
+    let open = Open::new(tail, permit, &streams);
     let stream = futures_util::stream::unfold(open, Open::next);
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
     let no_buffering = (
@@ -204,22 +210,20 @@ struct Open {
     first: bool,
     /// The last event (a cut's comment) was sent.
     ended: bool,
+    /// Asked for once the stream's memory is freed.
+    trim: Trim,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Open {
-    fn new(
-        tail: Tail,
-        permit: OwnedSemaphorePermit,
-        stop: CancellationToken,
-        metrics: EventMetrics,
-    ) -> Self {
-        metrics.open.increment(1.0);
+    fn new(tail: Tail, permit: OwnedSemaphorePermit, streams: &EventStreams) -> Self {
+        streams.metrics.open.increment(1.0);
         Self {
             cut: tail.cut.clone(),
             tail,
-            stop,
-            metrics,
+            stop: streams.stop.clone(),
+            metrics: streams.metrics.clone(),
+            trim: streams.trim.clone(),
             first: true,
             ended: false,
             _permit: permit,
@@ -255,6 +259,7 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         self.metrics.open.decrement(1.0);
+        self.trim.request();
     }
 }
 

@@ -22,6 +22,7 @@
 //!   without importing the handlers.
 //! - [`events`]: `GET /events`, the chat as Server-Sent Events: one
 //!   resumable subscription of its own per stream ([`backend::tail`]), capped.
+//! - [`trim`]: gives the heap that ended streams freed back to the system.
 //! - [`page`]: `GET /` and its script and style, compiled in; the CSP and
 //!   `nosniff` headers on every response.
 //! - [`limits`]: request deadline and load shedding.
@@ -48,6 +49,7 @@ pub mod openapi;
 pub mod page;
 pub mod paths;
 pub mod routes;
+pub mod trim;
 
 pub use app::{App, AppError};
 pub use config::Config;

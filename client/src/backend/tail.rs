@@ -26,9 +26,12 @@
 //!   pool's) cuts the tail ([`Tail::cut`], [`Cut::Behind`] or [`Cut::Pool`]).
 //!   A replay from history is read at the browser's pace instead (a burst
 //!   faster than any browser, which must not cut it), but a browser that
-//!   leaves no room for `stall` is cut ([`Cut::Stalled`]): it stops holding
-//!   its queue, its window and its place under the stream cap. Every cut is
-//!   counted, and the browser's reconnect resumes where it stopped. Tails
+//!   leaves no room for `stall` is cut ([`Cut::Stalled`]). A cut frees the
+//!   queue and the subscription (its window) at once, even if the browser
+//!   never reads again; what the browser has not read of its response, and
+//!   its place under the stream cap, stay until it closes (as the server
+//!   keeps a cut stream's place). Every cut is counted, and the browser's
+//!   reconnect resumes where it stopped. Tails
 //!   use a connection of their own ([`crate::app`]), so none of this touches
 //!   the course stream's.
 //! - The reader stops when the receiver is dropped (the browser left), when
@@ -41,13 +44,13 @@ pub use queue::{Cut, QueuePool};
 use super::resume::{Gap, Headers, Received, ResumeCounters, Resumer};
 use super::{Backend, BackendError, to_buffered};
 use crate::buffer::BufferedMessage;
+use crate::trim::Trim;
 use messenger_proto::TRACE_CONTEXT_METADATA;
 use messenger_proto::pb::ServerMessageResponse;
 use metrics::Counter;
-use queue::{Ends, Queue, Queued, Refused};
+use queue::{Ends, Queue, Receiver, Refused};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Streaming};
@@ -102,7 +105,7 @@ impl TailEvent {
 
 /// A registered subscription feeding a bounded queue.
 pub struct Tail {
-    events: mpsc::Receiver<Queued>,
+    events: Receiver,
     /// Cancelled when the reader cut this tail ([`Cut`]): the queue's
     /// remaining events are to be dropped, not sent.
     pub cut: CancellationToken,
@@ -122,6 +125,8 @@ pub struct TailOptions {
     pub pool: QueuePool,
     /// How long a replay waits for room in a full queue before the tail is cut.
     pub stall: Duration,
+    /// Asked for once a cut tail's queue is freed.
+    pub trim: Trim,
     pub counters: ResumeCounters,
     /// Tails cut for falling behind.
     pub cut: Counter,
@@ -137,6 +142,7 @@ impl Backend {
             queue_bytes,
             pool,
             stall,
+            trim,
             counters,
             cut: cut_counter,
         } = options;
@@ -145,7 +151,7 @@ impl Backend {
             None => Resumer::with_counters(counters),
         };
         let asked = resumer.position().is_some();
-        let (tx, events) = mpsc::channel::<Queued>(queue.max(2));
+        let (queue, events) = queue::queue(queue, queue_bytes, pool, stall);
         let mut first = true;
         let mut reopened = 0;
         let stream = loop {
@@ -176,11 +182,11 @@ impl Backend {
                     offset,
                     recovered,
                 };
-                let _queued = tx.try_send(Queued::bare(open));
+                queue.push_bare(open);
             }
             if let Some(gap) = gap {
                 let event = TailEvent::Gap { epoch, offset, gap };
-                let _queued = tx.try_send(Queued::bare(event));
+                queue.push_bare(event);
             }
             if headers != Headers::Again || reopened == MAX_REOPEN {
                 break response.into_inner();
@@ -189,11 +195,11 @@ impl Backend {
         };
         let cut = CancellationToken::new();
         let cause = Arc::new(OnceLock::new());
-        let queue = Queue::new(tx, queue_bytes, pool, stall);
         let ends = Ends {
             cut: cut.clone(),
             cause: Arc::clone(&cause),
             counter: cut_counter,
+            trim,
         };
         tokio::spawn(read(stream, resumer, queue, ends));
         Ok(Tail { events, cut, cause })
@@ -202,9 +208,9 @@ impl Backend {
 
 impl Tail {
     /// The next event, in stream order; `None` once the subscription ended.
-    /// Its bytes go back to the queue's budgets.
+    /// What it held goes back to the queue's budgets.
     pub async fn recv(&mut self) -> Option<TailEvent> {
-        self.events.recv().await.map(|queued| queued.event)
+        self.events.recv().await
     }
 
     /// Why the tail was cut, once it was.

@@ -3,13 +3,14 @@
 //! stream holds a bounded queue (in bytes, replay as well as live) and a small
 //! HTTP/2 window of the client's connection to the server, never the other
 //! streams' share of it; it is cut once it took nothing for the stall bound,
-//! and its reconnect resumes after its `Last-Event-ID`.
+//! which frees its queue even while its reader stays connected, and its
+//! reconnect resumes after its `Last-Event-ID`.
 
 use super::sse::split_id;
 use super::{open, stack};
 use messenger_tests::procs::rss_of;
 use messenger_tests::prom::scrape;
-use messenger_tests::{WAIT, within};
+use messenger_tests::{WAIT, poll_until, within};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -25,6 +26,11 @@ const STALLED: usize = 12;
 /// 250 MiB for twelve. After it, a 1 MiB queue, a 256 KiB window and
 /// hyper's write buffer: under 2 MiB each.
 const GROWTH_BOUND: u64 = 64 * 1024 * 1024;
+/// RSS growth allowed once the stalled streams are cut while their readers
+/// stay connected and never read: hyper's write buffer of each response
+/// (at most 16 events here, 320 KiB), no queue. Before the queue was
+/// emptied at the cut it stayed, a 1 MiB queue more per stream.
+const AFTER_CUT_BOUND: u64 = STALLED as u64 * 768 * 1024;
 /// Every text has a mapping of its own, unmapped when freed, so RSS is what
 /// the client holds, not what the allocator keeps for reuse.
 const EXACT_RSS: (&str, &str) = ("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=16384");
@@ -114,6 +120,14 @@ async fn stalled_replays_hold_a_bounded_amount_and_are_cut() {
         (peak / STALLED as u64) >> 10,
         started.elapsed()
     );
+    // Cut, still connected, never read again: the response is never polled,
+    // so the reader alone frees the queue.
+    let (held, _) = poll_until("the cut streams' queues freed", WAIT, || async {
+        let growth = rss_of(pid).expect("client RSS").saturating_sub(before);
+        (growth < AFTER_CUT_BOUND).then_some(growth)
+    })
+    .await;
+    println!("cut and still connected: RSS +{held} bytes");
     drop(stalled);
     // The healthy reader was never cut and still delivers.
     client.send("live", "after the cut").await;
