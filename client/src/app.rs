@@ -97,7 +97,7 @@ impl App {
             authorization,
             None,
         )?;
-        let buffer = Arc::new(Buffer::new(config.buffer_limit));
+        let buffer = Arc::new(Buffer::new(config.buffer_limit, config.buffer_bytes));
         let (subscribed_tx, mut subscribed) = watch::channel(false);
         let (down_tx, down) = watch::channel(None);
         let stop_subscriber = CancellationToken::new();
@@ -141,6 +141,7 @@ impl App {
             http_addr = %local_addr,
             server = %config.server_addr,
             buffer_limit = config.buffer_limit,
+            buffer_bytes = config.buffer_bytes,
             send_timeout_ms = config.send_timeout_ms,
             max_body_bytes = config.max_body_bytes,
             http_timeout_ms = config.http_timeout_ms,

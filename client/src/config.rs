@@ -20,6 +20,7 @@ pub use messenger_runtime::tls::ENV_SERVER_ADDR;
 pub const ENV_HTTP_HOST: &str = "MESSENGER_HTTP_HOST";
 pub const ENV_HTTP_PORT: &str = "MESSENGER_HTTP_PORT";
 pub const ENV_BUFFER_LIMIT: &str = "MESSENGER_CLIENT_BUFFER_LIMIT";
+pub const ENV_BUFFER_BYTES: &str = "MESSENGER_CLIENT_BUFFER_BYTES";
 pub const ENV_SEND_TIMEOUT_MS: &str = "MESSENGER_SEND_TIMEOUT_MS";
 pub const ENV_MAX_BODY_BYTES: &str = "MESSENGER_MAX_BODY_BYTES";
 pub const ENV_RECONNECT_MAX_BACKOFF_MS: &str = "MESSENGER_RECONNECT_MAX_BACKOFF_MS";
@@ -37,6 +38,10 @@ pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
 pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
 pub const DEFAULT_BUFFER_LIMIT: usize = 100_000;
+/// The server's default history (`MESSENGER_HISTORY_BYTES`): between two
+/// flushes the buffer holds no more than a resume could replay; 100,000
+/// messages of 64 KiB would be 6.4 GB.
+pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_RECONNECT_MAX_BACKOFF_MS: u64 = 1_000;
@@ -76,6 +81,12 @@ pub struct Config {
     #[arg(long, env = ENV_BUFFER_LIMIT, default_value_t = DEFAULT_BUFFER_LIMIT,
           value_parser = number::<usize>(1, 100_000_000))]
     pub buffer_limit: usize,
+
+    /// Most bytes of messages buffered between flushes (author, text,
+    /// sendTime and 64 each); past it the oldest are dropped.
+    #[arg(long, env = ENV_BUFFER_BYTES, default_value_t = DEFAULT_BUFFER_BYTES,
+          value_parser = number::<usize>(1024, 1 << 40))]
+    pub buffer_bytes: usize,
 
     /// Deadline for one SendMessage call, in milliseconds.
     #[arg(long, env = ENV_SEND_TIMEOUT_MS, default_value_t = DEFAULT_SEND_TIMEOUT_MS,
@@ -170,6 +181,7 @@ impl Default for Config {
             http_host: DEFAULT_HTTP_HOST,
             http_port: DEFAULT_HTTP_PORT,
             buffer_limit: DEFAULT_BUFFER_LIMIT,
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             reconnect_max_backoff_ms: DEFAULT_RECONNECT_MAX_BACKOFF_MS,

@@ -185,3 +185,49 @@ async fn a_flush_right_after_the_answer_holds_the_message_just_sent() {
         "flushes right after the answer lacked the message: sends {lacked:?}"
     );
 }
+
+/// A buffer nobody flushes is bounded in bytes as well as in messages
+/// (100,000 messages of 64 KiB would be 6.4 GB): past
+/// `MESSENGER_CLIENT_BUFFER_BYTES` the oldest are dropped and counted, the
+/// rest come back in order, the newest always.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffer_past_its_bytes_drops_the_oldest_and_counts_them() {
+    use messenger_tests::procs::{spawn_client, spawn_server};
+    const SENT: usize = 100;
+    const TEXT_BYTES: usize = 20 * 1024;
+    const BUDGET: usize = 1024 * 1024;
+    let server = spawn_server(&[]).await;
+    let budget = BUDGET.to_string();
+    let client = spawn_client(
+        server.grpc_addr,
+        &[("MESSENGER_CLIENT_BUFFER_BYTES", budget.as_str())],
+    )
+    .await;
+    let filler = "x".repeat(TEXT_BYTES);
+    let mut last = String::new();
+    for i in 0..SENT {
+        last = client.send("b", &format!("{i:03} {filler}")).await;
+    }
+    let flushed = client.flush().await;
+    let bytes: usize = flushed
+        .iter()
+        .map(|m| m.author.len() + m.text.len() + m.send_time.len() + 64)
+        .sum();
+    assert!(bytes <= BUDGET, "{bytes} bytes buffered");
+    let kept = flushed.len();
+    assert!(kept > 0 && kept < SENT, "{kept} of {SENT} kept");
+    assert_eq!(
+        flushed.last().unwrap().send_time,
+        last,
+        "the newest is kept"
+    );
+    for (m, i) in flushed.iter().zip(SENT - kept..) {
+        assert!(
+            m.text.starts_with(&format!("{i:03} ")),
+            "in order, oldest dropped"
+        );
+    }
+    let m = messenger_tests::prom::scrape(&client.metrics_url()).await;
+    let dropped = m.value("messenger_client_dropped_total", &[]);
+    assert_eq!(dropped, Some((SENT - kept) as f64));
+}

@@ -136,7 +136,7 @@ fn unreachable_backend() -> crate::backend::Backend {
 
 /// A subscribed client whose server answers `answer`; `tweak` adjusts limits.
 fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
-    let buffer = Arc::new(Buffer::new(16));
+    let buffer = Arc::new(Buffer::new(16, usize::MAX));
     let server = Arc::new(Server {
         answer,
         calls: watch::Sender::new(Vec::new()),
