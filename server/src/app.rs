@@ -10,8 +10,9 @@
 //! takes an admission permit, and a call counts as in flight from its headers.
 //!
 //! Every connection, on both ports, lives under the handshake and idle bounds
-//! of [`messenger_runtime::conn`]; the gRPC port's statuses follow
-//! [`crate::grpc::status_spec`].
+//! of [`messenger_runtime::conn`], which also serves the gRPC port
+//! ([`conn::serve_grpc`]: hyper's HTTP/2 server, one task per connection);
+//! the gRPC port's statuses follow [`crate::grpc::status_spec`].
 //!
 //! Security is opt-in: TLS on the whole port ([`crate::app::tls`]) and token auth
 //! on the messenger service only, never on health or reflection.
@@ -35,14 +36,14 @@ use crate::core::publish::Publisher;
 use crate::grpc::auth::{self, Auth};
 use crate::grpc::reflection::Reflection;
 use crate::grpc::service::MessengerService;
-use crate::grpc::status_spec::SpecLayer;
+use crate::grpc::status_spec::{Spec, SpecLayer};
 use crate::ops::metrics::{self, Metrics};
-use build::{bind, broker_settings, grpc_server, in_process, log_listening, messenger};
+use build::{bind, broker_settings, grpc_settings, in_process, log_listening, messenger};
 use config::Config;
 use messenger_proto::SERVICE_NAME;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
 use messenger_runtime::conn::{
-    self, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS, TrackLayer,
+    self, GrpcSettings, Guarded, Hygiene, LISTENER_GRPC, LISTENER_METRICS,
 };
 use messenger_runtime::metrics::Exporter;
 use shutdown::Shutdown;
@@ -53,13 +54,13 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::Stream;
 use tokio_util::task::AbortOnDropHandle;
-use tonic::transport::server::Router;
-use tower::layer::util::{Identity, Stack};
+use tonic::service::Routes;
+use tower::Layer;
 
-/// Layers around every service on the gRPC port, outermost first: the
-/// status corrections of [`crate::grpc::status_spec`], then per-connection request
-/// tracking for the idle bound and prompt shutdown ([`conn`]).
-type Layers = Stack<SpecLayer, Stack<TrackLayer, Identity>>;
+/// Every service on the gRPC port under the status corrections of
+/// [`crate::grpc::status_spec`]; [`conn::serve_grpc`] adds per-connection
+/// request tracking for the idle bound and prompt shutdown.
+type Port = Spec<Routes>;
 
 /// Accepted gRPC connections, each under the port's [`Hygiene`].
 type Incoming = Pin<Box<dyn Stream<Item = std::io::Result<Guarded<TcpStream>>> + Send>>;
@@ -72,7 +73,9 @@ pub struct App {
     hub: Arc<Hub>,
     auth: Option<Auth>,
     tls: bool,
-    grpc: Router<Layers>,
+    grpc: Port,
+    grpc_settings: GrpcSettings,
+    grpc_hygiene: Hygiene,
     incoming: Incoming,
     metrics_listener: TcpListener,
     exporter: Arc<Exporter>,
@@ -96,7 +99,7 @@ impl App {
             .map(Auth::load)
             .transpose()
             .map_err(ConfigError::from)?;
-        let server = grpc_server(&config, tls.clone())?;
+        let grpc_settings = grpc_settings(&config, tls.clone());
         let (listener, local_addr) = bind(SocketAddr::new(config.host, config.port)).await?;
         let (metrics_listener, metrics_addr) =
             bind(SocketAddr::new(config.host, config.metrics_port)).await?;
@@ -161,16 +164,16 @@ impl App {
             &shutdown,
             auth.clone(),
         );
-        let mut server = server.layer(TrackLayer).layer(SpecLayer);
         let reflection = Reflection::standard()?;
-        let grpc = server
-            .add_service(health_service)
+        let routes = Routes::new(health_service)
             .add_service(reflection.v1())
             .add_service(reflection.v1alpha())
-            .add_service(messenger);
+            .add_service(messenger)
+            .prepare();
+        let grpc = SpecLayer.layer(routes);
         let incoming: Incoming = Box::pin(conn::grpc_incoming(
             listener,
-            grpc_hygiene,
+            grpc_hygiene.clone(),
             config.keepalive_interval(),
         ));
         let reloader = (auth.clone().map(auth::reload_on_sighup).transpose())
@@ -186,6 +189,8 @@ impl App {
             auth,
             tls: tls.is_some(),
             grpc,
+            grpc_settings,
+            grpc_hygiene,
             incoming,
             metrics_listener,
             exporter,
@@ -234,8 +239,12 @@ impl App {
             self.hub.watch_subscribers(),
             self.metrics,
         ));
-        let serve =
-            (self.grpc).serve_with_incoming_shutdown(self.incoming, self.shutdown.stop_accepting());
+        let serve = conn::serve_grpc(
+            self.incoming,
+            self.grpc,
+            self.grpc_settings,
+            self.grpc_hygiene,
+        );
         let mut server = tokio::spawn(serve);
         log_listening(
             &self.config,
@@ -247,9 +256,12 @@ impl App {
         let (_reloader, _dumper, _reader) = (self.reloader, self.dumper, self.reader);
         tokio::select! {
             () = signal => {}
-            result = &mut server => return Ok(shutdown::joined(result)?),
+            result = &mut server => {
+                shutdown::joined(result);
+                return Ok(());
+            }
         }
-        self.shutdown.drain(server).await?;
+        self.shutdown.drain(server).await;
         tracing::info!("messenger-server stopped");
         Ok(())
     }

@@ -20,18 +20,21 @@
 //!   one-liner works as both (see [`pinned`]).
 //! - Nothing here logs, and no key material appears in an error message.
 
+mod acceptor;
 mod alert;
 pub mod connector;
 pub mod diagnose;
 mod files;
 mod pinned;
 
+pub use acceptor::server_acceptor;
 pub use connector::{ClientTls, GrpcTarget, HandshakeError};
 pub use diagnose::{Misconfiguration, Peer, Trust, misconfiguration, of_peer};
 pub use files::{
     IdentityFiles, pair, read_certificate_ders, read_certificates, read_identity,
     read_identity_files,
 };
+pub use tokio_rustls::TlsAcceptor;
 
 use std::path::PathBuf;
 use std::time::Duration;

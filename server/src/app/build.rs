@@ -17,12 +17,12 @@ use crate::grpc::service::MessengerService;
 use crate::ops::metrics::Metrics;
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServerServer;
-use messenger_runtime::tls::TlsError;
+use messenger_runtime::conn::GrpcSettings;
+use messenger_runtime::tls::TlsAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Server, ServerTlsConfig};
 
 use super::ConfigError;
 
@@ -30,19 +30,13 @@ use super::ConfigError;
 pub(super) type Messenger =
     InterceptedService<Admission<MessengerServerServer<MessengerService>>, auth::Interceptor>;
 
-/// The gRPC server with its connection settings and TLS; rustls checks here
-/// that the key fits its certificate.
-pub(super) fn grpc_server(
-    config: &Config,
-    tls: Option<ServerTlsConfig>,
-) -> Result<Server, ConfigError> {
-    let server = Server::builder()
-        .http2_keepalive_interval(Some(config.keepalive_interval()))
-        .http2_keepalive_timeout(Some(config.keepalive_timeout()));
-    Ok(match tls {
-        Some(tls) => server.tls_config(tls).map_err(TlsError::from)?,
-        None => server,
-    })
+/// The gRPC port's HTTP/2 keepalive and TLS.
+pub(super) fn grpc_settings(config: &Config, tls: Option<TlsAcceptor>) -> GrpcSettings {
+    GrpcSettings {
+        keepalive_interval: config.keepalive_interval(),
+        keepalive_timeout: config.keepalive_timeout(),
+        tls,
+    }
 }
 
 /// What the broker needs of `config`, with the local history's bounds.

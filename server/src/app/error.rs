@@ -17,8 +17,6 @@ pub enum AppError {
     },
     #[error("building reflection service: {0}")]
     Reflection(#[from] crate::grpc::reflection::index::IndexError),
-    #[error("gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
     #[error("cannot install the SIGHUP handler for token reload: {0}")]
     Signal(std::io::Error),
     #[error("cannot install the SIGUSR2 handler for the debug dump: {0}")]

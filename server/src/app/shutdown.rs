@@ -26,7 +26,6 @@ use crate::core::hub::Hub;
 use crate::grpc::health::HealthReporter;
 use messenger_proto::SERVICE_NAME;
 use messenger_runtime::conn::Hygiene;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -35,7 +34,8 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tonic_health::ServingStatus;
 
 /// What the serve task returns.
-pub(crate) type Served = Result<(), tonic::transport::Error>;
+/// What the serve task returns: it serves until its connections close.
+pub(crate) type Served = ();
 
 /// The drain's handles on the parts of a serving app; built by `App::bind`.
 pub(crate) struct Shutdown {
@@ -82,12 +82,6 @@ impl Shutdown {
         self.in_flight.clone()
     }
 
-    /// Completes when the listener must stop accepting (step 2): the serve
-    /// loop's shutdown signal.
-    pub(crate) fn stop_accepting(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.grpc.stopped()
-    }
-
     /// The metrics port's hygiene; it shuts down once the drain is over.
     pub(crate) fn metrics_hygiene(&self) -> Hygiene {
         self.metrics.clone()
@@ -100,7 +94,8 @@ impl Shutdown {
             task.abort();
         }
         self.set_not_serving().await;
-        // Stops accepting (tonic sends GOAWAY) and closes idle connections.
+        // Stops accepting (every connection gets GOAWAY, conn::serve_grpc)
+        // and closes idle connections.
         self.grpc.shutdown();
         self.finish_in_flight(deadline).await;
         self.hub.shutdown();
@@ -136,7 +131,6 @@ impl Shutdown {
                     grace_secs = self.grace.as_secs(),
                     "grace period ended; closing remaining connections"
                 );
-                Ok(())
             }
         }
     }
@@ -153,7 +147,7 @@ impl Drop for Shutdown {
 pub(crate) fn joined(result: Result<Served, tokio::task::JoinError>) -> Served {
     match result {
         Ok(served) => served,
-        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) if e.is_cancelled() => {}
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

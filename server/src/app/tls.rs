@@ -13,11 +13,13 @@
 //!   which also has rustls check that the key fits the certificate.
 
 use crate::app::config::{Config, ENV_TLS_CERT, ENV_TLS_CLIENT_CA, ENV_TLS_KEY};
-use messenger_runtime::tls::{HANDSHAKE_TIMEOUT, TlsError, pair, read_certificates, read_identity};
-use tonic::transport::ServerTlsConfig;
+use messenger_runtime::tls::{
+    TlsAcceptor, TlsError, pair, read_certificate_ders, read_identity_files, server_acceptor,
+};
 
-/// Reads the TLS files into the server's TLS config; `None` for plaintext.
-pub(crate) fn server_config(config: &Config) -> Result<Option<ServerTlsConfig>, TlsError> {
+/// Reads the TLS files into the gRPC port's TLS acceptor; `None` for
+/// plaintext.
+pub(crate) fn server_config(config: &Config) -> Result<Option<TlsAcceptor>, TlsError> {
     let identity = pair(
         (ENV_TLS_CERT, config.tls_cert.as_deref()),
         (ENV_TLS_KEY, config.tls_key.as_deref()),
@@ -31,11 +33,9 @@ pub(crate) fn server_config(config: &Config) -> Result<Option<ServerTlsConfig>, 
             None => Ok(None),
         };
     };
-    let mut tls = ServerTlsConfig::new()
-        .identity(read_identity((ENV_TLS_CERT, cert), (ENV_TLS_KEY, key))?)
-        .timeout(HANDSHAKE_TIMEOUT);
-    if let Some(ca) = &config.tls_client_ca {
-        tls = tls.client_ca_root(read_certificates(ENV_TLS_CLIENT_CA, ca)?);
-    }
-    Ok(Some(tls))
+    let identity = read_identity_files((ENV_TLS_CERT, cert), (ENV_TLS_KEY, key))?;
+    let client_ca = (config.tls_client_ca.as_deref())
+        .map(|ca| read_certificate_ders(ENV_TLS_CLIENT_CA, ca))
+        .transpose()?;
+    server_acceptor(identity, client_ca).map(Some)
 }

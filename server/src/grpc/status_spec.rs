@@ -9,7 +9,10 @@
 //!   table `RESOURCE_EXHAUSTED` ("Sent or received message was larger than
 //!   configured limit"); the same for an over-limit response;
 //! - the caller's deadline (`grpc-timeout`) passing before a unary answer:
-//!   tonic says `CANCELLED`, the table `DEADLINE_EXCEEDED`.
+//!   tonic's `Server` timer says `CANCELLED` "Timeout expired", the table
+//!   `DEADLINE_EXCEEDED`. The port no longer runs that timer
+//!   (`messenger_runtime::conn::serve_grpc` leaves deadlines to the service):
+//!   [`Spec`] answers `DEADLINE_EXCEEDED` at the deadline itself;
 //!
 //! What tonic does not do, [`SpecLayer`] adds:
 //! - **request cardinality** (zero or several messages where the method takes
@@ -51,10 +54,6 @@ const DECODED_TOO_LARGE: &str = "Error, decoded message length too large";
 const ENCODED_TOO_LARGE: &str = "Error, encoded message length too large";
 /// tonic's message when `grpc-timeout` passed before a unary answer.
 const TIMEOUT_EXPIRED: &str = "Timeout expired";
-/// tonic's own timer for `grpc-timeout` sits outside every layer of ours and
-/// answers `CANCELLED`; ours answers this much earlier, so the caller gets
-/// the table's `DEADLINE_EXCEEDED` (two timer ticks of tokio's 1 ms wheel).
-const AHEAD_OF_TONIC: Duration = Duration::from_millis(2);
 
 /// The table's code (and message) for a status tonic produced, if it differs.
 pub(crate) fn spec_status(code: Code, message: &str) -> Option<(Code, String)> {
@@ -164,12 +163,6 @@ where
         let path = request.uri().path().to_owned();
         let timeout = grpc_timeout(request.headers());
         let deadline = timeout.map(|d| Instant::now() + d);
-        let answer_by = timeout.map(|d| {
-            Instant::now()
-                + d.checked_sub(AHEAD_OF_TONIC)
-                    .filter(|d| !d.is_zero())
-                    .unwrap_or(d)
-        });
         let request = if one_message::takes_one_request(request.uri().path()) {
             request.map(|body| tonic::body::Body::new(one_message::OneMessage::new(body)))
         } else {
@@ -177,7 +170,7 @@ where
         };
         let response = self.inner.call(request);
         Box::pin(async move {
-            let mut response = match answer_by {
+            let mut response = match deadline {
                 None => response.await?,
                 Some(at) => match tokio::time::timeout_at(at, response).await {
                     Ok(response) => response?,

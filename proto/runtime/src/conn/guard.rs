@@ -219,14 +219,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 }
 
-impl tonic::transport::server::Connected for Guarded<tokio::net::TcpStream> {
-    type ConnectInfo = ConnHandle;
-
-    fn connect_info(&self) -> ConnHandle {
-        self.handle.clone()
-    }
-}
-
 /// Resolves with the reason the connection must close; see the module docs.
 /// After the first request it wakes only when its timer fires: at the
 /// earliest moment the idle bound could have passed, given what it reads then.

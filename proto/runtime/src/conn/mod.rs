@@ -1,4 +1,6 @@
-//! Connection hygiene on every port either binary listens on: a connection
+//! Connection hygiene on every port either binary listens on, and the serve
+//! loops that apply it ([`serve_http`] for axum, [`serve_grpc`] for the gRPC
+//! port, one task per connection): a connection
 //! that never starts a request is closed, an idle one is closed, and at
 //! shutdown only connections with work in flight are waited for.
 //!
@@ -25,23 +27,25 @@
 //!
 //! How: [`Guarded`] wraps the socket under TLS and HTTP and fails its reads
 //! and writes once the connection is condemned, which makes hyper drop it;
-//! [`TrackLayer`] counts each request from its head until its response body
-//! ends, per connection, through the [`ConnHandle`] in the request's
-//! extensions. Counting is a few atomics that wake nobody: the connection's
+//! [`Track`] counts each request from its head until its response body
+//! ends, per connection, through the connection's [`ConnHandle`]. Counting is a few atomics that wake nobody: the connection's
 //! watcher reads them when its own timer fires, so a busy connection's task
 //! is not woken twice per request. Every close is counted in [`CLOSED_TOTAL`].
 
 mod activity;
+mod grpc;
 mod guard;
 pub mod host;
 mod http;
+mod inline;
 mod track;
 
 pub use activity::{ConnHandle, RequestGuard};
+pub use grpc::{GrpcSettings, serve_grpc};
 pub use guard::{Guarded, Peer};
 pub use host::{HostError, RequireHost};
 pub use http::{grpc_incoming, serve_http};
-pub use track::{Track, TrackLayer, TrackedBody};
+pub use track::{Track, TrackedBody};
 
 use crate::cli::number;
 use metrics::{Unit, counter, describe_counter};

@@ -1,5 +1,5 @@
-//! [`TrackLayer`]: counts each request as in flight on its connection, from
-//! its head until its response body has ended (or the call was dropped).
+//! [`Track`]: counts each request as in flight on its connection, from its
+//! head until its response body has ended (or the call was dropped).
 
 use super::activity::{ConnHandle, RequestGuard};
 use bytes::Bytes;
@@ -7,36 +7,20 @@ use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tower::{Layer, Service};
+use tower::Service;
 
-/// Wraps a service in [`Track`]: the connection comes from the request's
-/// extensions (a [`ConnHandle`], as tonic inserts for [`super::Guarded`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TrackLayer;
-
-impl<S> Layer<S> for TrackLayer {
-    type Service = Track<S>;
-
-    fn layer(&self, inner: S) -> Track<S> {
-        Track { inner, conn: None }
-    }
-}
-
-/// See [`TrackLayer`]. A request without a [`ConnHandle`] is not counted.
+/// Counts every request of one connection (see the module docs): built by
+/// the serve loops for each accepted connection ([`Track::for_connection`]).
 #[derive(Debug, Clone)]
 pub struct Track<S> {
     inner: S,
-    /// Set when the service serves exactly one connection.
-    conn: Option<ConnHandle>,
+    conn: ConnHandle,
 }
 
 impl<S> Track<S> {
     /// Counts every request on `conn`.
     pub fn for_connection(inner: S, conn: ConnHandle) -> Self {
-        Self {
-            inner,
-            conn: Some(conn),
-        }
+        Self { inner, conn }
     }
 }
 
@@ -54,13 +38,9 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let conn = self
-            .conn
-            .clone()
-            .or_else(|| request.extensions().get::<ConnHandle>().cloned());
-        let guard = conn.as_ref().map(ConnHandle::begin);
-        // tonic's `Request::remote_addr` reads this; our ConnectInfo replaced it.
-        if let Some(remote) = conn.as_ref().and_then(ConnHandle::remote_addr) {
+        let guard = Some(self.conn.begin());
+        // tonic's `Request::remote_addr` reads this.
+        if let Some(remote) = self.conn.remote_addr() {
             request
                 .extensions_mut()
                 .insert(tonic::transport::server::TcpConnectInfo {
