@@ -118,3 +118,38 @@ async fn shutdown_ends_within_the_grace_period_despite_a_stuck_subscriber() {
         "it stopped soon after the grace period ({took:?})"
     );
 }
+
+/// The drain closes the gRPC listener at once (step 2 of
+/// `server/src/app/shutdown.rs`): while a stuck subscriber holds the drain
+/// for its grace period, a new connection is refused, not left in the
+/// backlog until its own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_listener_closes_when_the_drain_starts_not_when_it_ends() {
+    let grace = std::time::Duration::from_secs(3);
+    let server = TestServer::start_with(|c| c.shutdown_grace_secs = grace.as_secs()).await;
+    let addr = server.addr;
+    let _stuck = server.subscribe().await;
+    let mut sender = server.grpc().await;
+    let text = "x".repeat(16 * 1024);
+    for i in 0..300 {
+        grpc_send(&mut sender, "a", &format!("{i}{text}"))
+            .await
+            .unwrap();
+    }
+    let stopping = tokio::spawn(server.stop());
+    let (_, took) = poll_until("a connection to be refused", grace, || async {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(
+        !stopping.is_finished(),
+        "refused while the drain still runs ({took:?} after it began)"
+    );
+    within("graceful shutdown", stopping)
+        .await
+        .unwrap()
+        .expect("shutdown returns Ok");
+}
