@@ -1,8 +1,9 @@
 //! Graceful shutdown: health goes NOT_SERVING, every acknowledged message is
 //! delivered, then every stream ends with UNAVAILABLE.
 
+use messenger_proto::pb::ServerMessageResponse;
 use messenger_tests::*;
-use tonic::Code;
+use tonic::{Code, Streaming};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -94,17 +95,7 @@ async fn shutdown_delivers_acknowledged_messages_then_ends_streams_unavailable()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_ends_within_the_grace_period_despite_a_stuck_subscriber() {
     let grace = std::time::Duration::from_secs(1);
-    let server = TestServer::start_with(|c| c.shutdown_grace_secs = grace.as_secs()).await;
-    let _stuck = server.subscribe().await;
-    let mut sender = server.grpc().await;
-    // More than HTTP/2 flow control lets through, less than the queue (1024)
-    // holds: the subscriber stays connected with messages it will never read.
-    let text = "x".repeat(16 * 1024);
-    for i in 0..300 {
-        grpc_send(&mut sender, "a", &format!("{i}{text}"))
-            .await
-            .unwrap();
-    }
+    let (server, _stuck) = with_a_stuck_subscriber(grace).await;
     assert_eq!(server.hub.subscribers(), 1, "not disconnected as slow");
     let started = std::time::Instant::now();
     server.stop().await.expect("shutdown still returns Ok");
@@ -126,16 +117,8 @@ async fn shutdown_ends_within_the_grace_period_despite_a_stuck_subscriber() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_listener_closes_when_the_drain_starts_not_when_it_ends() {
     let grace = std::time::Duration::from_secs(3);
-    let server = TestServer::start_with(|c| c.shutdown_grace_secs = grace.as_secs()).await;
+    let (server, _stuck) = with_a_stuck_subscriber(grace).await;
     let addr = server.addr;
-    let _stuck = server.subscribe().await;
-    let mut sender = server.grpc().await;
-    let text = "x".repeat(16 * 1024);
-    for i in 0..300 {
-        grpc_send(&mut sender, "a", &format!("{i}{text}"))
-            .await
-            .unwrap();
-    }
     let stopping = tokio::spawn(server.stop());
     let (_, took) = poll_until("a connection to be refused", grace, || async {
         match tokio::net::TcpStream::connect(addr).await {
@@ -152,4 +135,23 @@ async fn the_listener_closes_when_the_drain_starts_not_when_it_ends() {
         .await
         .unwrap()
         .expect("shutdown returns Ok");
+}
+
+/// A server with shutdown grace `grace` and one subscriber that never reads,
+/// its stream (returned, to keep it open) holding messages it will not take:
+/// more than HTTP/2 flow control lets through, less than the queue (1024)
+/// holds, so it is not disconnected as slow and holds the drain.
+async fn with_a_stuck_subscriber(
+    grace: std::time::Duration,
+) -> (TestServer, Streaming<ServerMessageResponse>) {
+    let server = TestServer::start_with(|c| c.shutdown_grace_secs = grace.as_secs()).await;
+    let stuck = server.subscribe().await;
+    let mut sender = server.grpc().await;
+    let text = "x".repeat(16 * 1024);
+    for i in 0..300 {
+        grpc_send(&mut sender, "a", &format!("{i}{text}"))
+            .await
+            .unwrap();
+    }
+    (server, stuck)
 }
