@@ -170,7 +170,10 @@ impl App {
             .add_service(reflection.v1alpha())
             .add_service(messenger)
             .prepare();
-        let grpc = SpecLayer.layer(routes);
+        let grpc = SpecLayer {
+            request_within: config.conn.handshake_timeout(),
+        }
+        .layer(routes);
         let incoming: Incoming = Box::pin(conn::grpc_incoming(
             listener,
             grpc_hygiene.clone(),

@@ -99,3 +99,62 @@ async fn sends_past_the_concurrency_limit_are_shed_not_queued() {
         "a shed call is not delivered"
     );
 }
+
+/// A caller that sends a call's headers and part of its request message,
+/// then nothing, holds its admission permit only until the request bound
+/// (the handshake bound): then the call ends DEADLINE_EXCEEDED naming it and
+/// the permit is free. Before, every permit could be held for as long as the
+/// connection lived, and every other send was shed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_arrives_frees_its_send_permit() {
+    const LIMIT: usize = 2;
+    const WITHIN_MS: u64 = 600;
+    let _heavy = HEAVY.lock().await;
+    let server = TestServer::start_with(|c| {
+        c.max_concurrent_sends = LIMIT;
+        c.conn.handshake_timeout_ms = WITHIN_MS;
+    })
+    .await;
+    let mut raw = Raw::connect(server.addr).await;
+    let body = encoded_request(b"never finished");
+    let whole = frame(false, body.len() as u32, &body);
+    let mut held = Vec::new();
+    let started = std::time::Instant::now();
+    for _ in 0..LIMIT {
+        let (response, mut send) = raw.open(SEND_PATH, "application/grpc").await;
+        send.send_data(Bytes::copy_from_slice(&whole[..3]), false)
+            .unwrap();
+        held.push((response, send));
+    }
+    within("held calls admitted", async {
+        while server.sends_in_flight.len() < LIMIT {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let mut client = server.grpc().await;
+    let shed = within("shed", grpc_send(&mut client, "a", "while held"))
+        .await
+        .expect_err("shed while the permits are held");
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    for (response, _send) in held {
+        let (code, message) = within("the held call's status", grpc_status(response)).await;
+        // grpc-message as sent: percent-encoded (PROTOCOL-HTTP2.md).
+        let message = message.replace("%20", " ");
+        assert_eq!(code, Code::DeadlineExceeded as i32, "{message}");
+        assert!(
+            message.contains("did not arrive")
+                && message.contains("MESSENGER_HANDSHAKE_TIMEOUT_MS"),
+            "{message}"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(WITHIN_MS - 50),
+        "{took:?}"
+    );
+    println!("held calls ended after {took:?}");
+    grpc_send(&mut client, "a", "after")
+        .await
+        .expect("the permits are free again");
+}

@@ -23,6 +23,7 @@ use crate::core::publish::PublishError;
 use crate::core::resume::BadSince;
 use messenger_proto::limits::{Field, FieldTooLong};
 use messenger_proto::quote::quote;
+use messenger_runtime::conn::ENV_HANDSHAKE_TIMEOUT_MS;
 use tonic::body::Body;
 use tonic::{Code, Status};
 
@@ -103,6 +104,17 @@ pub enum ServiceError {
          and the request ended without one"
     )]
     NoRequestMessage,
+    /// The request message of a call that takes one did not end within the
+    /// connection's handshake bound: a caller that sends headers and part
+    /// of a message, then nothing, would otherwise hold its call (and a
+    /// `SendMessage` admission permit) for as long as it keeps the
+    /// connection alive.
+    #[error(
+        "the request message did not arrive within {}s ({ENV_HANDSHAKE_TIMEOUT_MS}); \
+         send the whole request, then end the request stream",
+        .within.as_secs_f64()
+    )]
+    RequestNotArrived { within: std::time::Duration },
     /// `grpc.health.v1.Health` asked about a service it does not know
     /// (health.proto: `Check` answers NOT_FOUND).
     #[error("unknown service {}; grpc.reflection lists the services", quote(.service))]
@@ -171,6 +183,7 @@ impl ServiceError {
             }
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::SecondRequestMessage | Self::NoRequestMessage => Code::Unimplemented,
+            Self::RequestNotArrived { .. } => Code::DeadlineExceeded,
             Self::UnknownHealthService { .. } => Code::NotFound,
             Self::ReflectionTranscode(_) => Code::Internal,
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {

@@ -19,6 +19,9 @@
 //!   exactly one): `UNIMPLEMENTED` before the handler runs, so nothing of
 //!   such a call is accepted ([`one_message`]). tonic would take the first of
 //!   several and report zero as `INTERNAL`;
+//! - **a bound on the request message's arrival**: a call that takes one
+//!   request must end its request stream within the handshake bound, or it
+//!   ends `DEADLINE_EXCEEDED` ([`one_message`]);
 //! - **the deadline of a response stream**: past `grpc-timeout` a
 //!   `ReadMessages` stream ends with `DEADLINE_EXCEEDED` (tonic enforces the
 //!   deadline only until the response headers).
@@ -129,14 +132,21 @@ fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Puts [`Spec`] around the port's services.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SpecLayer;
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpecLayer {
+    /// How long a call that takes one request message may take to send it
+    /// ([`one_message`]).
+    pub(crate) request_within: Duration,
+}
 
 impl<S> Layer<S> for SpecLayer {
     type Service = Spec<S>;
 
     fn layer(&self, inner: S) -> Spec<S> {
-        Spec { inner }
+        Spec {
+            inner,
+            request_within: self.request_within,
+        }
     }
 }
 
@@ -144,6 +154,7 @@ impl<S> Layer<S> for SpecLayer {
 #[derive(Debug, Clone)]
 pub(crate) struct Spec<S> {
     inner: S,
+    request_within: Duration,
 }
 
 impl<S, RB> Service<http::Request<tonic::body::Body>> for Spec<S>
@@ -164,7 +175,8 @@ where
         let timeout = grpc_timeout(request.headers());
         let deadline = timeout.map(|d| Instant::now() + d);
         let request = if one_message::takes_one_request(request.uri().path()) {
-            request.map(|body| tonic::body::Body::new(one_message::OneMessage::new(body)))
+            let within = self.request_within;
+            request.map(|body| tonic::body::Body::new(one_message::OneMessage::new(body, within)))
         } else {
             request
         };

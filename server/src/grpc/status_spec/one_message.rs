@@ -2,12 +2,21 @@
 //! (unary and server-streaming) gets `UNIMPLEMENTED` for zero or several
 //! (grpc/grpc `doc/statuscodes.md`, "Request cardinality violation"), before
 //! its handler runs: tonic decodes the whole request body first.
+//!
+//! The request stream must also end within a bound (the connection's
+//! handshake bound, `MESSENGER_HANDSHAKE_TIMEOUT_MS`), or the call ends
+//! `DEADLINE_EXCEEDED` naming it: otherwise a caller that sends headers and
+//! part of a message, then nothing, holds the call, and for `SendMessage` an
+//! admission permit, for as long as its connection lives.
 
 use crate::grpc::error::ServiceError;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Sleep;
 use tonic::Status;
 
 /// Services on our port whose every method takes exactly one request.
@@ -36,16 +45,20 @@ pub(super) struct OneMessage<B> {
     payload_left: u64,
     /// Messages whose prefix has started.
     started: u32,
+    /// The request stream must end by then; `None` once it has.
+    arrive_by: Option<(Pin<Box<Sleep>>, Duration)>,
 }
 
 impl<B> OneMessage<B> {
-    pub(super) fn new(inner: B) -> Self {
+    /// `inner`, whose request stream must end within `within`.
+    pub(super) fn new(inner: B, within: Duration) -> Self {
         Self {
             inner,
             prefix: [0; PREFIX],
             prefix_len: 0,
             payload_left: 0,
             started: 0,
+            arrive_by: Some((Box::pin(tokio::time::sleep(within)), within)),
         }
     }
 
@@ -113,7 +126,21 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) if this.started == 0 => Poll::Ready(Some(Err(none()))),
-            other => other,
+            Poll::Pending => {
+                let Some((by, within)) = &mut this.arrive_by else {
+                    return Poll::Pending;
+                };
+                if by.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let within = *within;
+                this.arrive_by = None;
+                Poll::Ready(Some(Err(ServiceError::RequestNotArrived { within }.into())))
+            }
+            end => {
+                this.arrive_by = None;
+                end
+            }
         }
     }
 
@@ -138,17 +165,18 @@ mod tests {
         out
     }
 
-    #[test]
-    fn one_message_in_any_split_passes_and_a_second_is_refused() {
+    // A runtime: the body's arrival bound is a tokio timer.
+    #[tokio::test]
+    async fn one_message_in_any_split_passes_and_a_second_is_refused() {
         let one = framed(b"hello");
         for split in 0..=one.len() {
-            let mut body = OneMessage::new(());
+            let mut body = OneMessage::new((), Duration::from_secs(10));
             assert!(body.scan(&one[..split]).is_ok());
             assert!(body.scan(&one[split..]).is_ok());
             assert_eq!(body.started, 1, "split at {split}");
         }
         let two = [one.clone(), framed(b"")].concat();
-        let mut body = OneMessage::new(());
+        let mut body = OneMessage::new((), Duration::from_secs(10));
         assert_eq!(
             body.scan(&two).unwrap_err().code(),
             tonic::Code::Unimplemented
