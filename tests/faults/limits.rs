@@ -52,24 +52,7 @@ async fn sends_past_the_concurrency_limit_are_shed_not_queued() {
     let server = TestServer::start_with(|c| c.max_concurrent_sends = LIMIT).await;
     let mut sub = server.subscribe().await;
     // Hold LIMIT calls open mid-body: admitted, not yet decoded.
-    let mut raw = Raw::connect(server.addr).await;
-    let body = encoded_request(b"held");
-    let whole = frame(false, body.len() as u32, &body);
-    let mut held = Vec::new();
-    for _ in 0..LIMIT {
-        let (response, mut send) = raw.open(SEND_PATH, "application/grpc").await;
-        send.send_data(Bytes::copy_from_slice(&whole[..3]), false)
-            .unwrap();
-        held.push((response, send));
-    }
-    // The held calls' headers travel on their own connection: the next call
-    // is only a fair test once admission has counted both.
-    within("held calls admitted", async {
-        while server.sends_in_flight.len() < LIMIT {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    let (held, whole) = hold_sends(&server, LIMIT, b"held").await;
     let mut client = server.grpc().await;
     let shed = within("shed", grpc_send(&mut client, "a", "one too many"))
         .await
@@ -115,23 +98,8 @@ async fn a_request_that_never_arrives_frees_its_send_permit() {
         c.conn.handshake_timeout_ms = WITHIN_MS;
     })
     .await;
-    let mut raw = Raw::connect(server.addr).await;
-    let body = encoded_request(b"never finished");
-    let whole = frame(false, body.len() as u32, &body);
-    let mut held = Vec::new();
     let started = std::time::Instant::now();
-    for _ in 0..LIMIT {
-        let (response, mut send) = raw.open(SEND_PATH, "application/grpc").await;
-        send.send_data(Bytes::copy_from_slice(&whole[..3]), false)
-            .unwrap();
-        held.push((response, send));
-    }
-    within("held calls admitted", async {
-        while server.sends_in_flight.len() < LIMIT {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+    let (held, _) = hold_sends(&server, LIMIT, b"never finished").await;
     let mut client = server.grpc().await;
     let shed = within("shed", grpc_send(&mut client, "a", "while held"))
         .await
@@ -157,4 +125,35 @@ async fn a_request_that_never_arrives_frees_its_send_permit() {
     grpc_send(&mut client, "a", "after")
         .await
         .expect("the permits are free again");
+}
+
+/// `n` SendMessage calls on one raw connection, each sent its headers and
+/// the first 3 bytes of a request for `text`, once admission has counted
+/// all `n` (their headers travel on their own connection, so the next call
+/// is only a fair test then). Returns them and the whole request frame.
+async fn hold_sends(
+    server: &TestServer,
+    n: usize,
+    text: &[u8],
+) -> (
+    Vec<(h2::client::ResponseFuture, h2::SendStream<Bytes>)>,
+    Vec<u8>,
+) {
+    let mut raw = Raw::connect(server.addr).await;
+    let body = encoded_request(text);
+    let whole = frame(false, body.len() as u32, &body);
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let (response, mut send) = raw.open(SEND_PATH, "application/grpc").await;
+        send.send_data(Bytes::copy_from_slice(&whole[..3]), false)
+            .unwrap();
+        held.push((response, send));
+    }
+    within("held calls admitted", async {
+        while server.sends_in_flight.len() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    (held, whole)
 }
