@@ -26,6 +26,9 @@
 //!   messages arriving while it is read do. A resuming subscriber that cannot
 //!   read its replay before `queue_capacity` new messages arrive is cut off as
 //!   slow and resumes again from the offset it reached.
+//! - **No subscriber is always last.** Each fan-out begins one subscriber
+//!   further along than the previous one ([`roster::Roster::fan_out`]), so
+//!   over K messages every subscriber is visited first once and last once.
 //! - **Prompt removal.** Dropping a [`Subscription`] (a cancelled RPC) removes
 //!   it from the set at once, with no message needed to notice.
 //! - **Bounded membership.** At most `max_subscribers` subscriptions are
@@ -45,11 +48,13 @@
 
 mod fanout;
 mod queue;
+mod roster;
 mod subscription;
 
 pub use crate::core::history::state::StateError;
 pub use crate::core::history::{Gap, HistoryStats, Message};
 pub use queue::BATCH_MAX;
+use roster::Roster;
 use subscription::Slot;
 pub use subscription::{
     Delivery, Disconnect, Resume, SubscriberDump, SubscriberInfo, Subscription,
@@ -57,7 +62,7 @@ pub use subscription::{
 
 use crate::core::history::Engine;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,7 +153,7 @@ pub struct Hub {
 struct Inner {
     engine: Box<dyn Engine>,
     next_id: u64,
-    subscribers: HashMap<u64, Arc<Slot>>,
+    subscribers: Roster,
     /// Subscriptions cut off as slow and not yet dropped: out of
     /// `subscribers`, still counted against `max_subscribers`.
     cut_open: usize,
@@ -170,7 +175,7 @@ impl Hub {
             inner: Mutex::new(Inner {
                 engine,
                 next_id: 1,
-                subscribers: HashMap::new(),
+                subscribers: Roster::default(),
                 cut_open: 0,
                 shut_down: false,
             }),
@@ -266,7 +271,7 @@ impl Hub {
         let inner = self.inner.lock();
         let mut out: Vec<SubscriberDump> = inner
             .subscribers
-            .values()
+            .slots()
             .map(|s| s.info.dump(s.queued(), self.queue_capacity))
             .collect();
         drop(inner);
@@ -280,10 +285,10 @@ impl Hub {
         let mut inner = self.inner.lock();
         inner.shut_down = true;
         inner.engine.close();
-        let subscribers = std::mem::take(&mut inner.subscribers);
+        let subscribers = inner.subscribers.take();
         self.count.send_replace(0);
         drop(inner);
-        for slot in subscribers.values() {
+        for slot in &subscribers {
             slot.end(Disconnect::Shutdown);
         }
         tracing::info!(
@@ -300,7 +305,7 @@ impl Hub {
     /// Called when subscription `id` (sharing `slot`) is dropped.
     fn remove(&self, id: u64, slot: &Slot) -> bool {
         let mut inner = self.inner.lock();
-        let removed = inner.subscribers.remove(&id).is_some();
+        let removed = inner.subscribers.remove(id).is_some();
         // Cut off as slow (under this lock, by `enqueue`): counted until now.
         if !removed && slot.is_slow() {
             inner.cut_open -= 1;

@@ -22,7 +22,7 @@ use crate::conn::{self, Readiness};
 use crate::pace::{Pace, Rule};
 use crate::procfs::{self, ServerWatch};
 use crate::publisher::{self, Plan, PubStats};
-use crate::report::{self, P50P99, Percentiles};
+use crate::report::{self, P50P99, Percentiles, Spread};
 use crate::subscriber::{self, Progress, SubStats};
 use serde::Serialize;
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub(crate) struct FanoutReport {
     /// What `delivery_latency_ms` measures: [`LATENCY_FROM`].
     pub(crate) delivery_latency_from: &'static str,
     pub(crate) delivery_latency_ms: Percentiles,
+    /// Each subscriber's own p50: the lowest and the highest.
+    pub(crate) subscriber_p50_ms: Option<Spread>,
     pub(crate) send_latency_ms: P50P99,
     pub(crate) lost: u64,
     /// Of `lost`, the messages missed by subscribers that were disconnected.
@@ -268,6 +270,7 @@ fn summarize(
         },
         delivery_latency_from: LATENCY_FROM,
         delivery_latency_ms: Percentiles::of(&latency),
+        subscriber_p50_ms: Spread::of_medians(subs.iter().map(|s| &s.latency)),
         send_latency_ms: P50P99::of(&send_latency),
         lost,
         lost_by_disconnected,

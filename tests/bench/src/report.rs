@@ -64,6 +64,29 @@ impl P50P99 {
     }
 }
 
+/// Each subscriber's own median delivery latency (ms): the lowest and the
+/// highest over the subscribers that received a measured message. A wide
+/// spread means the fan-out favours some subscribers over others (one that
+/// is always visited last waits for the whole fan-out on every message).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Spread {
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+impl Spread {
+    /// The spread of the medians of `hists`; `None` if none has a sample.
+    pub(crate) fn of_medians<'a>(hists: impl Iterator<Item = &'a Histogram<u64>>) -> Option<Self> {
+        let medians: Vec<f64> = hists
+            .filter(|h| !h.is_empty())
+            .map(|h| ms(h, 0.5))
+            .collect();
+        let min = medians.iter().copied().reduce(f64::min)?;
+        let max = medians.iter().copied().reduce(f64::max)?;
+        Some(Self { min, max })
+    }
+}
+
 /// Prints `report` as an aligned two-column table and writes it to `json`.
 pub(crate) fn emit<T: Serialize>(
     title: &str,

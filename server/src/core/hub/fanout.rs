@@ -57,10 +57,10 @@ impl Hub {
     pub fn restart(&self, epoch: String, newest: u64) -> usize {
         let mut inner = self.inner.lock();
         inner.engine.restart(epoch, newest);
-        let subscribers = std::mem::take(&mut inner.subscribers);
+        let subscribers = inner.subscribers.take();
         self.count.send_replace(0);
         drop(inner);
-        for slot in subscribers.values() {
+        for slot in &subscribers {
             slot.end(Disconnect::HistoryLost);
         }
         subscribers.len()
@@ -81,7 +81,7 @@ impl Hub {
         let mut wake = Vec::with_capacity(before);
         let capacity = self.queue_capacity;
         let records = trace.as_ref().is_some_and(|t| t.records());
-        inner.subscribers.retain(|&id, slot| {
+        inner.subscribers.fan_out(|id, slot| {
             let queued = Queued {
                 message: Arc::clone(&message),
                 trace: trace
