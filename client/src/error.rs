@@ -77,6 +77,14 @@ pub enum ApiError {
         env = ENV_MAX_EVENT_STREAMS
     )]
     EventsOff,
+    /// A browser's cross-site request to a route that changes state ([`crate::origin`]).
+    #[error(
+        "cross-site request refused: Origin {} does not match this request's Host {}; post from \
+         the client's own page, or without an Origin header (curl, scripts)",
+        quote(.origin),
+        quote(.host)
+    )]
+    CrossOrigin { origin: String, host: String },
     #[error("the client is shutting down; retry on another or after it restarts")]
     ShuttingDown,
     #[error("internal error: {0}; it was logged, please report it")]
@@ -96,6 +104,7 @@ impl ApiError {
             | Self::Overloaded { .. }
             | Self::TooManyStreams { .. }
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CrossOrigin { .. } => StatusCode::FORBIDDEN,
             Self::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backend(e) => backend_status(e),

@@ -26,6 +26,8 @@
 //! - [`page`]: `GET /` and its script and style, compiled in; the CSP and
 //!   `nosniff` headers on every response.
 //! - [`limits`]: request deadline and load shedding.
+//! - [`origin`]: refuses a browser's cross-site request to the routes that
+//!   change state (`Origin` checked against `Host`).
 //! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`error`]: the HTTP error type ([`error::ApiError`]) and its one `IntoResponse`.
 //! - [`metrics`]: every exported metric: names, descriptions, buckets, handles.
@@ -46,6 +48,7 @@ pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod openapi;
+pub mod origin;
 pub mod page;
 pub mod paths;
 pub mod routes;

@@ -9,6 +9,7 @@ use crate::backend::{BackendError, MessageSender};
 use crate::buffer::{Buffer, BufferedMessage};
 use crate::error::{ApiError, ErrorBody};
 use crate::limits::{Admitted, InFlight};
+use crate::origin::SameOrigin;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -99,7 +100,7 @@ pub(crate) struct Status {
         (status = 200, description = "Accepted by the server", body = SendResponse),
         (status = 400, description = "Not a JSON object with string `author` and `text`, or a field over the server's limit", body = ErrorBody),
         (status = 401, description = "The server wants a token and this client has none or a malformed one (MESSENGER_CLIENT_TOKEN)", body = ErrorBody),
-        (status = 403, description = "The server refused this client's token, or the token may not post as this author", body = ErrorBody),
+        (status = 403, description = "The server refused this client's token, or the token may not post as this author; or a browser's cross-site request (an Origin other than this client's own)", body = ErrorBody),
         (status = 413, description = "Body larger than MESSENGER_MAX_BODY_BYTES", body = ErrorBody),
         (status = 502, description = "The server failed or answered outside the messenger contract (any other gRPC status, or no valid sendTime)", body = ErrorBody),
         (status = 503, description = "Not subscribed, server unreachable, overloaded, or the call was cancelled; retry", body = ErrorBody,
@@ -108,6 +109,7 @@ pub(crate) struct Status {
     ))]
 pub(crate) async fn send_message(
     State(state): State<Arc<AppState>>,
+    _same_origin: SameOrigin,
     _admitted: Admitted,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SendResponse>, ApiError> {
@@ -197,12 +199,14 @@ fn nesting_over(body: &[u8], max: usize) -> Option<usize> {
         (ascending sendTime), and empties the buffer.",
     responses(
         (status = 200, description = "Buffered messages, oldest first", body = Vec<BufferedMessage>),
+        (status = 403, description = "A browser's cross-site request (an Origin other than this client's own); the buffer is untouched", body = ErrorBody),
         (status = 503, description = "Overloaded; retry", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 504, description = "The request timed out", body = ErrorBody),
     ))]
 pub(crate) async fn get_and_flush_messages(
     State(state): State<Arc<AppState>>,
+    _same_origin: SameOrigin,
     _admitted: Admitted,
 ) -> Json<Vec<BufferedMessage>> {
     Json(state.buffer.take())

@@ -231,3 +231,67 @@ async fn a_buffer_past_its_bytes_drops_the_oldest_and_counts_them() {
     let dropped = m.value("messenger_client_dropped_total", &[]);
     assert_eq!(dropped, Some((SENT - kept) as f64));
 }
+
+/// A page on another site can make a browser POST `text/plain` JSON to a
+/// client on localhost with no CORS preflight (the body is read as JSON
+/// whatever its type). The `Origin` the browser adds is checked against
+/// `Host`: a foreign or `null` origin gets a 403 naming it, and neither
+/// posts nor empties the buffer; the client's own page and callers without
+/// `Origin` (curl, the course's tests) are served as before.
+#[tokio::test]
+async fn a_cross_site_post_is_refused_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let client = TestClient::start(server.addr).await;
+    let kept = client.send("a", "kept").await;
+    let post = |path: &str, origin: &str, body: &str| {
+        client
+            .http
+            .post(format!("{}{path}", client.base))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(body.to_owned())
+            .send()
+    };
+    for origin in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        for (path, body) in [
+            ("/getAndFlushMessages", ""),
+            ("/sendMessage", r#"{"author":"evil","text":"forged"}"#),
+        ] {
+            let r = post(path, origin, body).await.unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{origin} {path}");
+            let error = r.json::<Value>().await.unwrap()["error"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                error.starts_with("cross-site request refused: Origin \"")
+                    && error.contains(origin),
+                "{origin} {path}: {error}"
+            );
+        }
+    }
+    // The refused flushes left the buffer whole.
+    let got = client.flush().await;
+    assert_eq!(
+        got.iter().map(|m| m.send_time.as_str()).collect::<Vec<_>>(),
+        [kept.as_str()]
+    );
+    // The client's own page (Origin = its own scheme, host and port) posts.
+    let own = post(
+        "/sendMessage",
+        &client.base,
+        r#"{"author":"page","text":"own"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    let own: Value = own.json().await.unwrap();
+    // One total order: a forged message accepted earlier would come first.
+    let got = client.collect(1).await;
+    assert_eq!(
+        (got[0].text.as_str(), Some(got[0].send_time.as_str())),
+        ("own", own["sendTime"].as_str())
+    );
+    client.stop().await;
+    server.stop().await.unwrap();
+}

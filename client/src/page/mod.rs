@@ -2,7 +2,8 @@
 //! as separate routes (no inline script or style: the CSP forbids them), all
 //! compiled into the binary: no build step, no CDN. The page reads
 //! [`/events`](crate::events) and posts to `/sendMessage`, so it is exactly
-//! as open as the rest of the HTTP API: a trusted-network port.
+//! as open as the rest of the HTTP API: a trusted-network port. Pages of
+//! other sites cannot post through a visitor's browser ([`crate::origin`]).
 //!
 //! Invariants:
 //! - Every response of the client (API, page, errors) carries
