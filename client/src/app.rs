@@ -136,6 +136,7 @@ impl App {
             exporter,
             http_timeout: config.http_timeout(),
             in_flight: crate::limits::InFlight::new(config.http_max_concurrency),
+            allowed_hosts: crate::origin::AllowedHosts::new(&config.http_allowed_hosts),
         };
         tracing::info!(
             http_addr = %local_addr,

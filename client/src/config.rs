@@ -33,6 +33,7 @@ pub const ENV_CLIENT_TOKEN: &str = "MESSENGER_CLIENT_TOKEN";
 pub const ENV_RETRY_LOG_INTERVAL_MS: &str = "MESSENGER_RETRY_LOG_INTERVAL_MS";
 pub const ENV_MAX_EVENT_STREAMS: &str = "MESSENGER_MAX_EVENT_STREAMS";
 pub const ENV_TRACE_UI_URL: &str = "MESSENGER_TRACE_UI_URL";
+pub const ENV_HTTP_ALLOWED_HOSTS: &str = "MESSENGER_HTTP_ALLOWED_HOSTS";
 
 pub const DEFAULT_SERVER_ADDR: &str = "localhost:51075";
 pub const DEFAULT_HTTP_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -145,6 +146,14 @@ pub struct Config {
     #[arg(long, env = ENV_TRACE_UI_URL, value_parser = parse_trace_ui_url)]
     pub trace_ui_url: Option<String>,
 
+    /// Host names (comma-separated, no port) a browser may reach this
+    /// client's POST routes by, beyond `localhost` and IP addresses, e.g. a
+    /// proxy's name. A browser's request for another name is refused, so a
+    /// rebound DNS name cannot reach the client (`crate::origin`).
+    #[arg(long, env = ENV_HTTP_ALLOWED_HOSTS, value_delimiter = ',',
+          value_parser = crate::origin::parse_host_name)]
+    pub http_allowed_hosts: Vec<String>,
+
     /// Handshake and idle bounds of every connection we accept.
     #[command(flatten)]
     pub conn: ConnLimits,
@@ -193,6 +202,7 @@ impl Default for Config {
             keepalive_timeout_ms: DEFAULT_KEEPALIVE_TIMEOUT_MS,
             max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
             trace_ui_url: None,
+            http_allowed_hosts: Vec::new(),
             conn: ConnLimits::default(),
             log_format: LogFormat::Text,
             command: None,

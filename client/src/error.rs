@@ -85,6 +85,15 @@ pub enum ApiError {
         quote(.host)
     )]
     CrossOrigin { origin: String, host: String },
+    /// A browser's request naming a host this client does not answer
+    /// browsers on ([`crate::origin`], against DNS rebinding).
+    #[error(
+        "host {} is not one this client answers browsers on (localhost, an IP address, or a \
+         name in {env}); add the name to {env} if this page is yours",
+        quote(.host),
+        env = crate::config::ENV_HTTP_ALLOWED_HOSTS
+    )]
+    HostNotAllowed { host: String },
     #[error("the client is shutting down; retry on another or after it restarts")]
     ShuttingDown,
     #[error("internal error: {0}; it was logged, please report it")]
@@ -104,7 +113,7 @@ impl ApiError {
             | Self::Overloaded { .. }
             | Self::TooManyStreams { .. }
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Self::CrossOrigin { .. } => StatusCode::FORBIDDEN,
+            Self::CrossOrigin { .. } | Self::HostNotAllowed { .. } => StatusCode::FORBIDDEN,
             Self::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backend(e) => backend_status(e),

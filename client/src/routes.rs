@@ -50,6 +50,8 @@ pub struct AppState {
     pub events: crate::events::EventStreams,
     /// The page at `/`.
     pub page: crate::page::Page,
+    /// Host names browsers may use beyond loopback and IP addresses.
+    pub allowed_hosts: crate::origin::AllowedHosts,
 }
 
 /// `/events` takes only its own part of the state, so `events` does not
@@ -57,6 +59,12 @@ pub struct AppState {
 impl axum::extract::FromRef<Arc<AppState>> for crate::events::EventStreams {
     fn from_ref(state: &Arc<AppState>) -> Self {
         state.events.clone()
+    }
+}
+
+impl axum::extract::FromRef<Arc<AppState>> for crate::origin::AllowedHosts {
+    fn from_ref(state: &Arc<AppState>) -> Self {
+        state.allowed_hosts.clone()
     }
 }
 

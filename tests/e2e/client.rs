@@ -295,3 +295,71 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
     client.stop().await;
     server.stop().await.unwrap();
 }
+
+/// DNS rebinding: a page served as `evil.example:PORT` whose name then
+/// resolves to the client is "same origin" to the browser, so a browser's
+/// request (one with `Origin`) must also name a host the client answers
+/// browsers on: an IP address, `localhost`, or `MESSENGER_HTTP_ALLOWED_HOSTS`.
+/// A proxy's name is allowed once configured, and a `Host` without a port
+/// takes the port of the `Origin`'s scheme (https behind a proxy on 443).
+#[tokio::test]
+async fn a_browser_request_for_a_rebound_name_is_refused_and_a_configured_one_served() {
+    let server = TestServer::start().await;
+    let client = TestClient::start_with(server.addr, |c| {
+        c.http_allowed_hosts = vec!["chat.test".to_owned()];
+    })
+    .await;
+    let kept = client.send("a", "kept").await;
+    let port = client.base.rsplit(':').next().unwrap().to_owned();
+    let post = |path: &str, host: &str, origin: &str| {
+        client
+            .http
+            .post(format!("{}{path}", client.base))
+            .header("host", host)
+            .header("origin", origin)
+            .body(r#"{"author":"page","text":"via proxy"}"#)
+            .send()
+    };
+    let evil = format!("evil.example:{port}");
+    for path in ["/getAndFlushMessages", "/sendMessage"] {
+        let r = post(path, &evil, &format!("http://{evil}")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        let error = r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            error.contains("\"evil.example:") && error.contains("MESSENGER_HTTP_ALLOWED_HOSTS"),
+            "{path}: {error}"
+        );
+    }
+    let got = client.flush().await;
+    assert_eq!(
+        got.iter().map(|m| m.send_time.as_str()).collect::<Vec<_>>(),
+        [kept.as_str()],
+        "the refused flush left the buffer whole"
+    );
+    // Two Origin headers: a browser never sends them; refused.
+    let r = client
+        .http
+        .post(format!("{}/getAndFlushMessages", client.base))
+        .header("origin", client.base.as_str())
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The configured name, as a browser behind a TLS proxy on 443 sends it.
+    let r = post("/sendMessage", "chat.test", "https://chat.test")
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let sent: Value = r.json().await.unwrap();
+    let got = client.collect(1).await;
+    assert_eq!(
+        (got[0].text.as_str(), Some(got[0].send_time.as_str())),
+        ("via proxy", sent["sendTime"].as_str())
+    );
+    client.stop().await;
+    server.stop().await.unwrap();
+}

@@ -155,6 +155,7 @@ fn client(answer: Answer, tweak: impl FnOnce(&mut AppState)) -> Client {
         in_flight: crate::limits::InFlight::new(8),
         events: crate::events::EventStreams::new(unreachable_backend(), 2),
         page: crate::page::Page::new(None),
+        allowed_hosts: crate::origin::AllowedHosts::default(),
     };
     tweak(&mut state);
     Client {
