@@ -34,15 +34,11 @@ impl Roster {
         self.slots.len()
     }
 
-    /// Adds subscriber `id`; an id already present is replaced.
+    /// Adds subscriber `id`, a fresh one (the hub never reuses an id).
     pub(super) fn insert(&mut self, id: u64, slot: Arc<Slot>) {
-        match self.index.get(&id) {
-            Some(&i) => self.slots[i].1 = slot,
-            None => {
-                self.index.insert(id, self.slots.len());
-                self.slots.push((id, slot));
-            }
-        }
+        let previous = self.index.insert(id, self.slots.len());
+        debug_assert!(previous.is_none(), "subscriber id {id} reused");
+        self.slots.push((id, slot));
     }
 
     /// Removes subscriber `id`, returning its slot if it was registered.
