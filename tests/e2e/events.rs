@@ -156,6 +156,20 @@ async fn a_malformed_position_is_400_naming_it() {
         let too_large = header == Some("e:99999999999999999999");
         assert_eq!(error.contains("offset is larger"), too_large, "{error}");
     }
+    // A position given twice is refused, not taken from whichever came first.
+    let twice = [("last-event-id", "e:1"), ("last-event-id", "e:2")];
+    let response = get(&client, "", &twice).await;
+    assert_eq!(response.status(), 400);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(
+        json["error"],
+        "Last-Event-ID was sent 2 times; send it once"
+    );
+    let response = get(&client, "?since=e:1&since=e:2", &[]).await;
+    assert_eq!(response.status(), 400);
+    let json: Value = response.json().await.unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("duplicate field `since`"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status, Streaming};
 
-/// Opens `ReadMessages` with `metadata`; the response headers and the stream.
+/// Opens `ReadMessages` with `metadata` (a key listed twice is sent twice);
+/// the response headers and the stream.
 async fn read_with(
     addr: SocketAddr,
     metadata: &[(&'static str, &str)],
@@ -18,7 +19,7 @@ async fn read_with(
     for (key, value) in metadata {
         request
             .metadata_mut()
-            .insert(*key, value.parse().expect("ASCII metadata"));
+            .append(*key, value.parse().expect("ASCII metadata"));
     }
     let response = within("ReadMessages headers", client.read_messages(request)).await?;
     let headers = response.metadata().clone();
@@ -156,5 +157,46 @@ async fn malformed_since_is_invalid_argument_naming_header_and_form() {
     }
     // The server keeps serving plain callers.
     let _ok = server.subscribe().await;
+    server.stop().await.unwrap();
+}
+
+/// Each opt-in header sent twice (gRPC metadata may repeat a key) is
+/// INVALID_ARGUMENT naming it, not whichever copy came first: `messenger-since`
+/// twice once resumed from the first and silently ignored the second.
+#[tokio::test]
+async fn a_repeated_opt_in_header_is_invalid_argument_naming_it() {
+    let server = TestServer::start().await;
+    let epoch = {
+        let (headers, _) = read_with(server.addr, &[]).await.expect("plain");
+        headers
+            .get("messenger-epoch")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (since_1, since_2) = (format!("{epoch}:0"), format!("{epoch}:1"));
+    for (header, first, second) in [
+        ("messenger-since", since_1.as_str(), since_2.as_str()),
+        ("messenger-offsets", "1", "1"),
+        ("messenger-trace-context", "1", "0"),
+    ] {
+        let err = read_with(server.addr, &[(header, first), (header, second)])
+            .await
+            .map(|_| ())
+            .expect_err(header);
+        assert_eq!(err.code(), Code::InvalidArgument, "{header}: {err:?}");
+        assert_eq!(
+            err.message(),
+            format!("metadata `{header}` was sent 2 times; send it once"),
+        );
+    }
+    // Once each is still accepted.
+    read_with(
+        server.addr,
+        &[("messenger-since", &since_1), ("messenger-offsets", "1")],
+    )
+    .await
+    .expect("one of each");
     server.stop().await.unwrap();
 }

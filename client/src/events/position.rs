@@ -3,8 +3,9 @@
 //!
 //! Invariants: a malformed position is a 400 naming where it came from and
 //! the form `<epoch>:<offset>`, quoting it by the one rule
-//! (`messenger_proto::quote`); an epoch longer than [`MAX_EPOCH_BYTES`]
-//! never reaches the server.
+//! (`messenger_proto::quote`); so is a repeated one (two `Last-Event-ID`
+//! headers, or two `since` parameters), never whichever came first; an epoch
+//! longer than [`MAX_EPOCH_BYTES`] never reaches the server.
 
 use super::{LAST_EVENT_ID, Since};
 use crate::error::ApiError;
@@ -17,6 +18,12 @@ pub(super) fn position(
     headers: &HeaderMap,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Option<(String, u64)>, ApiError> {
+    let copies = headers.get_all(LAST_EVENT_ID).iter().count();
+    if copies > 1 {
+        return Err(ApiError::BadPosition(format!(
+            "Last-Event-ID was sent {copies} times; send it once"
+        )));
+    }
     if let Some(value) = headers.get(LAST_EVENT_ID) {
         let text = value.to_str().unwrap_or("\u{fffd}");
         return parse_position(text)

@@ -1,8 +1,10 @@
 //! The resume protocol's metadata (proto/CONTRACT.md, "Opt-in extensions"): what a
 //! `ReadMessages` caller asks for, and the response headers that answer it.
 //! Parsing is strict: a malformed `messenger-since` is a [`BadSince`]
-//! naming the header and the expected form (the gRPC layer answers it
-//! INVALID_ARGUMENT), never a silent plain subscribe.
+//! naming the header and the expected form, and any of the three request
+//! headers sent more than once is [`BadReadOptions::Repeated`] (which copy
+//! would count is a guess the caller cannot see), never a silent plain
+//! subscribe. The gRPC layer answers both INVALID_ARGUMENT.
 
 use crate::core::hub::{Resume, Subscription};
 use messenger_proto::quote::quote;
@@ -23,6 +25,20 @@ pub struct BadSince {
     pub got: String,
 }
 
+/// Why a `ReadMessages` call's opt-in metadata was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReadOptions {
+    #[error(transparent)]
+    Since(#[from] BadSince),
+    /// One of the opt-in headers came `count` times (gRPC metadata may
+    /// repeat a key; these take one value each).
+    #[error("metadata `{header}` was sent {count} times; send it once")]
+    Repeated { header: &'static str, count: usize },
+}
+
+/// The request headers of the opt-in extensions, each taking one value.
+const OPTION_HEADERS: [&str; 3] = [SINCE_METADATA, OFFSETS_METADATA, TRACE_CONTEXT_METADATA];
+
 /// The opt-in extensions a subscriber asked for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ReadOptions {
@@ -35,8 +51,15 @@ pub(crate) struct ReadOptions {
 }
 
 impl ReadOptions {
-    /// Reads the request metadata; only `messenger-since` can be malformed.
-    pub(crate) fn from_metadata(metadata: &MetadataMap) -> Result<Self, BadSince> {
+    /// Reads the request metadata: `messenger-since` can be malformed, and
+    /// any of the three can be repeated.
+    pub(crate) fn from_metadata(metadata: &MetadataMap) -> Result<Self, BadReadOptions> {
+        for header in OPTION_HEADERS {
+            let count = metadata.get_all(header).iter().count();
+            if count > 1 {
+                return Err(BadReadOptions::Repeated { header, count });
+            }
+        }
         let flag = |key| metadata.get(key).is_some_and(|v| v == "1");
         let since = metadata
             .get(SINCE_METADATA)

@@ -7,8 +7,8 @@
 //! contain spaces. Blank lines and lines starting with `#` are ignored.
 //!
 //! Invariants:
-//! - Every call carries `authorization: Bearer <token>`. No or malformed
-//!   metadata gives UNAUTHENTICATED; a token that is not in the table gives
+//! - Every call carries `authorization: Bearer <token>`, once. No, repeated
+//!   or malformed metadata gives UNAUTHENTICATED; a token that is not in the table gives
 //!   PERMISSION_DENIED; a `SendMessage` whose author is not the token's gives
 //!   PERMISSION_DENIED. Replies and logs never contain a token, nor say which
 //!   part of a token was wrong.
@@ -193,6 +193,11 @@ impl Auth {
 
 /// The `Bearer` token of the call's metadata.
 fn bearer(metadata: &MetadataMap) -> Result<&str, ServiceError> {
+    let count = metadata.get_all(AUTHORIZATION).iter().count();
+    if count > 1 {
+        tracing::debug!(reason = "repeated authorization metadata", "call rejected");
+        return Err(ServiceError::RepeatedCredentials { count });
+    }
     let Some(value) = metadata.get(AUTHORIZATION) else {
         tracing::debug!(reason = "no authorization metadata", "call rejected");
         return Err(ServiceError::NoCredentials);

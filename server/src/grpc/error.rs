@@ -20,7 +20,7 @@ use crate::core::broker::BrokerError;
 use crate::core::history::state::StateError;
 use crate::core::hub::{Disconnect, ShuttingDown, SubscribeError};
 use crate::core::publish::PublishError;
-use crate::core::resume::BadSince;
+use crate::core::resume::BadReadOptions;
 use messenger_proto::limits::{Field, FieldTooLong};
 use messenger_proto::quote::quote;
 use messenger_runtime::conn::ENV_HANDSHAKE_TIMEOUT_MS;
@@ -76,6 +76,10 @@ pub enum ServiceError {
     NoCredentials,
     #[error("the `authorization` metadata must be `Bearer <token>`")]
     MalformedCredentials,
+    /// `authorization` came more than once: which one would be checked is a
+    /// guess (RFC 9110 §5.3: a field that is not a list appears once).
+    #[error("the `authorization` metadata was sent {count} times; send one `Bearer <token>`")]
+    RepeatedCredentials { count: usize },
     #[error(
         "the bearer token is not accepted; it must be listed in the server's {ENV_AUTH_TOKENS_FILE}"
     )]
@@ -84,9 +88,10 @@ pub enum ServiceError {
     NotTokenAuthor,
     #[error("the bearer token was revoked")]
     TokenRevoked,
-    /// A malformed `messenger-since` ([`crate::core::resume`]).
+    /// A malformed or repeated opt-in header of `ReadMessages`
+    /// ([`crate::core::resume`]).
     #[error(transparent)]
-    BadSince(#[from] BadSince),
+    BadReadOptions(#[from] BadReadOptions),
     /// The call's `grpc-timeout` passed before it completed (gRPC
     /// PROTOCOL-HTTP2.md, "Timeout").
     #[error("{DEADLINE_MESSAGE}")]
@@ -178,7 +183,7 @@ impl ServiceError {
     /// The gRPC status code the caller gets.
     pub fn code(&self) -> Code {
         match self {
-            Self::FieldTooLong(_) | Self::BadSince(_) | Self::EmptyReflectionRequest => {
+            Self::FieldTooLong(_) | Self::BadReadOptions(_) | Self::EmptyReflectionRequest => {
                 Code::InvalidArgument
             }
             Self::DeadlineExceeded => Code::DeadlineExceeded,
@@ -194,7 +199,9 @@ impl ServiceError {
             | Self::HistoryLost
             | Self::BrokerNotLoaded { .. }
             | Self::Broker(_) => Code::Unavailable,
-            Self::NoCredentials | Self::MalformedCredentials => Code::Unauthenticated,
+            Self::NoCredentials | Self::MalformedCredentials | Self::RepeatedCredentials { .. } => {
+                Code::Unauthenticated
+            }
             Self::UnknownToken | Self::NotTokenAuthor | Self::TokenRevoked => {
                 Code::PermissionDenied
             }

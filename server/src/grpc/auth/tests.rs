@@ -93,6 +93,18 @@ fn statuses_for_missing_malformed_and_wrong_tokens() {
     assert_eq!(code(Some("Bearer ")), Code::Unauthenticated);
     assert_eq!(code(Some("tok-alice")), Code::Unauthenticated);
     assert_eq!(code(Some("Bearer tok-alicf")), Code::PermissionDenied);
+    // Two copies, even of a good token: which one counts would be a guess.
+    let mut twice = metadata(Some("Bearer tok-alice"));
+    twice.append(
+        AUTHORIZATION,
+        MetadataValue::from_static("Bearer tok-alice"),
+    );
+    let err = auth.authenticate(&twice).map(|_| ()).unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(
+        err.to_string(),
+        "the `authorization` metadata was sent 2 times; send one `Bearer <token>`"
+    );
     assert_eq!(
         code(Some("Bearer tok-alice-and-more")),
         Code::PermissionDenied
