@@ -127,3 +127,49 @@ async fn a_passed_deadline_is_deadline_exceeded_for_calls_and_streams() {
     }
     server.wait_subscribers(0).await;
 }
+
+/// A `grpc-timeout` that is not 1–8 digits and one unit (PROTOCOL-HTTP2.md),
+/// or that came twice, is INTERNAL naming it, as grpc-go answers; tonic alone
+/// ran the call with no deadline. A zero one (`0n`, grpc-java's form of a
+/// passed deadline) is DEADLINE_EXCEEDED. Neither call runs: no message of
+/// theirs reaches a subscriber.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_or_passed_grpc_timeout_is_refused_before_the_call_runs() {
+    let _heavy = HEAVY.lock().await;
+    let server = TestServer::start().await;
+    let mut subscriber = server.subscribe().await;
+    let mut raw = Raw::connect(server.addr).await;
+    let refused = encoded_request(b"refused");
+    let refused = frame(false, refused.len() as u32, &refused);
+    for value in ["5s", "123456789S", "S", "1.5S", "-1S", "5 S"] {
+        let headers = [("grpc-timeout", value)];
+        let (code, message) = raw
+            .call_with(SEND_PATH, GRPC, &headers, refused.clone())
+            .await;
+        println!("grpc-timeout {value:?}: grpc-status {code} {message:?}");
+        assert_eq!(code, Code::Internal as i32, "{value}: {message}");
+        assert!(
+            message.starts_with(&format!("malformed grpc-timeout \"{value}\"")),
+            "{value}: {message}"
+        );
+    }
+    let twice = [("grpc-timeout", "1S"), ("grpc-timeout", "2S")];
+    let (code, message) = raw
+        .call_with(SEND_PATH, GRPC, &twice, refused.clone())
+        .await;
+    assert_eq!(code, Code::Internal as i32, "twice: {message}");
+    assert!(message.contains("more than one value"), "{message}");
+    let passed = [("grpc-timeout", "0n")];
+    let (code, message) = raw.call_with(SEND_PATH, GRPC, &passed, refused).await;
+    assert_eq!(code, Code::DeadlineExceeded as i32, "0n: {message}");
+    // The same connection still serves a good deadline, and that message is
+    // the first the subscriber gets.
+    let kept = encoded_request(b"kept");
+    let kept = frame(false, kept.len() as u32, &kept);
+    let (code, message) = raw
+        .call_with(SEND_PATH, GRPC, &[("grpc-timeout", "5S")], kept)
+        .await;
+    assert_eq!(code, 0, "{message}");
+    let first = read_n(&mut subscriber, 1).await;
+    assert_eq!(first[0].text, "kept");
+}

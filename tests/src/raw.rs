@@ -107,7 +107,7 @@ impl Raw {
     }
 }
 
-/// Waits for the response and returns `(grpc-status, grpc-message)` from its
+/// Waits for the response and returns `(grpc-status, grpc-message decoded)` from its
 /// headers (trailers-only) or its trailers.
 pub async fn grpc_status(response: h2::client::ResponseFuture) -> (i32, String) {
     within("raw gRPC status", async {
@@ -127,9 +127,9 @@ pub async fn grpc_status(response: h2::client::ResponseFuture) -> (i32, String) 
                 .expect("gRPC trailers present")
         };
         let code = headers["grpc-status"].to_str().unwrap().parse().unwrap();
-        let message = headers
-            .get("grpc-message")
-            .map(|m| m.to_str().unwrap().to_owned())
+        // grpc-message percent-decoded (PROTOCOL-HTTP2.md), as a client reads it.
+        let message = tonic::Status::from_header_map(&headers)
+            .map(|status| status.message().to_owned())
             .unwrap_or_default();
         (code, message)
     })

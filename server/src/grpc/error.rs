@@ -96,6 +96,14 @@ pub enum ServiceError {
     /// PROTOCOL-HTTP2.md, "Timeout").
     #[error("{DEADLINE_MESSAGE}")]
     DeadlineExceeded,
+    /// A `grpc-timeout` that is not 1–8 digits and one unit of H, M, S, m,
+    /// u or n (PROTOCOL-HTTP2.md), or that came twice; `got` is quoted.
+    /// INTERNAL, as grpc-go answers it.
+    #[error(
+        "malformed grpc-timeout {got}: it must be 1 to 8 digits and one unit of \
+         H, M, S, m, u or n (gRPC PROTOCOL-HTTP2.md), sent once"
+    )]
+    MalformedTimeout { got: String },
     /// A unary or server-streaming call whose request stream held a second
     /// message (grpc-go and grpc-java answer UNIMPLEMENTED, statuscodes.md).
     #[error(
@@ -190,7 +198,7 @@ impl ServiceError {
             Self::SecondRequestMessage | Self::NoRequestMessage => Code::Unimplemented,
             Self::RequestNotArrived { .. } => Code::DeadlineExceeded,
             Self::UnknownHealthService { .. } => Code::NotFound,
-            Self::ReflectionTranscode(_) => Code::Internal,
+            Self::ReflectionTranscode(_) | Self::MalformedTimeout { .. } => Code::Internal,
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
                 Code::ResourceExhausted
             }
