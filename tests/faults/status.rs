@@ -173,3 +173,76 @@ async fn a_malformed_or_passed_grpc_timeout_is_refused_before_the_call_runs() {
     let first = read_n(&mut subscriber, 1).await;
     assert_eq!(first[0].text, "kept");
 }
+
+/// A request that is not gRPC's (PROTOCOL-HTTP2.md, "Requests") is refused as
+/// grpc-go refuses it, before any call runs: a `GET` (curl's default) is 405
+/// `INTERNAL` with `allow: POST`, and a content-type that is not
+/// `application/grpc…` is 415 `INVALID_ARGUMENT`, each naming what came.
+/// tonic ran both as calls and answered HTTP 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_is_not_grpc_is_405_or_415_naming_it() {
+    let _heavy = HEAVY.lock().await;
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(server.addr).await;
+    let rows = [
+        (
+            "GET",
+            READ_PATH,
+            Some(GRPC),
+            405,
+            Code::Internal,
+            "method \"GET\"",
+        ),
+        (
+            "PUT",
+            SEND_PATH,
+            Some(GRPC),
+            405,
+            Code::Internal,
+            "method \"PUT\"",
+        ),
+        (
+            "POST",
+            READ_PATH,
+            None,
+            415,
+            Code::InvalidArgument,
+            "content-type none",
+        ),
+        (
+            "POST",
+            SEND_PATH,
+            Some("application/json"),
+            415,
+            Code::InvalidArgument,
+            "content-type \"application/json\"",
+        ),
+        (
+            "POST",
+            "/grpc.health.v1.Health/Check",
+            Some("application/grpc-web"),
+            415,
+            Code::InvalidArgument,
+            "content-type \"application/grpc-web\"",
+        ),
+    ];
+    for (method, path, content_type, http, code, named) in rows {
+        let (got_http, got_code, message) = raw.head_only(method, path, content_type).await;
+        println!(
+            "{method} {path} {content_type:?}: HTTP {got_http}, grpc-status {got_code} {message:?}"
+        );
+        assert_eq!(
+            (got_http, got_code),
+            (http, code as i32),
+            "{method} {content_type:?}: {message}"
+        );
+        assert!(message.contains(named), "{message}");
+    }
+    server.wait_subscribers(0).await;
+    // The same connection still serves a gRPC call.
+    let valid = encoded_request(b"after");
+    let (code, message) = raw
+        .call(SEND_PATH, GRPC, frame(false, valid.len() as u32, &valid))
+        .await;
+    assert_eq!(code, 0, "{message}");
+}

@@ -82,6 +82,41 @@ impl Raw {
         ready.send_request(request, false).expect("send headers")
     }
 
+    /// A request with no body, any `method` and an optional `content_type`:
+    /// `(HTTP status, grpc-status, grpc-message decoded)` of a headers-only
+    /// answer (`-1` and empty when the answer carries no gRPC status).
+    pub async fn head_only(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+    ) -> (u16, i32, String) {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
+            .header("te", "trailers");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(()).expect("request");
+        let mut ready = within("h2 ready", self.h2.clone().ready())
+            .await
+            .expect("h2 ready");
+        let (response, _) = ready.send_request(request, true).expect("send headers");
+        let response = within("headers-only answer", response)
+            .await
+            .expect("HTTP/2 response");
+        let headers = response.headers();
+        let code = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(-1);
+        let message = tonic::Status::from_header_map(headers)
+            .map(|status| status.message().to_owned())
+            .unwrap_or_default();
+        (response.status().as_u16(), code, message)
+    }
+
     /// One whole call: headers, `body`, end of stream; returns the status.
     pub async fn call(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> (i32, String) {
         self.call_with(path, content_type, &[], body).await

@@ -104,6 +104,16 @@ pub enum ServiceError {
          H, M, S, m, u or n (gRPC PROTOCOL-HTTP2.md), sent once"
     )]
     MalformedTimeout { got: String },
+    /// A request whose `:method` is not POST; `method` is quoted.
+    #[error("invalid gRPC request method {method}: gRPC calls are POST (gRPC PROTOCOL-HTTP2.md)")]
+    NotPost { method: String },
+    /// A request whose `content-type` is not gRPC's; `got` is quoted, or
+    /// `none`.
+    #[error(
+        "invalid gRPC request content-type {got}: gRPC requests are application/grpc \
+         (gRPC PROTOCOL-HTTP2.md); this port speaks only gRPC"
+    )]
+    NotGrpcContentType { got: String },
     /// A unary or server-streaming call whose request stream held a second
     /// message (grpc-go and grpc-java answer UNIMPLEMENTED, statuscodes.md).
     #[error(
@@ -191,14 +201,17 @@ impl ServiceError {
     /// The gRPC status code the caller gets.
     pub fn code(&self) -> Code {
         match self {
-            Self::FieldTooLong(_) | Self::BadReadOptions(_) | Self::EmptyReflectionRequest => {
-                Code::InvalidArgument
-            }
+            Self::FieldTooLong(_)
+            | Self::BadReadOptions(_)
+            | Self::EmptyReflectionRequest
+            | Self::NotGrpcContentType { .. } => Code::InvalidArgument,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
             Self::SecondRequestMessage | Self::NoRequestMessage => Code::Unimplemented,
             Self::RequestNotArrived { .. } => Code::DeadlineExceeded,
             Self::UnknownHealthService { .. } => Code::NotFound,
-            Self::ReflectionTranscode(_) | Self::MalformedTimeout { .. } => Code::Internal,
+            Self::ReflectionTranscode(_) | Self::MalformedTimeout { .. } | Self::NotPost { .. } => {
+                Code::Internal
+            }
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
                 Code::ResourceExhausted
             }
