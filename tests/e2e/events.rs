@@ -172,6 +172,33 @@ async fn a_malformed_position_is_400_naming_it() {
     assert!(error.contains("duplicate field `since`"), "{error}");
 }
 
+/// A `Last-Event-ID` from an epoch the server does not have (a tab left open
+/// across a restart, or anything a caller makes up) is that browser's gap:
+/// told to it as `event: gap` and counted, and logged at debug level. A
+/// warning per such request would let any caller fill the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_last_event_id_is_the_browsers_gap_not_a_warning_in_the_log() {
+    let debug = [("RUST_LOG", "info,messenger_client::backend::resume=debug")];
+    let (_server, client) = stack(&debug).await;
+    for _ in 0..3 {
+        let stale = [("last-event-id", "0123456789abcdef:5")];
+        let (mut stream, ready) = open(&client, "", &stale).await;
+        assert_eq!(ready["recovered"], false, "{ready}");
+        let gap = stream.next().await.expect("the gap event");
+        assert_eq!(gap.event, "gap", "{gap:?}");
+    }
+    let gap_line = |l: &messenger_tests::procs::Line| l.text.contains("stream resumed with a gap");
+    let said = client.proc.wait_line("the gap's log line", gap_line).await;
+    assert!(said.text.contains(" DEBUG "), "{}", said.text);
+    let warned: Vec<_> = client
+        .proc
+        .lines()
+        .into_iter()
+        .filter(|l| gap_line(l) && !l.text.contains(" DEBUG "))
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_kill9_and_restart_the_resume_says_gap_then_replays_the_new_epoch() {
     let (server, client) = stack(&[]).await;

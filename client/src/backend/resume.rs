@@ -13,8 +13,9 @@
 //!   "live" (what `/readyz` and `/sendMessage` wait for) once the message at
 //!   the head offset of the response headers has been buffered.
 //! - **A gap is said once, and only when one is possible.**
-//!   `messenger-recovered: false` logs one warning with the number of
-//!   messages missed when the epoch is unchanged (head offset minus
+//!   `messenger-recovered: false` logs one warning (at debug level for a
+//!   browser's `/events` stream, whose gap goes to the browser) with the
+//!   number of messages missed when the epoch is unchanged (head offset minus
 //!   position; 0 when the position is ahead of the head, which the server
 //!   starts live and which is no new epoch), "unknown" when it changed, and
 //!   is counted. A new epoch is no
@@ -98,18 +99,39 @@ pub struct Resumer {
     /// The gap the last response headers reported, until taken.
     gap: Option<Gap>,
     counters: ResumeCounters,
+    /// Gaps are logged as warnings: this client's own stream (its buffer has
+    /// the gap). A browser's `/events` stream ([`Resumer::with_counters`])
+    /// tells its gap to the browser and counts it; a log line per browser
+    /// would let any caller with a stale `Last-Event-ID` fill the log, so
+    /// those are at debug level.
+    loud: bool,
+}
+
+/// A warning for this client's own stream, debug for a browser's.
+macro_rules! gap_event {
+    ($loud:expr, $($arg:tt)+) => {
+        if $loud {
+            tracing::warn!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
 }
 
 impl Resumer {
+    /// This client's own stream: gaps are warnings.
     pub fn new(metrics: Metrics) -> Self {
-        Self::with_counters(ResumeCounters {
+        let mut resumer = Self::with_counters(ResumeCounters {
             recovered_resumes: metrics.resumes_recovered,
             gaps: metrics.resumes_gap,
             recovered_messages: metrics.recovered,
-        })
+        });
+        resumer.loud = true;
+        resumer
     }
 
-    /// A resumer counting into `counters`, with no position yet.
+    /// A browser's stream counting into `counters`, with no position yet;
+    /// gaps are logged at debug level (see `loud`).
     pub fn with_counters(counters: ResumeCounters) -> Self {
         Self {
             position: None,
@@ -118,6 +140,7 @@ impl Resumer {
             drained: None,
             gap: None,
             counters,
+            loud: false,
         }
     }
 
@@ -225,7 +248,8 @@ impl Resumer {
             // Ahead of the newest offset: the server starts it live at its
             // head (CONTRACT), in the same epoch, so no history was lost.
             self.gap = Some(Gap { missed: Some(0) });
-            tracing::warn!(
+            gap_event!(
+                self.loud,
                 from_offset = previous.offset,
                 head,
                 epoch,
@@ -238,7 +262,8 @@ impl Resumer {
             self.gap = Some(Gap {
                 missed: Some(head - previous.offset),
             });
-            tracing::warn!(
+            gap_event!(
+                self.loud,
                 missed = head - previous.offset,
                 from_offset = previous.offset,
                 epoch,
@@ -246,7 +271,8 @@ impl Resumer {
             );
             return Headers::Live;
         }
-        tracing::warn!(
+        gap_event!(
+            self.loud,
             missed = "unknown",
             previous_epoch = %previous.epoch,
             epoch,
