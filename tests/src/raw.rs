@@ -82,21 +82,22 @@ impl Raw {
         ready.send_request(request, false).expect("send headers")
     }
 
-    /// A request with no body, any `method` and an optional `content_type`:
+    /// A request with no body, any `method` and exactly `headers` (a name
+    /// listed twice is sent twice; no content-type unless listed):
     /// `(HTTP status, grpc-status, grpc-message decoded)` of a headers-only
     /// answer (`-1` and empty when the answer carries no gRPC status).
     pub async fn head_only(
         &mut self,
         method: &str,
         path: &str,
-        content_type: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> (u16, i32, String) {
         let mut request = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr))
             .header("te", "trailers");
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request.body(()).expect("request");
         let mut ready = within("h2 ready", self.h2.clone().ready())

@@ -97,13 +97,16 @@ pub enum ServiceError {
     #[error("{DEADLINE_MESSAGE}")]
     DeadlineExceeded,
     /// A `grpc-timeout` that is not 1–8 digits and one unit of H, M, S, m,
-    /// u or n (PROTOCOL-HTTP2.md), or that came twice; `got` is quoted.
+    /// u or n (PROTOCOL-HTTP2.md); `got` is quoted.
     /// INTERNAL, as grpc-go answers it.
     #[error(
         "malformed grpc-timeout {got}: it must be 1 to 8 digits and one unit of \
-         H, M, S, m, u or n (gRPC PROTOCOL-HTTP2.md), sent once"
+         H, M, S, m, u or n (gRPC PROTOCOL-HTTP2.md)"
     )]
     MalformedTimeout { got: String },
+    /// `grpc-timeout` came `count` times. INTERNAL, as a malformed one.
+    #[error("grpc-timeout was sent {count} times; send it once")]
+    RepeatedTimeout { count: usize },
     /// A request whose `:method` is not POST; `method` is quoted.
     #[error("invalid gRPC request method {method}: gRPC calls are POST (gRPC PROTOCOL-HTTP2.md)")]
     NotPost { method: String },
@@ -209,9 +212,10 @@ impl ServiceError {
             Self::SecondRequestMessage | Self::NoRequestMessage => Code::Unimplemented,
             Self::RequestNotArrived { .. } => Code::DeadlineExceeded,
             Self::UnknownHealthService { .. } => Code::NotFound,
-            Self::ReflectionTranscode(_) | Self::MalformedTimeout { .. } | Self::NotPost { .. } => {
-                Code::Internal
-            }
+            Self::ReflectionTranscode(_)
+            | Self::MalformedTimeout { .. }
+            | Self::RepeatedTimeout { .. }
+            | Self::NotPost { .. } => Code::Internal,
             Self::FellBehind { .. } | Self::TooManySubscribers { .. } | Self::Overloaded { .. } => {
                 Code::ResourceExhausted
             }

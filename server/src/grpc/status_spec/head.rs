@@ -5,11 +5,12 @@
 //! - `:method` other than POST: HTTP 405 (`allow: POST`), `INTERNAL`, as
 //!   grpc-go answers; tonic ran a `GET` like a `POST`.
 //! - `content-type` that is not `application/grpc`, `application/grpc+…` or
-//!   `application/grpc;…` (grpc-go's rule): HTTP 415, which PROTOCOL-HTTP2.md
+//!   `application/grpc;…` (grpc-go's rule), or sent twice: HTTP 415, which PROTOCOL-HTTP2.md
 //!   asks for so that a plain HTTP client cannot read a gRPC error (status
 //!   200) as success, and `INVALID_ARGUMENT`, as grpc-go answers.
 //! - `grpc-timeout` that is not 1 to 8 digits and one unit of H, M, S, m, u
-//!   or n, or sent twice: `INTERNAL`, as grpc-go answers; tonic ignored it and
+//!   or n, or sent twice: `INTERNAL` (naming the count when repeated), as
+//!   grpc-go answers; tonic ignored it and
 //!   ran the call with no deadline. A zero one (grpc-java sends `0n` for a
 //!   deadline that has passed) is `DEADLINE_EXCEEDED`: the caller has given
 //!   up, so the call must not run.
@@ -34,7 +35,16 @@ pub(super) fn check<B>(request: &http::Request<B>) -> Result<Option<Duration>, R
             ServiceError::NotPost { method },
         ));
     }
-    let content_type = request.headers().get(http::header::CONTENT_TYPE);
+    let mut content_types = request.headers().get_all(http::header::CONTENT_TYPE).iter();
+    let content_type = content_types.next();
+    let more = content_types.count();
+    if more > 0 {
+        let got = format!("sent {} times", more + 1);
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ServiceError::NotGrpcContentType { got },
+        ));
+    }
     if !content_type.is_some_and(|v| is_grpc(v.as_bytes())) {
         let got = content_type.map_or_else(|| "none".to_owned(), |v| quote_bytes(v.as_bytes()));
         return Err((
@@ -67,10 +77,9 @@ fn grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ServiceError> {
     let malformed = || ServiceError::MalformedTimeout {
         got: quote_bytes(value.as_bytes()),
     };
-    if values.next().is_some() {
-        return Err(ServiceError::MalformedTimeout {
-            got: "more than one value".to_owned(),
-        });
+    let more = values.count();
+    if more > 0 {
+        return Err(ServiceError::RepeatedTimeout { count: more + 1 });
     }
     let text = value.to_str().map_err(|_| malformed())?;
     let split = text.len().checked_sub(1).ok_or_else(malformed)?;
