@@ -135,3 +135,25 @@ async fn server_healthcheck_speaks_mtls_to_a_tls_server() {
 
     assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
 }
+
+/// `MESSENGER_SERVER_CA` alone (as `--server-ca`'s help says) makes the probe
+/// speak TLS: it was a plaintext probe of a TLS port, failing with an h2
+/// frame error, unless the server's own certificate was also set.
+#[tokio::test]
+async fn server_healthcheck_with_only_a_ca_speaks_tls() {
+    let pki = messenger_tests::certs::TestPki::generate();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let server = spawn_server(&[
+        ("MESSENGER_TLS_CERT", &path(&pki.server_cert)),
+        ("MESSENGER_TLS_KEY", &path(&pki.server_key)),
+    ])
+    .await;
+    let env = [
+        ("MESSENGER_SERVER_HOST", "127.0.0.1".to_owned()),
+        ("MESSENGER_SERVER_PORT", server.grpc_addr.port().to_string()),
+        ("MESSENGER_SERVER_CA", path(&pki.ca)),
+    ];
+    let live = healthcheck("messenger-server", &env).await;
+    assert_eq!(live.status.code(), Some(0), "{}", report(&live));
+    assert_eq!(server.proc.sigterm_and_wait().await, Some(0));
+}

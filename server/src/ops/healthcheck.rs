@@ -7,8 +7,8 @@
 //! is bounded by [`TIMEOUT`]. The channel is built in one place,
 //! [`endpoint`], so transport security is added there and nowhere else.
 //!
-//! When the server serves TLS (`MESSENGER_TLS_CERT` is set) the probe speaks
-//! TLS too, as a client would: it verifies the certificate for the name
+//! When the server serves TLS (`MESSENGER_TLS_CERT` is set), or any of the
+//! client TLS files below is given, the probe speaks TLS, as a client would: it verifies the certificate for the name
 //! [`TLS_NAME`] against `MESSENGER_SERVER_CA` (the webpki roots without it)
 //! and, for mTLS, presents `MESSENGER_CLIENT_CERT`/`MESSENGER_CLIENT_KEY`:
 //! the same flags and variables as the messenger client's
@@ -84,7 +84,10 @@ pub fn probe_tls(
     server_tls: bool,
     files: &ClientTlsFiles,
 ) -> Result<Option<ClientTls>, HealthcheckError> {
-    if !server_tls {
+    // Any client TLS file also means TLS, as for the client and as
+    // `--server-ca`'s help says: a CA given for a plaintext probe was a
+    // plaintext probe of a TLS port, failing with an h2 frame error.
+    if !server_tls && files.is_empty() {
         return Ok(None);
     }
     let tls = match files.load()? {
