@@ -160,10 +160,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let message = self.to_string();
-        if matches!(
+        // A failure of ours or the server's is a warning; the server's
+        // refusal of the caller's input (a 4xx: an author over the limit, a
+        // refused token) is the caller's, and a line per request would let
+        // any caller fill the log.
+        let ours = matches!(
             self,
             Self::Backend(_) | Self::TimedOut(_) | Self::Internal(_)
-        ) {
+        );
+        if ours && status.is_server_error() {
             tracing::warn!(status = status.as_u16(), error = %message, "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), error = %message, "request rejected");

@@ -165,6 +165,22 @@ async fn a_malformed_position_is_400_naming_it() {
         json["error"],
         "Last-Event-ID was sent 2 times; send it once"
     );
+    // Comma-joined is the same as repeated (RFC 9110 §5.3).
+    let response = get(&client, "", &[("last-event-id", "e:1,e:2")]).await;
+    assert_eq!(response.status(), 400);
+    let json: Value = response.json().await.unwrap();
+    assert_eq!(
+        json["error"],
+        "Last-Event-ID was sent 2 times; send it once"
+    );
+    let response = get(&client, "?since=e:1,e:2", &[]).await;
+    assert_eq!(response.status(), 400);
+    let json: Value = response.json().await.unwrap();
+    let error = json["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("since \"e:1,e:2\" is not <epoch>:<offset>"),
+        "{error}"
+    );
     let response = get(&client, "?since=e:1&since=e:2", &[]).await;
     assert_eq!(response.status(), 400);
     let json: Value = response.json().await.unwrap();
@@ -174,8 +190,8 @@ async fn a_malformed_position_is_400_naming_it() {
 
 /// A `Last-Event-ID` from an epoch the server does not have (a tab left open
 /// across a restart, or anything a caller makes up) is that browser's gap:
-/// told to it as `event: gap` and counted, and logged at debug level. A
-/// warning per such request would let any caller fill the log.
+/// told to it as `event: gap` and counted once, as a gap, and logged at debug
+/// level. A warning per such request would let any caller fill the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_last_event_id_is_the_browsers_gap_not_a_warning_in_the_log() {
     let debug = [("RUST_LOG", "info,messenger_client::backend::resume=debug")];
@@ -194,9 +210,22 @@ async fn a_stale_last_event_id_is_the_browsers_gap_not_a_warning_in_the_log() {
         .proc
         .lines()
         .into_iter()
-        .filter(|l| gap_line(l) && !l.text.contains(" DEBUG "))
+        .filter(|l| {
+            l.text.contains("messenger_client::backend::resume") && !l.text.contains(" DEBUG ")
+        })
         .collect();
     assert!(warned.is_empty(), "{warned:?}");
+    // One result per stream: three gaps, no recovered resume (the
+    // re-subscription from the new epoch's start is part of the gap).
+    let m = scrape(&client.metrics_url()).await;
+    let resumes = |result| {
+        m.value(
+            "messenger_client_event_resumes_total",
+            &[("result", result)],
+        )
+    };
+    assert_eq!(resumes("gap"), Some(3.0));
+    assert_eq!(resumes("recovered"), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

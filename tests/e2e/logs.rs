@@ -75,3 +75,36 @@ fn has_trace_id(value: &Value, trace_id: &str) -> bool {
         _ => false,
     }
 }
+
+/// The caller's bad input is the caller's: an author over the server's limit
+/// (400 from the server's INVALID_ARGUMENT) and a position sent twice (400
+/// from the client) are logged at debug level, never as a warning per
+/// request, which would let any caller fill the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_bad_input_is_not_a_warning_in_the_client_log() {
+    let server = spawn_server(&[]).await;
+    let debug = [("RUST_LOG", "info,messenger_client::error=debug")];
+    let client = spawn_client(server.grpc_addr, &debug).await;
+    let author = "a".repeat(300);
+    let body = serde_json::json!({ "author": author, "text": "x" }).to_string();
+    let (status, json) = client.post("/sendMessage", body, &[]).await;
+    assert_eq!(status, 400, "{json}");
+    assert!(
+        json["error"].as_str().unwrap().contains("256 bytes"),
+        "{json}"
+    );
+    let rejected =
+        |l: &Line| l.text.contains("request rejected") || l.text.contains("request failed");
+    let said = client
+        .proc
+        .wait_line("the refusal's log line", rejected)
+        .await;
+    assert!(said.text.contains(" DEBUG "), "{}", said.text);
+    let warned: Vec<_> = client
+        .proc
+        .lines()
+        .into_iter()
+        .filter(|l| l.text.contains(" WARN ") || l.text.contains(" ERROR "))
+        .collect();
+    assert!(warned.is_empty(), "{warned:?}");
+}

@@ -191,6 +191,23 @@ async fn a_repeated_opt_in_header_is_invalid_argument_naming_it() {
             format!("metadata `{header}` was sent 2 times; send it once"),
         );
     }
+    // Comma-joined is the same as repeated (RFC 9110 §5.3): it once read as
+    // an epoch `E:0,E` and resumed with a silent gap.
+    let joined = format!("{since_1},{since_2}");
+    for (header, value) in [
+        ("messenger-since", joined.as_str()),
+        ("messenger-offsets", "1,1"),
+    ] {
+        let err = read_with(server.addr, &[(header, value)])
+            .await
+            .map(|_| ())
+            .expect_err(header);
+        assert_eq!(err.code(), Code::InvalidArgument, "{header}: {err:?}");
+        assert_eq!(
+            err.message(),
+            format!("metadata `{header}` was sent 2 times; send it once"),
+        );
+    }
     // Once each is still accepted.
     read_with(
         server.addr,

@@ -105,13 +105,17 @@ pub struct Resumer {
     /// would let any caller with a stale `Last-Event-ID` fill the log, so
     /// those are at debug level.
     loud: bool,
+    /// The last response headers reported a lost epoch, and the stream is
+    /// being re-opened from the new epoch's start: that resume is not
+    /// counted again as recovered.
+    regap: bool,
 }
 
-/// A warning for this client's own stream, debug for a browser's.
-macro_rules! gap_event {
-    ($loud:expr, $($arg:tt)+) => {
+/// At `$level` for this client's own stream, at debug for a browser's.
+macro_rules! resume_event {
+    ($loud:expr, $level:ident, $($arg:tt)+) => {
         if $loud {
-            tracing::warn!($($arg)+)
+            tracing::$level!($($arg)+)
         } else {
             tracing::debug!($($arg)+)
         }
@@ -141,6 +145,7 @@ impl Resumer {
             gap: None,
             counters,
             loud: false,
+            regap: false,
         }
     }
 
@@ -213,10 +218,17 @@ impl Resumer {
         let (true, Some(previous)) = (self.asked, previous) else {
             return Headers::Live;
         };
+        let regap = std::mem::take(&mut self.regap);
         if text(RECOVERED_METADATA) == Some("true") {
-            self.counters.recovered_resumes.increment(1);
+            // The re-subscription from a new epoch's start that follows a
+            // gap is part of that resume, already counted as a gap.
+            if !regap {
+                self.counters.recovered_resumes.increment(1);
+            }
             let replay = head.saturating_sub(previous.offset);
-            tracing::info!(
+            resume_event!(
+                self.loud,
+                info,
                 replay,
                 from_offset = previous.offset,
                 epoch,
@@ -230,7 +242,9 @@ impl Resumer {
             return Headers::Replay;
         }
         if previous.epoch != epoch && drained.as_ref() == Some(&previous) {
-            tracing::info!(
+            resume_event!(
+                self.loud,
+                info,
                 previous_epoch = %previous.epoch,
                 last_offset = previous.offset,
                 epoch,
@@ -248,8 +262,9 @@ impl Resumer {
             // Ahead of the newest offset: the server starts it live at its
             // head (CONTRACT), in the same epoch, so no history was lost.
             self.gap = Some(Gap { missed: Some(0) });
-            gap_event!(
+            resume_event!(
                 self.loud,
+                warn,
                 from_offset = previous.offset,
                 head,
                 epoch,
@@ -262,8 +277,9 @@ impl Resumer {
             self.gap = Some(Gap {
                 missed: Some(head - previous.offset),
             });
-            gap_event!(
+            resume_event!(
                 self.loud,
+                warn,
                 missed = head - previous.offset,
                 from_offset = previous.offset,
                 epoch,
@@ -271,8 +287,9 @@ impl Resumer {
             );
             return Headers::Live;
         }
-        gap_event!(
+        resume_event!(
             self.loud,
+            warn,
             missed = "unknown",
             previous_epoch = %previous.epoch,
             epoch,
@@ -280,6 +297,7 @@ impl Resumer {
             "stream resumed with a gap: the server's history was lost (new epoch); re-subscribing from the new epoch's start"
         );
         self.gap = Some(Gap { missed: None });
+        self.regap = true;
         self.position = Some(Position {
             epoch: epoch.to_owned(),
             offset: 0,

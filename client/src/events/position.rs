@@ -18,7 +18,12 @@ pub(super) fn position(
     headers: &HeaderMap,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Option<(String, u64)>, ApiError> {
-    let copies = headers.get_all(LAST_EVENT_ID).iter().count();
+    // A comma-joined list counts as repeated headers (RFC 9110 §5.3).
+    let copies: usize = headers
+        .get_all(LAST_EVENT_ID)
+        .iter()
+        .map(|v| 1 + v.as_bytes().iter().filter(|&&b| b == b',').count())
+        .sum();
     if copies > 1 {
         return Err(ApiError::BadPosition(format!(
             "Last-Event-ID was sent {copies} times; send it once"
@@ -76,15 +81,17 @@ pub enum BadPosition {
 /// and a header the server refuses tears that connection down for all.
 pub const MAX_EPOCH_BYTES: usize = 64;
 
-/// `<epoch>:<offset>`: a non-empty epoch of visible ASCII (the last `:`
-/// separates) of at most [`MAX_EPOCH_BYTES`] and a decimal u64, as the
-/// server's `messenger-since`.
+/// `<epoch>:<offset>`: a non-empty epoch of visible ASCII but `,` (the
+/// last `:` separates) of at most [`MAX_EPOCH_BYTES`] and a decimal u64, as
+/// the server's `messenger-since`.
 pub fn parse_position(text: &str) -> Result<(String, u64), BadPosition> {
     let (epoch, offset) = text.rsplit_once(':').ok_or(BadPosition::Form)?;
     if epoch.len() > MAX_EPOCH_BYTES {
         return Err(BadPosition::EpochTooLong);
     }
-    let visible = !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_graphic());
+    // No comma: `E:1,E:2` (two positions joined) would read as the epoch
+    // `E:1,E` and resume with a gap instead of being refused.
+    let visible = !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_graphic() && b != b',');
     let digits = !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_digit());
     if !(visible && digits) {
         return Err(BadPosition::Form);

@@ -30,8 +30,9 @@ pub struct BadSince {
 pub enum BadReadOptions {
     #[error(transparent)]
     Since(#[from] BadSince),
-    /// One of the opt-in headers came `count` times (gRPC metadata may
-    /// repeat a key; these take one value each).
+    /// One of the opt-in headers came `count` times, as separate headers
+    /// (gRPC metadata may repeat a key) or comma-joined; these take one
+    /// value each.
     #[error("metadata `{header}` was sent {count} times; send it once")]
     Repeated { header: &'static str, count: usize },
 }
@@ -55,7 +56,14 @@ impl ReadOptions {
     /// any of the three can be repeated.
     pub(crate) fn from_metadata(metadata: &MetadataMap) -> Result<Self, BadReadOptions> {
         for header in OPTION_HEADERS {
-            let count = metadata.get_all(header).iter().count();
+            // A comma-joined list is the same as repeated headers (RFC 9110
+            // §5.3); a proxy may join them. None of the three values holds a
+            // comma.
+            let count: usize = metadata
+                .get_all(header)
+                .iter()
+                .map(|v| 1 + v.as_bytes().iter().filter(|&&b| b == b',').count())
+                .sum();
             if count > 1 {
                 return Err(BadReadOptions::Repeated { header, count });
             }
