@@ -69,8 +69,22 @@ impl Raw {
         content_type: &str,
         headers: &[(&str, &str)],
     ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
-        let mut request = http::Request::post(format!("http://{}{path}", self.addr))
-            .header("content-type", content_type)
+        let headers = [&[("content-type", content_type)], headers].concat();
+        self.send_head("POST", path, &headers, false).await
+    }
+
+    /// Sends a request's headers (`te: trailers` and `headers`, in order);
+    /// `end` ends the stream with them.
+    async fn send_head(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        end: bool,
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr))
             .header("te", "trailers");
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -79,7 +93,7 @@ impl Raw {
         let mut ready = within("h2 ready", self.h2.clone().ready())
             .await
             .expect("h2 ready");
-        ready.send_request(request, false).expect("send headers")
+        ready.send_request(request, end).expect("send headers")
     }
 
     /// A request with no body, any `method` and exactly `headers` (a name
@@ -92,18 +106,7 @@ impl Raw {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (u16, i32, String) {
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.addr))
-            .header("te", "trailers");
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(()).expect("request");
-        let mut ready = within("h2 ready", self.h2.clone().ready())
-            .await
-            .expect("h2 ready");
-        let (response, _) = ready.send_request(request, true).expect("send headers");
+        let (response, _) = self.send_head(method, path, headers, true).await;
         let response = within("headers-only answer", response)
             .await
             .expect("HTTP/2 response");
