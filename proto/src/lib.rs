@@ -35,6 +35,18 @@ pub mod pb {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/messenger_descriptor.bin"));
 
+/// How many values the header lines `values` carry: a comma-joined list
+/// counts as that many lines (RFC 9110 §5.3: a recipient may combine
+/// repeated field lines into one, separated by commas). For a header that
+/// takes one value and whose values never hold a comma, more than 1 means
+/// it was sent more than once.
+pub fn header_values<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> usize {
+    values
+        .into_iter()
+        .map(|v| 1 + v.iter().filter(|&&b| b == b',').count())
+        .sum()
+}
+
 /// Fully qualified service name, as used in health checks and logs.
 pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";
 

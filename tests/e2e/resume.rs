@@ -207,3 +207,39 @@ async fn a_repeated_opt_in_header_is_invalid_argument_naming_it() {
     .expect("one of each");
     server.stop().await.unwrap();
 }
+
+/// A flag read as off unless it was exactly `1` left a caller who sent
+/// `true` without offsets and without a word; now only `1` and `0` pass.
+#[tokio::test]
+async fn an_opt_in_flag_other_than_1_or_0_is_invalid_argument_naming_it() {
+    let server = TestServer::start().await;
+    for (header, value) in [
+        ("messenger-offsets", "true"),
+        ("messenger-trace-context", "yes"),
+    ] {
+        let err = read_with(server.addr, &[(header, value)])
+            .await
+            .map(|_| ())
+            .expect_err(header);
+        assert_eq!(err.code(), Code::InvalidArgument, "{header}: {err:?}");
+        assert_eq!(
+            err.message(),
+            format!("metadata `{header}` must be 1 (on) or 0 (off), got \"{value}\"")
+        );
+    }
+    let (headers, _) = read_with(server.addr, &[("messenger-offsets", "0")])
+        .await
+        .expect("0 is off");
+    assert!(
+        headers.get("messenger-head-offset").is_none(),
+        "{headers:?}"
+    );
+    let (headers, _) = read_with(server.addr, &[("messenger-offsets", "1")])
+        .await
+        .expect("1 is on");
+    assert!(
+        headers.get("messenger-head-offset").is_some(),
+        "{headers:?}"
+    );
+    server.stop().await.unwrap();
+}

@@ -11,6 +11,7 @@ use super::{LAST_EVENT_ID, Since};
 use crate::error::ApiError;
 use axum::extract::{Query, rejection::QueryRejection};
 use axum::http::HeaderMap;
+use messenger_proto::header_values;
 use messenger_proto::quote::{quote, quote_bytes};
 
 /// `Last-Event-ID`, else `?since=`, parsed as the server parses `messenger-since`.
@@ -19,11 +20,7 @@ pub(super) fn position(
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Option<(String, u64)>, ApiError> {
     // A comma-joined list counts as repeated headers (RFC 9110 §5.3).
-    let copies: usize = headers
-        .get_all(LAST_EVENT_ID)
-        .iter()
-        .map(|v| 1 + v.as_bytes().iter().filter(|&&b| b == b',').count())
-        .sum();
+    let copies = header_values(headers.get_all(LAST_EVENT_ID).iter().map(|v| v.as_bytes()));
     if copies > 1 {
         return Err(ApiError::BadPosition(format!(
             "Last-Event-ID was sent {copies} times; send it once"

@@ -3,14 +3,15 @@
 //! Parsing is strict: a malformed `messenger-since` is a [`BadSince`]
 //! naming the header and the expected form, and any of the three request
 //! headers sent more than once is [`BadReadOptions::Repeated`] (which copy
-//! would count is a guess the caller cannot see), never a silent plain
-//! subscribe. The gRPC layer answers both INVALID_ARGUMENT.
+//! would count is a guess the caller cannot see), and a flag other than `1`
+//! or `0` is [`BadReadOptions::BadFlag`]: never a silent plain subscribe.
+//! The gRPC layer answers all three INVALID_ARGUMENT.
 
 use crate::core::hub::{Resume, Subscription};
-use messenger_proto::quote::quote;
+use messenger_proto::quote::{quote, quote_bytes};
 use messenger_proto::{
     EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
-    TRACE_CONTEXT_METADATA,
+    TRACE_CONTEXT_METADATA, header_values,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
@@ -35,6 +36,23 @@ pub enum BadReadOptions {
     /// value each.
     #[error("metadata `{header}` was sent {count} times; send it once")]
     Repeated { header: &'static str, count: usize },
+    /// A flag header held something other than `1` (on) or `0` (off).
+    #[error("metadata `{header}` must be 1 (on) or 0 (off), got {value}")]
+    BadFlag { header: &'static str, value: String },
+}
+
+/// The opt-in flag `header`: absent or `0` is off, `1` is on; anything else
+/// is refused rather than read as off (a caller who sent `true` would
+/// otherwise never learn why nothing changed).
+fn flag(metadata: &MetadataMap, header: &'static str) -> Result<bool, BadReadOptions> {
+    match metadata.get(header).map(|v| v.as_bytes()) {
+        None | Some(b"0") => Ok(false),
+        Some(b"1") => Ok(true),
+        Some(other) => Err(BadReadOptions::BadFlag {
+            header,
+            value: quote_bytes(other),
+        }),
+    }
 }
 
 /// The request headers of the opt-in extensions, each taking one value.
@@ -59,23 +77,18 @@ impl ReadOptions {
             // A comma-joined list is the same as repeated headers (RFC 9110
             // §5.3); a proxy may join them. None of the three values holds a
             // comma.
-            let count: usize = metadata
-                .get_all(header)
-                .iter()
-                .map(|v| 1 + v.as_bytes().iter().filter(|&&b| b == b',').count())
-                .sum();
+            let count = header_values(metadata.get_all(header).iter().map(|v| v.as_bytes()));
             if count > 1 {
                 return Err(BadReadOptions::Repeated { header, count });
             }
         }
-        let flag = |key| metadata.get(key).is_some_and(|v| v == "1");
         let since = metadata
             .get(SINCE_METADATA)
             .map(|v| parse_since(v.to_str().ok()))
             .transpose()?;
         Ok(Self {
-            wants_trace: flag(TRACE_CONTEXT_METADATA),
-            wants_offsets: flag(OFFSETS_METADATA) || since.is_some(),
+            wants_trace: flag(metadata, TRACE_CONTEXT_METADATA)?,
+            wants_offsets: flag(metadata, OFFSETS_METADATA)? || since.is_some(),
             since,
         })
     }
@@ -192,9 +205,9 @@ mod tests {
     }
 
     #[test]
-    fn offsets_are_implied_by_since_and_flags_need_1() {
+    fn offsets_are_implied_by_since_and_flags_are_1_or_0() {
         let mut m = MetadataMap::new();
-        m.insert(OFFSETS_METADATA, AsciiMetadataValue::from_static("yes"));
+        m.insert(OFFSETS_METADATA, AsciiMetadataValue::from_static("0"));
         assert_eq!(
             ReadOptions::from_metadata(&m).unwrap(),
             ReadOptions::default()
@@ -202,5 +215,25 @@ mod tests {
         m.insert(SINCE_METADATA, AsciiMetadataValue::from_static("e:3"));
         let o = ReadOptions::from_metadata(&m).unwrap();
         assert!(o.wants_offsets && o.since == Some(("e".into(), 3)));
+        m.insert(OFFSETS_METADATA, AsciiMetadataValue::from_static("1"));
+        assert!(ReadOptions::from_metadata(&m).unwrap().wants_offsets);
+    }
+
+    #[test]
+    fn a_flag_other_than_1_or_0_is_refused_naming_it() {
+        for (header, value) in [
+            (OFFSETS_METADATA, "yes"),
+            (OFFSETS_METADATA, "true"),
+            (TRACE_CONTEXT_METADATA, "2"),
+            (TRACE_CONTEXT_METADATA, ""),
+        ] {
+            let mut m = MetadataMap::new();
+            m.insert(header, value.parse().unwrap());
+            let err = ReadOptions::from_metadata(&m).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("metadata `{header}` must be 1 (on) or 0 (off), got {value:?}")
+            );
+        }
     }
 }
