@@ -7,6 +7,7 @@
 
 use crate::{HEAVY, replica};
 use messenger_tests::prom::scrape;
+use messenger_tests::raw::{Raw, SEND_PATH, encoded_request, frame};
 use messenger_tests::redis::RedisProc;
 use messenger_tests::*;
 
@@ -62,5 +63,50 @@ async fn sends_queued_behind_a_held_call_share_the_next_one() {
     );
     println!(
         "group commit: {SENDS} concurrent sends behind a {PAUSE_MS} ms pause took {calls} script calls"
+    );
+}
+
+/// A send whose deadline passes while the broker holds its publish was
+/// started but never counted as handled (its handler was dropped), so
+/// `grpc_server_started_total - grpc_server_handled_total` grew for good.
+/// It is now counted `DeadlineExceeded`, as the caller saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_past_its_deadline_behind_a_paused_broker_is_counted_deadline_exceeded() {
+    let _heavy = HEAVY.lock().await;
+    let redis = RedisProc::start().await;
+    let server = replica("a", &redis.url(), &[]).await;
+    // Raw HTTP/2 with only the header: tonic's client applies a
+    // `grpc-timeout` itself and would end the call first, CANCELLED.
+    let mut raw = Raw::connect(server.grpc_addr).await;
+    let mut admin = redis.conn().await;
+    let _: () = ::redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(PAUSE_MS)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT PAUSE");
+    let body = encoded_request(b"late");
+    let timeout = format!("{}m", PAUSE_MS / 5);
+    let headers = [("grpc-timeout", timeout.as_str())];
+    let body = frame(false, body.len() as u32, &body);
+    let call = raw.call_with(SEND_PATH, "application/grpc", &headers, body);
+    let (code, message) = within("a send behind the pause", call).await;
+    assert_eq!(code, tonic::Code::DeadlineExceeded as i32, "{message}");
+    let send = |code| [("grpc_method", "SendMessage"), ("grpc_code", code)];
+    let m = messenger_tests::prom::wait_metrics(&server.metrics_url(), "the send counted", |m| {
+        m.sum("grpc_server_handled_total", &send("DeadlineExceeded")) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        m.sum(
+            "grpc_server_started_total",
+            &[("grpc_method", "SendMessage")]
+        ),
+        m.sum(
+            "grpc_server_handled_total",
+            &[("grpc_method", "SendMessage")]
+        ),
+        "every started send is handled"
     );
 }

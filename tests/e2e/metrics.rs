@@ -5,7 +5,9 @@
 
 use messenger_tests::procs::{ClientProc, spawn_client, spawn_server};
 use messenger_tests::prom::{Metrics, scrape, wait_metrics};
-use messenger_tests::{grpc_send, read_n};
+use messenger_tests::{connect, grpc_send, read_n, within};
+use std::time::Duration;
+use tonic::Code;
 
 const SERVER_METRICS: [(&str, &str); 15] = [
     ("grpc_server_started_total", "counter"),
@@ -220,4 +222,43 @@ async fn a_stalled_subscriber_is_counted_as_a_slow_disconnect() {
         |m| m.value("messenger_subscribers", &[]) == Some(0.0),
     )
     .await;
+}
+
+/// A `ReadMessages` stream ended by the caller's `grpc-timeout` was counted
+/// as `Canceled` in `grpc_server_handled_total`, though the caller got
+/// DEADLINE_EXCEEDED (`grpcurl -max-time` does this to every stream it reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_ended_by_its_deadline_is_counted_deadline_exceeded_not_canceled() {
+    let server = spawn_server(&[]).await;
+    let mut client = connect(server.grpc_addr).await;
+    let mut request = tonic::Request::new(());
+    request.set_timeout(Duration::from_millis(300));
+    let mut stream = within("ReadMessages headers", client.read_messages(request))
+        .await
+        .expect("subscribed")
+        .into_inner();
+    let end = within("the deadline", stream.message()).await;
+    assert_eq!(
+        end.expect_err("ends with a status").code(),
+        Code::DeadlineExceeded
+    );
+    // A stream the caller drops before any deadline is still Canceled.
+    let cancelled = within(
+        "ReadMessages headers",
+        client.read_messages(tonic::Request::new(())),
+    )
+    .await
+    .expect("subscribed");
+    drop(cancelled);
+    let read = |code| [("grpc_method", "ReadMessages"), ("grpc_code", code)];
+    let s = wait_metrics(&server.metrics_url(), "both streams counted", |m| {
+        m.sum("grpc_server_handled_total", &read("DeadlineExceeded")) >= 1.0
+            && m.sum("grpc_server_handled_total", &read("Canceled")) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        s.sum("grpc_server_handled_total", &read("DeadlineExceeded")),
+        1.0
+    );
+    assert_eq!(s.sum("grpc_server_handled_total", &read("Canceled")), 1.0);
 }

@@ -11,7 +11,8 @@ use crate::core::publish::Publisher;
 use crate::core::resume::{ReadOptions, set_headers};
 use crate::grpc::auth::Principal;
 use crate::grpc::error::ServiceError;
-use crate::ops::metrics::Metrics;
+use crate::grpc::status_spec::CallDeadline;
+use crate::ops::metrics::{Metrics, RpcMetrics};
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
 use messenger_proto::pb::{SendMessageRequest, TimeResponse};
@@ -73,6 +74,35 @@ fn send_span<T>(request: &Request<T>) -> ServerSpan {
     messenger_runtime::rpc_server_span!("SendMessage", extract_metadata(request.metadata()))
 }
 
+/// The caller's deadline, when it sent `grpc-timeout` ([`CallDeadline`]).
+fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
+    let deadline = request.extensions().get::<CallDeadline>()?;
+    Some(deadline.0.into_std())
+}
+
+/// A `SendMessage` handler dropped before it answered (a broker slower than
+/// the caller's deadline, or a caller that reset the stream) is still
+/// counted as handled: `DeadlineExceeded` at or past its deadline, else
+/// `Canceled`, as the caller saw it. Forgotten once the handler answers.
+struct Unfinished<'a> {
+    rpc: &'a RpcMetrics,
+    started: Instant,
+    deadline: Option<Instant>,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let code = match self.deadline {
+            Some(at) if Instant::now() >= at => Code::DeadlineExceeded,
+            _ => Code::Cancelled,
+        };
+        self.rpc.handled(code);
+        self.rpc
+            .handling
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
 #[tonic::async_trait]
 impl MessengerServer for MessengerService {
     async fn send_message(
@@ -88,8 +118,14 @@ impl MessengerServer for MessengerService {
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         let started = Instant::now();
+        let unfinished = Unfinished {
+            rpc,
+            started,
+            deadline: deadline_of(&request),
+        };
         let mut span = send_span(&request);
         let result = span.run(self.accept(request.into_inner(), principal)).await;
+        std::mem::forget(unfinished);
         let code = result
             .as_ref()
             .map_or_else(ServiceError::code, |_| Code::Ok);
@@ -148,12 +184,14 @@ impl MessengerServer for MessengerService {
         }
         let mut headers = tonic::metadata::MetadataMap::new();
         set_headers(&mut headers, &options, &subscription);
+        let deadline = deadline_of(&request);
         let mut response = Response::new(MessageStream::new(
             subscription,
             self.hub.queue_capacity(),
             Arc::clone(&self.metrics),
             &options,
             principal,
+            deadline,
         ));
         *response.metadata_mut() = headers;
         Ok(response)

@@ -193,6 +193,10 @@ where
             }
         };
         let deadline = timeout.map(|d| Instant::now() + d);
+        let mut request = request;
+        if let Some(at) = deadline {
+            request.extensions_mut().insert(CallDeadline(at));
+        }
         let request = if one_message::takes_one_request(request.uri().path()) {
             let within = self.request_within;
             request.map(|body| tonic::body::Body::new(one_message::OneMessage::new(body, within)))
@@ -220,6 +224,13 @@ where
         })
     }
 }
+
+/// The caller's deadline (`grpc-timeout` from the request's arrival), in the
+/// request's extensions for a handler whose response body outlives the call
+/// future: when [`SpecBody`] ends a body at the deadline it drops the
+/// handler's stream, which can tell that end from a cancel by this instant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallDeadline(pub(crate) Instant);
 
 /// A response body with its trailers corrected and the caller's deadline kept.
 #[derive(Debug)]

@@ -47,6 +47,9 @@ pub(crate) struct MessageStream {
     /// token auth (tests/bench/README.md, idle footprint).
     principal: Option<Box<Principal>>,
     started: Instant,
+    /// The caller's deadline: a stream dropped at or past it was ended by
+    /// the deadline ([`CallDeadline`](crate::grpc::status_spec::CallDeadline)), not cancelled.
+    deadline: Option<Instant>,
     /// Set once the stream has ended with a status.
     end: Option<Code>,
     /// It ended because the broker's history was lost (counted as `error`).
@@ -81,6 +84,7 @@ impl MessageStream {
         metrics: Arc<Metrics>,
         options: &ReadOptions,
         principal: Option<Principal>,
+        deadline: Option<Instant>,
     ) -> Self {
         Self {
             last_offset: subscription.head(),
@@ -91,6 +95,7 @@ impl MessageStream {
             wants_offsets: options.wants_offsets,
             principal: principal.map(Box::new),
             started: Instant::now(),
+            deadline,
             end: None,
             history_lost: false,
             unflushed: Unflushed::default(),
@@ -198,8 +203,14 @@ impl Drop for MessageStream {
         let code = match self.end {
             Some(code) => code,
             None => {
+                // The caller went away, or its deadline ended the stream:
+                // either way the caller ended it (the disconnect reason),
+                // but the status it got differs.
                 self.metrics.disconnected(DisconnectReason::Cancelled, 1);
-                Code::Cancelled
+                match self.deadline {
+                    Some(at) if Instant::now() >= at => Code::DeadlineExceeded,
+                    _ => Code::Cancelled,
+                }
             }
         };
         if code == Code::Unavailable {
