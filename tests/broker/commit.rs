@@ -25,14 +25,7 @@ async fn sends_queued_behind_a_held_call_share_the_next_one() {
         clients.push(connect(server.grpc_addr).await);
     }
 
-    let mut admin = redis.conn().await;
-    let _: () = ::redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(PAUSE_MS)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .expect("CLIENT PAUSE");
+    pause(&redis).await;
     let sends = clients.into_iter().enumerate().map(|(i, mut grpc)| {
         tokio::spawn(async move { grpc_send(&mut grpc, "a", &format!("m{i}")).await })
     });
@@ -78,14 +71,7 @@ async fn a_send_past_its_deadline_behind_a_paused_broker_is_counted_deadline_exc
     // Raw HTTP/2 with only the header: tonic's client applies a
     // `grpc-timeout` itself and would end the call first, CANCELLED.
     let mut raw = Raw::connect(server.grpc_addr).await;
-    let mut admin = redis.conn().await;
-    let _: () = ::redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(PAUSE_MS)
-        .arg("ALL")
-        .query_async(&mut admin)
-        .await
-        .expect("CLIENT PAUSE");
+    pause(&redis).await;
     let body = encoded_request(b"late");
     let timeout = format!("{}m", PAUSE_MS / 5);
     let headers = [("grpc-timeout", timeout.as_str())];
@@ -109,4 +95,16 @@ async fn a_send_past_its_deadline_behind_a_paused_broker_is_counted_deadline_exc
         ),
         "every started send is handled"
     );
+}
+
+/// Holds every Redis client for [`PAUSE_MS`] (`CLIENT PAUSE ... ALL`).
+async fn pause(redis: &RedisProc) {
+    let mut admin = redis.conn().await;
+    let _: () = ::redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(PAUSE_MS)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT PAUSE");
 }

@@ -26,6 +26,13 @@ async fn read_with(
     Ok((headers, response.into_inner()))
 }
 
+/// `ReadMessages` with `metadata` is INVALID_ARGUMENT with exactly `want`.
+async fn refused(addr: SocketAddr, metadata: &[(&'static str, &str)], want: &str) {
+    let err = read_with(addr, metadata).await.map(|_| ()).expect_err(want);
+    assert_eq!(err.code(), Code::InvalidArgument, "{metadata:?}: {err:?}");
+    assert_eq!(err.message(), want);
+}
+
 async fn resume(
     addr: SocketAddr,
     since: &str,
@@ -188,15 +195,8 @@ async fn a_repeated_opt_in_header_is_invalid_argument_naming_it() {
     ];
     for (header, values) in cases {
         let metadata: Vec<_> = values.iter().map(|v| (header, *v)).collect();
-        let err = read_with(server.addr, &metadata)
-            .await
-            .map(|_| ())
-            .expect_err(header);
-        assert_eq!(err.code(), Code::InvalidArgument, "{header}: {err:?}");
-        assert_eq!(
-            err.message(),
-            format!("metadata `{header}` was sent 2 times; send it once"),
-        );
+        let want = format!("metadata `{header}` was sent 2 times; send it once");
+        refused(server.addr, &metadata, &want).await;
     }
     // Once each is still accepted.
     read_with(
@@ -217,15 +217,8 @@ async fn an_opt_in_flag_other_than_1_or_0_is_invalid_argument_naming_it() {
         ("messenger-offsets", "true"),
         ("messenger-trace-context", "yes"),
     ] {
-        let err = read_with(server.addr, &[(header, value)])
-            .await
-            .map(|_| ())
-            .expect_err(header);
-        assert_eq!(err.code(), Code::InvalidArgument, "{header}: {err:?}");
-        assert_eq!(
-            err.message(),
-            format!("metadata `{header}` must be 1 (on) or 0 (off), got \"{value}\"")
-        );
+        let want = format!("metadata `{header}` must be 1 (on) or 0 (off), got \"{value}\"");
+        refused(server.addr, &[(header, value)], &want).await;
     }
     let (headers, _) = read_with(server.addr, &[("messenger-offsets", "0")])
         .await
