@@ -203,9 +203,11 @@ impl Drop for MessageStream {
         let code = match self.end {
             Some(code) => code,
             None => {
-                // The caller went away, or its deadline ended the stream:
-                // either way the caller ended it (the disconnect reason),
-                // but the status it got differs.
+                // The caller went away, or the deadline timer ended the
+                // stream: either way the caller ended it (the disconnect
+                // reason), but the status differs. A caller that resets at
+                // its own deadline before our timer fires counts as
+                // cancelled, as in grpc-go (which context error came first).
                 self.metrics.disconnected(DisconnectReason::Cancelled, 1);
                 match self.deadline {
                     Some(at) if Instant::now() >= at => Code::DeadlineExceeded,
