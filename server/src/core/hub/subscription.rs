@@ -19,7 +19,7 @@
 //! takes it. The dump's counters are this subscriber's own (plain stores, no
 //! read-modify-write, no line shared with other subscribers).
 
-use super::queue::{PushError, Queue};
+use super::queue::{BATCH_MAX, PushError, Queue};
 use super::{Gap, Hub, Message, MessageTrace, Queued, SubscribeRequest};
 use messenger_proto::time::unix_nanos_now;
 use parking_lot::Mutex;
@@ -254,6 +254,19 @@ impl Subscription {
     /// Offset of the newest message accepted before registration (0: none).
     pub fn head(&self) -> u64 {
         self.head
+    }
+
+    /// `true` when the next [`Subscription::poll_recv`] would start a new
+    /// batch from the queue with fewer than a full batch ([`BATCH_MAX`])
+    /// waiting, so that messages published meanwhile would still join it;
+    /// `false` while a batch or the replay is in hand, with nothing queued,
+    /// or with a full batch queued. For a writer that coalesces.
+    pub fn next_batch_could_grow(&self) -> bool {
+        if !self.batch.is_empty() || !self.replay.is_empty() {
+            return false;
+        }
+        let queued = self.slot.queue.lock().len();
+        (1..BATCH_MAX).contains(&queued)
     }
 
     /// The next message in total order (replay first, then live), or why

@@ -5,6 +5,7 @@ use crate::core::history::memory::{Bounds, InProcess};
 use proptest::prelude::*;
 use std::task::{Context, Poll};
 
+mod batch;
 mod resume;
 
 /// A hub with no limit on subscribers, over a history of the server's

@@ -9,6 +9,17 @@
 //! histogram still gets one sample per live delivery, measured against a
 //! clock read that the messages of a batch share (they go to h2 together).
 //!
+//! Writes are coalesced, as NATS flushes a subscriber's pending data with one
+//! `writev` once it has handled what its publishers sent: a stream about to
+//! start a batch smaller than a full one
+//! ([`BATCH_MAX`](crate::core::hub::BATCH_MAX)) first yields to the
+//! scheduler, once ([`yield_once`]). Tokio wakes a yielded task only after
+//! its worker has run the tasks already ready and polled the I/O driver, so
+//! the publishes those carry join the batch and go out in the same write.
+//! The cost is one more poll per batch; on an idle worker the wait is one
+//! poll of the driver. Without it, a faster writer took smaller batches and
+//! made more system calls per message (tests/bench/README.md).
+//!
 //! A stream the server drains because it is shutting down ends UNAVAILABLE
 //! with the trailer `messenger-last-offset` when its caller asked for
 //! offsets ([`LAST_OFFSET_METADATA`]): the hub no longer accepts messages,
@@ -21,7 +32,8 @@ use crate::grpc::error::ServiceError;
 use crate::ops::metrics::{DisconnectReason, Metrics};
 use messenger_proto::LAST_OFFSET_METADATA;
 use messenger_proto::frame::Frame;
-use std::pin::Pin;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -56,6 +68,8 @@ pub(crate) struct MessageStream {
     history_lost: bool,
     /// Deliveries not yet added to the shared counters.
     unflushed: Unflushed,
+    /// This batch has yielded once to let more messages join it.
+    coalesced: bool,
     /// The write time of the current batch (its messages go to h2 together)
     /// and the deliveries it has served; cleared with the batch.
     now: Option<(Instant, u32)>,
@@ -99,6 +113,7 @@ impl MessageStream {
             end: None,
             history_lost: false,
             unflushed: Unflushed::default(),
+            coalesced: false,
             now: None,
         }
     }
@@ -167,6 +182,12 @@ impl Stream for MessageStream {
         if self.end.is_some() {
             return Poll::Ready(None);
         }
+        if !std::mem::take(&mut self.coalesced) && self.subscription.next_batch_could_grow() {
+            self.flush();
+            self.coalesced = true;
+            yield_once(cx);
+            return Poll::Pending;
+        }
         let received = match self.subscription.poll_recv(cx) {
             Poll::Pending => {
                 self.flush();
@@ -195,6 +216,15 @@ impl Stream for MessageStream {
         }
         Poll::Ready(Some(Err(status)))
     }
+}
+
+/// Has the scheduler wake this task once it has run the tasks already ready
+/// and polled the I/O driver (`tokio::task::yield_now`; outside a Tokio
+/// runtime, at once). The first poll of `yield_now` hands the waker over
+/// and is always pending.
+fn yield_once(cx: &mut Context<'_>) {
+    let yielded = pin!(tokio::task::yield_now());
+    let _pending = yielded.poll(cx);
 }
 
 impl Drop for MessageStream {
