@@ -19,10 +19,15 @@ use tokio::net::TcpStream;
 use tonic::Code;
 
 const READ_PATH: &str = "/mes_grpc.MessengerServer/ReadMessages";
-/// The issue's reproduction: more than a default queue (1,024) of 60 KiB.
+/// The issue's reproduction: more than a default queue (1,024) of 60 KiB,
+/// plus the one chunk hyper holds. A chunk ends once it passes tonic's
+/// 32 KiB yield threshold, so it holds one such message, however the
+/// stream coalesces: the 1,026th send overflows the queue.
 const MESSAGES: usize = 1_100;
 const TEXT_BYTES: usize = 60 * 1024;
 const DEAD_STREAMS: usize = 3;
+/// `MESSENGER_SUBSCRIBER_QUEUE` of the subscriber-limit test.
+const QUEUE_OF_4: usize = 4;
 /// RSS growth allowed over the warmed-up baseline with [`DEAD_STREAMS`]
 /// cut-off streams open. Each one held a whole queue before the fix: 1,024
 /// messages of 120 KiB (text and encoding), +123 MiB per stream. After the
@@ -69,6 +74,25 @@ async fn send_round(server: &ServerProc, n: usize, text: &str) {
     for _ in 0..n {
         grpc_send(&mut grpc, "load", text).await.expect("send");
     }
+}
+
+/// Sends one small message at a time until the unread stream is cut off as
+/// slow, and returns how many it took. hyper holds the first chunk of the
+/// stream (the messages the stream wrote before it first went pending:
+/// one, or more when sends landed while it yielded to coalesce, at most a
+/// full batch, `BATCH_MAX` = 64), then `queue` fill its queue, and the next
+/// send overflows it. Fails past that bound: a stream never cut off.
+async fn send_until_cut_off(server: &ServerProc, queue: usize) -> usize {
+    const BATCH_MAX: usize = 64;
+    let mut grpc = server.grpc().await;
+    for sent in 1..=BATCH_MAX + queue + 1 {
+        grpc_send(&mut grpc, "load", "small").await.expect("send");
+        // The send that overflowed the queue cut the stream off before it returned.
+        if slow_disconnects(server).await == 1.0 {
+            return sent;
+        }
+    }
+    panic!("an unread stream with a queue of {queue} was never cut off as slow");
 }
 
 async fn slow_disconnects(server: &ServerProc) -> f64 {
@@ -128,16 +152,15 @@ async fn a_stream_cut_off_as_slow_frees_its_queue_while_its_connection_stays_ope
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stream_cut_off_as_slow_counts_against_the_subscriber_limit_until_it_is_gone() {
     let _heavy = HEAVY.lock().await;
+    let queue = QUEUE_OF_4.to_string();
     let server = spawn_server(&[
         ("MESSENGER_MAX_SUBSCRIBERS", "1"),
-        ("MESSENGER_SUBSCRIBER_QUEUE", "4"),
+        ("MESSENGER_SUBSCRIBER_QUEUE", &queue),
     ])
     .await;
     let mut raw = deaf_connection(server.grpc_addr).await;
     let stuck = open_unread(&mut raw).await;
-    // hyper takes the first message as the one chunk it holds; 4 fill the queue.
-    send_round(&server, 6, "overflows a queue of 4").await;
-    assert_eq!(slow_disconnects(&server).await, 1.0, "cut off");
+    let sends = send_until_cut_off(&server, QUEUE_OF_4).await;
     let mut grpc = server.grpc().await;
     let refused = within("ReadMessages refused", grpc.read_messages(()))
         .await
@@ -155,7 +178,8 @@ async fn a_stream_cut_off_as_slow_counts_against_the_subscriber_limit_until_it_i
     })
     .await;
     println!(
-        "dead streams: with MESSENGER_MAX_SUBSCRIBERS=1 an open stream cut off as slow refused \
-         the next subscriber (RESOURCE_EXHAUSTED); admitted {took:?} after the peer reset it"
+        "dead streams: with MESSENGER_MAX_SUBSCRIBERS=1 an open stream cut off as slow (at send \
+         {sends} into a queue of {QUEUE_OF_4}) refused the next subscriber (RESOURCE_EXHAUSTED); \
+         admitted {took:?} after the peer reset it"
     );
 }
