@@ -1,10 +1,15 @@
 //! The Prometheus exporter both binaries use: one global `metrics` recorder
 //! with per-histogram buckets, process metrics (CPU, RSS, fds, threads)
 //! refreshed at each scrape, and gRPC code names as go-grpc-prometheus spells
-//! them.
+//! them. A histogram on a per-delivery hot path is a [`ShardedHistogram`]
+//! instead, rendered after the recorder's series.
 //!
 //! The recorder is process-global: the first [`install`] wins, later calls
 //! (several apps in one test process) share it.
+
+mod sharded;
+
+pub use sharded::ShardedHistogram;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
@@ -23,7 +28,11 @@ impl Exporter {
     /// Current exposition text, with process metrics refreshed first.
     pub fn render(&self) -> String {
         self.process.collect();
-        self.handle.render()
+        let mut text = self.handle.render();
+        for histogram in sharded::registered() {
+            histogram.render(&mut text);
+        }
+        text
     }
 }
 

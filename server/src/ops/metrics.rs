@@ -12,7 +12,7 @@ pub(crate) use broker::{
 
 use messenger_proto::quote::quote;
 use messenger_runtime::conn::Hygiene;
-use messenger_runtime::metrics::{Exporter, exponential_buckets, grpc_code_name};
+use messenger_runtime::metrics::{Exporter, ShardedHistogram, exponential_buckets, grpc_code_name};
 use metrics::{
     Counter, Gauge, Histogram, counter, describe_counter, describe_gauge, describe_histogram,
     gauge, histogram,
@@ -31,6 +31,7 @@ pub(crate) const ACCEPTED: &str = "messenger_messages_accepted_total";
 pub(crate) const SUBSCRIBERS: &str = "messenger_subscribers";
 pub(crate) const FANOUT_DURATION: &str = "messenger_fanout_duration_seconds";
 pub(crate) const DELIVERY_LATENCY: &str = "messenger_delivery_latency_seconds";
+const DELIVERY_LATENCY_HELP: &str = "Per subscriber and message: acceptance until the message is written to the subscriber's stream.";
 pub(crate) const DELIVERED: &str = "messenger_messages_delivered_total";
 pub(crate) const DISCONNECTS: &str = "messenger_subscriber_disconnects_total";
 pub(crate) const HISTORY_MESSAGES: &str = "messenger_history_messages";
@@ -51,7 +52,6 @@ static HANDLING_BUCKETS: LazyLock<Vec<f64>> = LazyLock::new(|| exponential_bucke
 pub(crate) fn buckets() -> Vec<(&'static str, &'static [f64])> {
     vec![
         (FANOUT_DURATION, FANOUT_BUCKETS.as_slice()),
-        (DELIVERY_LATENCY, DELIVERY_BUCKETS.as_slice()),
         (GRPC_HANDLING, HANDLING_BUCKETS.as_slice()),
         (BROKER_PUBLISH, broker::PUBLISH_BUCKETS.as_slice()),
         (
@@ -134,7 +134,8 @@ pub(crate) struct Metrics {
     pub delivered: Counter,
     pub subscribers: Gauge,
     pub fanout_duration: Histogram,
-    pub delivery_latency: Histogram,
+    /// Per delivery: a [`ShardedHistogram`], not the recorder's (its doc says why).
+    pub delivery_latency: Arc<ShardedHistogram>,
     disconnects: [Counter; 4],
     pub history_messages: Gauge,
     pub history_bytes: Gauge,
@@ -157,7 +158,11 @@ impl Metrics {
             delivered: counter!(DELIVERED),
             subscribers: gauge!(SUBSCRIBERS),
             fanout_duration: histogram!(FANOUT_DURATION),
-            delivery_latency: histogram!(DELIVERY_LATENCY),
+            delivery_latency: ShardedHistogram::register(
+                DELIVERY_LATENCY,
+                DELIVERY_LATENCY_HELP,
+                &DELIVERY_BUCKETS,
+            ),
             disconnects,
             history_messages: gauge!(HISTORY_MESSAGES),
             history_bytes: gauge!(HISTORY_BYTES),
@@ -221,11 +226,6 @@ fn describe() {
         FANOUT_DURATION,
         metrics::Unit::Seconds,
         "Time for one SendMessage to hand its message to every subscriber queue."
-    );
-    describe_histogram!(
-        DELIVERY_LATENCY,
-        metrics::Unit::Seconds,
-        "Per subscriber and message: acceptance until the message is written to the subscriber's stream."
     );
     describe_counter!(
         DELIVERED,

@@ -133,7 +133,7 @@ impl MessageStream {
             self.wants_trace.then(|| m.traceparent.clone()).flatten()
         } else {
             let latency = self.now(m.accepted_at).duration_since(m.accepted_at);
-            self.metrics.delivery_latency.record(latency.as_secs_f64());
+            self.metrics.delivery_latency.record(latency);
             self.unflushed.live += 1;
             trace
                 .as_ref()
