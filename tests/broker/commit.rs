@@ -6,19 +6,24 @@
 //! accounts for every message.
 
 use crate::{HEAVY, replica};
-use messenger_tests::prom::scrape;
+use messenger_tests::prom::{scrape, wait_metrics};
 use messenger_tests::raw::{Raw, SEND_PATH, encoded_request, frame};
 use messenger_tests::redis::RedisProc;
 use messenger_tests::*;
 
 const SENDS: usize = 8;
-const PAUSE_MS: u64 = 500;
+/// Long enough for 8 spawned sends to reach the replica on a loaded 2-core
+/// machine; the test checks they did before the pause ends (`CLIENT
+/// UNPAUSE` is itself held by the pause, so it cannot end it early).
+const PAUSE_MS: u64 = 2_000;
+/// The replica's broker timeout, above the pause (the default, 1 s, is not).
+const BROKER_TIMEOUT: (&str, &str) = ("MESSENGER_BROKER_TIMEOUT_MS", "10000");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sends_queued_behind_a_held_call_share_the_next_one() {
     let _heavy = HEAVY.lock().await;
     let redis = RedisProc::start().await;
-    let server = replica("a", &redis.url(), &[]).await;
+    let server = replica("a", &redis.url(), &[BROKER_TIMEOUT]).await;
     let mut stream = subscribe_at(server.grpc_addr).await;
     let mut clients = Vec::new();
     for _ in 0..SENDS {
@@ -26,10 +31,22 @@ async fn sends_queued_behind_a_held_call_share_the_next_one() {
     }
 
     pause(&redis).await;
+    let paused_at = std::time::Instant::now();
     let sends = clients.into_iter().enumerate().map(|(i, mut grpc)| {
         tokio::spawn(async move { grpc_send(&mut grpc, "a", &format!("m{i}")).await })
     });
     let sends: Vec<_> = sends.collect();
+    // The premise: every send is in the replica while Redis is still paused.
+    let send = [("grpc_method", "SendMessage")];
+    wait_metrics(&server.metrics_url(), "every send started", |m| {
+        m.sum("grpc_server_started_total", &send) >= SENDS as f64
+    })
+    .await;
+    let arrived = paused_at.elapsed();
+    assert!(
+        arrived < std::time::Duration::from_millis(PAUSE_MS),
+        "the {SENDS} sends took {arrived:?} to reach the replica, past the {PAUSE_MS} ms pause"
+    );
     let mut acked = Vec::new();
     for send in sends {
         let sent = within("a send held by the pause", send).await.unwrap();

@@ -183,16 +183,23 @@ async fn counters_and_gauges_match_the_traffic() {
 }
 
 /// Once `received` messages have arrived, the gauge says `buffered` and a
-/// flush returns exactly that many.
+/// flush returns exactly that many. The client counts a message received
+/// just before it buffers it, so one scrape may see the count without the
+/// gauge: the wait is for both.
 async fn assert_buffered_gauge_equals_flush(client: &ClientProc, received: usize, buffered: usize) {
     let url = client.metrics_url();
-    let m = wait_metrics(&url, &format!("received_total reaches {received}"), |m| {
+    let what = format!("received_total reaches {received}, the gauge {buffered}");
+    wait_metrics(&url, &what, |m| {
         m.value("messenger_client_received_total", &[]) >= Some(received as f64)
+            && m.value("messenger_client_buffered_messages", &[]) == Some(buffered as f64)
     })
     .await;
-    let gauge = m.value("messenger_client_buffered_messages", &[]);
-    assert_eq!(gauge, Some(buffered as f64), "{}", client.proc.name());
-    assert_eq!(client.flush().await.len(), buffered);
+    assert_eq!(
+        client.flush().await.len(),
+        buffered,
+        "{}",
+        client.proc.name()
+    );
     let after = scrape(&url).await;
     let gauge = after.value("messenger_client_buffered_messages", &[]);
     assert_eq!(gauge, Some(0.0), "after a flush");

@@ -19,11 +19,14 @@ use tokio::net::TcpStream;
 use tonic::Code;
 
 const READ_PATH: &str = "/mes_grpc.MessengerServer/ReadMessages";
-/// The reproduction: more than a default queue (1,024) of 60 KiB,
-/// plus the one chunk hyper holds. A chunk ends once it passes tonic's
-/// 32 KiB yield threshold, so it holds one such message, however the
-/// stream coalesces: the 1,026th send overflows the queue.
+/// The reproduction: more than a default queue (1,024) of 60 KiB
+/// and what the stream holds outside it. A chunk ends once it passes
+/// tonic's 32 KiB yield threshold, so hyper holds one such message; the
+/// rest of the stream's first batch (`b` messages, at most `BATCH_MAX` =
+/// 64, more than one when sends landed while it yielded to coalesce) stays
+/// with the stream. Send `1,025 + b`, at most 1,089, overflows the queue.
 const MESSAGES: usize = 1_100;
+const _: () = assert!(MESSAGES > 1_024 + 64 + 1);
 const TEXT_BYTES: usize = 60 * 1024;
 const DEAD_STREAMS: usize = 3;
 /// `MESSENGER_SUBSCRIBER_QUEUE` of the subscriber-limit test.
