@@ -84,14 +84,21 @@ async fn send_round(server: &ServerProc, n: usize, text: &str) {
 /// stream (the messages the stream wrote before it first went pending:
 /// one, or more when sends landed while it yielded to coalesce, at most a
 /// full batch, `BATCH_MAX` = 64), then `queue` fill its queue, and the next
-/// send overflows it. Fails past that bound: a stream never cut off.
+/// send overflows it. Fails past that bound (a stream never cut off) and
+/// before `queue + 2` (a stream cut off with room left in its queue).
 async fn send_until_cut_off(server: &ServerProc, queue: usize) -> usize {
     const BATCH_MAX: usize = 64;
     let mut grpc = server.grpc().await;
     for sent in 1..=BATCH_MAX + queue + 1 {
-        grpc_send(&mut grpc, "load", "small").await.expect("send");
+        within("a send", grpc_send(&mut grpc, "load", "small"))
+            .await
+            .expect("send");
         // The send that overflowed the queue cut the stream off before it returned.
         if slow_disconnects(server).await == 1.0 {
+            assert!(
+                sent >= queue + 2,
+                "cut off at send {sent}, with room left in a queue of {queue}"
+            );
             return sent;
         }
     }
