@@ -10,6 +10,7 @@
 
 use crate::{HEAVY, poll_until};
 use bytes::Bytes;
+use messenger_server::core::hub::BATCH_MAX;
 use messenger_tests::procs::{ServerProc, rss_of, spawn_server};
 use messenger_tests::prom::scrape;
 use messenger_tests::raw::{Raw, frame};
@@ -26,7 +27,7 @@ const READ_PATH: &str = "/mes_grpc.MessengerServer/ReadMessages";
 /// 64, more than one when sends landed while it yielded to coalesce) stays
 /// with the stream. Send `1,025 + b`, at most 1,089, overflows the queue.
 const MESSAGES: usize = 1_100;
-const _: () = assert!(MESSAGES > 1_024 + 64 + 1);
+const _: () = assert!(MESSAGES > 1_024 + BATCH_MAX + 1);
 const TEXT_BYTES: usize = 60 * 1024;
 const DEAD_STREAMS: usize = 3;
 /// `MESSENGER_SUBSCRIBER_QUEUE` of the subscriber-limit test.
@@ -87,7 +88,6 @@ async fn send_round(server: &ServerProc, n: usize, text: &str) {
 /// send overflows it. Fails past that bound (a stream never cut off) and
 /// before `queue + 2` (a stream cut off with room left in its queue).
 async fn send_until_cut_off(server: &ServerProc, queue: usize) -> usize {
-    const BATCH_MAX: usize = 64;
     let mut grpc = server.grpc().await;
     for sent in 1..=BATCH_MAX + queue + 1 {
         within("a send", grpc_send(&mut grpc, "load", "small"))
