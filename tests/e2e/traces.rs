@@ -147,6 +147,7 @@ fn check_tree(spans: &[FlatSpan], upstream: Option<&TraceParent>) -> Result<(), 
         .filter(|s| s.name == "deliver")
         .collect();
     check_delivers(&delivers, &fanout.span_id)?;
+    check_fanout_counts(fanout, &delivers)?;
     let mut parents = Vec::new();
     for client in RECEIVERS {
         let receive = find(client, "receive")?;
@@ -173,6 +174,31 @@ fn check_rpc(span: &FlatSpan, kind: SpanKind, parent: &str) -> Result<(), String
     )?;
     expect_attr(span, "rpc.method", &Attr::Str("SendMessage".into()))?;
     expect_attr(span, "rpc.grpc.status_code", &Attr::Int(0))
+}
+
+/// `fanout` ends with what its deliveries recorded: their count, and the
+/// longest latency, which is one of its `deliver` spans' (both come from
+/// the same measurement, in nanoseconds).
+fn check_fanout_counts(fanout: &FlatSpan, delivers: &[&FlatSpan]) -> Result<(), String> {
+    expect_attr(fanout, "messenger.delivered", &Attr::Int(2))?;
+    let latency = |span: &FlatSpan| match span.attr("messenger.delivery_latency_seconds") {
+        Some(Attr::Double(s)) => Ok(*s),
+        other => Err(format!(
+            "deliver messenger.delivery_latency_seconds: {other:?}"
+        )),
+    };
+    let longest = delivers
+        .iter()
+        .map(|d| latency(d))
+        .collect::<Result<Vec<f64>, String>>()?
+        .into_iter()
+        .fold(0.0, f64::max);
+    match fanout.attr("messenger.max_delivery_latency_seconds") {
+        Some(Attr::Double(max)) if (max - longest).abs() < 1e-9 => Ok(()),
+        other => Err(format!(
+            "fanout messenger.max_delivery_latency_seconds {other:?}, the longest deliver {longest}"
+        )),
+    }
 }
 
 /// One `deliver` per subscriber (2), under `fanout`, each naming its subscriber.

@@ -2,7 +2,7 @@
 //! semantic conventions (`messaging.system`, `messaging.destination.name`,
 //! `messaging.operation.type`, `messaging.message.id`).
 
-use super::{FanoutTrace, Mode, records_under};
+use super::{FanoutTrace, records_under};
 use messenger_runtime::telemetry::{context_from_traceparent, outgoing, traceparent, tracer};
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -116,9 +116,7 @@ impl ReceiveTrace {
         if self.recorded {
             FanoutTrace::recorded(self.cx.clone(), deliver_spans_max)
         } else {
-            Arc::new(FanoutTrace {
-                mode: Mode::Forwarded(self.traceparent.clone()),
-            })
+            FanoutTrace::forwarded(self.traceparent.clone())
         }
     }
 }
