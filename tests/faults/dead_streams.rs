@@ -193,3 +193,31 @@ async fn a_stream_cut_off_as_slow_counts_against_the_subscriber_limit_until_it_i
          admitted {took:?} after the peer reset it"
     );
 }
+
+/// `MESSENGER_SHUTDOWN_GRACE_SECS` of the shutdown test.
+const GRACE_SECS: u64 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_an_unread_stream_open_exits_when_the_grace_period_ends() {
+    let _heavy = HEAVY.lock().await;
+    let grace = GRACE_SECS.to_string();
+    let server = spawn_server(&[("MESSENGER_SHUTDOWN_GRACE_SECS", grace.as_str())]).await;
+    let mut raw = deaf_connection(server.grpc_addr).await;
+    let _stuck = open_unread(&mut raw).await;
+    // Something for the stream to hold that its peer never takes.
+    send_round(&server, 64, &"x".repeat(TEXT_BYTES)).await;
+    let started = std::time::Instant::now();
+    let code = server.proc.sigterm_and_wait().await;
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{}", server.proc.tail());
+    // The drain's bound: the grace period, plus aborting what is left.
+    let bound = std::time::Duration::from_secs(GRACE_SECS) + std::time::Duration::from_millis(500);
+    assert!(
+        took < bound,
+        "exit {took:?} after SIGTERM, past the grace period of {GRACE_SECS} s\n{}",
+        server.proc.tail()
+    );
+    println!(
+        "dead streams: SIGTERM with an unread stream open: exit 0 in {took:?} (grace {GRACE_SECS} s)"
+    );
+}
