@@ -68,6 +68,16 @@ async fn grpc_statuses_for_each_kind_of_token() {
         code(client.read_messages(wrong).await),
         Code::PermissionDenied
     );
+    // Two copies joined with a comma (RFC 9110 §5.3) are two copies.
+    let mut joined = tonic::Request::new(message("client1"));
+    let value = format!("Bearer {ONE}, Bearer {ONE}").parse().unwrap();
+    joined.metadata_mut().insert("authorization", value);
+    let refused = client.send_message(joined).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert_eq!(
+        refused.message(),
+        "the `authorization` metadata was sent 2 times; send one `Bearer <token>`"
+    );
     let foreign = bearer(message("client two"), ONE);
     assert_eq!(
         code(client.send_message(foreign).await),

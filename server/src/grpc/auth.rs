@@ -8,7 +8,9 @@
 //!
 //! Invariants:
 //! - Every call carries `authorization: Bearer <token>`, once. No, repeated
-//!   or malformed metadata gives UNAUTHENTICATED; a token that is not in the table gives
+//!   (also joined with commas, `Bearer a, Bearer b`, RFC 9110 §5.3) or
+//!   malformed metadata (a token with whitespace inside: a token is one word
+//!   of the file) gives UNAUTHENTICATED; a token that is not in the table gives
 //!   PERMISSION_DENIED; a `SendMessage` whose author is not the token's gives
 //!   PERMISSION_DENIED. Replies and logs never contain a token, nor say which
 //!   part of a token was wrong.
@@ -209,10 +211,38 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, ServiceError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty());
-    token.ok_or_else(|| {
+    let Some(token) = token else {
         tracing::debug!(reason = "malformed authorization metadata", "call rejected");
-        ServiceError::MalformedCredentials
-    })
+        return Err(ServiceError::MalformedCredentials);
+    };
+    // A token is one word of the tokens file, so whitespace inside means
+    // something else: most often copies joined with commas, the other way
+    // HTTP repeats a field (RFC 9110 §5.3). A comma alone may be part of a
+    // token; a comma before another `Bearer` scheme is not.
+    if token.contains(char::is_whitespace) {
+        let count = 1 + joined_bearers(token);
+        if count > 1 {
+            tracing::debug!(reason = "repeated authorization metadata", "call rejected");
+            return Err(ServiceError::RepeatedCredentials { count });
+        }
+        tracing::debug!(reason = "malformed authorization metadata", "call rejected");
+        return Err(ServiceError::MalformedCredentials);
+    }
+    Ok(token)
+}
+
+/// How many more `Bearer <token>` credentials follow a comma in `credentials`
+/// (the text after the first scheme): `a, Bearer b` has one.
+fn joined_bearers(credentials: &str) -> usize {
+    credentials
+        .split(',')
+        .skip(1)
+        .filter(|part| {
+            part.trim_start()
+                .split_once(char::is_whitespace)
+                .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        })
+        .count()
 }
 
 /// An authenticated caller, put into the request's extensions by [`intercept`].

@@ -109,6 +109,39 @@ fn statuses_for_missing_malformed_and_wrong_tokens() {
         code(Some("Bearer tok-alice-and-more")),
         Code::PermissionDenied
     );
+    // Copies joined with commas are copies too, whatever their case or spacing.
+    for (joined, count) in [
+        ("Bearer tok-alice, Bearer tok-alice", 2),
+        ("Bearer tok-alice,bearer tok-bob", 2),
+        ("Bearer tok-alice ,  BEARER tok-bob, Bearer x", 3),
+    ] {
+        let err = auth.authenticate(&metadata(Some(joined))).map(|_| ());
+        let err = err.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{joined}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the `authorization` metadata was sent {count} times; send one `Bearer <token>`"
+            ),
+            "{joined}"
+        );
+    }
+    // A token never holds whitespace (one word of the file): malformed.
+    for spaced in [
+        "Bearer tok-alice tok-bob",
+        "Bearer tok-alice, tok-bob",
+        "Bearer a\tb",
+    ] {
+        let err = auth.authenticate(&metadata(Some(spaced))).map(|_| ());
+        let err = err.unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated, "{spaced}");
+        assert_eq!(
+            err.to_string(),
+            ServiceError::MalformedCredentials.to_string()
+        );
+    }
+    // A comma alone may be part of a token.
+    assert_eq!(code(Some("Bearer tok,with-comma")), Code::PermissionDenied);
     let message = auth
         .authenticate(&metadata(Some("Bearer tok-alicf")))
         .unwrap_err()
