@@ -48,7 +48,7 @@ use crate::backend::{Backend, Windows};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::EventMetrics;
 use crate::trim::Trim;
-use axum::extract::{Query, State, rejection::QueryRejection};
+use axum::extract::{Query, RawQuery, State, rejection::QueryRejection};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -159,12 +159,13 @@ pub(crate) struct Since {
 pub(crate) async fn events(
     State(streams): State<EventStreams>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     if streams.max == 0 {
         return Err(ApiError::EventsOff);
     }
-    let since = position(&headers, query)?;
+    let since = position(&headers, raw.as_deref(), query)?;
     if streams.stop.is_cancelled() {
         return Err(ApiError::ShuttingDown);
     }

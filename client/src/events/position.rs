@@ -15,8 +15,10 @@ use messenger_proto::header_values;
 use messenger_proto::quote::{quote, quote_bytes};
 
 /// `Last-Event-ID`, else `?since=`, parsed as the server parses `messenger-since`.
+/// `raw` is the request's query string, in which `since` is counted.
 pub(super) fn position(
     headers: &HeaderMap,
+    raw: Option<&str>,
     query: Result<Query<Since>, QueryRejection>,
 ) -> Result<Option<(String, u64)>, ApiError> {
     // A comma-joined list counts as repeated headers (RFC 9110 §5.3).
@@ -31,6 +33,16 @@ pub(super) fn position(
         return parse_position(text)
             .map(Some)
             .map_err(|e| bad_position("Last-Event-ID", &quote_bytes(value.as_bytes()), e));
+    }
+    let copies = raw.map_or(0, |raw| {
+        form_urlencoded::parse(raw.as_bytes())
+            .filter(|(key, _)| key == "since")
+            .count()
+    });
+    if copies > 1 {
+        return Err(ApiError::BadPosition(format!(
+            "since was sent {copies} times; send it once"
+        )));
     }
     let Query(Since { since }) =
         query.map_err(|r| ApiError::BadPosition(format!("invalid query: {}", r.body_text())))?;
