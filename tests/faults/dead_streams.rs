@@ -221,3 +221,40 @@ async fn sigterm_with_an_unread_stream_open_exits_when_the_grace_period_ends() {
         "dead streams: SIGTERM with an unread stream open: exit 0 in {took:?} (grace {GRACE_SECS} s)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_held_for_an_unread_stream_is_counted_as_delivered() {
+    let _heavy = HEAVY.lock().await;
+    let server = spawn_server(&[]).await;
+    let mut raw = deaf_connection(server.grpc_addr).await;
+    let _stuck = open_unread(&mut raw).await;
+    // Each message ends a chunk (60 KiB is past tonic's 32 KiB), and hyper
+    // never polls the stream again after the first.
+    send_round(&server, 3, &"x".repeat(TEXT_BYTES)).await;
+    let url = server.metrics_url();
+    let deadline = std::time::Instant::now() + WAIT;
+    let counts = loop {
+        let m = scrape(&url).await;
+        let counts = (
+            m.sum("messenger_delivery_latency_seconds_count", &[]),
+            m.sum("messenger_messages_delivered_total", &[]),
+            m.sum(
+                "grpc_server_msg_sent_total",
+                &[("grpc_method", "ReadMessages")],
+            ),
+        );
+        if counts.0 >= 1.0 && counts.1 == counts.0 && counts.2 == counts.0 {
+            break counts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "latency samples, delivered, sent: {counts:?}: the held chunk must be counted by all three"
+        );
+        // Metrics have no change notification: poll, bounded by WAIT.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    println!(
+        "dead streams: the chunk hyper holds for an unread stream: {} latency samples, {} delivered, {} sent",
+        counts.0, counts.1, counts.2
+    );
+}

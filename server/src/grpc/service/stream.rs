@@ -4,8 +4,10 @@
 //! ([`Message::encoded`](crate::core::history::Message::encoded)) as a [`Frame`]
 //! that holds the delivery's share of the message: no per-subscriber protobuf
 //! encoding, no allocation for a plain subscriber, and no reference count
-//! touched beyond the one the queue already took. Its counters are added to the shared metrics once per batch
-//! (when the queue runs dry and when the stream ends); the delivery latency
+//! touched beyond the one the queue already took. Its counters are added to the shared metrics once per chunk
+//! tonic hands to hyper (when the queue runs dry, when the chunk reaches
+//! [`STREAM_YIELD_BYTES`], and when the stream ends), so a chunk hyper holds
+//! for a peer that never reads is counted like any other; the delivery latency
 //! histogram still gets one sample per live delivery, measured against a
 //! clock read that the messages of a batch share (they go to h2 together).
 //!
@@ -31,7 +33,7 @@ use crate::grpc::auth::Principal;
 use crate::grpc::error::ServiceError;
 use crate::ops::metrics::{DisconnectReason, Metrics};
 use messenger_proto::LAST_OFFSET_METADATA;
-use messenger_proto::frame::Frame;
+use messenger_proto::frame::{Frame, STREAM_YIELD_BYTES};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -78,7 +80,7 @@ pub(crate) struct MessageStream {
 /// Deliveries read from the clock once, at most this many apart.
 const CLOCK_EVERY: u32 = 64;
 
-/// Per-stream counts, added to the shared counters once per batch.
+/// Per-stream counts, added to the shared counters once per chunk.
 #[derive(Default)]
 struct Unflushed {
     /// Messages written (`grpc_server_msg_sent_total`).
@@ -87,7 +89,13 @@ struct Unflushed {
     live: u64,
     /// Replayed deliveries (`messenger_replayed_messages_total`).
     replayed: u64,
+    /// Bytes of the chunk these deliveries went into, as tonic counts them
+    /// (each message's encoding and its 5-byte gRPC prefix).
+    bytes: usize,
 }
+
+/// The gRPC length prefix tonic writes before each message (PROTOCOL-HTTP2.md).
+const GRPC_PREFIX_BYTES: usize = 5;
 
 impl MessageStream {
     /// The stream of `subscription`, whose queue holds `capacity` messages,
@@ -198,7 +206,18 @@ impl Stream for MessageStream {
         let revoked = self.principal.as_mut().is_some_and(|p| !p.still_valid());
         let (error, drained) = match received {
             _ if revoked => (ServiceError::TokenRevoked, false),
-            Ok(delivery) => return Poll::Ready(Some(Ok(self.deliver(delivery)))),
+            Ok(delivery) => {
+                let frame = self.deliver(delivery);
+                // At this size tonic ends the chunk and hands it to hyper,
+                // which may never poll this stream again (a peer that never
+                // opens its window): what the chunk carries is counted now,
+                // as the latency histogram already did per delivery.
+                self.unflushed.bytes += frame.encoded_len() + GRPC_PREFIX_BYTES;
+                if self.unflushed.bytes >= STREAM_YIELD_BYTES {
+                    self.flush();
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
             Err(disconnect) => (
                 ServiceError::from_disconnect(disconnect, self.capacity),
                 disconnect == Disconnect::Shutdown,
