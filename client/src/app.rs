@@ -199,11 +199,11 @@ impl App {
                 // idle connections close now, busy ones once answered.
                 events.stop();
                 hygiene.shutdown();
-                match tokio::time::timeout(grace, &mut serve).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        tracing::warn!(grace_secs = grace.as_secs(), "grace period ended with HTTP requests in flight");
-                        serve.abort();
+                let deadline = tokio::time::Instant::now() + grace;
+                match conn::finish_by(&mut serve, &hygiene, deadline).await {
+                    Some(r) => r,
+                    None => {
+                        tracing::warn!(grace_secs = grace.as_secs(), "grace period ended with HTTP requests in flight; closed them");
                         Ok(())
                     }
                 }

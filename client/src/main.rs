@@ -1,25 +1,30 @@
 use messenger_client::config::Command;
 use messenger_client::{App, AppError, Config, healthcheck};
-use messenger_runtime::cli::{exit_code, parse_or_exit, shutdown_signal, usage_exit};
+use messenger_runtime::cli::{StopClock, exit_code, parse_or_exit, shutdown_signal, usage_exit};
 use messenger_runtime::telemetry;
 use std::process::ExitCode;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // First: a stop request from here on is handled, never fatal.
-    let stop = shutdown_signal();
+    let clock = StopClock::default();
+    let stop = clock.watch(shutdown_signal());
     let config: Config = parse_or_exit();
     if config.command == Some(Command::Healthcheck) {
         return healthcheck::run(&config);
     }
-    // Dropped last: flushes spans after the app has stopped.
-    let _telemetry = telemetry::init("messenger-client", config.log_format);
-    match run(config, stop).await {
+    // Shut down last: flushes spans after the app has stopped, within the
+    // grace period.
+    let telemetry = telemetry::init("messenger-client", config.log_format);
+    let grace = config.shutdown_grace();
+    let code = match run(config, stop).await {
         // A TLS file or token that cannot be used: one line, exit 2, as for
         // any other bad setting. Read once, in `App::start`.
         Err(e) if e.is_config() => usage_exit(e),
         result => exit_code(result),
-    }
+    };
+    telemetry.shutdown_by(clock.deadline(grace));
+    code
 }
 
 async fn run(

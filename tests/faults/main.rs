@@ -13,6 +13,7 @@ mod network;
 mod restart_gap;
 mod resume;
 mod send_time_state;
+mod shutdown_export;
 mod slow_consumer;
 mod status;
 

@@ -2,6 +2,9 @@
 //! the shutdown signal, and where a local health probe finds a listener;
 //! the value parsers of every setting, one per kind ([`values`]).
 
+mod stop_clock;
+pub use stop_clock::StopClock;
+
 use clap::error::{ContextKind, ContextValue};
 use clap::{Arg, Parser};
 use std::ffi::OsString;

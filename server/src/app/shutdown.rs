@@ -13,10 +13,12 @@
 //! 4. the hub ends every `ReadMessages` stream with UNAVAILABLE, after the
 //!    stream's queue has been delivered;
 //! 5. the serve loop gets what is left of the grace period to close its
-//!    connections; past it they are dropped.
+//!    connections; past it they are aborted, and the drain ends once they
+//!    are dropped (with them every queue, and the trace of every message
+//!    still queued, so its `fanout` span ends before the final export).
 //!
-//! Invariants: the whole drain takes at most the grace period plus the time
-//! to abort the serve task; every step runs even if an earlier one timed out;
+//! Invariants: the whole drain takes at most the grace period plus
+//! [`conn::ABANDON_BOUND`] to drop what was left; every step runs even if an earlier one timed out;
 //! the `/metrics` endpoint ([`Shutdown::metrics_hygiene`]) shuts down once
 //! the drain is over, whatever its outcome, or when the app is dropped
 //! unserved. A new step is one more field here and one more call in
@@ -25,7 +27,7 @@
 use crate::core::hub::Hub;
 use crate::grpc::health::HealthReporter;
 use messenger_proto::SERVICE_NAME;
-use messenger_runtime::conn::Hygiene;
+use messenger_runtime::conn::{self, Hygiene};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -123,16 +125,13 @@ impl Shutdown {
         server: &mut JoinHandle<Served>,
         deadline: Instant,
     ) -> Served {
-        match timeout_at(deadline, &mut *server).await {
-            Ok(result) => joined(result),
-            Err(_) => {
-                server.abort();
-                tracing::warn!(
-                    grace_secs = self.grace.as_secs(),
-                    "grace period ended; closing remaining connections"
-                );
-            }
+        if let Some(result) = conn::finish_by(server, &self.grpc, deadline).await {
+            return joined(result);
         }
+        tracing::warn!(
+            grace_secs = self.grace.as_secs(),
+            "grace period ended; closed the remaining connections"
+        );
     }
 }
 

@@ -12,6 +12,7 @@
 //! (`grpc-timeout`) are the service's to enforce.
 
 use super::inline::{Inline, InlineExecutor};
+use super::tasks::Connections;
 use super::{Guarded, Hygiene, Track};
 use crate::tls::HANDSHAKE_TIMEOUT;
 use bytes::Bytes;
@@ -27,7 +28,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::{Stream, StreamExt};
-use tokio_util::task::TaskTracker;
 use tower::{Service, ServiceExt};
 
 /// Pause after a failed accept (EMFILE and the like), so a full fd table
@@ -60,7 +60,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connections = TaskTracker::new();
+    let mut connections = Connections::default();
     let stopped = hygiene.stopped();
     tokio::pin!(stopped);
     // Boxed, not pinned in place: dropping it below closes the listener, so
@@ -80,6 +80,8 @@ where
                 }
                 None => break,
             },
+            // Ended connections leave the set as they go.
+            () = connections.reap() => continue,
         };
         let service = Track::for_connection(service.clone(), io.handle())
             .map_request(|request: http::Request<Incoming>| request.map(tonic::body::Body::new));
@@ -99,8 +101,7 @@ where
         });
     }
     drop(incoming);
-    connections.close();
-    connections.wait().await;
+    connections.wait(&hygiene).await;
 }
 
 /// One connection, its streams on its own task, until it closes; at `stop`

@@ -1,6 +1,7 @@
 //! Accept loops under [`Hygiene`]: [`serve_http`] for the axum routers (the
 //! client's API, both `/metrics` ports) and [`grpc_incoming`] for tonic.
 
+use super::tasks::Connections;
 use super::{Guarded, Hygiene, RequireHost, Track};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -9,7 +10,6 @@ use std::io;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::{Stream, StreamExt};
-use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 
 /// Pause after a failed accept (EMFILE and the like), so a full fd table
@@ -31,7 +31,7 @@ pub async fn serve_http(listener: TcpListener, router: axum::Router, hygiene: Hy
         .timer(TokioTimer::new())
         .header_read_timeout(hygiene.limits().handshake_timeout());
     builder.http2().timer(TokioTimer::new());
-    let connections = TaskTracker::new();
+    let mut connections = Connections::default();
     let stopped = hygiene.stopped();
     tokio::pin!(stopped);
     loop {
@@ -46,6 +46,8 @@ pub async fn serve_http(listener: TcpListener, router: axum::Router, hygiene: Hy
                     continue;
                 }
             },
+            // Ended connections leave the set as they go.
+            () = connections.reap() => continue,
         };
         let _ = tcp.set_nodelay(true);
         let io = hygiene.guard(tcp);
@@ -66,8 +68,7 @@ pub async fn serve_http(listener: TcpListener, router: axum::Router, hygiene: Hy
         });
     }
     drop(listener);
-    connections.close();
-    connections.wait().await;
+    connections.wait(&hygiene).await;
 }
 
 fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {

@@ -38,6 +38,7 @@ mod guard;
 pub mod host;
 mod http;
 mod inline;
+mod tasks;
 mod track;
 
 pub use activity::{ConnHandle, RequestGuard};
@@ -45,6 +46,7 @@ pub use grpc::{GrpcSettings, serve_grpc};
 pub use guard::{Guarded, Peer};
 pub use host::{HostError, RequireHost};
 pub use http::{grpc_incoming, serve_http};
+pub use tasks::{ABANDON_BOUND, finish_by};
 pub use track::{Track, TrackedBody};
 
 use crate::cli::number;
@@ -147,6 +149,8 @@ pub struct Hygiene {
     limits: ConnLimits,
     listener: &'static str,
     stop: CancellationToken,
+    /// Set past the grace period: connections still open are aborted.
+    abandon: CancellationToken,
 }
 
 impl Hygiene {
@@ -156,6 +160,7 @@ impl Hygiene {
             limits,
             listener,
             stop: CancellationToken::new(),
+            abandon: CancellationToken::new(),
         }
     }
 
@@ -171,6 +176,19 @@ impl Hygiene {
     /// Completes once [`Hygiene::shutdown`] was called.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
         self.stop.clone().cancelled_owned()
+    }
+
+    /// Ends the grace period (and starts shutdown, if it had not): the
+    /// accept loop aborts the connections still open and returns once they
+    /// are dropped ([`finish_by`]). Idempotent.
+    pub fn abandon(&self) {
+        self.stop.cancel();
+        self.abandon.cancel();
+    }
+
+    /// Completes once [`Hygiene::abandon`] was called.
+    pub fn abandoned(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.abandon.clone().cancelled_owned()
     }
 
     /// Wraps an accepted connection; see [`Guarded`].

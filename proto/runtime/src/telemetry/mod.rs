@@ -55,6 +55,7 @@ pub use traces::{
 
 use opentelemetry::global;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 /// Every variable telemetry reads that is not a flag (standard names, read
@@ -165,7 +166,7 @@ fn install(
         // Someone else owns the global subscriber, so our layer would never
         // see a span; exporting nothing beats a half-installed state.
         if let Some(otlp) = otlp {
-            otlp.shutdown();
+            otlp.shutdown(DEFAULT_FINAL_EXPORT_TIMEOUT);
         }
         return TelemetryGuard { tracing: None };
     }
@@ -186,10 +187,20 @@ pub fn tracer() -> global::BoxedTracer {
     global::tracer(traces::TRACER_NAME)
 }
 
+/// How long the final export may take when no deadline is given (the
+/// SDK's own bound).
+pub const DEFAULT_FINAL_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least the final export gets when the grace period is already spent
+/// ([`TelemetryGuard::shutdown_by`]): a collector that answers takes far
+/// less; a hung one costs no more than this past the grace period.
+pub const FINAL_EXPORT_FLOOR: Duration = Duration::from_secs(1);
+
 /// Keeps OTLP export running. Dropping it (or [`TelemetryGuard::shutdown`])
 /// exports every finished span and stops the exporter. That blocks the calling
-/// thread (at most about five seconds, under a second against a refused
-/// port), so do it once, at the end of `main`.
+/// thread (at most [`DEFAULT_FINAL_EXPORT_TIMEOUT`], under a second against
+/// a refused port; [`TelemetryGuard::shutdown_by`] bounds it by a deadline),
+/// so do it once, at the end of `main`.
 #[must_use = "dropping the guard shuts tracing down"]
 #[derive(Debug)]
 pub struct TelemetryGuard {
@@ -199,19 +210,33 @@ pub struct TelemetryGuard {
 impl TelemetryGuard {
     /// Flushes and shuts down the tracer provider now.
     pub fn shutdown(mut self) {
-        self.finish();
+        self.finish(DEFAULT_FINAL_EXPORT_TIMEOUT);
     }
 
-    fn finish(&mut self) {
+    /// Flushes and shuts down the tracer provider, waiting until `deadline`
+    /// (the end of the grace period, [`crate::cli::StopClock`]) but at least
+    /// [`FINAL_EXPORT_FLOOR`]; without a deadline, as [`Self::shutdown`].
+    /// A hung collector then holds the process at most the floor past its
+    /// grace period, not the SDK's five seconds.
+    pub fn shutdown_by(mut self, deadline: Option<Instant>) {
+        let timeout = deadline.map_or(DEFAULT_FINAL_EXPORT_TIMEOUT, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(FINAL_EXPORT_FLOOR)
+        });
+        self.finish(timeout);
+    }
+
+    fn finish(&mut self, timeout: Duration) {
         if let Some(otlp) = self.tracing.take() {
-            otlp.shutdown();
+            otlp.shutdown(timeout);
         }
     }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        self.finish();
+        self.finish(DEFAULT_FINAL_EXPORT_TIMEOUT);
     }
 }
 

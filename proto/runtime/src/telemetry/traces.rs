@@ -150,9 +150,9 @@ impl Tracing {
         );
     }
 
-    /// Exports what is buffered, then stops the exporter.
-    pub(super) fn shutdown(self) {
-        if let Err(error) = self.provider.shutdown() {
+    /// Exports what is buffered, waiting at most `timeout`, then stops the exporter.
+    pub(super) fn shutdown(self, timeout: std::time::Duration) {
+        if let Err(error) = self.provider.shutdown_with_timeout(timeout) {
             tracing::warn!(%error, "trace export at shutdown failed; spans may be lost");
         }
         // Not a blocking drop: this may run inside the caller's runtime.
