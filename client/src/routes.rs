@@ -208,6 +208,7 @@ fn nesting_over(body: &[u8], max: usize) -> Option<usize> {
     responses(
         (status = 200, description = "Buffered messages, oldest first", body = Vec<BufferedMessage>),
         (status = 403, description = "A browser's cross-site request (an Origin other than this client's own); the buffer is untouched", body = ErrorBody),
+        (status = 413, description = "Body larger than MESSENGER_MAX_BODY_BYTES (the body is otherwise ignored); the buffer is untouched", body = ErrorBody),
         (status = 503, description = "Overloaded; retry", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
         (status = 504, description = "The request timed out", body = ErrorBody),
@@ -216,8 +217,12 @@ pub(crate) async fn get_and_flush_messages(
     State(state): State<Arc<AppState>>,
     _same_origin: SameOrigin,
     _admitted: Admitted,
-) -> Json<Vec<BufferedMessage>> {
-    Json(state.buffer.take())
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Vec<BufferedMessage>>, ApiError> {
+    // Ignored, but read to its end within the same limit as every body: a
+    // caller over it learns so before anything is flushed.
+    body.map_err(|r| body_rejection(&r, state.max_body_bytes))?;
+    Ok(Json(state.buffer.take()))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",

@@ -84,12 +84,16 @@ impl Subscriber {
                         Headers::Again => continue,
                         headers => headers == Headers::Live,
                     };
-                    if self
-                        .consume(response.into_inner(), reconnect, live, &mut resumer)
-                        .await
-                        .is_none()
-                    {
+                    let consumed =
+                        self.consume(response.into_inner(), reconnect, live, &mut resumer);
+                    let Some(end) = consumed.await else {
                         return;
+                    };
+                    // A stream ended by a refusal (the token revoked) is down
+                    // for that reason from now on: `/sendMessage` says 401/403
+                    // with it, not "reconnecting", while the retry is refused.
+                    if let failure @ Down::Refused { .. } = Down::of(&end) {
+                        self.down.send_replace(Some(failure));
                     }
                 }
                 Err(status) => {

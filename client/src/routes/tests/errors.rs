@@ -132,6 +132,30 @@ async fn send_413_over_the_body_limit() {
     assert_eq!(c.calls(), 0);
 }
 
+/// A flush's body is ignored, but not past the limit every body has: the
+/// caller learns so, and nothing is flushed (a 2 MB body used to flush).
+#[tokio::test]
+async fn flush_413_over_the_body_limit_leaves_the_buffer() {
+    let c = client(Answer::Accept, |s| s.max_body_bytes = 64);
+    c.buffer.push(BufferedMessage {
+        author: "a".into(),
+        text: "kept".into(),
+        send_time: SEND_TIME.into(),
+    });
+    let flush = |body: Vec<u8>| c.call(Method::POST, "/getAndFlushMessages", &[], body);
+    let r = flush(vec![b' '; 65]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        r.error().contains("MESSENGER_MAX_BODY_BYTES"),
+        "{}",
+        r.error()
+    );
+    assert!(!c.buffer.is_empty(), "nothing flushed");
+    let r = flush(b"{}".to_vec()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(c.buffer.is_empty());
+}
+
 fn assert_retry_later(r: &Reply) -> String {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.retry_after(), Some(RETRY_AFTER_SECS.to_string().as_str()));
