@@ -141,7 +141,7 @@ pub struct Config {
     pub keepalive_timeout_ms: u64,
 
     /// Most messages kept in history for resuming subscribers
-    /// (`messenger-since`); 0 keeps none, so every resume reports a gap.
+    /// (`messenger-since`); 0 keeps none, so a resume reports a gap unless nothing was missed.
     #[arg(long, env = ENV_HISTORY_SIZE, default_value_t = DEFAULT_HISTORY_SIZE,
           value_parser = number::<usize>(0, 100_000_000))]
     pub history_size: usize,

@@ -143,7 +143,7 @@ pub trait Engine: Send + 'static {
     fn restart(&mut self, epoch: String, newest: u64);
 
     /// Every message after `offset`, oldest first, if history holds all of
-    /// them; offset 0 means "from the oldest still held". `epoch` is the
+    /// them; offset 0 is the position before the first message. `epoch` is the
     /// caller's; a different one is a [`Gap::Epoch`].
     fn read_after(&self, epoch: &str, offset: u64) -> Result<Vec<Arc<Message>>, Gap>;
 

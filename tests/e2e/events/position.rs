@@ -1,7 +1,8 @@
 //! The position an `/events` request resumes from, as the caller gives it:
 //! bounded before anything reaches the server (one caller's oversized value
 //! must not break the HTTP/2 connection every stream of the client shares),
-//! and a position ahead of the head labelled as such, not as a new epoch.
+//! a position ahead of the head labelled as such, not as a new epoch, and
+//! offset 0 (a fresh epoch's `ready` id) a position like any other.
 
 use super::sse::{get, split_id};
 use super::{open, stack};
@@ -67,4 +68,31 @@ async fn a_position_ahead_of_the_head_starts_live_with_missed_zero() {
     let (id, json) = ahead.message().await;
     assert_eq!(json["sendTime"], time, "live, not a replay of the epoch");
     assert_eq!(split_id(&id), (epoch, head + 1));
+}
+
+/// The `ready` id of a fresh epoch is `<epoch>:0`, the position before its
+/// first message. Resumed from it once history has dropped the first
+/// messages, the browser is told of a gap with the count it missed; it used
+/// to get what history still held as `recovered` (offset 0 read as "the
+/// oldest held"), a silent loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_offset_0_after_eviction_is_a_gap_with_its_count() {
+    use messenger_tests::procs::{spawn_client, spawn_server};
+    let server = spawn_server(&[("MESSENGER_HISTORY_SIZE", "5")]).await;
+    let client = spawn_client(server.grpc_addr, &[]).await;
+    let (first, ready) = open(&client, "", &[]).await;
+    drop(first);
+    let start = format!("{}:0", ready["epoch"].as_str().unwrap());
+    assert_eq!(ready["offset"], 0, "{ready}");
+    let mut grpc = server.grpc().await;
+    for i in 1..=8 {
+        messenger_tests::grpc_send(&mut grpc, "e", &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    let (mut resumed, ready) = open(&client, "", &[("last-event-id", &start)]).await;
+    assert_eq!(ready["recovered"], false, "m1..m3 were evicted: {ready}");
+    let gap = resumed.next().await.expect("the gap event");
+    assert_eq!(gap.event, "gap", "{gap:?}");
+    assert_eq!(gap.json()["missed"], 8, "{gap:?}");
 }

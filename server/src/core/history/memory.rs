@@ -150,10 +150,10 @@ impl Engine for InProcess {
                 newest: self.newest,
             });
         }
+        // Offset 0 is a position like any other: before the epoch's first
+        // message. A caller holding it (a `messenger-head-offset` of 0) has
+        // missed whatever history no longer holds.
         let oldest = self.oldest();
-        if offset == 0 {
-            return Ok(self.history.iter().cloned().collect());
-        }
         if offset + 1 < oldest {
             return Err(Gap::Evicted {
                 missed: oldest - 1 - offset,
@@ -211,7 +211,7 @@ mod tests {
             append(&mut e, &i.to_string());
         }
         // Held: 3, 4, 5.
-        assert_eq!(offsets(e.read_after("e", 0)), [3, 4, 5]);
+        assert_eq!(e.read_after("e", 0).err(), Some(Gap::Evicted { missed: 2 }));
         assert_eq!(offsets(e.read_after("e", 2)), [3, 4, 5]);
         assert_eq!(offsets(e.read_after("e", 4)), [5]);
         assert_eq!(offsets(e.read_after("e", 5)), Vec::<u64>::new());

@@ -52,10 +52,10 @@ fn resume_at_the_edges() {
         Resume::Recovered { replayed: 0 }
     );
     (0..5).for_each(|i| drop(send(&hub, &i.to_string())));
-    // History holds 3, 4, 5.
-    let mut oldest = since(&hub, "e", 0);
-    assert_eq!(oldest.resume(), Resume::Recovered { replayed: 3 });
-    assert_eq!(offsets(&mut oldest), [3, 4, 5]);
+    // History holds 3, 4, 5: offset 0 (before the first message) is a
+    // position like any other, and 1 and 2 are gone.
+    let mut start = since(&hub, "e", 0);
+    assert_eq!(start.resume(), Resume::Gap(Gap::Evicted { missed: 2 }));
     let mut newest = since(&hub, "e", 5);
     assert_eq!(newest.resume(), Resume::Recovered { replayed: 0 });
     let mut evicted = since(&hub, "e", 1);
@@ -66,7 +66,13 @@ fn resume_at_the_edges() {
     assert_eq!(ahead.resume(), Resume::Gap(Gap::Ahead { newest: 5 }));
     send(&hub, "live");
     // A gap starts live, exactly as a plain subscribe does.
-    for sub in [&mut newest, &mut evicted, &mut foreign, &mut ahead] {
+    for sub in [
+        &mut start,
+        &mut newest,
+        &mut evicted,
+        &mut foreign,
+        &mut ahead,
+    ] {
         assert_eq!(offsets(sub), [6]);
     }
 }
