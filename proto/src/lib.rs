@@ -47,6 +47,28 @@ pub fn header_values<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> usize {
         .sum()
 }
 
+/// A field value without the whitespace around it: "a field value does not
+/// include leading or trailing whitespace" (RFC 9110 §5.5). HTTP/1.1 parsers
+/// drop it; h2 passes it on, and some gRPC clients (grpcio) send it.
+pub fn field_value(value: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !ows(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// [`field_value`] as text, when it is visible ASCII, spaces and tabs (what
+/// `http::HeaderValue::to_str` accepts); `None` otherwise.
+pub fn field_str(value: &[u8]) -> Option<&str> {
+    let value = field_value(value);
+    let visible = |b: &u8| *b == b'\t' || (b' '..=b'~').contains(b);
+    if value.iter().all(visible) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 /// Fully qualified service name, as used in health checks and logs.
 pub const SERVICE_NAME: &str = "mes_grpc.MessengerServer";
 
@@ -86,3 +108,18 @@ pub const LAST_OFFSET_METADATA: &str = "messenger-last-offset";
 /// Request metadata that carries `Bearer <token>` when the server requires
 /// token auth. Sensitive: never logged.
 pub const AUTHORIZATION_METADATA: &str = "authorization";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_value_excludes_the_spaces_and_tabs_around_it() {
+        assert_eq!(field_value(b" \t1 \t"), b"1");
+        assert_eq!(field_value(b"a b"), b"a b");
+        assert_eq!(field_value(b" \t "), b"");
+        assert_eq!(field_str(b" Bearer t "), Some("Bearer t"));
+        assert_eq!(field_str(" t\u{f6}k ".as_bytes()), None, "not ASCII");
+        assert_eq!(field_str(b"a\x7fb"), None, "DEL is not visible");
+    }
+}

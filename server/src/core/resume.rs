@@ -11,7 +11,7 @@ use crate::core::hub::{Resume, Subscription};
 use messenger_proto::quote::{quote, quote_bytes};
 use messenger_proto::{
     EPOCH_METADATA, HEAD_OFFSET_METADATA, OFFSETS_METADATA, RECOVERED_METADATA, SINCE_METADATA,
-    TRACE_CONTEXT_METADATA, header_values,
+    TRACE_CONTEXT_METADATA, field_str, field_value, header_values,
 };
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 
@@ -19,7 +19,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "metadata `{header}` must be `<epoch>:<offset>`: the `messenger-epoch` response \
-     header of an earlier ReadMessages and a decimal offset (0: from the oldest held); got {got}"
+     header of an earlier ReadMessages and a decimal offset (0: before the first message); got {got}"
 )]
 pub struct BadSince {
     pub header: &'static str,
@@ -45,7 +45,7 @@ pub enum BadReadOptions {
 /// is refused rather than read as off (a caller who sent `true` would
 /// otherwise never learn why nothing changed).
 fn flag(metadata: &MetadataMap, header: &'static str) -> Result<bool, BadReadOptions> {
-    match metadata.get(header).map(|v| v.as_bytes()) {
+    match metadata.get(header).map(|v| field_value(v.as_bytes())) {
         None | Some(b"0") => Ok(false),
         Some(b"1") => Ok(true),
         Some(other) => Err(BadReadOptions::BadFlag {
@@ -84,7 +84,7 @@ impl ReadOptions {
         }
         let since = metadata
             .get(SINCE_METADATA)
-            .map(|v| parse_since(v.to_str().ok()))
+            .map(|v| parse_since(field_str(v.as_bytes())))
             .transpose()?;
         Ok(Self {
             wants_trace: flag(metadata, TRACE_CONTEXT_METADATA)?,
