@@ -164,7 +164,8 @@ def overview():
     L.add(timeseries(
         "Send rate by gRPC code",
         "SendMessage calls finished per second, by replica and grpc_code. Normal: all OK; InvalidArgument "
-        "means bad input from callers, Unavailable/DeadlineExceeded point at the server (on a broker, "
+        "means bad input from callers, Unauthenticated/PermissionDenied refused credentials, "
+        "Unavailable/DeadlineExceeded point at the server (on a broker, "
         "Unavailable also while that replica cannot reach Redis).",
         [(f"sum by (instance, grpc_code) (rate(grpc_server_handled_total{{{send}}}[$__rate_interval]))",
           "{{instance}} {{grpc_code}}")],

@@ -179,7 +179,10 @@ impl App {
             grpc_hygiene.clone(),
             config.keepalive_interval(),
         ));
-        let reloader = (auth.clone().map(auth::reload_on_sighup).transpose())
+        let wake = Arc::clone(&hub);
+        let reloaded = move || wake.wake_all();
+        let reloader = (auth.clone().map(|a| auth::reload_on_sighup(a, reloaded)))
+            .transpose()
             .map_err(AppError::Signal)?
             .map(AbortOnDropHandle::new);
         let dumper = crate::ops::debug::log_on_sigusr2(Arc::clone(&hub), shutdown.in_flight())
@@ -239,7 +242,7 @@ impl App {
             self.shutdown.metrics_hygiene(),
         ));
         tokio::spawn(metrics::track_subscribers(
-            self.hub.watch_subscribers(),
+            self.hub.watch_open_streams(),
             self.metrics,
         ));
         let serve = conn::serve_grpc(

@@ -2,10 +2,10 @@
 //!
 //! - [`service`]: `mes_grpc.MessengerServer`, mapping proto to the core;
 //!   validation by the wire's field limits ([`messenger_proto::limits`]).
-//! - [`admission`]: in-flight tracking and `SendMessage` load shedding,
-//!   decided from a call's headers.
+//! - [`admission`]: authentication, in-flight tracking and `SendMessage`
+//!   load shedding, decided from a call's headers; refusals are counted.
 //! - [`auth`]: bearer-token auth of the messenger service: token table,
-//!   constant-time lookup, SIGHUP reload, the interceptor.
+//!   constant-time lookup, SIGHUP reload.
 //! - [`health`]: `grpc.health.v1.Health` as `health.proto` specifies (replaces
 //!   tonic-health's server; Watch of an unknown service stays open).
 //! - [`reflection`]: server reflection v1 and v1alpha as `reflection.proto`

@@ -148,6 +148,9 @@ async fn a_revoked_token_is_refused_and_its_open_stream_ends() {
 
     tokens_file(dir.path(), &format!("{TWO} client two\n"));
     assert_eq!(auth.reload().unwrap(), 1);
+    // At once, on a quiet chat: it used to wait for the next message.
+    let ended = within("revoked stream ends", revoked_stream.message()).await;
+    assert_eq!(code(ended), Code::PermissionDenied);
     let revoked = bearer(message("client1"), ONE);
     assert_eq!(
         code(client.send_message(revoked).await),
@@ -161,8 +164,6 @@ async fn a_revoked_token_is_refused_and_its_open_stream_ends() {
     assert_eq!(code(client.send_message(kept).await), Code::Ok);
 
     assert_eq!(read_n(&mut kept_stream, 1).await[0].author, "client two");
-    let ended = within("revoked stream ends", revoked_stream.message()).await;
-    assert_eq!(code(ended), Code::PermissionDenied);
     server.stop().await.unwrap();
 }
 
@@ -233,4 +234,61 @@ async fn http_client_maps_a_missing_token_to_401_json() {
     assert!(json["error"].as_str().is_some(), "{json}");
     client.stop().await;
     server.stop().await.unwrap();
+}
+
+/// Refused credentials are counted like any other outcome, per method and
+/// code, and a good token with whitespace around it is accepted (RFC 9110
+/// §5.5; grpcio sends a leading space as written).
+#[tokio::test]
+async fn refusals_are_counted_in_the_grpc_server_metrics() {
+    use messenger_tests::procs::spawn_server;
+    use messenger_tests::prom::wait_metrics;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tokens_file(dir.path(), &format!("{ONE} client1\n"));
+    let tokens = tokens.to_str().unwrap();
+    let server = spawn_server(&[("MESSENGER_AUTH_TOKENS_FILE", tokens)]).await;
+    let mut client = server.grpc().await;
+    assert_eq!(
+        code(client.send_message(message("client1")).await),
+        Code::Unauthenticated
+    );
+    let wrong = bearer(message("client1"), "wrong-token");
+    assert_eq!(
+        code(client.send_message(wrong).await),
+        Code::PermissionDenied
+    );
+    let wrong = bearer((), "wrong-token");
+    assert_eq!(
+        code(client.read_messages(wrong).await),
+        Code::PermissionDenied
+    );
+    let mut padded = tonic::Request::new(message("client1"));
+    let value = format!(" Bearer {ONE} ").parse().unwrap();
+    padded.metadata_mut().insert("authorization", value);
+    assert_eq!(code(client.send_message(padded).await), Code::Ok);
+
+    let handled = |method, code| {
+        [
+            ("grpc_method", method),
+            ("grpc_code", code),
+            ("grpc_service", "mes_grpc.MessengerServer"),
+        ]
+    };
+    let m = wait_metrics(&server.metrics_url(), "refusals counted", |m| {
+        m.sum("grpc_server_handled_total", &[]) >= 4.0
+    })
+    .await;
+    let count = |method, code| m.sum("grpc_server_handled_total", &handled(method, code));
+    assert_eq!(count("SendMessage", "Unauthenticated"), 1.0);
+    assert_eq!(count("SendMessage", "PermissionDenied"), 1.0);
+    assert_eq!(count("ReadMessages", "PermissionDenied"), 1.0);
+    assert_eq!(count("SendMessage", "OK"), 1.0);
+    let started = |method| {
+        let labels = [("grpc_method", method)];
+        m.sum("grpc_server_started_total", &labels)
+    };
+    assert_eq!(
+        (started("SendMessage"), started("ReadMessages")),
+        (3.0, 1.0)
+    );
 }

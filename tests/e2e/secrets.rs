@@ -90,7 +90,7 @@ async fn tokens_never_reach_logs_or_spans_and_sighup_revokes() {
     let body = r#"{"author":"client2","text":"revoked"}"#.to_owned();
     let (status, json) = client2.post("/sendMessage", body, &[]).await;
     assert_eq!(status, 403, "{json}");
-    // The next message ends client2's stream; its resubscribe is refused.
+    // The reload ended client2's stream; its resubscribe is refused.
     client1.send("client1", "after revocation").await;
     client2
         .proc

@@ -12,7 +12,7 @@ use crate::core::history::state::SendTimeMark;
 use crate::core::hub::Hub;
 use crate::core::publish::Publisher;
 use crate::grpc::admission::Admission;
-use crate::grpc::auth::{self, Auth};
+use crate::grpc::auth::Auth;
 use crate::grpc::service::MessengerService;
 use crate::ops::metrics::Metrics;
 use messenger_proto::limits::Limits;
@@ -22,13 +22,11 @@ use messenger_runtime::tls::TlsAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tonic::service::interceptor::InterceptedService;
 
 use super::ConfigError;
 
 /// The messenger service with its layers (see the module docs).
-pub(super) type Messenger =
-    InterceptedService<Admission<MessengerServerServer<MessengerService>>, auth::Interceptor>;
+pub(super) type Messenger = Admission<MessengerServerServer<MessengerService>>;
 
 /// The gRPC port's HTTP/2 keepalive and TLS.
 pub(super) fn grpc_settings(config: &Config, tls: Option<TlsAcceptor>) -> GrpcSettings {
@@ -106,13 +104,13 @@ pub(super) fn messenger(
     let service = MessengerService::new(Arc::clone(hub), publisher, limits, Arc::clone(metrics));
     let service =
         MessengerServerServer::new(service).max_decoding_message_size(config.max_decoding_bytes());
-    let admitted = Admission::new(
+    Admission::new(
         service,
         shutdown.in_flight(),
         config.max_concurrent_sends,
         Arc::clone(metrics),
-    );
-    InterceptedService::new(admitted, auth::Interceptor(auth))
+        auth,
+    )
 }
 
 pub(super) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {

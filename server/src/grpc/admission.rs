@@ -1,19 +1,31 @@
 //! Admission to the messenger service, decided from a call's headers before
 //! its body is decoded.
 //!
-//! Owns two things:
+//! Owns three things, in this order:
+//! - **Authentication**, when a tokens file is set ([`Auth`]): a call whose
+//!   `authorization` is missing, repeated, malformed or unknown is refused
+//!   with the refusal's status (UNAUTHENTICATED or PERMISSION_DENIED);
+//!   otherwise its [`Principal`](crate::grpc::auth::Principal) goes into the
+//!   request's extensions for the service.
 //! - **In-flight tracking** for graceful shutdown: every call carries a
 //!   [`TaskTrackerToken`] in its request extensions; `SendMessage` holds it
 //!   until it has answered, so shutdown waits for calls already admitted.
 //! - **Load shedding** of `SendMessage`: at most `max_concurrent_sends` calls
 //!   are admitted at once. The next one is refused at once with
-//!   [`ServiceError::Overloaded`], RESOURCE_EXHAUSTED (counted in
-//!   `grpc_server_handled_total`), never queued, so overload cannot grow
-//!   memory or latency without bound. `ReadMessages` is not
-//!   limited here; the hub caps subscribers.
+//!   [`ServiceError::Overloaded`], RESOURCE_EXHAUSTED, never queued, so
+//!   overload cannot grow memory or latency without bound. `ReadMessages` is
+//!   not limited here; the hub caps subscribers.
+//!
+//! Every refusal of a messenger method is counted like a call the service
+//! answered: `grpc_server_started_total` and `grpc_server_handled_total`
+//! with its code, so an operator sees refused credentials and shed sends
+//! next to every other outcome.
+//!
+//! [`TaskTrackerToken`]: tokio_util::task::task_tracker::TaskTrackerToken
 
+use crate::grpc::auth::Auth;
 use crate::grpc::error::ServiceError;
-use crate::ops::metrics::Metrics;
+use crate::ops::metrics::{Metrics, RpcMetrics};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +36,9 @@ use tokio_util::task::TaskTracker;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-/// The gRPC path of the limited method.
+/// The gRPC paths of the two methods (the first is the limited one).
 const SEND_PATH: &str = "/mes_grpc.MessengerServer/SendMessage";
+const READ_PATH: &str = "/mes_grpc.MessengerServer/ReadMessages";
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -37,6 +50,7 @@ pub(crate) struct Admission<S> {
     sends: Arc<Semaphore>,
     max_sends: usize,
     metrics: Arc<Metrics>,
+    auth: Option<Auth>,
 }
 
 impl<S> Admission<S> {
@@ -45,6 +59,7 @@ impl<S> Admission<S> {
         in_flight: TaskTracker,
         max_sends: usize,
         metrics: Arc<Metrics>,
+        auth: Option<Auth>,
     ) -> Self {
         Self {
             inner,
@@ -52,17 +67,22 @@ impl<S> Admission<S> {
             sends: Arc::new(Semaphore::new(max_sends)),
             max_sends,
             metrics,
+            auth,
         }
     }
 
-    fn shed(&self) -> http::Response<Body> {
-        let refusal = ServiceError::Overloaded {
-            max: self.max_sends,
+    /// The refusal of a call to `path`, counted for its method (a path that
+    /// names no method of ours is answered the same, uncounted).
+    fn refuse(&self, path: &str, refusal: ServiceError) -> http::Response<Body> {
+        let rpc: Option<&RpcMetrics> = match path {
+            SEND_PATH => Some(&self.metrics.send),
+            READ_PATH => Some(&self.metrics.read),
+            _ => None,
         };
-        let rpc = &self.metrics.send;
-        rpc.started.increment(1);
-        rpc.handled(refusal.code());
-        tracing::debug!(max = self.max_sends, "SendMessage shed");
+        if let Some(rpc) = rpc {
+            rpc.started.increment(1);
+            rpc.handled(refusal.code());
+        }
         refusal.into_http()
     }
 }
@@ -81,11 +101,26 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if let Some(auth) = &self.auth {
+            match auth.authenticate(request.headers()) {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                }
+                Err(refusal) => {
+                    let response = self.refuse(request.uri().path(), refusal);
+                    return Box::pin(async move { Ok(response) });
+                }
+            }
+        }
         let permit = if request.uri().path() == SEND_PATH {
             match Arc::clone(&self.sends).try_acquire_owned() {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    let response = self.shed();
+                    tracing::debug!(max = self.max_sends, "SendMessage shed");
+                    let refusal = ServiceError::Overloaded {
+                        max: self.max_sends,
+                    };
+                    let response = self.refuse(SEND_PATH, refusal);
                     return Box::pin(async move { Ok(response) });
                 }
             }

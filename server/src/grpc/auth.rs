@@ -20,18 +20,19 @@
 //! - The table is only replaced whole: a reload that fails keeps the previous
 //!   table. Reload happens on SIGHUP ([`reload_on_sighup`]). Calls already
 //!   authenticated keep going, except that an open `ReadMessages` stream whose
-//!   token was revoked ends with PERMISSION_DENIED before its next message.
+//!   token was revoked ends with PERMISSION_DENIED as soon as the reload is
+//!   done (it wakes every stream), message or not.
 
 use crate::app::config::ENV_AUTH_TOKENS_FILE;
 use crate::grpc::error::ServiceError;
+use http::HeaderMap;
+use messenger_proto::field_str;
 use parking_lot::RwLock;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
-use tonic::Request;
-use tonic::metadata::MetadataMap;
 
 /// Metadata key of the credentials, as in HTTP.
 pub const AUTHORIZATION: &str = messenger_proto::AUTHORIZATION_METADATA;
@@ -141,6 +142,8 @@ pub struct Auth {
     table: Arc<RwLock<Arc<TokenTable>>>,
     /// Bumped by every successful reload.
     generation: Arc<AtomicU64>,
+    /// The generation again, for [`reload_on_sighup`]'s task to wake on.
+    reloads: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Auth {
@@ -150,6 +153,7 @@ impl Auth {
             path: path.to_owned(),
             table: Arc::new(RwLock::new(Arc::new(table))),
             generation: Arc::new(AtomicU64::new(0)),
+            reloads: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
     }
 
@@ -167,13 +171,14 @@ impl Auth {
         let table = TokenTable::load(&self.path)?;
         let count = table.len();
         *self.table.write() = Arc::new(table);
-        self.generation.fetch_add(1, Ordering::Release);
+        let generation = self.generation.fetch_add(1, Ordering::Release) + 1;
+        self.reloads.send_replace(generation);
         Ok(count)
     }
 
     /// Checks the call's bearer token; see the module doc for the statuses
     /// ([`ServiceError::code`] maps the refusals to them).
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, ServiceError> {
+    pub fn authenticate(&self, metadata: &HeaderMap) -> Result<Principal, ServiceError> {
         let token = bearer(metadata)?;
         let digest = digest(token.as_bytes());
         let generation = self.generation.load(Ordering::Acquire);
@@ -193,8 +198,8 @@ impl Auth {
     }
 }
 
-/// The `Bearer` token of the call's metadata.
-fn bearer(metadata: &MetadataMap) -> Result<&str, ServiceError> {
+/// The `Bearer` token of the call's metadata (its HTTP/2 headers).
+fn bearer(metadata: &HeaderMap) -> Result<&str, ServiceError> {
     let count = metadata.get_all(AUTHORIZATION).iter().count();
     if count > 1 {
         tracing::debug!(reason = "repeated authorization metadata", "call rejected");
@@ -204,9 +209,7 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, ServiceError> {
         tracing::debug!(reason = "no authorization metadata", "call rejected");
         return Err(ServiceError::NoCredentials);
     };
-    let token = value
-        .to_str()
-        .ok()
+    let token = field_str(value.as_bytes())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
@@ -245,7 +248,8 @@ fn joined_bearers(credentials: &str) -> usize {
         .count()
 }
 
-/// An authenticated caller, put into the request's extensions by [`intercept`].
+/// An authenticated caller, put into the request's extensions by
+/// [`Admission`](crate::grpc::admission::Admission).
 #[derive(Clone)]
 pub struct Principal {
     author: Arc<str>,
@@ -281,42 +285,40 @@ impl std::fmt::Debug for Principal {
     }
 }
 
-/// The interceptor step: with `auth`, rejects the call or records its
-/// [`Principal`] in the request's extensions; without, does nothing.
-pub fn intercept(auth: Option<&Auth>, request: &mut Request<()>) -> Result<(), ServiceError> {
-    if let Some(auth) = auth {
-        let principal = auth.authenticate(request.metadata())?;
-        request.extensions_mut().insert(principal);
-    }
-    Ok(())
-}
-
-/// [`intercept`] as the messenger service's tonic interceptor; the refusal
-/// becomes a `Status` through `From<ServiceError>`.
-#[derive(Clone)]
-pub struct Interceptor(pub Option<Auth>);
-
-impl tonic::service::Interceptor for Interceptor {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
-        intercept(self.0.as_ref(), &mut request)?;
-        Ok(request)
-    }
-}
-
-/// Reloads `auth` on every SIGHUP, logging the outcome (never a token).
-/// The handler is installed before this returns, so a SIGHUP that arrives
-/// later is never fatal to the process.
-pub fn reload_on_sighup(auth: Auth) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Reloads `auth` on every SIGHUP, logging the outcome (never a token), and
+/// calls `reloaded` after every successful reload, however it came (a
+/// SIGHUP, or [`Auth::reload`] called directly): the server wakes every
+/// stream there, so one whose token was revoked ends at once, not with the
+/// next message. The handler is installed before this returns, so a SIGHUP
+/// that arrives later is never fatal to the process.
+pub fn reload_on_sighup(
+    auth: Auth,
+    reloaded: impl Fn() + Send + 'static,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut reloads = auth.reloads.subscribe();
     Ok(tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            match auth.reload() {
-                Ok(tokens) => {
-                    tracing::info!(tokens, path = %auth.path().display(), "auth tokens reloaded")
+        loop {
+            tokio::select! {
+                signal = hangup.recv() => {
+                    if signal.is_none() {
+                        return;
+                    }
+                    match auth.reload() {
+                        Ok(tokens) => {
+                            tracing::info!(tokens, path = %auth.path().display(), "auth tokens reloaded")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "auth tokens reload failed; keeping the previous tokens")
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "auth tokens reload failed; keeping the previous tokens")
+                changed = reloads.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    reloaded();
                 }
             }
         }

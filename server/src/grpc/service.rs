@@ -109,10 +109,10 @@ impl MessengerServer for MessengerService {
         &self,
         mut request: Request<SendMessageRequest>,
     ) -> Result<Response<TimeResponse>, Status> {
-        // Put there by the app's interceptor before the body was decoded; held
+        // Put there by `Admission` before the body was decoded; held
         // until the reply, so shutdown waits for this call.
         let _in_flight = request.extensions_mut().remove::<TaskTrackerToken>();
-        // Put there by the same interceptor when token auth is on.
+        // Put there by `Admission` too when token auth is on.
         let principal = request.extensions_mut().remove::<Principal>();
         let rpc = &self.metrics.send;
         rpc.started.increment(1);

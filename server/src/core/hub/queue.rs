@@ -71,6 +71,12 @@ impl<T> Queue<T> {
         Ok(self.waker.take())
     }
 
+    /// The waiting stream's waker, taken: the caller wakes it (the stream
+    /// registers again when it next finds the queue empty).
+    pub(super) fn take_waker(&mut self) -> Option<Waker> {
+        self.waker.take()
+    }
+
     /// Closes the queue; what is queued stays to be taken. Returns the waker
     /// to wake once the caller's lock is released.
     pub(super) fn close(&mut self) -> Option<Waker> {
