@@ -210,7 +210,7 @@ async fn a_stalled_subscriber_is_counted_as_a_slow_disconnect() {
     const MESSAGES: usize = 200;
     let server = spawn_server(&[("MESSENGER_SUBSCRIBER_QUEUE", "4")]).await;
     // Never polled: HTTP/2 flow control stops the server's writes and its queue fills.
-    let _stalled = server.subscribe().await;
+    let stalled = server.subscribe().await;
     let mut sender = server.grpc().await;
     let text = "x".repeat(16 * 1024);
     for i in 0..MESSAGES {
@@ -223,12 +223,23 @@ async fn a_stalled_subscriber_is_counted_as_a_slow_disconnect() {
         m.sum("messenger_subscriber_disconnects_total", &slow) >= 1.0
     })
     .await;
-    wait_metrics(
+    // Cut off, but its stream is open until the peer closes it: still in
+    // the gauge (as in the subscriber limit), then out of it.
+    let m = scrape(&server.metrics_url()).await;
+    assert_eq!(m.value("messenger_subscribers", &[]), Some(1.0));
+    drop(stalled);
+    let m = wait_metrics(
         &server.metrics_url(),
         "the subscriber gauge back at 0",
         |m| m.value("messenger_subscribers", &[]) == Some(0.0),
     )
     .await;
+    let cancelled = [("reason", "cancelled")];
+    assert_eq!(
+        m.sum("messenger_subscriber_disconnects_total", &cancelled),
+        0.0,
+        "counted once, as slow"
+    );
 }
 
 /// A `ReadMessages` stream ended by the caller's `grpc-timeout` was counted

@@ -12,7 +12,7 @@ use crate::{HEAVY, poll_until};
 use bytes::Bytes;
 use messenger_server::core::hub::BATCH_MAX;
 use messenger_tests::procs::{ServerProc, rss_of, spawn_server};
-use messenger_tests::prom::scrape;
+use messenger_tests::prom::{scrape, wait_metrics};
 use messenger_tests::raw::{Raw, frame};
 use messenger_tests::*;
 use std::net::SocketAddr;
@@ -180,6 +180,9 @@ async fn a_stream_cut_off_as_slow_counts_against_the_subscriber_limit_until_it_i
         refused.message().contains("MESSENGER_MAX_SUBSCRIBERS"),
         "{refused:?}"
     );
+    // An open stream, in the gauge as in the limit (it read 0 here).
+    let m = scrape(&server.metrics_url()).await;
+    assert_eq!(m.value("messenger_subscribers", &[]), Some(1.0));
     // The peer resets the stream: hyper drops the response, and the room is back.
     drop(stuck);
     let (_stream, took) = poll_until("a subscriber is admitted again", WAIT, || {
@@ -187,6 +190,28 @@ async fn a_stream_cut_off_as_slow_counts_against_the_subscriber_limit_until_it_i
         async move { grpc.read_messages(()).await.ok() }
     })
     .await;
+    // The cut stream ended as the hub ended it, counted once: slow, with
+    // its RESOURCE_EXHAUSTED; not a second time as cancelled.
+    let read = |code| [("grpc_method", "ReadMessages"), ("grpc_code", code)];
+    let m = wait_metrics(&server.metrics_url(), "the cut stream handled", |m| {
+        m.sum(
+            "grpc_server_handled_total",
+            &[("grpc_method", "ReadMessages")],
+        ) >= 1.0
+    })
+    .await;
+    let reason = |r| m.sum("messenger_subscriber_disconnects_total", &[("reason", r)]);
+    assert_eq!((reason("slow"), reason("cancelled")), (1.0, 0.0));
+    assert_eq!(
+        m.sum("grpc_server_handled_total", &read("Canceled")),
+        0.0,
+        "handled with the hub's RESOURCE_EXHAUSTED"
+    );
+    assert_eq!(
+        m.value("messenger_subscribers", &[]),
+        Some(1.0),
+        "the new one"
+    );
     println!(
         "dead streams: with MESSENGER_MAX_SUBSCRIBERS=1 an open stream cut off as slow (at send \
          {sends} into a queue of {QUEUE_OF_4}) refused the next subscriber (RESOURCE_EXHAUSTED); \

@@ -148,6 +148,10 @@ pub struct Hub {
     /// Subscriber count, updated under the lock on every change, so watchers
     /// (tests, metrics) wait on an event rather than poll.
     count: watch::Sender<usize>,
+    /// Streams still open: the subscribers plus those cut off as slow whose
+    /// stream has not ended (the `messenger_subscribers` gauge). Updated
+    /// with `count`.
+    open: watch::Sender<usize>,
 }
 
 struct Inner {
@@ -180,6 +184,7 @@ impl Hub {
                 shut_down: false,
             }),
             count: watch::Sender::new(0),
+            open: watch::Sender::new(0),
         })
     }
 
@@ -195,6 +200,36 @@ impl Hub {
     /// Watches the number of registered subscribers.
     pub fn watch_subscribers(&self) -> watch::Receiver<usize> {
         self.count.subscribe()
+    }
+
+    /// Watches the number of streams still open: the subscribers plus those
+    /// cut off as slow whose peer has not closed them yet (each still holds
+    /// a place under `max_subscribers`).
+    pub fn watch_open_streams(&self) -> watch::Receiver<usize> {
+        self.open.subscribe()
+    }
+
+    /// Wakes every waiting subscriber's stream once, with no message, so that
+    /// each re-checks what its stream checks on every poll (its caller's
+    /// token, after the tokens file was reloaded).
+    pub fn wake_all(&self) {
+        let wakers: Vec<_> = (self.inner.lock().subscribers.slots())
+            .filter_map(|slot| slot.take_waker())
+            .collect();
+        // Outside the lock, as for a publish.
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Publishes both counts; called under the lock after every change.
+    fn counted(&self, inner: &Inner) {
+        let registered = inner.subscribers.len();
+        self.count
+            .send_if_modified(|c| std::mem::replace(c, registered) != registered);
+        let open = registered + inner.cut_open;
+        self.open
+            .send_if_modified(|c| std::mem::replace(c, open) != open);
     }
 
     /// The engine's epoch.
@@ -250,7 +285,7 @@ impl Hub {
         let slot = Arc::new(Slot::new(SubscriberInfo::new(id, &request, replay.len())));
         inner.subscribers.insert(id, Arc::clone(&slot));
         let count = inner.subscribers.len();
-        self.count.send_replace(count);
+        self.counted(&inner);
         drop(inner);
         tracing::info!(subscriber = id, subscribers = count, resume = ?resume, "subscriber joined");
         Ok(Subscription {
@@ -286,7 +321,7 @@ impl Hub {
         inner.shut_down = true;
         inner.engine.close();
         let subscribers = inner.subscribers.take();
-        self.count.send_replace(0);
+        self.counted(&inner);
         drop(inner);
         for slot in &subscribers {
             slot.end(Disconnect::Shutdown);
@@ -311,9 +346,7 @@ impl Hub {
             inner.cut_open -= 1;
         }
         let count = inner.subscribers.len();
-        if removed {
-            self.count.send_replace(count);
-        }
+        self.counted(&inner);
         drop(inner);
         if removed {
             tracing::info!(subscriber = id, subscribers = count, "subscriber left");

@@ -58,7 +58,7 @@ impl Hub {
         let mut inner = self.inner.lock();
         inner.engine.restart(epoch, newest);
         let subscribers = inner.subscribers.take();
-        self.count.send_replace(0);
+        self.counted(&inner);
         drop(inner);
         for slot in &subscribers {
             slot.end(Disconnect::HistoryLost);
@@ -104,12 +104,12 @@ impl Hub {
             }
         });
         let delivered_to = inner.subscribers.len();
-        if delivered_to != before {
-            self.count.send_replace(delivered_to);
-        }
         // Their streams stay open until the peer or hyper drops them; they
         // count against the limit until then (see `Hub::remove`).
         inner.cut_open += slow.len();
+        if delivered_to != before {
+            self.counted(&inner);
+        }
         let history = inner.engine.stats();
         drop(inner);
         // Outside the lock: a wake-up may reach the scheduler (and another

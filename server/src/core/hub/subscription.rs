@@ -208,6 +208,11 @@ impl Slot {
         stale
     }
 
+    /// The waiting stream's waker, taken (see [`Queue::take_waker`]).
+    pub(super) fn take_waker(&self) -> Option<std::task::Waker> {
+        self.queue.lock().take_waker()
+    }
+
     /// It was cut off as slow.
     pub(super) fn is_slow(&self) -> bool {
         self.state.get() == Some(Disconnect::Slow)
@@ -240,6 +245,12 @@ pub struct Subscription {
 impl Subscription {
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Why the hub ended this subscription, if it did (the stream may not
+    /// have taken the end yet: a peer that never reads is never polled).
+    pub fn ended_by(&self) -> Option<Disconnect> {
+        self.slot.state.get()
     }
 
     /// The epoch the offsets of this subscription's messages belong to.

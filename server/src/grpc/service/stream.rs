@@ -196,17 +196,23 @@ impl Stream for MessageStream {
             yield_once(cx);
             return Poll::Pending;
         }
-        let received = match self.subscription.poll_recv(cx) {
-            Poll::Pending => {
-                self.flush();
-                return Poll::Pending;
-            }
-            Poll::Ready(received) => received,
-        };
+        // Checked on every poll, not only with a message: a reload of the
+        // tokens file wakes every stream (`Hub::wake_all`), so a revoked
+        // caller's stream ends on a quiet chat too.
         let revoked = self.principal.as_mut().is_some_and(|p| !p.still_valid());
+        let received = match revoked {
+            true => None,
+            false => match self.subscription.poll_recv(cx) {
+                Poll::Pending => {
+                    self.flush();
+                    return Poll::Pending;
+                }
+                Poll::Ready(received) => Some(received),
+            },
+        };
         let (error, drained) = match received {
-            _ if revoked => (ServiceError::TokenRevoked, false),
-            Ok(delivery) => {
+            None => (ServiceError::TokenRevoked, false),
+            Some(Ok(delivery)) => {
                 let frame = self.deliver(delivery);
                 // At this size tonic ends the chunk and hands it to hyper,
                 // which may never poll this stream again (a peer that never
@@ -218,7 +224,7 @@ impl Stream for MessageStream {
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
-            Err(disconnect) => (
+            Some(Err(disconnect)) => (
                 ServiceError::from_disconnect(disconnect, self.capacity),
                 disconnect == Disconnect::Shutdown,
             ),
@@ -249,9 +255,17 @@ fn yield_once(cx: &mut Context<'_>) {
 impl Drop for MessageStream {
     fn drop(&mut self) {
         self.flush();
-        let code = match self.end {
-            Some(code) => code,
-            None => {
+        let code = match (self.end, self.subscription.ended_by()) {
+            (Some(code), _) => code,
+            // The hub ended it (cut off as slow, shut down, history lost),
+            // but the stream never took the end: a peer that stopped reading
+            // is never polled again. The hub's status, and its reason
+            // counted once (a slow cut was counted when it was cut).
+            (None, Some(disconnect)) => {
+                self.history_lost = disconnect == Disconnect::HistoryLost;
+                ServiceError::from_disconnect(disconnect, self.capacity).code()
+            }
+            (None, None) => {
                 // The caller went away, or the deadline timer ended the
                 // stream: either way the caller ended it (the disconnect
                 // reason), but the status differs. A caller that resets at
