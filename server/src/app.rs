@@ -172,6 +172,7 @@ impl App {
             .prepare();
         let grpc = SpecLayer {
             request_within: config.conn.handshake_timeout(),
+            metrics: Arc::clone(&metrics),
         }
         .layer(routes);
         let incoming: Incoming = Box::pin(conn::grpc_incoming(

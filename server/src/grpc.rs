@@ -4,6 +4,8 @@
 //!   validation by the wire's field limits ([`messenger_proto::limits`]).
 //! - [`admission`]: authentication, in-flight tracking and `SendMessage`
 //!   load shedding, decided from a call's headers; refusals are counted.
+//! - [`tally`]: every messenger call counted once in `grpc_server_*`, also
+//!   one that ends before its handler runs.
 //! - [`auth`]: bearer-token auth of the messenger service: token table,
 //!   constant-time lookup, SIGHUP reload.
 //! - [`health`]: `grpc.health.v1.Health` as `health.proto` specifies (replaces
@@ -23,3 +25,4 @@ pub mod health;
 pub(crate) mod reflection;
 pub(crate) mod service;
 pub(crate) mod status_spec;
+pub(crate) mod tally;

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod config_words;
 mod contract;
+mod counted;
 mod deadline;
 mod debug;
 mod events;

@@ -108,7 +108,6 @@ pub(super) fn messenger(
         service,
         shutdown.in_flight(),
         config.max_concurrent_sends,
-        Arc::clone(metrics),
         auth,
     )
 }

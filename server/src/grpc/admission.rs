@@ -16,16 +16,16 @@
 //!   overload cannot grow memory or latency without bound. `ReadMessages` is
 //!   not limited here; the hub caps subscribers.
 //!
-//! Every refusal of a messenger method is counted like a call the service
-//! answered: `grpc_server_started_total` and `grpc_server_handled_total`
-//! with its code, so an operator sees refused credentials and shed sends
-//! next to every other outcome.
+//! Every refusal is counted like a call the service answered
+//! (`grpc_server_started_total` and `grpc_server_handled_total` with its
+//! code), by [`tally`](crate::grpc::tally) around this layer: an operator sees
+//! refused credentials and shed sends next to every other outcome.
 //!
 //! [`TaskTrackerToken`]: tokio_util::task::task_tracker::TaskTrackerToken
 
 use crate::grpc::auth::Auth;
 use crate::grpc::error::ServiceError;
-use crate::ops::metrics::{Metrics, RpcMetrics};
+use crate::grpc::tally::SEND_PATH;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -36,10 +36,6 @@ use tokio_util::task::TaskTracker;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-/// The gRPC paths of the two methods (the first is the limited one).
-const SEND_PATH: &str = "/mes_grpc.MessengerServer/SendMessage";
-const READ_PATH: &str = "/mes_grpc.MessengerServer/ReadMessages";
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Wraps the messenger service; see the module docs.
@@ -49,7 +45,6 @@ pub(crate) struct Admission<S> {
     in_flight: TaskTracker,
     sends: Arc<Semaphore>,
     max_sends: usize,
-    metrics: Arc<Metrics>,
     auth: Option<Auth>,
 }
 
@@ -58,7 +53,6 @@ impl<S> Admission<S> {
         inner: S,
         in_flight: TaskTracker,
         max_sends: usize,
-        metrics: Arc<Metrics>,
         auth: Option<Auth>,
     ) -> Self {
         Self {
@@ -66,24 +60,8 @@ impl<S> Admission<S> {
             in_flight,
             sends: Arc::new(Semaphore::new(max_sends)),
             max_sends,
-            metrics,
             auth,
         }
-    }
-
-    /// The refusal of a call to `path`, counted for its method (a path that
-    /// names no method of ours is answered the same, uncounted).
-    fn refuse(&self, path: &str, refusal: ServiceError) -> http::Response<Body> {
-        let rpc: Option<&RpcMetrics> = match path {
-            SEND_PATH => Some(&self.metrics.send),
-            READ_PATH => Some(&self.metrics.read),
-            _ => None,
-        };
-        if let Some(rpc) = rpc {
-            rpc.started.increment(1);
-            rpc.handled(refusal.code());
-        }
-        refusal.into_http()
     }
 }
 
@@ -107,7 +85,7 @@ where
                     request.extensions_mut().insert(principal);
                 }
                 Err(refusal) => {
-                    let response = self.refuse(request.uri().path(), refusal);
+                    let response = refusal.into_http();
                     return Box::pin(async move { Ok(response) });
                 }
             }
@@ -120,7 +98,7 @@ where
                     let refusal = ServiceError::Overloaded {
                         max: self.max_sends,
                     };
-                    let response = self.refuse(SEND_PATH, refusal);
+                    let response = refusal.into_http();
                     return Box::pin(async move { Ok(response) });
                 }
             }

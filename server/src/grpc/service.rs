@@ -12,6 +12,7 @@ use crate::core::resume::{ReadOptions, set_headers};
 use crate::grpc::auth::Principal;
 use crate::grpc::error::ServiceError;
 use crate::grpc::status_spec::CallDeadline;
+use crate::grpc::tally::Claim;
 use crate::ops::metrics::{Metrics, RpcMetrics};
 use messenger_proto::limits::Limits;
 use messenger_proto::pb::messenger_server_server::MessengerServer;
@@ -115,6 +116,8 @@ impl MessengerServer for MessengerService {
         // Put there by `Admission` too when token auth is on.
         let principal = request.extensions_mut().remove::<Principal>();
         let rpc = &self.metrics.send;
+        // Counted here from now on, not by the call's tally (`grpc::tally`).
+        Claim::take(request.extensions());
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         let started = Instant::now();
@@ -146,6 +149,7 @@ impl MessengerServer for MessengerService {
     ) -> Result<Response<Self::ReadMessagesStream>, Status> {
         let principal = request.extensions_mut().remove::<Principal>();
         let rpc = &self.metrics.read;
+        Claim::take(request.extensions());
         rpc.started.increment(1);
         rpc.msg_received.increment(1);
         // A broker replica before its first load has only a placeholder

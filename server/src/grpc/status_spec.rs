@@ -34,6 +34,10 @@
 //!   is `DEADLINE_EXCEEDED`. tonic ran all of these calls, the last two with
 //!   no deadline.
 //!
+//! A messenger call that one of these rules (or tonic's codec, or
+//! [`Admission`](crate::grpc::admission::Admission)) ends before its handler
+//! runs is counted in `grpc_server_*` here ([`tally`](crate::grpc::tally)).
+//!
 //! And every `grpc-message` is bounded ([`bounded`]): caller input is quoted
 //! by the one rule (`messenger_proto::quote`), also in tonic's message for an
 //! unsupported `grpc-encoding` and in the name of an unknown method, and no
@@ -49,11 +53,14 @@ mod head;
 mod one_message;
 
 use crate::grpc::error::{DEADLINE_MESSAGE, ServiceError};
+use crate::grpc::tally::Tally;
+use crate::ops::metrics::Metrics;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
@@ -146,11 +153,14 @@ fn status_response<RB>(
 }
 
 /// Puts [`Spec`] around the port's services.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct SpecLayer {
     /// How long a call that takes one request message may take to send it
     /// ([`one_message`]).
     pub(crate) request_within: Duration,
+    /// Where a messenger call that ends before its handler is counted
+    /// ([`tally`](crate::grpc::tally)).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl<S> Layer<S> for SpecLayer {
@@ -160,15 +170,17 @@ impl<S> Layer<S> for SpecLayer {
         Spec {
             inner,
             request_within: self.request_within,
+            metrics: Arc::clone(&self.metrics),
         }
     }
 }
 
 /// See the module docs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Spec<S> {
     inner: S,
     request_within: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl<S, RB> Service<http::Request<tonic::body::Body>> for Spec<S>
@@ -184,22 +196,34 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         let path = request.uri().path().to_owned();
+        let (tally, claim) = match Tally::open(&self.metrics, &path) {
+            Some((tally, claim)) => {
+                request.extensions_mut().insert(claim.clone());
+                (Some(tally), Some(claim))
+            }
+            None => (None, None),
+        };
         let timeout = match head::check(&request) {
             Ok(timeout) => timeout,
             Err((http, error)) => {
+                if let Some(tally) = tally {
+                    tally.ended_with(error.code());
+                }
                 return Box::pin(async move { Ok(status_response(http, error)) });
             }
         };
         let deadline = timeout.map(|d| Instant::now() + d);
-        let mut request = request;
+        let tally = tally.map(|t| t.with_deadline(deadline));
         if let Some(at) = deadline {
             request.extensions_mut().insert(CallDeadline(at));
         }
         let request = if one_message::takes_one_request(request.uri().path()) {
             let within = self.request_within;
-            request.map(|body| tonic::body::Body::new(one_message::OneMessage::new(body, within)))
+            request.map(|body| {
+                tonic::body::Body::new(one_message::OneMessage::new(body, within, claim))
+            })
         } else {
             request
         };
@@ -211,12 +235,19 @@ where
                     Ok(response) => response?,
                     Err(_) => {
                         let ok = http::StatusCode::OK;
-                        return Ok(status_response(ok, ServiceError::DeadlineExceeded));
+                        let error = ServiceError::DeadlineExceeded;
+                        if let Some(tally) = tally {
+                            tally.ended_with(error.code());
+                        }
+                        return Ok(status_response(ok, error));
                     }
                 },
             };
             correct(response.headers_mut());
             name_unknown_method(response.headers_mut(), &path);
+            if let Some(tally) = tally {
+                tally.ended(response.headers());
+            }
             Ok(response.map(|inner| SpecBody {
                 inner: Some(inner),
                 deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),

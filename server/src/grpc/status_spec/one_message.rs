@@ -10,6 +10,7 @@
 //! admission permit, for as long as its connection lives.
 
 use crate::grpc::error::ServiceError;
+use crate::grpc::tally::Claim;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
@@ -47,11 +48,14 @@ pub(super) struct OneMessage<B> {
     started: u32,
     /// The request stream must end by then; `None` once it has.
     arrive_by: Option<(Pin<Box<Sleep>>, Duration)>,
+    /// A messenger call's claim, told when the caller resets the call.
+    claim: Option<Claim>,
 }
 
 impl<B> OneMessage<B> {
-    /// `inner`, whose request stream must end within `within`.
-    pub(super) fn new(inner: B, within: Duration) -> Self {
+    /// `inner`, whose request stream must end within `within`; `claim`,
+    /// a messenger call's ([`Claim::caller_reset`]).
+    pub(super) fn new(inner: B, within: Duration, claim: Option<Claim>) -> Self {
         Self {
             inner,
             prefix: [0; PREFIX],
@@ -59,6 +63,7 @@ impl<B> OneMessage<B> {
             payload_left: 0,
             started: 0,
             arrive_by: Some((Box::pin(tokio::time::sleep(within)), within)),
+            claim,
         }
     }
 
@@ -139,6 +144,13 @@ where
             }
             end => {
                 this.arrive_by = None;
+                // hyper's error for a stream the caller reset (RST_STREAM).
+                if let Poll::Ready(Some(Err(status))) = &end
+                    && status.code() == tonic::Code::Cancelled
+                    && let Some(claim) = &this.claim
+                {
+                    claim.caller_reset();
+                }
                 end
             }
         }
@@ -170,13 +182,13 @@ mod tests {
     async fn one_message_in_any_split_passes_and_a_second_is_refused() {
         let one = framed(b"hello");
         for split in 0..=one.len() {
-            let mut body = OneMessage::new((), Duration::from_secs(10));
+            let mut body = OneMessage::new((), Duration::from_secs(10), None);
             assert!(body.scan(&one[..split]).is_ok());
             assert!(body.scan(&one[split..]).is_ok());
             assert_eq!(body.started, 1, "split at {split}");
         }
         let two = [one.clone(), framed(b"")].concat();
-        let mut body = OneMessage::new((), Duration::from_secs(10));
+        let mut body = OneMessage::new((), Duration::from_secs(10), None);
         assert_eq!(
             body.scan(&two).unwrap_err().code(),
             tonic::Code::Unimplemented
