@@ -31,7 +31,8 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
     let good = frame(false, good.len() as u32, &good);
     // Field 1 as a varint where a string is due: unparsable protobuf.
     let garbage = frame(false, 2, &[0x08, 0x96]);
-    let calls: [Call; 5] = [
+    let empty = frame(false, 0, &[]);
+    let calls: [Call; 6] = [
         ("unparsable", SEND_PATH, vec![], garbage, Code::Internal),
         (
             "two requests",
@@ -54,6 +55,13 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
             Vec::new(),
             Code::Unimplemented,
         ),
+        (
+            "refused by the handler",
+            READ_PATH,
+            vec![("messenger-since", "garbage")],
+            empty,
+            Code::InvalidArgument,
+        ),
         ("handled: OK", SEND_PATH, vec![], good.clone(), Code::Ok),
     ];
     for (what, path, headers, body, want) in calls {
@@ -70,12 +78,20 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
         .await;
     let (code, _) = grpc_status(response).await;
     assert_eq!(code, Code::DeadlineExceeded as i32);
-    // The caller resets the call before its message arrives.
-    let (response, mut send) = raw.open(SEND_PATH, GRPC).await;
-    send.send_data(Bytes::from(good[..3].to_vec()), false)
-        .unwrap();
-    send.send_reset(h2::Reason::CANCEL);
-    drop(response);
+    // The caller resets the call before its message has ended, with any
+    // code: mid-message, or after a whole one but before END_STREAM (which
+    // tonic took for the end of the body, and published it).
+    let resets = [
+        (&good[..3], h2::Reason::CANCEL),
+        (&good[..3], h2::Reason::INTERNAL_ERROR),
+        (&good[..], h2::Reason::CANCEL),
+    ];
+    for (sent, reason) in resets {
+        let (response, mut send) = raw.open(SEND_PATH, GRPC).await;
+        send.send_data(Bytes::from(sent.to_vec()), false).unwrap();
+        send.send_reset(reason);
+        drop(response);
+    }
 
     let send = |code| {
         [
@@ -85,8 +101,8 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
             ("grpc_type", "unary"),
         ]
     };
-    let m = wait_metrics(&server.metrics_url(), "the reset call counted", |m| {
-        m.sum("grpc_server_handled_total", &send("Canceled")) >= 1.0
+    let m = wait_metrics(&server.metrics_url(), "the reset calls counted", |m| {
+        m.sum("grpc_server_handled_total", &send("Canceled")) >= 3.0
     })
     .await;
     let handled = |labels: &[(&str, &str)]| m.sum("grpc_server_handled_total", labels);
@@ -95,24 +111,34 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
         ("Unimplemented", 1.0),
         ("DeadlineExceeded", 2.0),
         ("InvalidArgument", 1.0),
-        ("Canceled", 1.0),
+        ("Canceled", 3.0),
         ("OK", 1.0),
     ];
     for (code, want) in counts {
         assert_eq!(handled(&send(code)), want, "SendMessage {code}");
     }
     let all_sends = handled(&[("grpc_method", "SendMessage")]);
-    assert_eq!(all_sends, 7.0, "nothing counted twice");
-    let read = [
-        ("grpc_method", "ReadMessages"),
-        ("grpc_code", "Unimplemented"),
-    ];
-    assert_eq!(handled(&read), 1.0);
+    assert_eq!(all_sends, 9.0, "nothing counted twice");
+    for code in ["Unimplemented", "InvalidArgument"] {
+        let read = [("grpc_method", "ReadMessages"), ("grpc_code", code)];
+        assert_eq!(handled(&read), 1.0, "ReadMessages {code}");
+    }
     let started = |method| m.sum("grpc_server_started_total", &[("grpc_method", method)]);
     assert_eq!(
         (started("SendMessage"), started("ReadMessages")),
-        (7.0, 1.0)
+        (9.0, 2.0)
     );
-    let calls = [("grpc_method", "SendMessage")];
-    assert_eq!(m.sum("grpc_server_handling_seconds_count", &calls), 7.0);
+    let timed = |method| {
+        m.sum(
+            "grpc_server_handling_seconds_count",
+            &[("grpc_method", method)],
+        )
+    };
+    assert_eq!((timed("SendMessage"), timed("ReadMessages")), (9.0, 2.0));
+    let accepted = m.value("messenger_messages_accepted_total", &[]);
+    assert_eq!(
+        accepted,
+        Some(1.0),
+        "a reset call's message is not published"
+    );
 }

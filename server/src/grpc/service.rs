@@ -151,6 +151,7 @@ impl MessengerServer for MessengerService {
         let rpc = &self.metrics.read;
         Claim::take(request.extensions());
         rpc.started.increment(1);
+        let started = Instant::now();
         rpc.msg_received.increment(1);
         // A broker replica before its first load has only a placeholder
         // epoch: a stream opened now would end "history lost" when the
@@ -170,6 +171,7 @@ impl MessengerServer for MessengerService {
             Ok(s) => s,
             Err(e) => {
                 rpc.handled(e.code());
+                rpc.handling.record(started.elapsed().as_secs_f64());
                 return Err(e.into());
             }
         };

@@ -66,10 +66,14 @@ impl Claim {
         }
     }
 
-    /// The caller reset the call before its request message was whole.
-    /// tonic reads that as a message cut short (`INTERNAL`, its codec takes
-    /// a cancelled request body for its end), which the caller never sees:
-    /// it is counted as `Canceled`, as a reset call is everywhere else.
+    /// The caller reset the call (any RST_STREAM code) or its connection
+    /// failed before its request message ended. Nobody reads the answer: it
+    /// is counted as `Canceled`, as a reset call is everywhere else.
+    ///
+    /// Not seen: an RST_STREAM(NO_ERROR), which hyper reports as the end of
+    /// the request body (RFC 9113 §8.1 gives it to a server whose answer is
+    /// complete; a client sending it after a whole message gets its call
+    /// run).
     pub(crate) fn caller_reset(&self) {
         self.0.fetch_or(CALLER_RESET, Ordering::AcqRel);
     }

@@ -31,6 +31,11 @@ pub(super) fn takes_one_request(path: &str) -> bool {
         .is_some_and(|(service, _)| ONE_REQUEST_SERVICES.contains(&service))
 }
 
+/// The status of a call whose request body failed: its caller reset it or
+/// its connection failed (nobody reads the answer; the tally counts it
+/// `Canceled`).
+const CALLER_RESET: &str = "the caller reset the call before its request message ended";
+
 /// The gRPC length prefix: compressed flag and a big-endian u32.
 const PREFIX: usize = 5;
 
@@ -144,12 +149,16 @@ where
             }
             end => {
                 this.arrive_by = None;
-                // hyper's error for a stream the caller reset (RST_STREAM).
-                if let Poll::Ready(Some(Err(status))) = &end
-                    && status.code() == tonic::Code::Cancelled
-                    && let Some(claim) = &this.claim
-                {
-                    claim.caller_reset();
+                // Any error of hyper's request body: the caller reset the
+                // stream (RST_STREAM, whatever its code) or its connection
+                // failed. Never passed on as CANCELLED, hyper's status for a
+                // CANCEL reset: tonic's codec takes that for the end of the
+                // body, and would run the handler on a call its caller gave up.
+                if let Poll::Ready(Some(Err(_))) = &end {
+                    if let Some(claim) = &this.claim {
+                        claim.caller_reset();
+                    }
+                    return Poll::Ready(Some(Err(Status::aborted(CALLER_RESET))));
                 }
                 end
             }
