@@ -2,13 +2,15 @@
 //! `grpc_server_handled_total`, also one that ends before its handler runs:
 //! a malformed or missing request message, too many of them, a head the
 //! port refuses, a passed deadline, a caller gone while its message was
-//! awaited. They appeared in no metric before, so an operator saw OK
-//! traffic only while callers got errors.
+//! awaited, a stream this server's h2 reset for the caller's protocol error.
+//! They appeared in no metric before, so an operator saw OK traffic only
+//! while callers got errors.
 
 use bytes::Bytes;
 use messenger_tests::procs::spawn_server;
 use messenger_tests::prom::wait_metrics;
 use messenger_tests::raw::{Raw, SEND_PATH, encoded_request, frame, grpc_status};
+use messenger_tests::within;
 use tonic::Code;
 
 const GRPC: &str = "application/grpc";
@@ -92,6 +94,30 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
         send.send_reset(reason);
         drop(response);
     }
+    // This server's h2 resets the stream itself: a `content-length` the DATA
+    // frames fall short of, or overrun. The caller sees RST_STREAM
+    // (PROTOCOL_ERROR), which gRPC maps to INTERNAL: counted as such, not as
+    // the caller's reset, and nothing is published.
+    let declared = (good.len() + 1).to_string();
+    let short_of = (good.len() - 1).to_string();
+    let mismatched = [
+        (SEND_PATH, &declared),
+        (SEND_PATH, &short_of),
+        (READ_PATH, &declared),
+    ];
+    for (path, length) in mismatched {
+        let headers = [("content-length", length.as_str())];
+        let (response, mut send) = raw.open_with(path, GRPC, &headers).await;
+        send.send_data(Bytes::from(good.clone()), true).unwrap();
+        let reset = within("the server's reset", response)
+            .await
+            .expect_err("the server resets a stream whose length does not match");
+        assert_eq!(
+            reset.reason(),
+            Some(h2::Reason::PROTOCOL_ERROR),
+            "{path} with content-length {length}: {reset}"
+        );
+    }
 
     let send = |code| {
         [
@@ -101,13 +127,14 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
             ("grpc_type", "unary"),
         ]
     };
-    let m = wait_metrics(&server.metrics_url(), "the reset calls counted", |m| {
-        m.sum("grpc_server_handled_total", &send("Canceled")) >= 3.0
+    let m = wait_metrics(&server.metrics_url(), "every call counted", |m| {
+        let handled = |method| m.sum("grpc_server_handled_total", &[("grpc_method", method)]);
+        handled("SendMessage") >= 11.0 && handled("ReadMessages") >= 3.0
     })
     .await;
     let handled = |labels: &[(&str, &str)]| m.sum("grpc_server_handled_total", labels);
     let counts = [
-        ("Internal", 1.0),
+        ("Internal", 3.0),
         ("Unimplemented", 1.0),
         ("DeadlineExceeded", 2.0),
         ("InvalidArgument", 1.0),
@@ -118,15 +145,15 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
         assert_eq!(handled(&send(code)), want, "SendMessage {code}");
     }
     let all_sends = handled(&[("grpc_method", "SendMessage")]);
-    assert_eq!(all_sends, 9.0, "nothing counted twice");
-    for code in ["Unimplemented", "InvalidArgument"] {
+    assert_eq!(all_sends, 11.0, "nothing counted twice");
+    for code in ["Unimplemented", "InvalidArgument", "Internal"] {
         let read = [("grpc_method", "ReadMessages"), ("grpc_code", code)];
         assert_eq!(handled(&read), 1.0, "ReadMessages {code}");
     }
     let started = |method| m.sum("grpc_server_started_total", &[("grpc_method", method)]);
     assert_eq!(
         (started("SendMessage"), started("ReadMessages")),
-        (9.0, 2.0)
+        (11.0, 3.0)
     );
     let timed = |method| {
         m.sum(
@@ -134,11 +161,11 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
             &[("grpc_method", method)],
         )
     };
-    assert_eq!((timed("SendMessage"), timed("ReadMessages")), (9.0, 2.0));
+    assert_eq!((timed("SendMessage"), timed("ReadMessages")), (11.0, 3.0));
     let accepted = m.value("messenger_messages_accepted_total", &[]);
     assert_eq!(
         accepted,
         Some(1.0),
-        "a reset call's message is not published"
+        "a reset call's message is not published, nor one of a mismatched length"
     );
 }

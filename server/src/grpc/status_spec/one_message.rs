@@ -13,12 +13,13 @@ use crate::grpc::error::ServiceError;
 use crate::grpc::tally::Claim;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
+use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Services on our port whose every method takes exactly one request.
 /// Reflection's `ServerReflectionInfo` is a bidirectional stream: not here.
@@ -31,8 +32,8 @@ pub(super) fn takes_one_request(path: &str) -> bool {
         .is_some_and(|(service, _)| ONE_REQUEST_SERVICES.contains(&service))
 }
 
-/// The status of a call whose request body failed: its caller reset it or
-/// its connection failed (nobody reads the answer; the tally counts it
+/// The status of a call whose request body failed because its caller reset
+/// it or its connection failed (nobody reads the answer; the tally counts it
 /// `Canceled`).
 const CALLER_RESET: &str = "the caller reset the call before its request message ended";
 
@@ -106,6 +107,41 @@ impl<B> OneMessage<B> {
     }
 }
 
+impl<B> OneMessage<B> {
+    /// The status for a request body that failed with `failed`, never
+    /// `CANCELLED`: tonic's codec takes that for the end of the body, and
+    /// would run the handler on a call that did not arrive whole.
+    ///
+    /// - This server's h2 reset the stream itself, for a protocol error of
+    ///   the caller's (a `content-length` the DATA frames do not match, a
+    ///   flow-control violation): the caller sees that RST_STREAM, whose
+    ///   reason gRPC maps to a code (`PROTOCOL_ERROR` → `INTERNAL`,
+    ///   grpc/grpc `doc/PROTOCOL-HTTP2.md`, "Errors"; tonic's mapping, kept
+    ///   in `failed`). That code is the answer, so the tally counts it.
+    /// - Anything else (the caller's RST_STREAM, whatever its code, or a
+    ///   dead connection): the caller reset the call ([`Claim::caller_reset`]).
+    fn failed(&self, failed: &Status) -> Status {
+        if reset_by_us(failed) && failed.code() != Code::Cancelled {
+            return Status::new(
+                failed.code(),
+                format!("the server reset the stream: {}", failed.message()),
+            );
+        }
+        if let Some(claim) = &self.claim {
+            claim.caller_reset();
+        }
+        Status::aborted(CALLER_RESET)
+    }
+}
+
+/// Whether `failed` is an RST_STREAM this process's h2 sent (not one it
+/// received, nor a GOAWAY or an I/O error), found in its source chain.
+fn reset_by_us(failed: &Status) -> bool {
+    std::iter::successors(Some(failed as &(dyn Error + 'static)), |&e| e.source())
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|h2| h2.is_reset() && h2.is_library())
+}
+
 fn too_many() -> Status {
     ServiceError::SecondRequestMessage.into()
 }
@@ -147,19 +183,12 @@ where
                 this.arrive_by = None;
                 Poll::Ready(Some(Err(ServiceError::RequestNotArrived { within }.into())))
             }
+            Poll::Ready(Some(Err(failed))) => {
+                this.arrive_by = None;
+                Poll::Ready(Some(Err(this.failed(&failed))))
+            }
             end => {
                 this.arrive_by = None;
-                // Any error of hyper's request body: the caller reset the
-                // stream (RST_STREAM, whatever its code) or its connection
-                // failed. Never passed on as CANCELLED, hyper's status for a
-                // CANCEL reset: tonic's codec takes that for the end of the
-                // body, and would run the handler on a call its caller gave up.
-                if let Poll::Ready(Some(Err(_))) = &end {
-                    if let Some(claim) = &this.claim {
-                        claim.caller_reset();
-                    }
-                    return Poll::Ready(Some(Err(Status::aborted(CALLER_RESET))));
-                }
                 end
             }
         }
