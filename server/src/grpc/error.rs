@@ -141,6 +141,21 @@ pub enum ServiceError {
         .within.as_secs_f64()
     )]
     RequestNotArrived { within: std::time::Duration },
+    /// The caller reset the call (RST_STREAM, whatever its code) or its
+    /// connection failed before its request message ended. Nobody reads the
+    /// answer. ABORTED, never CANCELLED: tonic's codec takes CANCELLED for
+    /// the end of the request body, and would run the handler.
+    #[error("the caller reset the call before its request message ended")]
+    CallerReset,
+    /// This server's HTTP/2 layer reset the request stream for the caller's
+    /// error (a malformed request, RFC 9113 §8.1.1, such as a
+    /// `content-length` its DATA frames do not match). `code` is the one
+    /// gRPC maps that RST_STREAM's reason to (grpc/grpc
+    /// `doc/PROTOCOL-HTTP2.md`, "Errors": `PROTOCOL_ERROR` → INTERNAL),
+    /// which the caller sees; `reset` is h2's description. Never CANCELLED,
+    /// as above.
+    #[error("the server reset the stream: {reset}")]
+    StreamReset { code: Code, reset: String },
     /// `grpc.health.v1.Health` asked about a service it does not know
     /// (health.proto: `Check` answers NOT_FOUND).
     #[error("unknown service {}; grpc.reflection lists the services", quote(.service))]
@@ -212,6 +227,11 @@ impl ServiceError {
             Self::SecondRequestMessage | Self::NoRequestMessage => Code::Unimplemented,
             Self::RequestNotArrived { .. } => Code::DeadlineExceeded,
             Self::UnknownHealthService { .. } => Code::NotFound,
+            Self::CallerReset => Code::Aborted,
+            Self::StreamReset { code, .. } => match code {
+                Code::Cancelled => Code::Aborted,
+                code => *code,
+            },
             Self::ReflectionTranscode(_)
             | Self::MalformedTimeout { .. }
             | Self::RepeatedTimeout { .. }
@@ -267,6 +287,25 @@ mod tests {
         assert_eq!(
             status.message(),
             format!("`text` is 6 bytes; the limit is 5 bytes ({ENV_MAX_TEXT_BYTES})")
+        );
+    }
+
+    #[test]
+    fn a_failed_request_body_is_never_answered_cancelled() {
+        // tonic's codec takes CANCELLED for the end of the request body.
+        assert_eq!(ServiceError::CallerReset.code(), Code::Aborted);
+        let reset = |code| {
+            Status::from(ServiceError::StreamReset {
+                code,
+                reset: "h2 protocol error: stream error sent by user".into(),
+            })
+        };
+        assert_eq!(reset(Code::Internal).code(), Code::Internal);
+        assert_eq!(reset(Code::Cancelled).code(), Code::Aborted);
+        assert!(
+            reset(Code::Internal)
+                .message()
+                .starts_with("the server reset the stream: h2 protocol error")
         );
     }
 

@@ -32,11 +32,6 @@ pub(super) fn takes_one_request(path: &str) -> bool {
         .is_some_and(|(service, _)| ONE_REQUEST_SERVICES.contains(&service))
 }
 
-/// The status of a call whose request body failed because its caller reset
-/// it or its connection failed (nobody reads the answer; the tally counts it
-/// `Canceled`).
-const CALLER_RESET: &str = "the caller reset the call before its request message ended";
-
 /// The gRPC length prefix: compressed flag and a big-endian u32.
 const PREFIX: usize = 5;
 
@@ -108,29 +103,28 @@ impl<B> OneMessage<B> {
 }
 
 impl<B> OneMessage<B> {
-    /// The status for a request body that failed with `failed`, never
-    /// `CANCELLED`: tonic's codec takes that for the end of the body, and
-    /// would run the handler on a call that did not arrive whole.
-    ///
-    /// - This server's h2 reset the stream itself, for a protocol error of
-    ///   the caller's (a `content-length` the DATA frames do not match, a
-    ///   flow-control violation): the caller sees that RST_STREAM, whose
-    ///   reason gRPC maps to a code (`PROTOCOL_ERROR` → `INTERNAL`,
-    ///   grpc/grpc `doc/PROTOCOL-HTTP2.md`, "Errors"; tonic's mapping, kept
-    ///   in `failed`). That code is the answer, so the tally counts it.
-    /// - Anything else (the caller's RST_STREAM, whatever its code, or a
-    ///   dead connection): the caller reset the call ([`Claim::caller_reset`]).
+    /// The answer to a request body that failed with `failed`, never
+    /// `CANCELLED` (tonic's codec takes that for the end of the body, and
+    /// would run the handler on a call that did not arrive whole):
+    /// - this server's h2 reset the stream itself, for the caller's protocol
+    ///   error: the code gRPC maps that RST_STREAM's reason to (tonic's
+    ///   mapping, kept in `failed`), which the caller sees, so the tally
+    ///   counts it ([`ServiceError::StreamReset`]);
+    /// - anything else (the caller's RST_STREAM, whatever its code, or a
+    ///   dead connection): the caller reset the call
+    ///   ([`Claim::caller_reset`], [`ServiceError::CallerReset`]).
     fn failed(&self, failed: &Status) -> Status {
         if reset_by_us(failed) && failed.code() != Code::Cancelled {
-            return Status::new(
-                failed.code(),
-                format!("the server reset the stream: {}", failed.message()),
-            );
+            return ServiceError::StreamReset {
+                code: failed.code(),
+                reset: failed.message().to_owned(),
+            }
+            .into();
         }
         if let Some(claim) = &self.claim {
             claim.caller_reset();
         }
-        Status::aborted(CALLER_RESET)
+        ServiceError::CallerReset.into()
     }
 }
 
