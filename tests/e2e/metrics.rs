@@ -5,9 +5,13 @@
 
 use messenger_tests::procs::{ClientProc, spawn_client, spawn_server};
 use messenger_tests::prom::{Metrics, scrape, wait_metrics};
-use messenger_tests::{connect, grpc_send, read_n, within};
+use messenger_tests::{connect, grpc_send, read_n, subscribe_stalled, within};
 use std::time::Duration;
 use tonic::Code;
+
+/// HTTP/2's default stream window (RFC 9113 §6.9.2); tonic's client asks for
+/// 2 MiB unless told.
+const WINDOW: u32 = 65_535;
 
 const SERVER_METRICS: [(&str, &str); 15] = [
     ("grpc_server_started_total", "counter"),
@@ -207,22 +211,46 @@ async fn assert_buffered_gauge_equals_flush(client: &ClientProc, received: usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_subscriber_is_counted_as_a_slow_disconnect() {
-    const MESSAGES: usize = 200;
-    let server = spawn_server(&[("MESSENGER_SUBSCRIBER_QUEUE", "4")]).await;
-    // Never polled: HTTP/2 flow control stops the server's writes and its queue fills.
-    let stalled = server.subscribe().await;
+    const QUEUE: usize = 4;
+    let queue = QUEUE.to_string();
+    let server = spawn_server(&[("MESSENGER_SUBSCRIBER_QUEUE", &queue)]).await;
+    // Never read, with HTTP/2's default window of 65,535 bytes: the server
+    // writes 4 messages of 16 KiB (just over the window), then never again.
+    let stalled = subscribe_stalled(server.grpc_addr, WINDOW).await;
     let mut sender = server.grpc().await;
     let text = "x".repeat(16 * 1024);
-    for i in 0..MESSAGES {
+    let in_window = WINDOW as usize / text.len() + 1;
+    for i in 0..in_window {
         grpc_send(&mut sender, &format!("{i}"), &text)
             .await
             .unwrap();
     }
-    let slow = [("reason", "slow")];
-    wait_metrics(&server.metrics_url(), "a slow disconnect counted", |m| {
-        m.sum("messenger_subscriber_disconnects_total", &slow) >= 1.0
+    // The window is full once the stream has taken them: from then on the
+    // server's HTTP/2 layer never asks the stream for more, so the cut
+    // below can only be seen by the hub, however the tasks are scheduled
+    // (with the window left open the stream could still end itself).
+    wait_metrics(&server.metrics_url(), "the window filled", |m| {
+        m.sum("messenger_messages_delivered_total", &[]) >= in_window as f64
     })
     .await;
+    // Until its queue (and the batch its stream holds) overflows: cut off
+    // as slow.
+    let slow = [("reason", "slow")];
+    let mut queued = 0;
+    loop {
+        grpc_send(&mut sender, &format!("queued {queued}"), &text)
+            .await
+            .unwrap();
+        queued += 1;
+        let m = scrape(&server.metrics_url()).await;
+        if m.sum("messenger_subscriber_disconnects_total", &slow) >= 1.0 {
+            break;
+        }
+        assert!(
+            queued < 16 * QUEUE,
+            "no slow disconnect after {queued} more messages"
+        );
+    }
     // Cut off, but its stream is open until the peer closes it: still in
     // the gauge (as in the subscriber limit), then out of it.
     let m = scrape(&server.metrics_url()).await;

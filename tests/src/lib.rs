@@ -176,6 +176,26 @@ pub async fn subscribe_at(addr: SocketAddr) -> Streaming<ServerMessageResponse> 
         .into_inner()
 }
 
+/// Opens `ReadMessages` on its own connection with an HTTP/2 stream window
+/// of `window` bytes, for a subscriber that never reads: the server can
+/// write `window` bytes of it, then none. Returns once headers arrived
+/// (not flow-controlled).
+pub async fn subscribe_stalled(addr: SocketAddr, window: u32) -> Streaming<ServerMessageResponse> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("valid URI")
+        .initial_stream_window_size(window);
+    let channel = within("connect to server", channel.connect())
+        .await
+        .expect("connect to server");
+    within(
+        "ReadMessages headers",
+        MessengerServerClient::new(channel).read_messages(()),
+    )
+    .await
+    .expect("subscribe")
+    .into_inner()
+}
+
 /// A channel to `addr` over TLS with `files` (CA, optional client identity),
 /// connected; the error is the handshake's or the connection's.
 pub async fn tls_channel(
