@@ -98,12 +98,12 @@ async fn calls_ended_before_their_handler_are_counted_once_with_their_code() {
     // frames fall short of, or overrun. The caller sees RST_STREAM
     // (PROTOCOL_ERROR), which gRPC maps to INTERNAL: counted as such, not as
     // the caller's reset, and nothing is published.
-    let declared = (good.len() + 1).to_string();
-    let short_of = (good.len() - 1).to_string();
+    let longer = (good.len() + 1).to_string();
+    let shorter = (good.len() - 1).to_string();
     let mismatched = [
-        (SEND_PATH, &declared),
-        (SEND_PATH, &short_of),
-        (READ_PATH, &declared),
+        (SEND_PATH, &longer),
+        (SEND_PATH, &shorter),
+        (READ_PATH, &longer),
     ];
     for (path, length) in mismatched {
         let headers = [("content-length", length.as_str())];

@@ -12,7 +12,10 @@
 //!   repeated or late (tonic's codec and `one_message` answer before the
 //!   handler is called);
 //! - its deadline passed, or its caller gone, while it waited for that
-//!   message.
+//!   message;
+//! - its request stream reset by this server's HTTP/2 layer for the
+//!   caller's protocol error (`one_message`: counted with the code the
+//!   caller's RST_STREAM maps to, `Internal` for `PROTOCOL_ERROR`).
 //!
 //! [`Spec`](crate::grpc::status_spec::Spec) counts those here, for the two
 //! messenger methods: it opens a [`Tally`] for the call and puts its claim in

@@ -8,6 +8,11 @@
 //! `DEADLINE_EXCEEDED` naming it: otherwise a caller that sends headers and
 //! part of a message, then nothing, holds the call, and for `SendMessage` an
 //! admission permit, for as long as its connection lives.
+//!
+//! A request body that fails (the caller's reset, a dead connection, or a
+//! reset by this server's HTTP/2 layer for the caller's protocol error) is
+//! answered so that the handler never runs and the tally counts the code
+//! the caller saw ([`OneMessage::failed`]).
 
 use crate::grpc::error::ServiceError;
 use crate::grpc::tally::Claim;
@@ -100,9 +105,7 @@ impl<B> OneMessage<B> {
         }
         Ok(())
     }
-}
 
-impl<B> OneMessage<B> {
     /// The answer to a request body that failed with `failed`, never
     /// `CANCELLED` (tonic's codec takes that for the end of the body, and
     /// would run the handler on a call that did not arrive whole):
