@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Status, Streaming};
 
 /// Upper bound for any single wait in a test.
@@ -160,8 +160,16 @@ impl TestServer {
 
 /// A gRPC client for the server at `addr`, on a fresh HTTP/2 connection.
 pub async fn connect(addr: SocketAddr) -> MessengerServerClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}")).expect("valid URI");
-    let channel = within("connect to server", channel.connect())
+    connect_with(addr, |endpoint| endpoint).await
+}
+
+/// [`connect`], with the endpoint's settings changed by `settings`.
+async fn connect_with(
+    addr: SocketAddr,
+    settings: impl FnOnce(Endpoint) -> Endpoint,
+) -> MessengerServerClient<Channel> {
+    let endpoint = Channel::from_shared(format!("http://{addr}")).expect("valid URI");
+    let channel = within("connect to server", settings(endpoint).connect())
         .await
         .expect("connect to server");
     MessengerServerClient::new(channel)
@@ -169,11 +177,7 @@ pub async fn connect(addr: SocketAddr) -> MessengerServerClient<Channel> {
 
 /// Opens `ReadMessages` on its own connection; returns once headers arrived.
 pub async fn subscribe_at(addr: SocketAddr) -> Streaming<ServerMessageResponse> {
-    let mut client = connect(addr).await;
-    within("ReadMessages headers", client.read_messages(()))
-        .await
-        .expect("subscribe")
-        .into_inner()
+    read_messages(connect(addr).await).await
 }
 
 /// Opens `ReadMessages` on its own connection with an HTTP/2 stream window
@@ -181,19 +185,18 @@ pub async fn subscribe_at(addr: SocketAddr) -> Streaming<ServerMessageResponse> 
 /// write `window` bytes of it, then none. Returns once headers arrived
 /// (not flow-controlled).
 pub async fn subscribe_stalled(addr: SocketAddr, window: u32) -> Streaming<ServerMessageResponse> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("valid URI")
-        .initial_stream_window_size(window);
-    let channel = within("connect to server", channel.connect())
+    let client = connect_with(addr, |e| e.initial_stream_window_size(window)).await;
+    read_messages(client).await
+}
+
+/// `ReadMessages` on `client`, once its headers arrived.
+async fn read_messages(
+    mut client: MessengerServerClient<Channel>,
+) -> Streaming<ServerMessageResponse> {
+    within("ReadMessages headers", client.read_messages(()))
         .await
-        .expect("connect to server");
-    within(
-        "ReadMessages headers",
-        MessengerServerClient::new(channel).read_messages(()),
-    )
-    .await
-    .expect("subscribe")
-    .into_inner()
+        .expect("subscribe")
+        .into_inner()
 }
 
 /// A channel to `addr` over TLS with `files` (CA, optional client identity),
